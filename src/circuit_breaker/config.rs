@@ -1,0 +1,228 @@
+//! Circuit breaker settings, validated when built.
+
+use std::borrow::Cow;
+use std::time::Duration;
+
+use super::window::WindowKind;
+use crate::error::ConfigError;
+
+/// How a breaker judges health and how long it stays open. Build with
+/// [`CircuitBreakerConfig::builder`]; every setter says its default.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CircuitBreakerConfig {
+    pub(super) name: Cow<'static, str>,
+    pub(super) window: WindowKind,
+    pub(super) failure_rate_threshold: f64,
+    pub(super) slow_call_rate_threshold: f64,
+    pub(super) slow_call_duration: Duration,
+    pub(super) minimum_calls: u32,
+    pub(super) open_duration: Duration,
+    pub(super) open_backoff_multiplier: f64,
+    pub(super) max_open_duration: Duration,
+    pub(super) open_jitter: f64,
+    pub(super) half_open_calls: u32,
+    pub(super) seed: Option<u64>,
+}
+
+impl CircuitBreakerConfig {
+    /// A builder with the defaults below, for a breaker called `name` (e.g. the region).
+    pub fn builder(name: impl Into<Cow<'static, str>>) -> CircuitBreakerConfigBuilder {
+        CircuitBreakerConfigBuilder {
+            config: CircuitBreakerConfig {
+                name: name.into(),
+                window: WindowKind::Time(Duration::from_secs(10)),
+                failure_rate_threshold: 0.5,
+                slow_call_rate_threshold: 1.0,
+                slow_call_duration: Duration::from_secs(5),
+                minimum_calls: 10,
+                open_duration: Duration::from_secs(5),
+                open_backoff_multiplier: 2.0,
+                max_open_duration: Duration::from_secs(60),
+                open_jitter: 0.2,
+                half_open_calls: 3,
+                seed: None,
+            },
+        }
+    }
+
+    /// The breaker's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+/// Builds a [`CircuitBreakerConfig`].
+#[derive(Debug, Clone)]
+pub struct CircuitBreakerConfigBuilder {
+    config: CircuitBreakerConfig,
+}
+
+impl CircuitBreakerConfigBuilder {
+    /// The sliding window. Defaults to the calls of the last 10 s.
+    pub fn window(mut self, window: WindowKind) -> Self {
+        self.config.window = window;
+        self
+    }
+
+    /// Opens when at least this fraction of the window's calls failed. Defaults to 0.5.
+    pub fn failure_rate_threshold(mut self, rate: f64) -> Self {
+        self.config.failure_rate_threshold = rate;
+        self
+    }
+
+    /// Opens when at least this fraction of the window's calls were slow. Defaults to 1.0
+    /// (only when every call is slow).
+    pub fn slow_call_rate_threshold(mut self, rate: f64) -> Self {
+        self.config.slow_call_rate_threshold = rate;
+        self
+    }
+
+    /// A call taking at least this long is slow. Defaults to 5 s.
+    pub fn slow_call_duration(mut self, duration: Duration) -> Self {
+        self.config.slow_call_duration = duration;
+        self
+    }
+
+    /// The window must hold this many calls before the breaker judges. Defaults to 10.
+    pub fn minimum_calls(mut self, calls: u32) -> Self {
+        self.config.minimum_calls = calls;
+        self
+    }
+
+    /// How long the breaker stays open the first time. Defaults to 5 s.
+    pub fn open_duration(mut self, duration: Duration) -> Self {
+        self.config.open_duration = duration;
+        self
+    }
+
+    /// Each consecutive re-opening (open → half-open → open) multiplies the open duration by
+    /// this, up to `max_open_duration`. 1.0 disables growth. Defaults to 2.0.
+    pub fn open_backoff(mut self, multiplier: f64, max_open_duration: Duration) -> Self {
+        self.config.open_backoff_multiplier = multiplier;
+        self.config.max_open_duration = max_open_duration;
+        self
+    }
+
+    /// Spreads each open duration uniformly by ± this fraction, so a fleet's breakers do not
+    /// probe a recovering database all at once. Defaults to 0.2.
+    pub fn open_jitter(mut self, fraction: f64) -> Self {
+        self.config.open_jitter = fraction;
+        self
+    }
+
+    /// Probe calls let through while half-open; all must succeed to close. Others are
+    /// rejected at once. Defaults to 3.
+    pub fn half_open_calls(mut self, calls: u32) -> Self {
+        self.config.half_open_calls = calls;
+        self
+    }
+
+    /// Seeds the open-duration jitter, for reproducible tests. Defaults to random.
+    pub fn seed(mut self, seed: u64) -> Self {
+        self.config.seed = Some(seed);
+        self
+    }
+
+    /// Validates and builds. Errors name the field and the value.
+    pub fn build(self) -> Result<CircuitBreakerConfig, ConfigError> {
+        let c = self.config;
+        let rate = |field: &'static str, v: f64| {
+            if v.is_finite() && v > 0.0 && v <= 1.0 {
+                Ok(())
+            } else {
+                Err(ConfigError::new(field, v, "must be in (0.0, 1.0]"))
+            }
+        };
+        if c.name.is_empty() {
+            return Err(ConfigError::new(
+                "breaker.name",
+                &c.name,
+                "must not be empty",
+            ));
+        }
+        match c.window {
+            WindowKind::Count(0) => {
+                return Err(ConfigError::new(
+                    "breaker.window",
+                    c.window,
+                    "must hold at least 1 call",
+                ))
+            }
+            WindowKind::Time(d) if d < Duration::from_millis(10) => {
+                return Err(ConfigError::new(
+                    "breaker.window",
+                    c.window,
+                    "must be at least 10ms",
+                ))
+            }
+            _ => {}
+        }
+        rate("breaker.failure_rate_threshold", c.failure_rate_threshold)?;
+        rate(
+            "breaker.slow_call_rate_threshold",
+            c.slow_call_rate_threshold,
+        )?;
+        if c.slow_call_duration.is_zero() {
+            return Err(ConfigError::new(
+                "breaker.slow_call_duration",
+                c.slow_call_duration,
+                "must be greater than zero",
+            ));
+        }
+        if c.minimum_calls == 0 {
+            return Err(ConfigError::new(
+                "breaker.minimum_calls",
+                0,
+                "must be at least 1",
+            ));
+        }
+        if let WindowKind::Count(n) = c.window {
+            if c.minimum_calls > n {
+                return Err(ConfigError::new(
+                    "breaker.minimum_calls",
+                    c.minimum_calls,
+                    format!("must not exceed the count window ({n}), or the breaker never judges"),
+                ));
+            }
+        }
+        if c.open_duration.is_zero() {
+            return Err(ConfigError::new(
+                "breaker.open_duration",
+                c.open_duration,
+                "must be greater than zero",
+            ));
+        }
+        if !c.open_backoff_multiplier.is_finite() || c.open_backoff_multiplier < 1.0 {
+            return Err(ConfigError::new(
+                "breaker.open_backoff_multiplier",
+                c.open_backoff_multiplier,
+                "must be at least 1.0",
+            ));
+        }
+        if c.max_open_duration < c.open_duration {
+            return Err(ConfigError::new(
+                "breaker.max_open_duration",
+                c.max_open_duration,
+                format!(
+                    "must be at least `breaker.open_duration` ({:?})",
+                    c.open_duration
+                ),
+            ));
+        }
+        if !c.open_jitter.is_finite() || !(0.0..1.0).contains(&c.open_jitter) {
+            return Err(ConfigError::new(
+                "breaker.open_jitter",
+                c.open_jitter,
+                "must be in [0.0, 1.0)",
+            ));
+        }
+        if c.half_open_calls == 0 {
+            return Err(ConfigError::new(
+                "breaker.half_open_calls",
+                0,
+                "must be at least 1",
+            ));
+        }
+        Ok(c)
+    }
+}

@@ -1,0 +1,76 @@
+use std::time::Duration;
+
+use tower::Layer;
+
+use super::{AttemptTimeout, Deadline};
+use crate::observe::SharedObserver;
+
+/// Applies a total [`Deadline`] (timeout budget) to every call.
+#[derive(Clone)]
+pub struct DeadlineLayer {
+    pub(super) total: Duration,
+    pub(super) observer: Option<SharedObserver>,
+}
+
+impl std::fmt::Debug for DeadlineLayer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DeadlineLayer")
+            .field("total", &self.total)
+            .finish_non_exhaustive()
+    }
+}
+
+impl DeadlineLayer {
+    /// Reports deadline events to `observer`. Defaults to none (tracing only).
+    pub fn with_observer(mut self, observer: SharedObserver) -> Self {
+        self.observer = Some(observer);
+        self
+    }
+}
+
+impl<S> Layer<S> for DeadlineLayer {
+    type Service = Deadline<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        Deadline {
+            inner,
+            total: self.total,
+            observer: self.observer.clone(),
+        }
+    }
+}
+
+/// Applies a per-attempt timeout, cut to the remaining budget, to every call.
+#[derive(Clone)]
+pub struct AttemptTimeoutLayer {
+    pub(super) attempt: Duration,
+    pub(super) observer: Option<SharedObserver>,
+}
+
+impl std::fmt::Debug for AttemptTimeoutLayer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AttemptTimeoutLayer")
+            .field("attempt", &self.attempt)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AttemptTimeoutLayer {
+    /// Reports timeout events to `observer`. Defaults to none (tracing only).
+    pub fn with_observer(mut self, observer: SharedObserver) -> Self {
+        self.observer = Some(observer);
+        self
+    }
+}
+
+impl<S> Layer<S> for AttemptTimeoutLayer {
+    type Service = AttemptTimeout<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        AttemptTimeout {
+            inner,
+            attempt: self.attempt,
+            observer: self.observer.clone(),
+        }
+    }
+}

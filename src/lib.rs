@@ -1,0 +1,58 @@
+//! # mssql-resilience
+//!
+//! Resilience middleware for API services that talk to SQL Server / Azure SQL through
+//! [tiberius]: timeout budgets, retries with jitter and a retry budget, circuit breakers
+//! and (with the SQL integration) regional failover, as plain [`tower`] layers.
+//!
+//! Each layer works on any `tower::Service` whose error converts into [`Error`] and whose
+//! request carries a [`RequestContext`] (see [`HasContext`]), so the layers can be tested
+//! with `tower_test::mock` and reused outside SQL. The standard order, outermost first:
+//!
+//! ```text
+//! deadline (total budget) → retry (classifier, backoff, budget) → [failover router]
+//!   → circuit breaker (per region) → attempt timeout → pool → tiberius
+//! ```
+//!
+//! ```
+//! use std::time::Duration;
+//! use tower::{Service, ServiceBuilder, ServiceExt, service_fn};
+//! use mssql_resilience::{
+//!     circuit_breaker::{CircuitBreakerConfig, CircuitBreakerHandle, CircuitBreakerLayer},
+//!     deadline::TimeoutBudget,
+//!     retry::{RetryLayer, RetryPolicy, budget::RetryBudget},
+//!     Error, RequestContext, WithContext,
+//! };
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let budget = TimeoutBudget::new(Duration::from_secs(5), Duration::from_secs(2))?;
+//! let breaker = CircuitBreakerHandle::new(CircuitBreakerConfig::builder("primary").build()?);
+//! let mut svc = ServiceBuilder::new()
+//!     .layer(budget.deadline_layer())
+//!     .layer(RetryLayer::new(RetryPolicy::default()).with_budget(RetryBudget::default()))
+//!     .layer(CircuitBreakerLayer::new(breaker.clone()))
+//!     .layer(budget.attempt_layer())
+//!     .service(service_fn(|req: WithContext<u32>| async move { Ok::<_, Error>(req.payload * 2) }));
+//!
+//! let answer = svc.ready().await?.call(WithContext::new(RequestContext::read("double"), 21)).await?;
+//! assert_eq!(answer, 42);
+//! # Ok(()) }
+//! ```
+#![forbid(unsafe_code)]
+#![warn(missing_docs, missing_debug_implementations)]
+
+pub mod circuit_breaker;
+pub mod classify;
+pub mod deadline;
+pub mod error;
+pub mod observe;
+pub mod request;
+pub mod retry;
+
+/// The README's examples compile as doc-tests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
+
+pub use crate::error::{ConfigError, Error, ErrorKind, Outcome};
+pub use crate::request::{HasContext, Intent, RequestContext, WithContext};

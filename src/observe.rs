@@ -1,0 +1,238 @@
+//! One small observer interface for everything the layers do that an operator may care
+//! about.
+//!
+//! Each layer reports its events through [`Observer::on_event`]; the layer also emits a
+//! `tracing` event for each one (target `mssql_resilience`), so logs work with no observer
+//! at all. Metrics are an observer: the telemetry module connects these events to the
+//! `metrics` facade; tests use [`RecordingObserver`] to assert on them.
+
+use std::borrow::Cow;
+use std::fmt;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use crate::circuit_breaker::BreakerState;
+use crate::error::{Error, RetryStop};
+
+/// Something a layer did.
+#[derive(Debug, Clone, Copy)]
+#[non_exhaustive]
+pub enum Event<'a> {
+    /// The retry layer will retry after `delay`.
+    RetryScheduled {
+        /// The request's operation name.
+        operation: &'a str,
+        /// The attempt that failed (1 = the first).
+        attempt: u32,
+        /// How long it will sleep first.
+        delay: Duration,
+        /// The failure being retried.
+        error: &'a Error,
+    },
+    /// The retry layer gave up and is returning `error`.
+    RetryStopped {
+        /// The request's operation name.
+        operation: &'a str,
+        /// Attempts made.
+        attempts: u32,
+        /// Why it stopped.
+        stop: RetryStop,
+        /// The error returned to the caller.
+        error: &'a Error,
+    },
+    /// A retry was wanted but the shared retry budget had none left.
+    RetryBudgetExhausted {
+        /// The request's operation name.
+        operation: &'a str,
+    },
+    /// A circuit breaker changed state.
+    BreakerTransition {
+        /// The breaker's name.
+        name: &'a str,
+        /// The state it left.
+        from: BreakerState,
+        /// The state it entered.
+        to: BreakerState,
+    },
+    /// A circuit breaker rejected a call without running it.
+    BreakerRejected {
+        /// The breaker's name.
+        name: &'a str,
+        /// Its state at the time.
+        state: BreakerState,
+    },
+    /// A call's total deadline ran out.
+    DeadlineExceeded {
+        /// The request's operation name.
+        operation: &'a str,
+    },
+    /// One attempt ran out of its own time.
+    AttemptTimedOut {
+        /// The request's operation name.
+        operation: &'a str,
+        /// The attempt's timeout.
+        after: Duration,
+    },
+}
+
+/// Receives the layers' events. Must be cheap: it runs on the request path.
+pub trait Observer: Send + Sync + 'static {
+    /// Called once per event.
+    fn on_event(&self, event: &Event<'_>);
+}
+
+/// A shared observer, as the layers hold it.
+pub type SharedObserver = Arc<dyn Observer>;
+
+/// Emits the `tracing` event for `event`, then hands it to `observer` if any.
+pub(crate) fn emit(observer: Option<&SharedObserver>, event: Event<'_>) {
+    match &event {
+        Event::RetryScheduled {
+            operation,
+            attempt,
+            delay,
+            error,
+        } => tracing::debug!(
+            target: "mssql_resilience",
+            operation = operation, attempt, delay_ms = delay.as_millis() as u64,
+            error_type = error.kind().as_str(), outcome = error.outcome().as_str(),
+            "retry scheduled: {error}"
+        ),
+        Event::RetryStopped {
+            operation,
+            attempts,
+            stop,
+            error,
+        } => tracing::debug!(
+            target: "mssql_resilience",
+            operation = operation, attempts, stop = stop.as_str(),
+            error_type = error.kind().as_str(), "retries stopped"
+        ),
+        Event::RetryBudgetExhausted { operation } => tracing::warn!(
+            target: "mssql_resilience",
+            operation = operation, "retry budget exhausted: returning the error without retrying"
+        ),
+        Event::BreakerTransition { name, from, to } => tracing::warn!(
+            target: "mssql_resilience",
+            breaker = name, from = from.as_str(), to = to.as_str(), "circuit breaker transition"
+        ),
+        Event::BreakerRejected { name, state } => tracing::debug!(
+            target: "mssql_resilience",
+            breaker = name, state = state.as_str(), "circuit breaker rejected a call"
+        ),
+        Event::DeadlineExceeded { operation } => tracing::debug!(
+            target: "mssql_resilience",
+            operation = operation, "deadline exceeded"
+        ),
+        Event::AttemptTimedOut { operation, after } => tracing::debug!(
+            target: "mssql_resilience",
+            operation = operation, after_ms = after.as_millis() as u64, "attempt timed out"
+        ),
+    }
+    if let Some(observer) = observer {
+        observer.on_event(&event);
+    }
+}
+
+/// An owned summary of an [`Event`], as [`RecordingObserver`] keeps it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Recorded {
+    /// See [`Event::RetryScheduled`].
+    RetryScheduled {
+        /// Failed attempt number.
+        attempt: u32,
+        /// Delay before the retry.
+        delay: Duration,
+    },
+    /// See [`Event::RetryStopped`].
+    RetryStopped {
+        /// Attempts made.
+        attempts: u32,
+        /// Why.
+        stop: RetryStop,
+    },
+    /// See [`Event::RetryBudgetExhausted`].
+    RetryBudgetExhausted,
+    /// See [`Event::BreakerTransition`].
+    BreakerTransition {
+        /// Breaker name.
+        name: Cow<'static, str>,
+        /// Left state.
+        from: BreakerState,
+        /// Entered state.
+        to: BreakerState,
+    },
+    /// See [`Event::BreakerRejected`].
+    BreakerRejected {
+        /// Breaker name.
+        name: Cow<'static, str>,
+    },
+    /// See [`Event::DeadlineExceeded`].
+    DeadlineExceeded,
+    /// See [`Event::AttemptTimedOut`].
+    AttemptTimedOut {
+        /// The attempt's timeout.
+        after: Duration,
+    },
+}
+
+/// An observer that keeps every event, for tests and diagnostics.
+#[derive(Default, Clone)]
+pub struct RecordingObserver {
+    events: Arc<Mutex<Vec<Recorded>>>,
+}
+
+impl fmt::Debug for RecordingObserver {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RecordingObserver")
+            .field("events", &self.events().len())
+            .finish()
+    }
+}
+
+impl RecordingObserver {
+    /// A new, empty recorder.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Everything recorded so far, in order.
+    pub fn events(&self) -> Vec<Recorded> {
+        self.events
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// This recorder as a [`SharedObserver`].
+    pub fn shared(&self) -> SharedObserver {
+        Arc::new(self.clone())
+    }
+}
+
+impl Observer for RecordingObserver {
+    fn on_event(&self, event: &Event<'_>) {
+        let recorded = match *event {
+            Event::RetryScheduled { attempt, delay, .. } => {
+                Recorded::RetryScheduled { attempt, delay }
+            }
+            Event::RetryStopped { attempts, stop, .. } => Recorded::RetryStopped { attempts, stop },
+            Event::RetryBudgetExhausted { .. } => Recorded::RetryBudgetExhausted,
+            Event::BreakerTransition { name, from, to } => Recorded::BreakerTransition {
+                name: Cow::Owned(name.to_owned()),
+                from,
+                to,
+            },
+            Event::BreakerRejected { name, .. } => Recorded::BreakerRejected {
+                name: Cow::Owned(name.to_owned()),
+            },
+            Event::DeadlineExceeded { .. } => Recorded::DeadlineExceeded,
+            Event::AttemptTimedOut { after, .. } => Recorded::AttemptTimedOut { after },
+        };
+        self.events
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(recorded);
+    }
+}

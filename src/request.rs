@@ -1,0 +1,173 @@
+//! What every layer needs to know about a request, whatever its payload.
+//!
+//! The layers are generic over the request type: they only need a [`RequestContext`]
+//! (operation name, read/write intent, idempotency, deadline), reached through
+//! [`HasContext`]. SQL requests carry one; [`WithContext`] wraps any other payload so
+//! the layers can be used outside SQL (and in tests with `tower_test::mock`).
+
+use std::borrow::Cow;
+
+use tokio::time::Instant;
+
+/// Whether a request reads or writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Intent {
+    /// Reads only; may go to any healthy region, including read-only replicas.
+    Read,
+    /// Writes; goes only to a region known to be writable.
+    Write,
+}
+
+impl Intent {
+    /// `read` or `write`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Intent::Read => "read",
+            Intent::Write => "write",
+        }
+    }
+}
+
+/// The per-request facts the resilience layers read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestContext {
+    operation: Cow<'static, str>,
+    intent: Intent,
+    idempotent: bool,
+    deadline: Option<Instant>,
+}
+
+impl RequestContext {
+    /// A read: idempotent by default.
+    pub fn read(operation: impl Into<Cow<'static, str>>) -> Self {
+        RequestContext {
+            operation: operation.into(),
+            intent: Intent::Read,
+            idempotent: true,
+            deadline: None,
+        }
+    }
+
+    /// A write: not idempotent by default (so an ambiguous failure is never retried).
+    pub fn write(operation: impl Into<Cow<'static, str>>) -> Self {
+        RequestContext {
+            operation: operation.into(),
+            intent: Intent::Write,
+            idempotent: false,
+            deadline: None,
+        }
+    }
+
+    /// Declares whether running the request twice is harmless. Defaults to `true` for
+    /// reads and `false` for writes.
+    pub fn idempotent(mut self, idempotent: bool) -> Self {
+        self.idempotent = idempotent;
+        self
+    }
+
+    /// Sets a deadline of the caller's own. The deadline layer only ever shortens it.
+    pub fn with_deadline(mut self, deadline: Instant) -> Self {
+        self.deadline = Some(deadline);
+        self
+    }
+
+    /// The operation name for telemetry: low cardinality, never SQL text.
+    pub fn operation(&self) -> &str {
+        &self.operation
+    }
+
+    /// The operation name as an owned value (free for `&'static str` names).
+    pub fn operation_cow(&self) -> Cow<'static, str> {
+        self.operation.clone()
+    }
+
+    /// Read or write.
+    pub fn intent(&self) -> Intent {
+        self.intent
+    }
+
+    /// Whether the request may run twice.
+    pub fn is_idempotent(&self) -> bool {
+        self.idempotent
+    }
+
+    /// The deadline of the whole call, once the deadline layer (or the caller) set it.
+    pub fn deadline(&self) -> Option<Instant> {
+        self.deadline
+    }
+
+    /// Sets the deadline to `deadline` unless an earlier one is already set.
+    pub fn shorten_deadline(&mut self, deadline: Instant) {
+        self.deadline = Some(match self.deadline {
+            Some(current) => current.min(deadline),
+            None => deadline,
+        });
+    }
+}
+
+/// Gives the layers access to a request's [`RequestContext`].
+pub trait HasContext {
+    /// The context.
+    fn context(&self) -> &RequestContext;
+    /// The context, mutably (the deadline layer stamps the deadline here).
+    fn context_mut(&mut self) -> &mut RequestContext;
+}
+
+impl HasContext for RequestContext {
+    fn context(&self) -> &RequestContext {
+        self
+    }
+    fn context_mut(&mut self) -> &mut RequestContext {
+        self
+    }
+}
+
+/// Any payload with a [`RequestContext`], for using the layers outside SQL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WithContext<T> {
+    /// The context the layers read.
+    pub context: RequestContext,
+    /// The payload the inner service gets.
+    pub payload: T,
+}
+
+impl<T> WithContext<T> {
+    /// Pairs a payload with its context.
+    pub fn new(context: RequestContext, payload: T) -> Self {
+        WithContext { context, payload }
+    }
+}
+
+impl<T> HasContext for WithContext<T> {
+    fn context(&self) -> &RequestContext {
+        &self.context
+    }
+    fn context_mut(&mut self) -> &mut RequestContext {
+        &mut self.context
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn reads_are_idempotent_and_writes_are_not_by_default() {
+        assert!(RequestContext::read("get").is_idempotent());
+        assert!(!RequestContext::write("put").is_idempotent());
+        assert!(RequestContext::write("put")
+            .idempotent(true)
+            .is_idempotent());
+    }
+
+    #[test]
+    fn deadlines_only_shorten() {
+        let now = Instant::now();
+        let mut ctx = RequestContext::read("r").with_deadline(now + Duration::from_secs(1));
+        ctx.shorten_deadline(now + Duration::from_secs(5));
+        assert_eq!(ctx.deadline(), Some(now + Duration::from_secs(1)));
+        ctx.shorten_deadline(now + Duration::from_millis(10));
+        assert_eq!(ctx.deadline(), Some(now + Duration::from_millis(10)));
+    }
+}

@@ -1,0 +1,290 @@
+//! Retries with jittered backoff, a retry budget, and the write-safety rules.
+//!
+//! A failed attempt is retried only when all of these hold:
+//!
+//! 1. the [classifier](crate::classify) calls the error retryable (a syntax error or a
+//!    constraint violation never is);
+//! 2. the write-safety rule allows it: an [`Outcome::Ambiguous`] failure (sent, then the
+//!    connection broke or the attempt timed out) is retried only when the request is
+//!    idempotent; otherwise the error comes back with
+//!    [`Error::is_outcome_unknown`] true;
+//! 3. fewer than `max_attempts` attempts were made;
+//! 4. the next delay — the [backoff](backoff) delay, or the server's hint if longer (40501
+//!    asks for 10 s) — plus a reserve for the attempt itself fits before the call's
+//!    deadline. If not, the layer stops *now* rather than sleep into certain failure, and
+//!    the error says so ([`RetryStop::DeadlineWouldBeExceeded`]);
+//! 5. the shared [retry budget](budget), if any, has a retry left.
+//!
+//! Every returned error carries the number of attempts and the [`RetryStop`] reason.
+//!
+//! ```
+//! use std::time::Duration;
+//! use mssql_resilience::retry::{RetryLayer, RetryPolicy, backoff::{Backoff, Jitter}, budget::RetryBudget};
+//!
+//! let backoff = Backoff::new(Duration::from_millis(50), Duration::from_secs(2), Jitter::Full)?;
+//! let layer = RetryLayer::new(RetryPolicy::new(3, backoff)?).with_budget(RetryBudget::default());
+//! # let _ = layer;
+//! # Ok::<(), mssql_resilience::ConfigError>(())
+//! ```
+
+pub mod backoff;
+pub mod budget;
+pub mod future;
+mod layer;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use tokio::time::Instant;
+use tower::{Service, ServiceExt};
+
+use self::backoff::Backoff;
+use self::budget::RetryBudget;
+use self::future::ResponseFuture;
+pub use self::layer::RetryLayer;
+use crate::classify::SharedClassifier;
+use crate::error::{ConfigError, Error, Outcome, RetryStop};
+use crate::observe::{emit, Event, SharedObserver};
+use crate::request::HasContext;
+
+/// The most attempts a policy may allow.
+pub const MAX_ATTEMPTS_LIMIT: u32 = 100;
+
+/// How many attempts, how far apart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryPolicy {
+    max_attempts: u32,
+    backoff: Backoff,
+    attempt_reserve: Duration,
+    seed: Option<u64>,
+}
+
+impl Default for RetryPolicy {
+    /// 3 attempts, [`Backoff::default`] (50 ms base, 2 s cap, full jitter), 10 ms reserve.
+    fn default() -> Self {
+        RetryPolicy {
+            max_attempts: 3,
+            backoff: Backoff::default(),
+            attempt_reserve: Duration::from_millis(10),
+            seed: None,
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// At most `max_attempts` attempts in all (1 = no retries), spaced by `backoff`.
+    pub fn new(max_attempts: u32, backoff: Backoff) -> Result<Self, ConfigError> {
+        if !(1..=MAX_ATTEMPTS_LIMIT).contains(&max_attempts) {
+            return Err(ConfigError::new(
+                "retry.max_attempts",
+                max_attempts,
+                format!("must be between 1 and {MAX_ATTEMPTS_LIMIT}"),
+            ));
+        }
+        Ok(RetryPolicy {
+            max_attempts,
+            backoff,
+            ..RetryPolicy::default()
+        })
+    }
+
+    /// The least time that must remain after a backoff sleep for a retry to be worth
+    /// starting. Defaults to 10 ms.
+    pub fn with_attempt_reserve(mut self, reserve: Duration) -> Self {
+        self.attempt_reserve = reserve;
+        self
+    }
+
+    /// Seeds the jitter, for reproducible runs. Defaults to a random seed.
+    pub fn with_seed(mut self, seed: u64) -> Self {
+        self.seed = Some(seed);
+        self
+    }
+
+    /// Attempts in all.
+    pub fn max_attempts(&self) -> u32 {
+        self.max_attempts
+    }
+
+    /// The backoff between attempts.
+    pub fn backoff(&self) -> Backoff {
+        self.backoff
+    }
+}
+
+struct Shared {
+    policy: RetryPolicy,
+    classifier: SharedClassifier,
+    budget: Option<RetryBudget>,
+    observer: Option<SharedObserver>,
+    calls: AtomicU64,
+}
+
+impl Shared {
+    fn rng(&self) -> fastrand::Rng {
+        match self.policy.seed {
+            Some(seed) => {
+                let n = self.calls.fetch_add(1, Ordering::Relaxed);
+                fastrand::Rng::with_seed(seed ^ n.wrapping_mul(0x9E37_79B9_7F4A_7C15))
+            }
+            None => fastrand::Rng::new(),
+        }
+    }
+}
+
+/// Retries failed calls. See the [module docs](self).
+pub struct Retry<S> {
+    inner: S,
+    shared: Arc<Shared>,
+}
+
+impl<S: Clone> Clone for Retry<S> {
+    fn clone(&self) -> Self {
+        Retry {
+            inner: self.inner.clone(),
+            shared: self.shared.clone(),
+        }
+    }
+}
+
+impl<S: std::fmt::Debug> std::fmt::Debug for Retry<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Retry")
+            .field("inner", &self.inner)
+            .field("policy", &self.shared.policy)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S> Retry<S> {
+    /// The wrapped service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// Unwraps the service.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+impl<S, Req> Service<Req> for Retry<S>
+where
+    S: Service<Req> + Clone + Send + 'static,
+    S::Future: Send,
+    S::Error: Into<Error>,
+    S::Response: Send + 'static,
+    Req: HasContext + Clone + Send + 'static,
+{
+    type Response = S::Response;
+    type Error = Error;
+    type Future = ResponseFuture<S::Response>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, req: Req) -> Self::Future {
+        // The ready service takes the first attempt; `self` keeps a fresh clone.
+        let clone = self.inner.clone();
+        let svc = std::mem::replace(&mut self.inner, clone);
+        if let Some(budget) = &self.shared.budget {
+            budget.deposit();
+        }
+        ResponseFuture {
+            inner: Box::pin(run(svc, self.shared.clone(), req)),
+        }
+    }
+}
+
+async fn run<S, Req>(mut svc: S, shared: Arc<Shared>, req: Req) -> Result<S::Response, Error>
+where
+    S: Service<Req>,
+    S::Error: Into<Error>,
+    Req: HasContext + Clone,
+{
+    let policy = shared.policy;
+    let mut schedule = None;
+    let mut pending = Some(req);
+    let mut attempt: u32 = 1;
+    loop {
+        let req = pending.take().expect("a request is kept for every attempt");
+        let ctx = req.context();
+        let (idempotent, deadline, operation) =
+            (ctx.is_idempotent(), ctx.deadline(), ctx.operation_cow());
+        if attempt < policy.max_attempts {
+            pending = Some(req.clone());
+        }
+        let mut error: Error = match svc.call(req).await {
+            Ok(response) => return Ok(response),
+            Err(e) => e.into(),
+        };
+        let verdict = shared.classifier.classify(&error);
+        let stop = if !verdict.retryable {
+            Some(RetryStop::NotRetryable)
+        } else if error.outcome() == Outcome::Ambiguous && !idempotent {
+            Some(RetryStop::NotIdempotent)
+        } else if attempt >= policy.max_attempts {
+            Some(RetryStop::MaxAttempts)
+        } else {
+            let backoff = schedule
+                .get_or_insert_with(|| policy.backoff.schedule(shared.rng()))
+                .next()
+                .unwrap_or(policy.backoff.cap());
+            let delay = backoff.max(verdict.delay_hint.unwrap_or_default());
+            let remaining = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+            match remaining {
+                Some(remaining) if delay + policy.attempt_reserve >= remaining => {
+                    Some(RetryStop::DeadlineWouldBeExceeded {
+                        next_delay: delay,
+                        remaining,
+                    })
+                }
+                _ => {
+                    if shared.budget.as_ref().is_some_and(|b| !b.try_withdraw()) {
+                        emit(
+                            shared.observer.as_ref(),
+                            Event::RetryBudgetExhausted {
+                                operation: &operation,
+                            },
+                        );
+                        Some(RetryStop::BudgetExhausted)
+                    } else {
+                        emit(
+                            shared.observer.as_ref(),
+                            Event::RetryScheduled {
+                                operation: &operation,
+                                attempt,
+                                delay,
+                                error: &error,
+                            },
+                        );
+                        tokio::time::sleep(delay).await;
+                        None
+                    }
+                }
+            }
+        };
+        if let Some(stop) = stop {
+            error.set_retry_context(attempt, stop, idempotent);
+            emit(
+                shared.observer.as_ref(),
+                Event::RetryStopped {
+                    operation: &operation,
+                    attempts: attempt,
+                    stop,
+                    error: &error,
+                },
+            );
+            return Err(error);
+        }
+        if let Err(e) = svc.ready().await {
+            let mut error: Error = e.into();
+            error.set_retry_context(attempt, RetryStop::NotRetryable, idempotent);
+            return Err(error);
+        }
+        attempt += 1;
+    }
+}

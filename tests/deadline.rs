@@ -1,0 +1,195 @@
+//! Timeout budgets: the total deadline bounds every attempt and sleep; the ambient deadline
+//! only shortens it. Paused clock throughout.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use mssql_resilience::deadline::{ambient, AttemptTimeout, Deadline, TimeoutBudget};
+use mssql_resilience::error::{ErrorKind, RetryStop, TimeoutScope};
+use mssql_resilience::observe::{Recorded, RecordingObserver};
+use mssql_resilience::retry::backoff::{Backoff, Jitter};
+use mssql_resilience::retry::{RetryLayer, RetryPolicy};
+use mssql_resilience::{Error, Outcome, RequestContext, WithContext};
+use tokio::time::Instant;
+use tower::{Service, ServiceBuilder, ServiceExt};
+
+async fn call<S>(svc: &mut S, req: WithContext<u32>) -> Result<u32, Error>
+where
+    S: Service<WithContext<u32>, Response = u32, Error = Error>,
+{
+    svc.ready().await?.call(req).await
+}
+
+fn full_stack(
+    script: Script,
+    total: Duration,
+    attempt: Duration,
+    max_attempts: u32,
+) -> impl Service<WithContext<u32>, Response = u32, Error = Error> {
+    let budget = TimeoutBudget::new(total, attempt).unwrap();
+    let backoff = Backoff::new(ms(100), ms(100), Jitter::None).unwrap();
+    ServiceBuilder::new()
+        .layer(budget.deadline_layer())
+        .layer(RetryLayer::new(
+            RetryPolicy::new(max_attempts, backoff)
+                .unwrap()
+                .with_attempt_reserve(Duration::ZERO),
+        ))
+        .layer(budget.attempt_layer())
+        .service(script)
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_total_budget_bounds_attempts_and_sleeps() {
+    let script = Script::new([Step::Hang]);
+    let mut svc = full_stack(script.clone(), ms(5000), ms(2000), 100);
+    let start = Instant::now();
+    let err = call(&mut svc, read()).await.unwrap_err();
+    let elapsed = start.elapsed();
+    assert!(elapsed <= ms(5000), "took {elapsed:?}");
+    // Attempts at 0, 2100, 4200 ms; the third is cut to the 800 ms left.
+    assert_eq!(script.calls(), 3);
+    assert_eq!(elapsed, ms(5000));
+    assert!(err.is_timeout(), "{err}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_attempt_timeout_is_cut_to_the_remaining_budget() {
+    let script = Script::new([Step::Hang]);
+    let mut svc = full_stack(script.clone(), ms(1500), ms(1000), 2);
+    let start = Instant::now();
+    let err = call(&mut svc, read()).await.unwrap_err();
+    let t = script.call_times();
+    assert_eq!(t[1] - start, ms(1100));
+    // The second attempt had only 400 ms left: it ends with the deadline, not after 1 s.
+    assert_eq!(start.elapsed(), ms(1500));
+    assert_eq!(err.kind(), &ErrorKind::DeadlineExceeded);
+    assert_eq!(err.outcome(), Outcome::Ambiguous);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_attempt_timeout_is_ambiguous_and_names_its_scope() {
+    let observer = RecordingObserver::new();
+    let budget = TimeoutBudget::new(ms(5000), ms(300)).unwrap();
+    let mut svc = ServiceBuilder::new()
+        .layer(budget.attempt_layer().with_observer(observer.shared()))
+        .service(Script::new([Step::Hang]));
+    let mut req = write();
+    req.context = req.context.with_deadline(Instant::now() + ms(5000));
+    let err = call(&mut svc, req).await.unwrap_err();
+    assert_eq!(
+        err.kind(),
+        &ErrorKind::Timeout {
+            scope: TimeoutScope::Attempt,
+            after: ms(300)
+        }
+    );
+    assert_eq!(err.outcome(), Outcome::Ambiguous);
+    assert!(
+        err.is_outcome_unknown(),
+        "a write whose attempt timed out has an unknown outcome"
+    );
+    assert_eq!(
+        observer.events(),
+        vec![Recorded::AttemptTimedOut { after: ms(300) }]
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_ambient_deadline_shortens_the_budget() {
+    let script = Script::new([Step::Hang]);
+    let mut svc = full_stack(script.clone(), ms(5000), ms(2000), 10);
+    let start = Instant::now();
+    let err = ambient::with_budget(ms(300), async { call(&mut svc, read()).await })
+        .await
+        .unwrap_err();
+    assert_eq!(start.elapsed(), ms(300));
+    assert!(err.is_timeout());
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_ambient_deadline_never_lengthens_the_budget() {
+    let script = Script::new([Step::Hang]);
+    let mut svc = full_stack(script.clone(), ms(500), ms(500), 1);
+    let start = Instant::now();
+    let _ = ambient::with_budget(Duration::from_secs(60), async {
+        call(&mut svc, read()).await
+    })
+    .await
+    .unwrap_err();
+    assert_eq!(start.elapsed(), ms(500));
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_request_deadline_is_honoured_and_stamped() {
+    let script = Script::new([Step::Hang]);
+    let mut svc = full_stack(script.clone(), ms(5000), ms(2000), 10);
+    let start = Instant::now();
+    let req = WithContext::new(RequestContext::read("r").with_deadline(start + ms(250)), 1);
+    let _ = call(&mut svc, req).await.unwrap_err();
+    assert_eq!(start.elapsed(), ms(250));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_spent_deadline_fails_without_calling_the_service() {
+    let script = Script::new([Step::Ok(1)]);
+    let mut svc = Deadline::new(script.clone(), ms(100)).unwrap();
+    let req = WithContext::new(RequestContext::read("r").with_deadline(Instant::now()), 1);
+    let err = call(&mut svc, req).await.unwrap_err();
+    assert_eq!(script.calls(), 0);
+    assert_eq!(
+        (err.kind(), err.outcome()),
+        (&ErrorKind::DeadlineExceeded, Outcome::NotSent)
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_fast_answer_wins() {
+    let script = Script::new([Step::After(ms(99), Box::new(Step::Ok(5)))]);
+    let mut svc = AttemptTimeout::new(Deadline::new(script, ms(100)).unwrap(), ms(100)).unwrap();
+    assert_eq!(call(&mut svc, read()).await.unwrap(), 5);
+}
+
+#[tokio::test(start_paused = true)]
+async fn retry_says_when_the_deadline_stopped_it() {
+    let script = Script::new([Step::Err(server(1205, 13))]);
+    let mut svc = full_stack(script.clone(), ms(250), ms(250), 10);
+    let err = call(&mut svc, read()).await.unwrap_err();
+    // Attempts at 0, 100 and 200 ms; a fourth would start at 300 ms, past the 250 ms budget.
+    assert_eq!(script.calls(), 3);
+    assert!(matches!(
+        err.retry_stop(),
+        Some(RetryStop::DeadlineWouldBeExceeded { .. })
+    ));
+}
+
+#[test]
+fn invalid_budgets_are_rejected_naming_the_fields() {
+    let cases = [
+        (
+            ms(0),
+            ms(1),
+            "invalid `total_timeout` = 0ns: must be greater than zero",
+        ),
+        (
+            ms(1),
+            ms(0),
+            "invalid `attempt_timeout` = 0ns: must be greater than zero",
+        ),
+        (
+            ms(100),
+            ms(200),
+            "invalid `attempt_timeout` = 200ms: must not exceed `total_timeout` (100ms)",
+        ),
+    ];
+    for (total, attempt, message) in cases {
+        assert_eq!(
+            TimeoutBudget::new(total, attempt).unwrap_err().to_string(),
+            message
+        );
+    }
+    assert!(Deadline::new((), Duration::ZERO).is_err());
+    assert!(AttemptTimeout::new((), Duration::ZERO).is_err());
+}

@@ -1,0 +1,245 @@
+//! Retry layer: stopping rules, write safety, server hints, budgets. Paused clock throughout.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::*;
+use mssql_resilience::deadline::TimeoutBudget;
+use mssql_resilience::error::RetryStop;
+use mssql_resilience::observe::{Recorded, RecordingObserver};
+use mssql_resilience::retry::backoff::{Backoff, Jitter};
+use mssql_resilience::retry::budget::RetryBudget;
+use mssql_resilience::retry::{RetryLayer, RetryPolicy};
+use mssql_resilience::{Error, Outcome};
+use tokio::time::Instant;
+use tower::{Layer, Service, ServiceBuilder, ServiceExt};
+
+fn policy(max: u32, base: Duration, cap: Duration) -> RetryPolicy {
+    RetryPolicy::new(max, Backoff::new(base, cap, Jitter::None).unwrap())
+        .unwrap()
+        .with_attempt_reserve(Duration::ZERO)
+}
+
+async fn call<S>(svc: &mut S, req: mssql_resilience::WithContext<u32>) -> Result<u32, Error>
+where
+    S: Service<mssql_resilience::WithContext<u32>, Response = u32, Error = Error>,
+{
+    svc.ready().await?.call(req).await
+}
+
+#[tokio::test(start_paused = true)]
+async fn stops_at_max_attempts() {
+    let script = Script::new([Step::Err(server(1205, 13))]);
+    let mut svc = RetryLayer::new(policy(3, ms(10), ms(100))).layer(script.clone());
+    let err = call(&mut svc, read()).await.unwrap_err();
+    assert_eq!(script.calls(), 3);
+    assert_eq!(err.attempts(), 3);
+    assert_eq!(err.retry_stop(), Some(RetryStop::MaxAttempts));
+    assert_eq!(err.server_number(), Some(1205));
+    // Backoff without jitter: 10 ms then 20 ms between the calls.
+    let t = script.call_times();
+    assert_eq!((t[1] - t[0], t[2] - t[1]), (ms(10), ms(20)));
+}
+
+#[tokio::test(start_paused = true)]
+async fn succeeds_after_transient_failures() {
+    let script = Script::new([
+        Step::Err(server(40613, 20)),
+        Step::Err(reset_after_send()),
+        Step::Ok(7),
+    ]);
+    let mut svc = RetryLayer::new(policy(3, ms(10), ms(100))).layer(script.clone());
+    assert_eq!(call(&mut svc, read()).await.unwrap(), 7);
+    assert_eq!(script.calls(), 3);
+}
+
+#[tokio::test(start_paused = true)]
+async fn never_retries_a_permanent_error() {
+    for number in [102, 208, 2627, 515] {
+        let script = Script::new([Step::Err(server(number, 16)), Step::Ok(1)]);
+        let mut svc = RetryLayer::new(policy(5, ms(10), ms(100))).layer(script.clone());
+        let err = call(&mut svc, read()).await.unwrap_err();
+        assert_eq!(script.calls(), 1, "error {number} must not be retried");
+        assert_eq!(err.retry_stop(), Some(RetryStop::NotRetryable));
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn never_retries_an_ambiguous_non_idempotent_write() {
+    let script = Script::new([Step::Err(reset_after_send()), Step::Ok(1)]);
+    let mut svc = RetryLayer::new(policy(5, ms(10), ms(100))).layer(script.clone());
+    let err = call(&mut svc, write()).await.unwrap_err();
+    assert_eq!(script.calls(), 1);
+    assert_eq!(err.outcome(), Outcome::Ambiguous);
+    assert_eq!(err.retry_stop(), Some(RetryStop::NotIdempotent));
+    assert!(err.is_outcome_unknown());
+    assert!(
+        err.to_string().contains("may or may not have been applied"),
+        "{err}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn retries_an_ambiguous_write_that_is_idempotent() {
+    let script = Script::new([Step::Err(reset_after_send()), Step::Ok(9)]);
+    let mut svc = RetryLayer::new(policy(5, ms(10), ms(100))).layer(script.clone());
+    let mut req = write();
+    req.context = req.context.idempotent(true);
+    assert_eq!(call(&mut svc, req).await.unwrap(), 9);
+    assert_eq!(script.calls(), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn retries_a_write_that_was_never_sent() {
+    let script = Script::new([Step::Err(pool_timeout()), Step::Ok(3)]);
+    let mut svc = RetryLayer::new(policy(5, ms(10), ms(100))).layer(script.clone());
+    assert_eq!(call(&mut svc, write()).await.unwrap(), 3);
+    assert_eq!(script.calls(), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn honours_the_40501_delay_hint() {
+    let script = Script::new([Step::Err(server(40501, 20)), Step::Ok(1)]);
+    let mut svc = RetryLayer::new(policy(3, ms(10), ms(100))).layer(script.clone());
+    call(&mut svc, read()).await.unwrap();
+    let t = script.call_times();
+    assert_eq!(t[1] - t[0], Duration::from_secs(10));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_40501_hint_that_does_not_fit_the_budget_stops_at_once() {
+    let script = Script::new([Step::Err(server(40501, 20)), Step::Ok(1)]);
+    let budget = TimeoutBudget::new(Duration::from_secs(5), Duration::from_secs(1)).unwrap();
+    let mut svc = ServiceBuilder::new()
+        .layer(budget.deadline_layer())
+        .layer(RetryLayer::new(policy(3, ms(10), ms(100))))
+        .service(script.clone());
+    let start = Instant::now();
+    let err = call(&mut svc, read()).await.unwrap_err();
+    assert_eq!(
+        start.elapsed(),
+        Duration::ZERO,
+        "it must not sleep into certain failure"
+    );
+    assert_eq!(script.calls(), 1);
+    match err.retry_stop() {
+        Some(RetryStop::DeadlineWouldBeExceeded {
+            next_delay,
+            remaining,
+        }) => {
+            assert_eq!(next_delay, Duration::from_secs(10));
+            assert_eq!(remaining, Duration::from_secs(5));
+        }
+        other => panic!("unexpected stop {other:?}"),
+    }
+    assert!(err.to_string().contains("would not fit"), "{err}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn stops_before_a_sleep_that_would_pass_the_deadline() {
+    let script = Script::new([Step::Err(server(1205, 13))]);
+    let budget = TimeoutBudget::new(ms(1000), ms(500)).unwrap();
+    let mut svc = ServiceBuilder::new()
+        .layer(budget.deadline_layer())
+        .layer(RetryLayer::new(policy(10, ms(400), ms(400))))
+        .layer(budget.attempt_layer())
+        .service(script.clone());
+    let start = Instant::now();
+    let err = call(&mut svc, read()).await.unwrap_err();
+    // Calls at 0, 400, 800 ms; a fourth would start at 1200 ms, past the deadline.
+    assert_eq!(script.calls(), 3);
+    assert_eq!(start.elapsed(), ms(800));
+    assert!(matches!(
+        err.retry_stop(),
+        Some(RetryStop::DeadlineWouldBeExceeded { .. })
+    ));
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_exhausted_budget_returns_the_original_error_and_is_observable() {
+    let observer = RecordingObserver::new();
+    // A floor of 1 retry per second over a 1 s window, nothing proportional.
+    let budget = RetryBudget::new(Duration::from_secs(1), 1.0, 0.0).unwrap();
+    let script = Script::new([Step::Err(server(1205, 13))]);
+    let layer = RetryLayer::new(policy(3, ms(10), ms(10)))
+        .with_budget(budget.clone())
+        .with_observer(observer.shared());
+    let mut svc = layer.layer(script.clone());
+
+    let first = call(&mut svc, read()).await.unwrap_err();
+    assert_eq!(
+        first.attempts(),
+        2,
+        "one retry from the floor, then the budget is empty"
+    );
+    assert_eq!(first.retry_stop(), Some(RetryStop::BudgetExhausted));
+    assert_eq!(
+        first.server_number(),
+        Some(1205),
+        "the original error comes back"
+    );
+    let second = call(&mut svc, read()).await.unwrap_err();
+    assert_eq!(second.attempts(), 1);
+    assert_eq!(second.retry_stop(), Some(RetryStop::BudgetExhausted));
+    assert_eq!(script.calls(), 3);
+    assert_eq!(budget.snapshot().refused_total, 2);
+    let exhausted = observer
+        .events()
+        .iter()
+        .filter(|e| **e == Recorded::RetryBudgetExhausted)
+        .count();
+    assert_eq!(exhausted, 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_shared_budget_caps_retries_across_services() {
+    let budget = RetryBudget::new(Duration::from_secs(10), 0.0, 0.5).unwrap();
+    let script = Script::new([Step::Err(server(40613, 20))]);
+    let layer = RetryLayer::new(policy(2, ms(1), ms(1))).with_budget(budget.clone());
+    let (mut a, mut b) = (layer.layer(script.clone()), layer.layer(script.clone()));
+    for _ in 0..10 {
+        let _ = call(&mut a, read()).await;
+        let _ = call(&mut b, read()).await;
+    }
+    // 20 calls deposited; at 50 % at most 10 retries in all, whatever the service.
+    assert_eq!(script.calls(), 20 + 10);
+}
+
+#[tokio::test(start_paused = true)]
+async fn observer_sees_each_scheduled_retry() {
+    let observer = RecordingObserver::new();
+    let script = Script::new([Step::Err(server(1205, 13)), Step::Ok(1)]);
+    let mut svc = RetryLayer::new(policy(3, ms(25), ms(25)))
+        .with_observer(observer.shared())
+        .layer(script);
+    call(&mut svc, read()).await.unwrap();
+    assert_eq!(
+        observer.events(),
+        vec![Recorded::RetryScheduled {
+            attempt: 1,
+            delay: ms(25)
+        }]
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn custom_classifiers_decide() {
+    let script = Script::new([Step::Err(server(50000, 16)), Step::Ok(1)]);
+    let classifier = mssql_resilience::classify::SqlServerClassifier::new().with_transient([50000]);
+    let mut svc = RetryLayer::new(policy(3, ms(1), ms(1)))
+        .with_classifier(Arc::new(classifier))
+        .layer(script.clone());
+    call(&mut svc, read()).await.unwrap();
+    assert_eq!(script.calls(), 2);
+}
+
+#[test]
+fn invalid_policies_name_the_field() {
+    let e = RetryPolicy::new(0, Backoff::default()).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "invalid `retry.max_attempts` = 0: must be between 1 and 100"
+    );
+}
