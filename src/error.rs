@@ -280,6 +280,11 @@ impl Error {
         )
     }
 
+    /// Corrects the outcome once the caller knows better (e.g. nothing reached the wire).
+    pub(crate) fn set_outcome(&mut self, outcome: Outcome) {
+        self.inner.outcome = outcome;
+    }
+
     /// Records whether the failed request was idempotent, unless already recorded.
     pub(crate) fn note_idempotency(&mut self, idempotent: bool) {
         if self.inner.idempotent.is_none() {

@@ -41,18 +41,25 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs, missing_debug_implementations)]
 
+// pub mod builder; (enabled once config lands)
 pub mod circuit_breaker;
 pub mod classify;
+pub mod config;
 pub mod deadline;
 pub mod error;
+pub mod failover;
+pub mod idempotency;
 pub mod observe;
+pub mod pool;
 pub mod request;
 pub mod retry;
+pub mod sql;
 
 /// The README's examples compile as doc-tests.
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;
 
+// pub use crate::builder::{Stack, StackBuilder};
 pub use crate::error::{ConfigError, Error, ErrorKind, Outcome};
 pub use crate::request::{HasContext, Intent, RequestContext, WithContext};

@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use crate::circuit_breaker::BreakerState;
 use crate::error::{Error, RetryStop};
+use crate::request::Intent;
 
 /// Something a layer did.
 #[derive(Debug, Clone, Copy)]
@@ -73,6 +74,40 @@ pub enum Event<'a> {
         /// The attempt's timeout.
         after: Duration,
     },
+    /// Within one call, the request moved from one region to the next after a failure.
+    FailoverAttempt {
+        /// The request's operation name.
+        operation: &'a str,
+        /// The region that failed.
+        from: &'a str,
+        /// The region tried next.
+        to: &'a str,
+        /// Read or write.
+        intent: Intent,
+    },
+    /// The region that takes new requests of an intent changed (failover or fail-back).
+    RegionSwitched {
+        /// Read or write.
+        intent: Intent,
+        /// The region that took them before (none at start).
+        from: Option<&'a str>,
+        /// The region that takes them now (none: no region is eligible).
+        to: Option<&'a str>,
+    },
+    /// A region's probed health or writability changed.
+    RegionHealthChanged {
+        /// The region.
+        region: &'a str,
+        /// Healthy by its probes.
+        healthy: bool,
+        /// Writable by its probes.
+        writable: bool,
+    },
+    /// A gateway redirect was followed while connecting.
+    RedirectFollowed {
+        /// The region.
+        region: &'a str,
+    },
 }
 
 /// Receives the layers' events. Must be cheap: it runs on the request path.
@@ -128,6 +163,33 @@ pub(crate) fn emit(observer: Option<&SharedObserver>, event: Event<'_>) {
             target: "mssql_resilience",
             operation = operation, after_ms = after.as_millis() as u64, "attempt timed out"
         ),
+        Event::FailoverAttempt {
+            operation,
+            from,
+            to,
+            intent,
+        } => tracing::info!(
+            target: "mssql_resilience",
+            operation = operation, from = from, to = to, intent = intent.as_str(),
+            "request failed over to the next region"
+        ),
+        Event::RegionSwitched { intent, from, to } => tracing::warn!(
+            target: "mssql_resilience",
+            intent = intent.as_str(), from = from.unwrap_or("none"), to = to.unwrap_or("none"),
+            "routing switched region"
+        ),
+        Event::RegionHealthChanged {
+            region,
+            healthy,
+            writable,
+        } => tracing::warn!(
+            target: "mssql_resilience",
+            region = region, healthy = healthy, writable = writable, "region health changed"
+        ),
+        Event::RedirectFollowed { region } => tracing::debug!(
+            target: "mssql_resilience",
+            region = region, "gateway redirect followed"
+        ),
     }
     if let Some(observer) = observer {
         observer.on_event(&event);
@@ -174,6 +236,38 @@ pub enum Recorded {
     AttemptTimedOut {
         /// The attempt's timeout.
         after: Duration,
+    },
+    /// See [`Event::FailoverAttempt`].
+    FailoverAttempt {
+        /// From region.
+        from: String,
+        /// To region.
+        to: String,
+        /// Intent.
+        intent: Intent,
+    },
+    /// See [`Event::RegionSwitched`].
+    RegionSwitched {
+        /// Intent.
+        intent: Intent,
+        /// Previous region.
+        from: Option<String>,
+        /// New region.
+        to: Option<String>,
+    },
+    /// See [`Event::RegionHealthChanged`].
+    RegionHealthChanged {
+        /// Region.
+        region: String,
+        /// Healthy.
+        healthy: bool,
+        /// Writable.
+        writable: bool,
+    },
+    /// See [`Event::RedirectFollowed`].
+    RedirectFollowed {
+        /// Region.
+        region: String,
     },
 }
 
@@ -229,6 +323,30 @@ impl Observer for RecordingObserver {
             },
             Event::DeadlineExceeded { .. } => Recorded::DeadlineExceeded,
             Event::AttemptTimedOut { after, .. } => Recorded::AttemptTimedOut { after },
+            Event::FailoverAttempt {
+                from, to, intent, ..
+            } => Recorded::FailoverAttempt {
+                from: from.to_owned(),
+                to: to.to_owned(),
+                intent,
+            },
+            Event::RegionSwitched { intent, from, to } => Recorded::RegionSwitched {
+                intent,
+                from: from.map(str::to_owned),
+                to: to.map(str::to_owned),
+            },
+            Event::RegionHealthChanged {
+                region,
+                healthy,
+                writable,
+            } => Recorded::RegionHealthChanged {
+                region: region.to_owned(),
+                healthy,
+                writable,
+            },
+            Event::RedirectFollowed { region } => Recorded::RedirectFollowed {
+                region: region.to_owned(),
+            },
         };
         self.events
             .lock()

@@ -6,8 +6,12 @@
 //! the layers can be used outside SQL (and in tests with `tower_test::mock`).
 
 use std::borrow::Cow;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::Arc;
 
 use tokio::time::Instant;
+
+use crate::error::Outcome;
 
 /// Whether a request reads or writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -28,13 +32,59 @@ impl Intent {
     }
 }
 
+/// Whether one attempt's request reached the wire, as far as the innermost service knows.
+///
+/// The [attempt timeout](crate::deadline::AttemptTimeout) installs a fresh one per attempt
+/// ([`RequestContext::begin_attempt`]); the innermost service marks it; when the attempt is
+/// cut short, the timeout reads it to tell a not-sent failure (safe to retry anywhere) from
+/// an ambiguous one. A service that never marks it leaves it unknown, which is treated as
+/// ambiguous.
+#[derive(Debug, Default)]
+pub struct WireState(AtomicU8);
+
+const WIRE_UNKNOWN: u8 = 0;
+const WIRE_NOT_SENT: u8 = 1;
+const WIRE_SENT: u8 = 2;
+
+impl WireState {
+    /// The service owns the attempt and will mark it once bytes are written.
+    pub fn mark_not_sent(&self) {
+        let _ = self.0.compare_exchange(
+            WIRE_UNKNOWN,
+            WIRE_NOT_SENT,
+            Ordering::AcqRel,
+            Ordering::Acquire,
+        );
+    }
+
+    /// Request bytes were written to the connection.
+    pub fn mark_sent(&self) {
+        self.0.store(WIRE_SENT, Ordering::Release);
+    }
+
+    /// Whether request bytes were written.
+    pub fn is_sent(&self) -> bool {
+        self.0.load(Ordering::Acquire) == WIRE_SENT
+    }
+
+    /// The outcome of this attempt if it is lost now: not-sent only when the service said
+    /// so and wrote nothing; otherwise ambiguous.
+    pub fn outcome_if_lost(&self) -> Outcome {
+        match self.0.load(Ordering::Acquire) {
+            WIRE_NOT_SENT => Outcome::NotSent,
+            _ => Outcome::Ambiguous,
+        }
+    }
+}
+
 /// The per-request facts the resilience layers read.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct RequestContext {
     operation: Cow<'static, str>,
     intent: Intent,
     idempotent: bool,
     deadline: Option<Instant>,
+    wire: Option<Arc<WireState>>,
 }
 
 impl RequestContext {
@@ -45,6 +95,7 @@ impl RequestContext {
             intent: Intent::Read,
             idempotent: true,
             deadline: None,
+            wire: None,
         }
     }
 
@@ -55,6 +106,7 @@ impl RequestContext {
             intent: Intent::Write,
             idempotent: false,
             deadline: None,
+            wire: None,
         }
     }
 
@@ -96,6 +148,18 @@ impl RequestContext {
         self.deadline
     }
 
+    /// Starts tracking a new attempt's wire state and returns it.
+    pub fn begin_attempt(&mut self) -> Arc<WireState> {
+        let wire = Arc::new(WireState::default());
+        self.wire = Some(wire.clone());
+        wire
+    }
+
+    /// The current attempt's wire state, if an attempt layer is tracking one.
+    pub fn wire(&self) -> Option<&Arc<WireState>> {
+        self.wire.as_ref()
+    }
+
     /// Sets the deadline to `deadline` unless an earlier one is already set.
     pub fn shorten_deadline(&mut self, deadline: Instant) {
         self.deadline = Some(match self.deadline {
@@ -123,7 +187,7 @@ impl HasContext for RequestContext {
 }
 
 /// Any payload with a [`RequestContext`], for using the layers outside SQL.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct WithContext<T> {
     /// The context the layers read.
     pub context: RequestContext,

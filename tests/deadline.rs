@@ -193,3 +193,36 @@ fn invalid_budgets_are_rejected_naming_the_fields() {
     assert!(Deadline::new((), Duration::ZERO).is_err());
     assert!(AttemptTimeout::new((), Duration::ZERO).is_err());
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_timeout_before_anything_was_sent_is_not_sent() {
+    // A service that tracks the wire (like the SQL service waiting for a pool checkout):
+    // it marks the attempt not-sent and never writes.
+    let svc = tower::service_fn(|req: WithContext<u32>| async move {
+        if let Some(wire) = req.context.wire() {
+            wire.mark_not_sent();
+        }
+        std::future::pending::<Result<u32, Error>>().await
+    });
+    let mut svc = AttemptTimeout::new(svc, ms(200)).unwrap();
+    let err = call(&mut svc, write()).await.unwrap_err();
+    assert_eq!(err.outcome(), Outcome::NotSent);
+    assert!(
+        !err.is_outcome_unknown(),
+        "nothing was sent, so nothing is unknown"
+    );
+
+    let sent = tower::service_fn(|req: WithContext<u32>| async move {
+        let wire = req
+            .context
+            .wire()
+            .expect("the attempt layer installs a wire state");
+        wire.mark_not_sent();
+        wire.mark_sent();
+        std::future::pending::<Result<u32, Error>>().await
+    });
+    let mut sent = AttemptTimeout::new(sent, ms(200)).unwrap();
+    let err = call(&mut sent, write()).await.unwrap_err();
+    assert_eq!(err.outcome(), Outcome::Ambiguous);
+    assert!(err.is_outcome_unknown());
+}

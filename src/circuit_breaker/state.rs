@@ -220,6 +220,20 @@ impl CircuitBreakerHandle {
         BreakerState::from_u8(self.shared.state.load(Ordering::Acquire))
     }
 
+    /// Whether a call made now would be let through (an open breaker whose open duration
+    /// has elapsed would let a probe through). Half-open counts as permitted even when
+    /// every probe slot is taken.
+    pub fn is_call_permitted(&self) -> bool {
+        match self.state() {
+            BreakerState::Closed | BreakerState::HalfOpen => true,
+            BreakerState::Isolated => false,
+            BreakerState::Open => match self.lock().phase {
+                Phase::Open { until } => Instant::now() >= until,
+                _ => true,
+            },
+        }
+    }
+
     /// A fuller view, including the window's totals.
     pub fn snapshot(&self) -> BreakerSnapshot {
         let now = Instant::now();

@@ -147,6 +147,13 @@ impl Classify for SqlServerClassifier {
                 counts_as_failure: false,
                 delay_hint: None,
             },
+            // Fails fast while no region can take the request; worth another try after a
+            // backoff (probes may find the new primary), and no fault of any one region.
+            ErrorKind::NoRegionAvailable { .. } => Classification {
+                retryable: true,
+                counts_as_failure: false,
+                delay_hint: None,
+            },
             ErrorKind::Tls => Classification {
                 retryable: false,
                 counts_as_failure: true,

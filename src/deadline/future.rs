@@ -4,22 +4,33 @@
 use std::borrow::Cow;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
 use pin_project_lite::pin_project;
 use tokio::time::Sleep;
 
-use crate::error::{Error, Outcome, TimeoutScope};
+use crate::error::{Error, ErrorKind, Outcome, TimeoutScope};
 use crate::observe::{emit, Event, SharedObserver};
+use crate::request::WireState;
 
 /// What running out of time means for this future.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub(super) enum Expiry {
-    /// The call's total deadline.
-    Deadline,
+    /// The call's total deadline; with the attempt's wire state when an attempt layer hit it.
+    Deadline(Option<Arc<WireState>>),
     /// The attempt's own timeout of this length.
-    Attempt(Duration),
+    Attempt(Duration, Arc<WireState>),
+}
+
+impl Expiry {
+    fn outcome(&self) -> Outcome {
+        match self {
+            Expiry::Deadline(Some(wire)) | Expiry::Attempt(_, wire) => wire.outcome_if_lost(),
+            Expiry::Deadline(None) => Outcome::Ambiguous,
+        }
+    }
 }
 
 pin_project! {
@@ -113,17 +124,19 @@ where
                     }));
                 }
                 ready!(sleep.poll(cx));
-                let mut error = match *expiry {
-                    Expiry::Deadline => {
+                let outcome = expiry.outcome();
+                let mut error = match &*expiry {
+                    Expiry::Deadline(_) => {
                         emit(
                             observer.as_ref(),
                             Event::DeadlineExceeded {
                                 operation: operation.as_ref(),
                             },
                         );
-                        Error::deadline_exceeded(Outcome::Ambiguous)
+                        Error::deadline_exceeded(outcome)
                     }
-                    Expiry::Attempt(after) => {
+                    Expiry::Attempt(after, _) => {
+                        let after = *after;
                         emit(
                             observer.as_ref(),
                             Event::AttemptTimedOut {
@@ -131,7 +144,13 @@ where
                                 after,
                             },
                         );
-                        Error::timeout(TimeoutScope::Attempt, after)
+                        Error::new(
+                            ErrorKind::Timeout {
+                                scope: TimeoutScope::Attempt,
+                                after,
+                            },
+                            outcome,
+                        )
                     }
                 };
                 error.note_idempotency(*idempotent);

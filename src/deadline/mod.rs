@@ -196,7 +196,7 @@ where
         ResponseFuture::running(
             self.inner.call(req),
             tokio::time::sleep_until(deadline),
-            Expiry::Deadline,
+            Expiry::Deadline(None),
             operation,
             idempotent,
             self.observer.clone(),
@@ -263,8 +263,9 @@ where
         self.inner.poll_ready(cx).map_err(Into::into)
     }
 
-    fn call(&mut self, req: Req) -> Self::Future {
+    fn call(&mut self, mut req: Req) -> Self::Future {
         let now = Instant::now();
+        let wire = req.context_mut().begin_attempt();
         let ctx = req.context();
         let operation = ctx.operation_cow();
         let idempotent = ctx.is_idempotent();
@@ -278,8 +279,10 @@ where
                 );
                 return ResponseFuture::failed(Error::deadline_exceeded(Outcome::NotSent));
             }
-            Some(deadline) if deadline < now + self.attempt => (deadline, Expiry::Deadline),
-            _ => (now + self.attempt, Expiry::Attempt(self.attempt)),
+            Some(deadline) if deadline < now + self.attempt => {
+                (deadline, Expiry::Deadline(Some(wire)))
+            }
+            _ => (now + self.attempt, Expiry::Attempt(self.attempt, wire)),
         };
         ResponseFuture::running(
             self.inner.call(req),

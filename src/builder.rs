@@ -1,0 +1,273 @@
+//! Assembles the standard stack from one [`Config`]:
+//!
+//! ```text
+//! deadline (total budget, ambient deadline) → retry (classifier, backoff, retry budget)
+//!   → failover router (priority, health, read/write intent)
+//!     └ per region: circuit breaker → attempt timeout → pool checkout → tiberius
+//! ```
+//!
+//! ```no_run
+//! use mssql_resilience::{config::Config, Stack, sql::SqlRequest, RequestContext};
+//!
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! let config = Config::from_file("regions.toml")?;
+//! let stack = Stack::builder(config).build()?;
+//! let response = stack
+//!     .call(SqlRequest::query(RequestContext::read("health_check"), "SELECT 1", []))
+//!     .await?;
+//! assert_eq!(response.scalar().and_then(|v| v.as_i64()), Some(1));
+//! # Ok(()) }
+//! ```
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tower::util::BoxCloneSyncService;
+use tower::{ServiceBuilder, ServiceExt};
+
+use crate::circuit_breaker::{CircuitBreakerHandle, CircuitBreakerLayer};
+use crate::classify::{SharedClassifier, SqlServerClassifier};
+use crate::config::Config;
+use crate::error::{ConfigError, Error};
+use crate::failover::probe::SqlProber;
+use crate::failover::{FailoverSettings, HealthPolicy, RegionSnapshot, RegionSpec, Role, Router};
+use crate::observe::SharedObserver;
+use crate::pool::{Connector, Pool, PoolSettings, SharedConnector, SqlService, TcpConnector, TiberiusManager};
+use crate::retry::budget::RetryBudget;
+use crate::retry::RetryLayer;
+use crate::sql::{SqlRequest, SqlResponse};
+
+/// The assembled service type.
+pub type StackService = BoxCloneSyncService<SqlRequest, SqlResponse, Error>;
+
+/// Builds a [`Stack`]. Every setter says its default.
+pub struct StackBuilder {
+    config: Config,
+    connectors: HashMap<String, SharedConnector>,
+    observer: Option<SharedObserver>,
+    classifier: SharedClassifier,
+    probes: bool,
+}
+
+impl fmt::Debug for StackBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StackBuilder")
+            .field("config", &self.config)
+            .field("custom_connectors", &self.connectors.keys().collect::<Vec<_>>())
+            .field("probes", &self.probes)
+            .finish_non_exhaustive()
+    }
+}
+
+impl StackBuilder {
+    /// Dials region `name` with `connector` (e.g. through a proxy). Defaults to
+    /// [`TcpConnector`].
+    pub fn connector(mut self, region: impl Into<String>, connector: impl Connector) -> Self {
+        self.connectors.insert(region.into(), Arc::new(connector));
+        self
+    }
+
+    /// Reports every layer's events to `observer` (e.g. the metrics recorder). Defaults to
+    /// none: `tracing` events only.
+    pub fn observer(mut self, observer: SharedObserver) -> Self {
+        self.observer = Some(observer);
+        self
+    }
+
+    /// Classifies errors with `classifier`. Defaults to [`SqlServerClassifier`].
+    pub fn classifier(mut self, classifier: SharedClassifier) -> Self {
+        self.classifier = classifier;
+        self
+    }
+
+    /// Runs background health probes. Defaults to `true`; turning them off leaves health
+    /// to the breakers alone (for tests of the breaker path).
+    pub fn probes(mut self, enabled: bool) -> Self {
+        self.probes = enabled;
+        self
+    }
+
+    /// Validates the configuration and assembles the stack. Starts the probes, so it must
+    /// run inside a tokio runtime. Opens no connection itself.
+    pub fn build(self) -> Result<Stack, ConfigError> {
+        let config = self.config;
+        config.validate()?;
+        let budget = config.timeouts.budget().map_err(|e| e.within("timeouts"))?;
+        let policy = config.retry.policy()?;
+        let retry_budget = config.retry_budget.budget()?;
+        let mut specs = Vec::with_capacity(config.regions.len());
+        let mut pools = Vec::with_capacity(config.regions.len());
+        for (i, region) in config.regions.iter().enumerate() {
+            let section = format!("regions[{i}]");
+            let tiberius = region.tiberius_config().map_err(|e| e.within(&section))?;
+            let connector = self
+                .connectors
+                .get(&region.name)
+                .cloned()
+                .unwrap_or_else(|| Arc::new(TcpConnector::default()));
+            let mut manager = TiberiusManager::new(
+                tiberius,
+                connector,
+                config.timeouts.connect,
+                config.pool.validation_timeout,
+                config.failover.max_redirects,
+            );
+            if let Some(observer) = &self.observer {
+                manager = manager.with_observer(region.name.clone(), observer.clone());
+            }
+            let pool = Pool::new(
+                manager.clone(),
+                PoolSettings {
+                    max_size: config.pool.max_size,
+                    min_idle: config.pool.min_idle,
+                    idle_timeout: config.pool.idle_timeout,
+                    max_lifetime: config.pool.max_lifetime,
+                    checkout_timeout: config.timeouts.attempt,
+                },
+            );
+            let breaker = CircuitBreakerHandle::with_parts(
+                config.breaker.breaker_config(region.name.clone())?,
+                self.classifier.clone(),
+                self.observer.clone(),
+            );
+            let mut attempt = budget.attempt_layer();
+            if let Some(observer) = &self.observer {
+                attempt = attempt.with_observer(observer.clone());
+            }
+            let service = ServiceBuilder::new()
+                .layer(CircuitBreakerLayer::new(breaker.clone()))
+                .layer(attempt)
+                .service(SqlService::new(pool.clone(), region.name.as_str()));
+            specs.push(RegionSpec {
+                name: region.name.clone().into(),
+                role: match region.role {
+                    crate::config::Role::Auto => Role::Auto,
+                    crate::config::Role::ReadWrite => Role::ReadWrite,
+                    crate::config::Role::ReadOnly => Role::ReadOnly,
+                },
+                service: BoxCloneSyncService::new(service),
+                breaker,
+                prober: self
+                    .probes
+                    .then(|| Arc::new(SqlProber::new(manager)) as Arc<dyn crate::failover::probe::Prober>),
+                pool: Some(pool.clone()),
+            });
+            pools.push((region.name.clone(), pool));
+        }
+        let router = Router::start(
+            specs,
+            FailoverSettings {
+                probe_interval: config.failover.probe_interval,
+                probe_timeout: config.failover.probe_timeout,
+                probe_jitter: config.failover.probe_jitter,
+                health: HealthPolicy {
+                    unhealthy_after: config.failover.unhealthy_after,
+                    healthy_after: config.failover.healthy_after,
+                    failback_hysteresis: config.failover.failback_hysteresis,
+                },
+            },
+            Some(retry_budget.clone()),
+            self.classifier.clone(),
+            self.observer.clone(),
+        );
+        let mut deadline = budget.deadline_layer();
+        let mut retry = RetryLayer::new(policy)
+            .with_budget(retry_budget.clone())
+            .with_classifier(self.classifier.clone());
+        if let Some(observer) = &self.observer {
+            deadline = deadline.with_observer(observer.clone());
+            retry = retry.with_observer(observer.clone());
+        }
+        let service = ServiceBuilder::new()
+            .layer(deadline)
+            .layer(retry)
+            .service(router.clone());
+        Ok(Stack {
+            service: BoxCloneSyncService::new(service),
+            router,
+            retry_budget,
+            pools,
+        })
+    }
+}
+
+/// The assembled middleware: call it, clone its service into handlers, read its health.
+#[derive(Clone)]
+pub struct Stack {
+    service: StackService,
+    router: Router,
+    retry_budget: RetryBudget,
+    pools: Vec<(String, Pool)>,
+}
+
+impl fmt::Debug for Stack {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Stack")
+            .field("router", &self.router)
+            .field("retry_budget", &self.retry_budget)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Stack {
+    /// A builder from `config`.
+    pub fn builder(config: Config) -> StackBuilder {
+        StackBuilder {
+            config,
+            connectors: HashMap::new(),
+            observer: None,
+            classifier: Arc::new(SqlServerClassifier::new()),
+            probes: true,
+        }
+    }
+
+    /// Runs one request through the whole stack.
+    pub async fn call(&self, request: SqlRequest) -> Result<SqlResponse, Error> {
+        self.service.clone().oneshot(request).await
+    }
+
+    /// The stack as a cloneable tower service (e.g. for an axum handler's state).
+    pub fn service(&self) -> StackService {
+        self.service.clone()
+    }
+
+    /// The failover router (health snapshots, subscriptions, breakers).
+    pub fn router(&self) -> &Router {
+        &self.router
+    }
+
+    /// Each region's health now.
+    pub fn health(&self) -> Vec<RegionSnapshot> {
+        self.router.snapshot()
+    }
+
+    /// The shared retry budget.
+    pub fn retry_budget(&self) -> &RetryBudget {
+        &self.retry_budget
+    }
+
+    /// Each region's pool, by name.
+    pub fn pools(&self) -> &[(String, Pool)] {
+        &self.pools
+    }
+
+    /// Waits until every region has been probed once, or `within` passes.
+    pub async fn wait_for_probes(&self, within: Duration) -> bool {
+        let mut updates = self.router.subscribe();
+        let all_probed = |s: &[RegionSnapshot]| s.iter().all(|r| r.last_probe.is_some());
+        tokio::time::timeout(within, async {
+            loop {
+                if all_probed(&updates.borrow_and_update()) {
+                    return;
+                }
+                if updates.changed().await.is_err() {
+                    return;
+                }
+            }
+        })
+        .await
+        .is_ok()
+    }
+}

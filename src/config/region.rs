@@ -1,0 +1,405 @@
+//! `[[regions]]`: where each region's database is and how to log in to it.
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use tiberius::{AuthMethod, EncryptionLevel};
+
+use super::ado::AdoString;
+use super::secret::{Secret, REDACTED};
+use crate::error::ConfigError;
+
+/// The default SQL Server port.
+pub const DEFAULT_PORT: u16 = 1433;
+
+/// The default `application_name` (SQL Server's `APP_NAME()`).
+pub const DEFAULT_APPLICATION_NAME: &str = "mssql-resilience";
+
+/// What a region may be used for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// The health probes decide whether the region takes writes (`"auto"`, the default).
+    #[default]
+    Auto,
+    /// A read-write endpoint, e.g. an Azure failover group's read-write listener
+    /// (`"read_write"`). Connections declare `ApplicationIntent=ReadWrite`.
+    ReadWrite,
+    /// A read-only endpoint, e.g. a failover group's `.secondary` listener
+    /// (`"read_only"`). Connections declare `ApplicationIntent=ReadOnly`, which that
+    /// listener requires to route to a readable secondary.
+    ReadOnly,
+}
+
+/// Transport security of a region's connections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Encryption {
+    /// TLS, and the server certificate is validated (`"required"`, the default).
+    #[default]
+    Required,
+    /// TLS without certificate validation (`"trust_server_certificate"`): no protection
+    /// against a man in the middle. An explicit opt-in for test servers.
+    TrustServerCertificate,
+    /// Plaintext, including the login (`"not_supported"`). An explicit opt-in for the
+    /// local testkit server only.
+    NotSupported,
+}
+
+/// One region: its name, how to reach its database, and its role.
+///
+/// Set **either** `connection_string` (an ADO.NET string, e.g.
+/// `server=tcp:myfog.database.windows.net,1433;database=app;user id=app;password=…`)
+/// **or** `host` with `user` and `password` (and optionally `port`, `instance_name`,
+/// `database`). With a connection string, `host`, `port`, `instance_name`, `database`,
+/// `user` and `password` must be left unset: they would silently compete with the
+/// string's own keys.
+///
+/// `encryption`, `role` and `application_name` apply to both forms. The explicit
+/// `encryption` always wins over the connection string's `encrypt`,
+/// `TrustServerCertificate` (and, with `trust_server_certificate`,
+/// `TrustServerCertificateCA`) keys, which are ignored; `role` sets the
+/// `ApplicationIntent` (except `auto`, which keeps the string's); `application_name`
+/// applies unless the string sets `Application Name`.
+///
+/// `Debug` never shows `password` or `connection_string` (they are [`Secret`]s).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegionConfig {
+    /// Lower-case `[a-z0-9_-]+`, unique; used as the breaker name and a metric label.
+    pub name: String,
+    /// An ADO.NET connection string (it holds the password, hence a [`Secret`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connection_string: Option<Secret>,
+    /// Host name or IP address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+    /// TCP port, not 0. Default 1433. With `instance_name` and the default port, SQL
+    /// Browser's port (1434) is asked for the instance's port instead.
+    #[serde(default = "default_port")]
+    pub port: u16,
+    /// A named instance (resolved through SQL Browser).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instance_name: Option<String>,
+    /// The database; the login's default database when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub database: Option<String>,
+    /// SQL Server login name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    /// SQL Server login password.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password: Option<Secret>,
+    /// Default `"required"`.
+    #[serde(default)]
+    pub encryption: Encryption,
+    /// `APP_NAME()` on the server. Default `"mssql-resilience"`; `""` sends none.
+    #[serde(
+        default = "default_application_name",
+        serialize_with = "serialize_application_name",
+        deserialize_with = "deserialize_application_name"
+    )]
+    pub application_name: Option<String>,
+    /// Default `"auto"`.
+    #[serde(default)]
+    pub role: Role,
+}
+
+fn default_port() -> u16 {
+    DEFAULT_PORT
+}
+
+fn default_application_name() -> Option<String> {
+    Some(DEFAULT_APPLICATION_NAME.to_owned())
+}
+
+fn serialize_application_name<S: Serializer>(
+    name: &Option<String>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str(name.as_deref().unwrap_or(""))
+}
+
+fn deserialize_application_name<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<String>, D::Error> {
+    let name = String::deserialize(deserializer)?;
+    Ok(Some(name).filter(|n| !n.is_empty()))
+}
+
+impl Default for RegionConfig {
+    /// Every field at its default, `name` empty (which does not validate: set it).
+    fn default() -> Self {
+        RegionConfig {
+            name: String::new(),
+            connection_string: None,
+            host: None,
+            port: DEFAULT_PORT,
+            instance_name: None,
+            database: None,
+            user: None,
+            password: None,
+            encryption: Encryption::default(),
+            application_name: default_application_name(),
+            role: Role::default(),
+        }
+    }
+}
+
+/// Connection-string keys that the explicit `encryption` replaces.
+const ENCRYPTION_KEYS: &[&str] = &["encrypt", "trustservercertificate"];
+const CA_KEY: &str = "trustservercertificateca";
+const SERVER_KEYS: &[&str] = &["server", "data source"];
+const APPLICATION_NAME_KEYS: &[&str] = &["application name", "applicationname"];
+
+/// True for a name usable as a metric label: non-empty lower-case `[a-z0-9_-]`.
+pub(crate) fn is_valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+}
+
+impl RegionConfig {
+    /// Checks the region on its own (everything but the uniqueness of its name).
+    ///
+    /// A region does not know its index, so the errors of this method, of
+    /// [`tiberius_config`](Self::tiberius_config) and of [`address`](Self::address) name
+    /// fields relative to the region (`port`, `connection_string`): prefix them with
+    /// `.within("regions[<index>]")`, as [`Config::validate`](super::Config::validate)
+    /// does (it runs these same checks, so after a successful load they cannot fail).
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.name.is_empty() {
+            return Err(ConfigError::new("name", &self.name, "must not be empty"));
+        }
+        if !is_valid_name(&self.name) {
+            return Err(ConfigError::new(
+                "name",
+                &self.name,
+                "must be lower-case letters, digits, `_` or `-` (it is used as a metric label)",
+            ));
+        }
+        if self.port == 0 {
+            return Err(ConfigError::new("port", 0, "must not be 0"));
+        }
+        match (&self.connection_string, &self.host) {
+            (Some(_), Some(host)) => {
+                return Err(ConfigError::new(
+                    "host",
+                    host,
+                    "must not be set together with `connection_string`: use one or the other",
+                ))
+            }
+            (None, None) => {
+                return Err(ConfigError::new(
+                    "connection_string",
+                    None::<()>,
+                    "either `connection_string` or `host` (with `user` and `password`) is required",
+                ))
+            }
+            (Some(connection_string), None) => {
+                let also = "must not be set together with `connection_string` (put it in the connection string)";
+                if let Some(v) = &self.instance_name {
+                    return Err(ConfigError::new("instance_name", v, also));
+                }
+                if let Some(v) = &self.database {
+                    return Err(ConfigError::new("database", v, also));
+                }
+                if let Some(v) = &self.user {
+                    return Err(ConfigError::new("user", v, also));
+                }
+                if let Some(v) = &self.password {
+                    return Err(ConfigError::new("password", v, also));
+                }
+                if self.port != DEFAULT_PORT {
+                    return Err(ConfigError::new(
+                        "port",
+                        self.port,
+                        "must not be set together with `connection_string` (write `server=tcp:host,port`)",
+                    ));
+                }
+                if connection_string.expose().trim().is_empty() {
+                    return Err(ConfigError::new(
+                        "connection_string",
+                        connection_string,
+                        "must not be empty",
+                    ));
+                }
+            }
+            (None, Some(host)) => {
+                if host.trim().is_empty() {
+                    return Err(ConfigError::new("host", host, "must not be empty"));
+                }
+                if self.user.is_none() {
+                    return Err(ConfigError::new(
+                        "user",
+                        None::<()>,
+                        "is required with `host` (SQL Server authentication)",
+                    ));
+                }
+                if self.password.is_none() {
+                    return Err(ConfigError::new(
+                        "password",
+                        None::<()>,
+                        "is required with `host` (SQL Server authentication)",
+                    ));
+                }
+            }
+        }
+        self.build().map(drop)
+    }
+
+    /// The tiberius configuration for this region (checked only as far as building it
+    /// needs; [`validate`](Self::validate) does the rest).
+    ///
+    /// From `connection_string` (through `tiberius::Config::from_ado_string`) or from the
+    /// fields. Then `encryption` is applied, and it wins over the string's `encrypt` and
+    /// `TrustServerCertificate` keys: `required` → `EncryptionLevel::Required` with the
+    /// certificate validated; `trust_server_certificate` → `Required` plus `trust_cert()`;
+    /// `not_supported` → `EncryptionLevel::NotSupported`. `role` sets the
+    /// `ApplicationIntent` (`read_only` → read-only).
+    ///
+    /// Errors name `connection_string` (relative to the region, see
+    /// [`validate`](Self::validate)) and never show the connection string or the password:
+    /// the value is `***`.
+    pub fn tiberius_config(&self) -> Result<tiberius::Config, ConfigError> {
+        self.build()
+    }
+
+    /// The host and port to dial, as tiberius will (`get_addr()`). Errors as
+    /// [`tiberius_config`](Self::tiberius_config).
+    pub fn address(&self) -> Result<(String, u16), ConfigError> {
+        let config = self.tiberius_config()?;
+        let addr = config.get_addr();
+        addr.rsplit_once(':')
+            .and_then(|(host, port)| Some((host.to_owned(), port.parse().ok()?)))
+            .ok_or_else(|| {
+                ConfigError::new("host", addr, "is not a `host:port` address")
+            })
+    }
+
+    pub(crate) fn build(&self) -> Result<tiberius::Config, ConfigError> {
+        let mut config = match &self.connection_string {
+            Some(secret) => {
+                let text = secret.expose();
+                let ado = AdoString::parse(text).map_err(|reason| {
+                    ConfigError::new(
+                        "connection_string",
+                        secret,
+                        format!("is not a valid ADO.NET connection string: {reason}"),
+                    )
+                })?;
+                if ado.get(SERVER_KEYS).is_none() {
+                    return Err(ConfigError::new(
+                        "connection_string",
+                        secret,
+                        "has no `server` key (e.g. `server=tcp:myhost.database.windows.net,1433`)",
+                    ));
+                }
+                let mut drop = ENCRYPTION_KEYS.to_vec();
+                if self.encryption == Encryption::TrustServerCertificate {
+                    // tiberius panics on trust_cert() after a CA; no CA is needed anyway.
+                    drop.push(CA_KEY);
+                }
+                let mut config =
+                    tiberius::Config::from_ado_string(&ado.without(&drop)).map_err(|e| {
+                        ConfigError::new(
+                            "connection_string",
+                            secret,
+                            format!(
+                                "is not a valid connection string: {}",
+                                scrub(&e.to_string(), text, ado.secrets())
+                            ),
+                        )
+                    })?;
+                if ado.get(APPLICATION_NAME_KEYS).is_none() {
+                    if let Some(name) = &self.application_name {
+                        config.application_name(name);
+                    }
+                }
+                config
+            }
+            None => {
+                let mut config = tiberius::Config::new();
+                if let Some(host) = &self.host {
+                    config.host(host);
+                }
+                match &self.instance_name {
+                    Some(instance) => {
+                        config.instance_name(instance);
+                        if self.port != DEFAULT_PORT {
+                            config.port(self.port);
+                        }
+                    }
+                    None => config.port(self.port),
+                }
+                if let Some(database) = &self.database {
+                    config.database(database);
+                }
+                config.authentication(AuthMethod::sql_server(
+                    self.user.as_deref().unwrap_or_default(),
+                    self.password.as_ref().map_or("", Secret::expose),
+                ));
+                if let Some(name) = &self.application_name {
+                    config.application_name(name);
+                }
+                config
+            }
+        };
+        match self.encryption {
+            Encryption::Required => config.encryption(EncryptionLevel::Required),
+            Encryption::TrustServerCertificate => {
+                config.encryption(EncryptionLevel::Required);
+                config.trust_cert();
+            }
+            Encryption::NotSupported => config.encryption(EncryptionLevel::NotSupported),
+        }
+        match self.role {
+            Role::Auto => {}
+            Role::ReadWrite => config.readonly(false),
+            Role::ReadOnly => config.readonly(true),
+        }
+        Ok(config)
+    }
+}
+
+/// tiberius' message without its long quoting hint, and with the connection string and
+/// its passwords replaced by `***` should it ever quote them.
+fn scrub<'a>(message: &str, text: &str, secrets: impl Iterator<Item = &'a str>) -> String {
+    let message = message
+        .strip_prefix("Conversion error: ")
+        .unwrap_or(message);
+    let mut message = match message.find(". hint:") {
+        Some(end) => message[..end].to_owned(),
+        None => message.to_owned(),
+    };
+    if !text.is_empty() {
+        message = message.replace(text, REDACTED);
+    }
+    for secret in secrets {
+        message = message.replace(secret, REDACTED);
+    }
+    message
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names() {
+        for ok in ["westeurope", "eu-west_1", "a", "0"] {
+            assert!(is_valid_name(ok), "{ok}");
+        }
+        for bad in ["", "West", "we st", "wé", "a.b"] {
+            assert!(!is_valid_name(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn scrub_removes_the_hint_and_secrets() {
+        let m = "Conversion error: bad value hunter2 in server=x;password=hunter2. hint: quote it";
+        assert_eq!(
+            scrub(m, "server=x;password=hunter2", ["hunter2"].into_iter()),
+            "bad value *** in ***"
+        );
+    }
+}

@@ -1,0 +1,464 @@
+//! The per-layer sections of [`Config`](super::Config) and their conversions into the
+//! layers' own validated types.
+
+use std::borrow::Cow;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::util::{renamed, with_field};
+use crate::circuit_breaker::{CircuitBreakerConfig, WindowKind};
+use crate::deadline::TimeoutBudget;
+use crate::error::ConfigError;
+use crate::retry::backoff::{Backoff, Jitter};
+use crate::retry::budget::RetryBudget;
+use crate::retry::RetryPolicy;
+
+/// `[timeouts]`: the call's total budget, one attempt's bound, and one connection
+/// attempt's bound. Rule: `0 < connect ≤ attempt ≤ total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TimeoutsConfig {
+    /// The whole call: every attempt and every backoff sleep. Default `"5s"`.
+    #[serde(with = "super::duration")]
+    pub total: Duration,
+    /// One attempt. Default `"2s"`.
+    #[serde(with = "super::duration")]
+    pub attempt: Duration,
+    /// Opening one connection: TCP connect + PRELOGIN (+ TLS) + login. Default `"1s"`.
+    #[serde(with = "super::duration")]
+    pub connect: Duration,
+}
+
+impl Default for TimeoutsConfig {
+    fn default() -> Self {
+        TimeoutsConfig {
+            total: Duration::from_secs(5),
+            attempt: Duration::from_secs(2),
+            connect: Duration::from_secs(1),
+        }
+    }
+}
+
+impl TimeoutsConfig {
+    /// The validated [`TimeoutBudget`] (`total`, `attempt`). Errors name
+    /// `timeouts.total` / `timeouts.attempt`.
+    pub fn budget(&self) -> Result<TimeoutBudget, ConfigError> {
+        TimeoutBudget::new(self.total, self.attempt).map_err(|e| {
+            renamed(
+                e,
+                &[
+                    ("total_timeout", "timeouts.total"),
+                    ("attempt_timeout", "timeouts.attempt"),
+                ],
+            )
+        })
+    }
+
+    /// Checks `0 < connect ≤ attempt ≤ total`.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.budget()?;
+        if self.connect.is_zero() {
+            return Err(ConfigError::new(
+                "timeouts.connect",
+                self.connect,
+                "must be greater than zero",
+            ));
+        }
+        if self.connect > self.attempt {
+            return Err(ConfigError::new(
+                "timeouts.connect",
+                self.connect,
+                format!("must not exceed `timeouts.attempt` ({:?})", self.attempt),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The jitter strategy, as written in a file: `"full"`, `"equal"`, `"decorrelated"` or
+/// `"none"`. See [`Jitter`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum JitterKind {
+    /// Uniform in `[0, envelope]`. The default.
+    #[default]
+    Full,
+    /// Half the envelope plus uniform in `[0, envelope/2]`.
+    Equal,
+    /// `min(cap, uniform[base, 3 × previous delay])`.
+    Decorrelated,
+    /// No randomness.
+    None,
+}
+
+impl From<JitterKind> for Jitter {
+    fn from(kind: JitterKind) -> Self {
+        match kind {
+            JitterKind::Full => Jitter::Full,
+            JitterKind::Equal => Jitter::Equal,
+            JitterKind::Decorrelated => Jitter::Decorrelated,
+            JitterKind::None => Jitter::None,
+        }
+    }
+}
+
+impl From<Jitter> for JitterKind {
+    fn from(jitter: Jitter) -> Self {
+        match jitter {
+            Jitter::Full => JitterKind::Full,
+            Jitter::Equal => JitterKind::Equal,
+            Jitter::Decorrelated => JitterKind::Decorrelated,
+            Jitter::None => JitterKind::None,
+        }
+    }
+}
+
+/// `[retry]`: attempts and backoff. See [`crate::retry`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RetryConfig {
+    /// Attempts in all, 1–100 (1 = no retries). Default 3.
+    pub max_attempts: u32,
+    /// The first backoff delay. Default `"50ms"`.
+    #[serde(with = "super::duration")]
+    pub base: Duration,
+    /// The largest backoff delay, ≥ `base`. Default `"2s"`.
+    #[serde(with = "super::duration")]
+    pub cap: Duration,
+    /// Default `"full"`.
+    pub jitter: JitterKind,
+    /// Seeds the jitter for reproducible runs (tests). Default: random.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub seed: Option<u64>,
+}
+
+impl Default for RetryConfig {
+    fn default() -> Self {
+        RetryConfig {
+            max_attempts: 3,
+            base: Duration::from_millis(50),
+            cap: Duration::from_secs(2),
+            jitter: JitterKind::Full,
+            seed: None,
+        }
+    }
+}
+
+impl RetryConfig {
+    /// The validated [`RetryPolicy`]. Errors name `retry.max_attempts`, `retry.base`,
+    /// `retry.cap`.
+    pub fn policy(&self) -> Result<RetryPolicy, ConfigError> {
+        let backoff = Backoff::new(self.base, self.cap, self.jitter.into()).map_err(|e| {
+            renamed(
+                e,
+                &[("backoff.base", "retry.base"), ("backoff.cap", "retry.cap")],
+            )
+        })?;
+        let policy = RetryPolicy::new(self.max_attempts, backoff)?;
+        Ok(match self.seed {
+            Some(seed) => policy.with_seed(seed),
+            None => policy,
+        })
+    }
+}
+
+/// `[retry_budget]`: how much extra load retries may add. See [`crate::retry::budget`].
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RetryBudgetConfig {
+    /// The sliding window, 100 ms – 1 h. Default `"10s"`.
+    #[serde(with = "super::duration")]
+    pub window: Duration,
+    /// Retries per second always allowed, ≥ 0. Default 10.
+    pub min_per_second: f64,
+    /// Retries allowed per call, 0–1000. Default 0.2.
+    pub ratio: f64,
+}
+
+impl Default for RetryBudgetConfig {
+    fn default() -> Self {
+        RetryBudgetConfig {
+            window: Duration::from_secs(10),
+            min_per_second: 10.0,
+            ratio: 0.2,
+        }
+    }
+}
+
+impl RetryBudgetConfig {
+    /// A new, validated [`RetryBudget`] (each call makes a new, empty budget: share the
+    /// handle by cloning it). Errors name `retry_budget.*`.
+    pub fn budget(&self) -> Result<RetryBudget, ConfigError> {
+        RetryBudget::new(self.window, self.min_per_second, self.ratio)
+    }
+}
+
+/// `[breaker]`: the per-region circuit breaker. See [`CircuitBreakerConfig`] for each
+/// setting's meaning and rule.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BreakerConfig {
+    /// Judge the last `n` calls. Default: unset, which judges the calls of the last
+    /// `window_duration` instead.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub window_calls: Option<u32>,
+    /// The time window, used when `window_calls` is unset; ≥ 10 ms. Default `"10s"`.
+    #[serde(with = "super::duration")]
+    pub window_duration: Duration,
+    /// Opens at this failure fraction, in (0, 1]. Default 0.5.
+    pub failure_rate_threshold: f64,
+    /// Opens at this slow-call fraction, in (0, 1]. Default 1.0.
+    pub slow_call_rate_threshold: f64,
+    /// A call this long is slow. Default `"5s"`.
+    #[serde(with = "super::duration")]
+    pub slow_call_duration: Duration,
+    /// Calls in the window before the breaker judges, ≥ 1. Default 10.
+    pub minimum_calls: u32,
+    /// The first open period. Default `"5s"`.
+    #[serde(with = "super::duration")]
+    pub open_duration: Duration,
+    /// Growth of the open period on each re-opening, ≥ 1.0. Default 2.0.
+    pub open_backoff_multiplier: f64,
+    /// The longest open period, ≥ `open_duration`. Default `"60s"` (written `"1m"`).
+    #[serde(with = "super::duration")]
+    pub max_open_duration: Duration,
+    /// ± spread of each open period, in [0, 1). Default 0.2.
+    pub open_jitter: f64,
+    /// Probe calls while half-open, ≥ 1. Default 3.
+    pub half_open_calls: u32,
+}
+
+impl Default for BreakerConfig {
+    fn default() -> Self {
+        BreakerConfig {
+            window_calls: None,
+            window_duration: Duration::from_secs(10),
+            failure_rate_threshold: 0.5,
+            slow_call_rate_threshold: 1.0,
+            slow_call_duration: Duration::from_secs(5),
+            minimum_calls: 10,
+            open_duration: Duration::from_secs(5),
+            open_backoff_multiplier: 2.0,
+            max_open_duration: Duration::from_secs(60),
+            open_jitter: 0.2,
+            half_open_calls: 3,
+        }
+    }
+}
+
+impl BreakerConfig {
+    /// The window as the breaker takes it.
+    pub fn window(&self) -> WindowKind {
+        match self.window_calls {
+            Some(calls) => WindowKind::Count(calls),
+            None => WindowKind::Time(self.window_duration),
+        }
+    }
+
+    /// The validated [`CircuitBreakerConfig`] for a breaker called `name` (the region's
+    /// name). Errors name `breaker.*`.
+    pub fn breaker_config(
+        &self,
+        name: impl Into<Cow<'static, str>>,
+    ) -> Result<CircuitBreakerConfig, ConfigError> {
+        CircuitBreakerConfig::builder(name)
+            .window(self.window())
+            .failure_rate_threshold(self.failure_rate_threshold)
+            .slow_call_rate_threshold(self.slow_call_rate_threshold)
+            .slow_call_duration(self.slow_call_duration)
+            .minimum_calls(self.minimum_calls)
+            .open_duration(self.open_duration)
+            .open_backoff(self.open_backoff_multiplier, self.max_open_duration)
+            .open_jitter(self.open_jitter)
+            .half_open_calls(self.half_open_calls)
+            .build()
+            .map_err(|e| {
+                if e.field() != "breaker.window" {
+                    return e;
+                }
+                match self.window_calls {
+                    Some(calls) => with_field(e, "breaker.window_calls", format!("{calls}")),
+                    None => with_field(
+                        e,
+                        "breaker.window_duration",
+                        format!("{:?}", self.window_duration),
+                    ),
+                }
+            })
+    }
+}
+
+/// `[pool]`: the connection pool of each region.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PoolConfig {
+    /// Connections per region, ≥ 1. Default 10.
+    pub max_size: u32,
+    /// Idle connections kept open, ≤ `max_size`. Default: unset (none kept on purpose).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub min_idle: Option<u32>,
+    /// Closes connections idle this long; `"none"` keeps them. Default `"10m"`.
+    #[serde(with = "super::duration::option")]
+    pub idle_timeout: Option<Duration>,
+    /// Closes connections this old; `"none"` keeps them. Default `"30m"`.
+    #[serde(with = "super::duration::option")]
+    pub max_lifetime: Option<Duration>,
+    /// Bound on the health check of a checked-out connection, > 0. Default `"500ms"`.
+    #[serde(with = "super::duration")]
+    pub validation_timeout: Duration,
+}
+
+impl Default for PoolConfig {
+    fn default() -> Self {
+        PoolConfig {
+            max_size: 10,
+            min_idle: None,
+            idle_timeout: Some(Duration::from_secs(10 * 60)),
+            max_lifetime: Some(Duration::from_secs(30 * 60)),
+            validation_timeout: Duration::from_millis(500),
+        }
+    }
+}
+
+impl PoolConfig {
+    /// Checks `max_size ≥ 1`, `min_idle ≤ max_size`, `validation_timeout > 0` and that
+    /// `idle_timeout` / `max_lifetime` are not zero (bb8 panics on a zero; write `"none"`).
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.max_size == 0 {
+            return Err(ConfigError::new("pool.max_size", 0, "must be at least 1"));
+        }
+        if let Some(min_idle) = self.min_idle {
+            if min_idle > self.max_size {
+                return Err(ConfigError::new(
+                    "pool.min_idle",
+                    min_idle,
+                    format!("must not exceed `pool.max_size` ({})", self.max_size),
+                ));
+            }
+        }
+        for (field, value) in [
+            ("pool.idle_timeout", self.idle_timeout),
+            ("pool.max_lifetime", self.max_lifetime),
+        ] {
+            if value == Some(Duration::ZERO) {
+                return Err(ConfigError::new(
+                    field,
+                    Duration::ZERO,
+                    "must be greater than zero (write \"none\" to disable it)",
+                ));
+            }
+        }
+        if self.validation_timeout.is_zero() {
+            return Err(ConfigError::new(
+                "pool.validation_timeout",
+                self.validation_timeout,
+                "must be greater than zero",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// `[failover]`: health probing of the regions and the rules for moving between them.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FailoverConfig {
+    /// Time between health probes of a region, ≥ 100 ms. Default `"2s"`.
+    #[serde(with = "super::duration")]
+    pub probe_interval: Duration,
+    /// Bound on one probe, > 0 and ≤ `probe_interval`. Default `"1s"`.
+    #[serde(with = "super::duration")]
+    pub probe_timeout: Duration,
+    /// Spreads each probe interval by ± this fraction, in [0, 1). Default 0.2.
+    pub probe_jitter: f64,
+    /// How long the preferred region must stay healthy before traffic moves back to it.
+    /// Default `"30s"`.
+    #[serde(with = "super::duration")]
+    pub failback_hysteresis: Duration,
+    /// Failed probes in a row that mark a region unhealthy, ≥ 1. Default 1.
+    pub unhealthy_after: u32,
+    /// Good probes in a row that mark a region healthy again, ≥ 1. Default 2.
+    pub healthy_after: u32,
+    /// Gateway redirects followed per connection attempt, ≤ 10. Default 2.
+    pub max_redirects: u32,
+}
+
+impl Default for FailoverConfig {
+    fn default() -> Self {
+        FailoverConfig {
+            probe_interval: Duration::from_secs(2),
+            probe_timeout: Duration::from_secs(1),
+            probe_jitter: 0.2,
+            failback_hysteresis: Duration::from_secs(30),
+            unhealthy_after: 1,
+            healthy_after: 2,
+            max_redirects: 2,
+        }
+    }
+}
+
+/// The shortest probe interval.
+pub const MIN_PROBE_INTERVAL: Duration = Duration::from_millis(100);
+
+/// The most redirects a connection attempt may follow.
+pub const MAX_REDIRECTS_LIMIT: u32 = 10;
+
+impl FailoverConfig {
+    /// Checks each rule listed on the fields.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.probe_interval < MIN_PROBE_INTERVAL {
+            return Err(ConfigError::new(
+                "failover.probe_interval",
+                self.probe_interval,
+                "must be at least 100ms",
+            ));
+        }
+        if self.probe_timeout.is_zero() {
+            return Err(ConfigError::new(
+                "failover.probe_timeout",
+                self.probe_timeout,
+                "must be greater than zero",
+            ));
+        }
+        if self.probe_timeout > self.probe_interval {
+            return Err(ConfigError::new(
+                "failover.probe_timeout",
+                self.probe_timeout,
+                format!(
+                    "must not exceed `failover.probe_interval` ({:?})",
+                    self.probe_interval
+                ),
+            ));
+        }
+        if !self.probe_jitter.is_finite() || !(0.0..1.0).contains(&self.probe_jitter) {
+            return Err(ConfigError::new(
+                "failover.probe_jitter",
+                self.probe_jitter,
+                "must be in [0.0, 1.0)",
+            ));
+        }
+        if self.unhealthy_after == 0 {
+            return Err(ConfigError::new(
+                "failover.unhealthy_after",
+                0,
+                "must be at least 1",
+            ));
+        }
+        if self.healthy_after == 0 {
+            return Err(ConfigError::new(
+                "failover.healthy_after",
+                0,
+                "must be at least 1",
+            ));
+        }
+        if self.max_redirects > MAX_REDIRECTS_LIMIT {
+            return Err(ConfigError::new(
+                "failover.max_redirects",
+                self.max_redirects,
+                format!("must be at most {MAX_REDIRECTS_LIMIT}"),
+            ));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,256 @@
+//! The bb8 connection manager for tiberius that the crate owns.
+//!
+//! Unlike `bb8-tiberius` (whose `has_broken` is always false and which has no timeouts):
+//! connect + PRELOGIN + login is bounded by `connect_timeout` (bb8's own wait does not save
+//! a task stuck on a black-holed connect); Azure gateway redirects are followed up to
+//! `max_redirects` and counted; `is_valid` runs `SELECT 1` under its own short timeout;
+//! and a connection whose attempt timed out, was cancelled or hit an I/O error reports
+//! `has_broken`, so it never goes back into the pool (tiberius leaves such a connection
+//! mid-stream and unusable).
+
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio_util::compat::TokioAsyncWriteCompatExt;
+
+use super::connector::SharedConnector;
+use super::stream::{Tap, TrackedStream};
+use crate::error::{Error, TimeoutScope};
+use crate::observe::{emit, Event, SharedObserver};
+use crate::sql::Client;
+
+/// A pooled tiberius connection.
+pub struct Connection {
+    pub(crate) client: Client,
+    pub(crate) tap: Arc<Tap>,
+    /// Set while an attempt runs; cleared only when it finishes cleanly.
+    pub(crate) broken: bool,
+    /// When the connection last finished a request cleanly.
+    pub(crate) last_used: tokio::time::Instant,
+}
+
+impl fmt::Debug for Connection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Connection")
+            .field("broken", &self.broken)
+            .field("bytes_written", &self.tap.written())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Connection {
+    /// The tiberius client, for code that runs its own queries on a checked-out connection.
+    /// Marks the connection broken until [`Connection::mark_clean`] is called, since a
+    /// cancelled tiberius future leaves the connection unusable.
+    pub fn client(&mut self) -> &mut Client {
+        self.broken = true;
+        &mut self.client
+    }
+
+    /// Declares the last use finished cleanly: the connection may return to the pool.
+    pub fn mark_clean(&mut self) {
+        self.broken = false;
+        self.last_used = tokio::time::Instant::now();
+    }
+}
+
+/// Counters a manager keeps (shared by its clones).
+#[derive(Debug, Default)]
+pub struct ManagerStats {
+    connects: AtomicU64,
+    connect_failures: AtomicU64,
+    redirects: AtomicU64,
+}
+
+impl ManagerStats {
+    /// Connections opened.
+    pub fn connects(&self) -> u64 {
+        self.connects.load(Ordering::Relaxed)
+    }
+    /// Connection attempts that failed (including timeouts).
+    pub fn connect_failures(&self) -> u64 {
+        self.connect_failures.load(Ordering::Relaxed)
+    }
+    /// Gateway redirects followed.
+    pub fn redirects(&self) -> u64 {
+        self.redirects.load(Ordering::Relaxed)
+    }
+}
+
+/// A [`bb8::ManageConnection`] for tiberius. See the [module docs](self).
+#[derive(Clone)]
+pub struct TiberiusManager {
+    config: tiberius::Config,
+    connector: SharedConnector,
+    connect_timeout: Duration,
+    validation_timeout: Duration,
+    max_redirects: u32,
+    revalidate_after: Duration,
+    stats: Arc<ManagerStats>,
+    label: Option<(Arc<str>, SharedObserver)>,
+}
+
+impl fmt::Debug for TiberiusManager {
+    /// The tiberius config is left out: it holds credentials.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TiberiusManager")
+            .field("address", &self.config.get_addr())
+            .field("connect_timeout", &self.connect_timeout)
+            .field("validation_timeout", &self.validation_timeout)
+            .field("max_redirects", &self.max_redirects)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TiberiusManager {
+    /// A manager dialling with `connector`. Connect + login is bounded by
+    /// `connect_timeout`; `is_valid` by `validation_timeout`; at most `max_redirects`
+    /// redirects are followed per connect.
+    pub fn new(
+        config: tiberius::Config,
+        connector: SharedConnector,
+        connect_timeout: Duration,
+        validation_timeout: Duration,
+        max_redirects: u32,
+    ) -> Self {
+        TiberiusManager {
+            config,
+            connector,
+            connect_timeout,
+            validation_timeout,
+            max_redirects,
+            revalidate_after: Duration::from_secs(2),
+            stats: Arc::default(),
+            label: None,
+        }
+    }
+
+    /// Reports followed redirects to `observer` as events of `region`.
+    pub fn with_observer(mut self, region: impl Into<Arc<str>>, observer: SharedObserver) -> Self {
+        self.label = Some((region.into(), observer));
+        self
+    }
+
+    /// A connection idle for longer than this is checked with `SELECT 1` on checkout; one
+    /// used more recently is handed out directly (a check per checkout would double the
+    /// round trips). Defaults to 2 s.
+    pub fn with_revalidate_after(mut self, idle: Duration) -> Self {
+        self.revalidate_after = idle;
+        self
+    }
+
+    /// The manager's counters.
+    pub fn stats(&self) -> Arc<ManagerStats> {
+        self.stats.clone()
+    }
+
+    /// The configured server address (`host:port`), for telemetry.
+    pub fn address(&self) -> String {
+        self.config.get_addr()
+    }
+
+    async fn connect_once(&self) -> Result<Connection, Error> {
+        let mut config = self.config.clone();
+        let mut redirects = 0;
+        loop {
+            let addr = config.get_addr();
+            let (host, port) = split_addr(&addr);
+            let tcp = self
+                .connector
+                .connect(host, port)
+                .await
+                .map_err(|e| Error::from_tiberius(e.into(), false))?;
+            let (stream, tap) = TrackedStream::new(tcp);
+            match tiberius::Client::connect(config.clone(), stream.compat_write()).await {
+                Ok(client) => {
+                    return Ok(Connection {
+                        client,
+                        tap,
+                        broken: false,
+                        last_used: tokio::time::Instant::now(),
+                    })
+                }
+                Err(tiberius::error::Error::Routing { host, port })
+                    if redirects < self.max_redirects =>
+                {
+                    redirects += 1;
+                    self.stats.redirects.fetch_add(1, Ordering::Relaxed);
+                    tracing::debug!(target: "mssql_resilience", to_host = %host, to_port = port, "following gateway redirect");
+                    if let Some((region, observer)) = &self.label {
+                        emit(Some(observer), Event::RedirectFollowed { region });
+                    }
+                    config.host(host);
+                    config.port(port);
+                }
+                Err(e) => return Err(Error::from_tiberius(e, false)),
+            }
+        }
+    }
+}
+
+fn split_addr(addr: &str) -> (&str, u16) {
+    match addr.rsplit_once(':') {
+        Some((host, port)) => (host, port.parse().unwrap_or(1433)),
+        None => (addr, 1433),
+    }
+}
+
+impl bb8::ManageConnection for TiberiusManager {
+    type Connection = Connection;
+    type Error = Error;
+
+    async fn connect(&self) -> Result<Connection, Error> {
+        let result = match tokio::time::timeout(self.connect_timeout, self.connect_once()).await {
+            Ok(result) => result,
+            Err(_) => Err(Error::timeout(TimeoutScope::Connect, self.connect_timeout)),
+        };
+        match &result {
+            Ok(_) => self.stats.connects.fetch_add(1, Ordering::Relaxed),
+            Err(_) => self.stats.connect_failures.fetch_add(1, Ordering::Relaxed),
+        };
+        result
+    }
+
+    async fn is_valid(&self, conn: &mut Connection) -> Result<(), Error> {
+        if conn.last_used.elapsed() < self.revalidate_after {
+            return Ok(());
+        }
+        conn.broken = true;
+        let check = async {
+            conn.client
+                .simple_query("SELECT 1")
+                .await?
+                .into_results()
+                .await?;
+            Ok::<_, tiberius::error::Error>(())
+        };
+        match tokio::time::timeout(self.validation_timeout, check).await {
+            Ok(Ok(())) => {
+                conn.mark_clean();
+                Ok(())
+            }
+            Ok(Err(e)) => Err(Error::from_tiberius(e, false)),
+            Err(_) => Err(Error::timeout(
+                TimeoutScope::Connect,
+                self.validation_timeout,
+            )),
+        }
+    }
+
+    fn has_broken(&self, conn: &mut Connection) -> bool {
+        conn.broken
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::split_addr;
+
+    #[test]
+    fn addresses_split_at_the_last_colon() {
+        assert_eq!(split_addr("db.example:1444"), ("db.example", 1444));
+        assert_eq!(split_addr("db.example"), ("db.example", 1433));
+    }
+}

@@ -1,0 +1,176 @@
+//! Pooled tiberius connections: the connection manager, the connector, and the pool with
+//! a checkout that never waits longer than the call's remaining budget.
+//!
+//! bb8 is configured so that it adds no hidden behaviour of its own: it does **not** retry
+//! failed connects in the background (`retry_connection(false)`: retries belong to the
+//! retry layer, under its budget, or a fleet would hammer a database that refuses logins),
+//! and a connect failure is reported to the callers waiting for a connection at once
+//! (bb8 alone would let them wait out the whole checkout timeout and then report only
+//! "timed out", losing e.g. the 40613 the server sent).
+
+mod connector;
+mod manager;
+mod service;
+mod stream;
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::broadcast;
+use tokio::time::Instant;
+
+pub use self::connector::{
+    tune, ConnectFuture, Connector, FixedAddress, SharedConnector, TcpConnector,
+};
+pub use self::manager::{Connection, ManagerStats, TiberiusManager};
+pub use self::service::{materialize, SqlService};
+pub use self::stream::TrackedStream;
+use crate::error::{Error, ErrorKind, TimeoutScope};
+
+/// Pool limits. Defaults: 10 connections, no minimum idle, 10 min idle timeout, 30 min
+/// lifetime.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolSettings {
+    /// Most connections open at once.
+    pub max_size: u32,
+    /// Connections kept open while idle.
+    pub min_idle: Option<u32>,
+    /// Idle connections are closed after this long.
+    pub idle_timeout: Option<Duration>,
+    /// Connections are closed after this long whatever their use.
+    pub max_lifetime: Option<Duration>,
+    /// The longest a checkout may wait (also bounded by each call's remaining budget).
+    pub checkout_timeout: Duration,
+}
+
+impl Default for PoolSettings {
+    fn default() -> Self {
+        PoolSettings {
+            max_size: 10,
+            min_idle: None,
+            idle_timeout: Some(Duration::from_secs(600)),
+            max_lifetime: Some(Duration::from_secs(1800)),
+            checkout_timeout: Duration::from_secs(2),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+struct FailureSink(broadcast::Sender<Error>);
+
+impl bb8::ErrorSink<Error> for FailureSink {
+    fn sink(&self, error: Error) {
+        tracing::debug!(target: "mssql_resilience", %error, "connection attempt failed");
+        let _ = self.0.send(error);
+    }
+
+    fn boxed_clone(&self) -> Box<dyn bb8::ErrorSink<Error>> {
+        Box::new(self.clone())
+    }
+}
+
+/// A bb8 pool of tiberius connections for one server.
+#[derive(Clone)]
+pub struct Pool {
+    inner: bb8::Pool<TiberiusManager>,
+    failures: broadcast::Sender<Error>,
+    stats: Arc<ManagerStats>,
+    settings: PoolSettings,
+}
+
+impl fmt::Debug for Pool {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Pool")
+            .field("settings", &self.settings)
+            .field("state", &self.inner.state())
+            .finish()
+    }
+}
+
+impl Pool {
+    /// A pool over `manager`. Opens no connection until the first checkout (or `min_idle`).
+    pub fn new(manager: TiberiusManager, settings: PoolSettings) -> Self {
+        let (failures, _) = broadcast::channel(16);
+        let stats = manager.stats();
+        let inner = bb8::Pool::builder()
+            .max_size(settings.max_size.max(1))
+            .min_idle(settings.min_idle)
+            .idle_timeout(settings.idle_timeout)
+            .max_lifetime(settings.max_lifetime)
+            .connection_timeout(settings.checkout_timeout)
+            .retry_connection(false)
+            .test_on_check_out(true)
+            .error_sink(Box::new(FailureSink(failures.clone())))
+            .build_unchecked(manager);
+        Pool {
+            inner,
+            failures,
+            stats,
+            settings,
+        }
+    }
+
+    /// Checks a connection out, waiting at most `min(within, checkout_timeout)`. A connect
+    /// that fails while waiting fails the checkout with that error (not sent).
+    pub async fn checkout(
+        &self,
+        within: Duration,
+    ) -> Result<bb8::PooledConnection<'static, TiberiusManager>, Error> {
+        let limit = within.min(self.settings.checkout_timeout);
+        let start = Instant::now();
+        let mut failures = self.failures.subscribe();
+        let get = self.inner.get_owned();
+        tokio::pin!(get);
+        let deadline = tokio::time::sleep(limit);
+        tokio::pin!(deadline);
+        loop {
+            tokio::select! {
+                biased;
+                got = &mut get => return got.map_err(|e| Error::from_pool(e, start.elapsed())),
+                failure = failures.recv() => match failure {
+                    Ok(error) => return Err(error),
+                    // Missed some failures: keep waiting; the next one or the timer ends it.
+                    Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                    Err(broadcast::error::RecvError::Closed) => {
+                        // Cannot happen while `self` holds the sender; wait on the rest.
+                        (&mut deadline).await;
+                        return Err(self.exhausted(limit));
+                    }
+                },
+                _ = &mut deadline => return Err(self.exhausted(limit)),
+            }
+        }
+    }
+
+    fn exhausted(&self, waited: Duration) -> Error {
+        let state = self.inner.state();
+        tracing::debug!(
+            target: "mssql_resilience",
+            connections = state.connections, idle = state.idle_connections,
+            "pool checkout timed out"
+        );
+        Error::new(
+            ErrorKind::Timeout {
+                scope: TimeoutScope::PoolCheckout,
+                after: waited,
+            },
+            crate::error::Outcome::NotSent,
+        )
+    }
+
+    /// bb8's figures (connections, idle, statistics).
+    pub fn state(&self) -> bb8::State {
+        self.inner.state()
+    }
+
+    /// The pool's limits.
+    pub fn settings(&self) -> PoolSettings {
+        self.settings
+    }
+
+    /// The manager's counters (connects, failures, redirects).
+    pub fn manager_stats(&self) -> Arc<ManagerStats> {
+        self.stats.clone()
+    }
+}

@@ -1,0 +1,159 @@
+//! The innermost service: one request on one pooled connection, fully materialized.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use futures_util::TryStreamExt;
+use tiberius::{QueryItem, ToSql};
+use tokio::time::Instant;
+
+use super::Pool;
+use crate::error::{Error, ErrorKind, Outcome};
+use crate::sql::{Param, ResultSet, SqlRequest, SqlResponse, Value};
+
+/// Runs a [`SqlRequest`] on a connection from its [`Pool`].
+///
+/// It waits for a connection no longer than the request's remaining budget, tracks whether
+/// request bytes reached the wire (so each failure carries the right [`Outcome`]), reads
+/// every result before answering, and hands a connection back to the pool only when the
+/// request finished cleanly: a timed-out, cancelled or failed-I/O connection is dropped,
+/// and so is one whose unit of work failed (it may hold an open transaction).
+#[derive(Clone, Debug)]
+pub struct SqlService {
+    pool: Pool,
+    region: Arc<str>,
+}
+
+impl SqlService {
+    /// A service over `pool`, labelling errors with `region`.
+    pub fn new(pool: Pool, region: impl Into<Arc<str>>) -> Self {
+        SqlService {
+            pool,
+            region: region.into(),
+        }
+    }
+
+    /// The pool.
+    pub fn pool(&self) -> &Pool {
+        &self.pool
+    }
+}
+
+type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+
+impl tower::Service<SqlRequest> for SqlService {
+    type Response = SqlResponse;
+    type Error = Error;
+    type Future = BoxFuture<Result<SqlResponse, Error>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: SqlRequest) -> Self::Future {
+        let pool = self.pool.clone();
+        let region = self.region.clone();
+        Box::pin(async move {
+            run(&pool, &req)
+                .await
+                .map_err(|e| e.with_region(region.to_string()))
+        })
+    }
+}
+
+async fn run(pool: &Pool, req: &SqlRequest) -> Result<SqlResponse, Error> {
+    let wire = req.context.wire().cloned();
+    if let Some(wire) = &wire {
+        wire.mark_not_sent();
+    }
+    let within = req.context.deadline().map_or(Duration::MAX, |d| {
+        d.saturating_duration_since(Instant::now())
+    });
+    let mut conn = pool.checkout(within).await?;
+    let written_before = conn.tap.written();
+    conn.tap.attach(wire);
+    // Until the request completes, the connection counts as broken: if this future is
+    // dropped mid-request (a timeout), bb8 discards it instead of reusing a corrupt stream.
+    conn.broken = true;
+    let result = execute(&mut conn, req).await;
+    conn.tap.detach();
+    let sent = conn.tap.written() > written_before;
+    match result {
+        Ok(response) => {
+            conn.mark_clean();
+            Ok(response)
+        }
+        Err(mut error) => {
+            // Correct the outcome with what the wire saw.
+            match error.kind() {
+                ErrorKind::Server { class, .. } => {
+                    if *class < 20 && !req.is_unit_of_work() {
+                        conn.mark_clean();
+                    }
+                }
+                _ if !sent => error.set_outcome(Outcome::NotSent),
+                _ => {}
+            }
+            Err(error)
+        }
+    }
+}
+
+async fn execute(
+    conn: &mut bb8::PooledConnection<'static, super::TiberiusManager>,
+    req: &SqlRequest,
+) -> Result<SqlResponse, Error> {
+    use crate::sql::request::Body;
+    let client = &mut conn.client;
+    match &req.body {
+        Body::Query { sql, params } => {
+            let params = as_sql(params);
+            let stream = client.query(sql.as_ref(), &params).await?;
+            materialize(stream).await
+        }
+        Body::Execute { sql, params } => {
+            let params = as_sql(params);
+            let result = client.execute(sql.as_ref(), &params).await?;
+            Ok(SqlResponse {
+                rows_affected: result.rows_affected().to_vec(),
+                ..SqlResponse::default()
+            })
+        }
+        Body::Work(work) => work.run(client).await,
+    }
+}
+
+fn as_sql(params: &[Param]) -> Vec<&dyn ToSql> {
+    params.iter().map(|p| p as &dyn ToSql).collect()
+}
+
+/// Reads every result set of a tiberius stream, keeping column names even for empty ones.
+pub async fn materialize(
+    mut stream: tiberius::QueryStream<'_>,
+) -> Result<SqlResponse, Error> {
+    let mut sets: Vec<ResultSet> = Vec::new();
+    while let Some(item) = stream.try_next().await? {
+        match item {
+            QueryItem::Metadata(meta) => sets.push(ResultSet {
+                columns: meta.columns().iter().map(|c| c.name().to_owned()).collect(),
+                rows: Vec::new(),
+            }),
+            QueryItem::Row(row) => {
+                if sets.is_empty() {
+                    sets.push(ResultSet::default());
+                }
+                let values = row.cells().map(|(_, d)| Value::from_column(d)).collect();
+                if let Some(set) = sets.last_mut() {
+                    set.rows.push(values);
+                }
+            }
+        }
+    }
+    Ok(SqlResponse {
+        result_sets: sets,
+        ..SqlResponse::default()
+    })
+}

@@ -1,0 +1,178 @@
+use std::borrow::Cow;
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use tiberius::{ColumnData, ToSql};
+
+use super::response::SqlResponse;
+use crate::error::Error;
+use crate::pool::TrackedStream;
+use crate::request::{HasContext, RequestContext};
+
+/// The tiberius client a [`UnitOfWork`] is given.
+pub type Client = tiberius::Client<tokio_util::compat::Compat<TrackedStream>>;
+
+/// The future a [`UnitOfWork`] returns.
+pub type WorkFuture<'a> = Pin<Box<dyn Future<Output = Result<SqlResponse, Error>> + Send + 'a>>;
+
+/// Work run on one pooled connection: typically `BEGIN TRAN … COMMIT`.
+///
+/// It may run more than once (after a deadlock, error 1205, the server has rolled the
+/// transaction back and the whole unit is re-run), so it is `Fn`, not `FnOnce`. Errors from
+/// tiberius convert with `?`; the innermost service corrects their outcome from what it saw
+/// on the wire. A failed unit of work never returns its connection to the pool (it may hold
+/// an open transaction).
+pub trait UnitOfWork: Send + Sync + 'static {
+    /// Runs the work on `client`.
+    fn run<'a>(&'a self, client: &'a mut Client) -> WorkFuture<'a>;
+}
+
+impl<F> UnitOfWork for F
+where
+    F: for<'a> Fn(&'a mut Client) -> WorkFuture<'a> + Send + Sync + 'static,
+{
+    fn run<'a>(&'a self, client: &'a mut Client) -> WorkFuture<'a> {
+        self(client)
+    }
+}
+
+/// A typed statement parameter (`@P1`, `@P2`, … in order).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Param {
+    /// `INT` (32-bit).
+    I32(Option<i32>),
+    /// `BIGINT`.
+    I64(Option<i64>),
+    /// `FLOAT`.
+    F64(Option<f64>),
+    /// `BIT`.
+    Bool(Option<bool>),
+    /// `NVARCHAR` (`NVARCHAR(MAX)` when long).
+    Text(Option<String>),
+}
+
+impl ToSql for Param {
+    fn to_sql(&self) -> ColumnData<'_> {
+        match self {
+            Param::I32(v) => ColumnData::I32(*v),
+            Param::I64(v) => ColumnData::I64(*v),
+            Param::F64(v) => ColumnData::F64(*v),
+            Param::Bool(v) => ColumnData::Bit(*v),
+            Param::Text(v) => ColumnData::String(v.as_deref().map(Cow::Borrowed)),
+        }
+    }
+}
+
+macro_rules! param_from {
+    ($($t:ty => $v:ident),*) => {$(
+        impl From<$t> for Param {
+            fn from(v: $t) -> Self { Param::$v(Some(v.into())) }
+        }
+        impl From<Option<$t>> for Param {
+            fn from(v: Option<$t>) -> Self { Param::$v(v.map(Into::into)) }
+        }
+    )*};
+}
+param_from!(i32 => I32, i64 => I64, f64 => F64, bool => Bool, String => Text, &str => Text);
+
+#[derive(Clone)]
+pub(crate) enum Body {
+    Query { sql: Arc<str>, params: Arc<[Param]> },
+    Execute { sql: Arc<str>, params: Arc<[Param]> },
+    Work(Arc<dyn UnitOfWork>),
+}
+
+/// A request for the SQL stack. Cheap to clone (the retry layer clones it per attempt).
+#[derive(Clone)]
+pub struct SqlRequest {
+    pub(crate) context: RequestContext,
+    pub(crate) body: Body,
+}
+
+impl fmt::Debug for SqlRequest {
+    /// Shows the context and the kind of body; SQL text and parameters are left out (they
+    /// may hold personal data) — log them deliberately if you need them.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let body = match &self.body {
+            Body::Query { params, .. } => format!("query({} params)", params.len()),
+            Body::Execute { params, .. } => format!("execute({} params)", params.len()),
+            Body::Work(_) => "unit_of_work".to_owned(),
+        };
+        f.debug_struct("SqlRequest")
+            .field("context", &self.context)
+            .field("body", &body)
+            .finish()
+    }
+}
+
+impl SqlRequest {
+    /// A statement returning result sets (materialized as [`SqlResponse::result_sets`]).
+    ///
+    /// `context` names the operation and says read or write; e.g.
+    /// `SqlRequest::query(RequestContext::read("get_order"), "SELECT … WHERE id = @P1", [id.into()])`.
+    pub fn query(
+        context: RequestContext,
+        sql: impl Into<Arc<str>>,
+        params: impl IntoIterator<Item = Param>,
+    ) -> Self {
+        SqlRequest {
+            context,
+            body: Body::Query {
+                sql: sql.into(),
+                params: params.into_iter().collect(),
+            },
+        }
+    }
+
+    /// A statement whose rows-affected counts are returned ([`SqlResponse::rows_affected`]).
+    pub fn execute(
+        context: RequestContext,
+        sql: impl Into<Arc<str>>,
+        params: impl IntoIterator<Item = Param>,
+    ) -> Self {
+        SqlRequest {
+            context,
+            body: Body::Execute {
+                sql: sql.into(),
+                params: params.into_iter().collect(),
+            },
+        }
+    }
+
+    /// A unit of work on one connection (a transaction). Writes are not idempotent unless
+    /// the context says so.
+    pub fn unit_of_work(context: RequestContext, work: impl UnitOfWork) -> Self {
+        SqlRequest {
+            context,
+            body: Body::Work(Arc::new(work)),
+        }
+    }
+
+    /// The statement text, for statements.
+    pub fn sql(&self) -> Option<&str> {
+        match &self.body {
+            Body::Query { sql, .. } | Body::Execute { sql, .. } => Some(sql),
+            Body::Work(_) => None,
+        }
+    }
+
+    /// The request's context.
+    pub fn context(&self) -> &RequestContext {
+        &self.context
+    }
+
+    pub(crate) fn is_unit_of_work(&self) -> bool {
+        matches!(self.body, Body::Work(_))
+    }
+}
+
+impl HasContext for SqlRequest {
+    fn context(&self) -> &RequestContext {
+        &self.context
+    }
+    fn context_mut(&mut self) -> &mut RequestContext {
+        &mut self.context
+    }
+}

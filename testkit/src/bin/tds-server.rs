@@ -1,0 +1,134 @@
+//! `tds-server`: the mssql-testkit TDS test server as a process.
+//!
+//! ```text
+//! tds-server --listen 127.0.0.1:PORT --user U --password P [--database NAME]
+//!            [--db-file PATH] [--control 127.0.0.1:PORT]
+//! ```
+//! Prints `listening on ADDR` as its first line (and `control on ADDR` when a control
+//! endpoint is requested), then serves until SIGINT or SIGTERM.
+
+use mssql_testkit::tds::{TdsServer, TdsServerConfig};
+use std::io::Write;
+use std::net::SocketAddr;
+use std::process::ExitCode;
+
+const USAGE: &str = "usage: tds-server --listen 127.0.0.1:PORT --user U --password P [--database NAME] [--db-file PATH] [--control 127.0.0.1:PORT]
+
+A SQL Server wire-protocol (TDS 7.4, plaintext) test server backed by SQLite.
+Prints `listening on ADDR` as its first line; port 0 picks a free port.
+
+  --listen ADDR     address to listen on (required)
+  --user U          the SQL login accepted (required)
+  --password P      its password (required)
+  --database NAME   database name (default: testdb)
+  --db-file PATH    SQLite file to use and keep (default: a temporary file)
+  --control ADDR    serve the HTTP/JSON control endpoint on ADDR
+  --help            show this help";
+
+enum Parsed {
+    Help,
+    Run(TdsServerConfig),
+}
+
+fn parse_args(args: &[String]) -> Result<Parsed, String> {
+    let mut cfg = TdsServerConfig::default();
+    let (mut listen, mut user, mut password) = (None, None, None);
+    let mut it = args.iter();
+    while let Some(flag) = it.next() {
+        if flag == "--help" || flag == "-h" {
+            return Ok(Parsed::Help);
+        }
+        let mut value = |name: &str| -> Result<String, String> {
+            it.next()
+                .cloned()
+                .ok_or_else(|| format!("{name} needs a value"))
+        };
+        let addr = |name: &str, v: String| -> Result<SocketAddr, String> {
+            v.parse()
+                .map_err(|_| format!("{name}: invalid address {v:?} (expected IP:PORT)"))
+        };
+        match flag.as_str() {
+            "--listen" => listen = Some(addr("--listen", value("--listen")?)?),
+            "--user" => user = Some(value("--user")?),
+            "--password" => password = Some(value("--password")?),
+            "--database" => cfg.database = value("--database")?,
+            "--db-file" => cfg.db_file = Some(value("--db-file")?.into()),
+            "--control" => cfg.control = Some(addr("--control", value("--control")?)?),
+            other => return Err(format!("unknown argument {other:?} (try --help)")),
+        }
+    }
+    cfg.listen = listen.ok_or("--listen is required (try --help)")?;
+    cfg.user = user.ok_or("--user is required (try --help)")?;
+    cfg.password = password.ok_or("--password is required (try --help)")?;
+    if cfg.database.is_empty() {
+        return Err("--database must not be empty".into());
+    }
+    Ok(Parsed::Run(cfg))
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let cfg = match parse_args(&args) {
+        Ok(Parsed::Help) => {
+            println!("{USAGE}");
+            return ExitCode::SUCCESS;
+        }
+        Ok(Parsed::Run(cfg)) => cfg,
+        Err(e) => {
+            eprintln!("tds-server: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("tds-server: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    rt.block_on(async move {
+        let listen = cfg.listen;
+        let server = match TdsServer::start(cfg).await {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("tds-server: cannot listen on {listen}: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "listening on {}", server.addr());
+        if let Some(c) = server.control_addr() {
+            let _ = writeln!(out, "control on {c}");
+        }
+        let _ = out.flush();
+        drop(out);
+        wait_for_signal().await;
+        server.shutdown().await;
+        ExitCode::SUCCESS
+    })
+}

@@ -1,0 +1,45 @@
+//! A plaintext TDS 7.4 (SQL Server wire protocol) test server backed by SQLite, with
+//! programmable faults.
+//!
+//! The server speaks enough of the protocol for the real `tiberius` client, FreeTDS
+//! (`tsql`) and `python-tds` to log in, run SQL batches and parameterised
+//! `sp_executesql` RPCs, and read result sets; a small T-SQL surface is translated
+//! onto SQLite (see `testkit/README.md` for exactly what is supported). Faults —
+//! failed or redirected logins, failing or slow queries, read-only mode, connections
+//! dropped mid-response, a listener that stops accepting, killed sessions — are set
+//! in-process through [`Faults`] or at run time through the HTTP control endpoint.
+//!
+//! ```no_run
+//! # async fn demo() -> std::io::Result<()> {
+//! use mssql_testkit::tds::{ErrorSpec, TdsServer, TdsServerConfig, Trigger};
+//!
+//! let server = TdsServer::start(TdsServerConfig::new("sa", "secret")).await?;
+//! println!("connect tiberius to {}", server.addr());
+//! // The next two logins fail the way Azure SQL fails during a reconfiguration.
+//! server
+//!     .faults()
+//!     .fail_logins(ErrorSpec::database_unavailable("testdb"), Trigger::Next(2));
+//! assert_eq!(server.counters().logins, 0);
+//! server.shutdown().await;
+//! # Ok(())
+//! # }
+//! ```
+
+mod control;
+mod counters;
+mod errors;
+mod faults;
+mod login7;
+mod packet;
+mod prelogin;
+mod rpc;
+mod server;
+mod session;
+mod sql;
+mod tokens;
+mod translate;
+
+pub use counters::Counters;
+pub use errors::ErrorSpec;
+pub use faults::{AcceptMode, DropPoint, Faults, QueryFault, Trigger};
+pub use server::{TdsServer, TdsServerConfig};

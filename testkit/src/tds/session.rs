@@ -1,0 +1,869 @@
+//! One client connection: handshake (PRELOGIN, LOGIN7), then SQL batches, RPCs,
+//! attentions and transaction-manager requests until the client leaves or the session
+//! is killed.
+
+use super::counters::bump;
+use super::errors::ErrorSpec;
+use super::faults::{DropPoint, LoginFate, SessionCtl, Shared};
+use super::packet::{self, ptype, read_message, Message};
+use super::rpc::{self, Param, RpcError};
+use super::sql::{self, SqlError, Value};
+use super::tokens::{done, tok, utf16_lossy, Reader, TokenWriter, COLLATION};
+use super::translate::{self, Action, Kind, Stmt};
+use super::{login7, prelogin};
+use rusqlite::{Connection, InterruptHandle};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::AsyncWriteExt;
+use tokio::net::tcp::OwnedWriteHalf;
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, watch};
+use tracing::{debug, warn};
+
+/// Server-wide settings every session reads.
+#[derive(Debug)]
+pub(crate) struct ServerCtx {
+    pub shared: Arc<Shared>,
+    pub user: String,
+    pub password: String,
+    pub database: String,
+    pub db_path: PathBuf,
+    pub busy_timeout: Duration,
+    pub server_name: String,
+    pub version: String,
+    pub next_spid: AtomicU64,
+}
+
+/// Why a request stopped early.
+enum Stop {
+    /// An error was written; the rest of the batch is skipped.
+    Error,
+    /// An attention arrived (or the session is going away).
+    Interrupted,
+}
+
+struct Session {
+    ctx: Arc<ServerCtx>,
+    ctl: Arc<SessionCtl>,
+    events: watch::Receiver<u64>,
+    attn: Arc<AtomicU64>,
+    attn_base: u64,
+    attn_answered: u64,
+    closed: Arc<AtomicBool>,
+    writer: OwnedWriteHalf,
+    spid: u16,
+    packet_size: usize,
+    user: String,
+    conn: Option<Connection>,
+    interrupt: Option<Arc<InterruptHandle>>,
+    trancount: u32,
+    tran_desc: u64,
+    nocount: bool,
+    /// Close the connection once the current response is written.
+    close_after: bool,
+}
+
+/// Serves one connection until it ends.
+pub(crate) async fn serve(ctx: Arc<ServerCtx>, stream: TcpStream, ctl: Arc<SessionCtl>) {
+    let _ = stream.set_nodelay(true);
+    let peer = stream.peer_addr().ok();
+    let (mut rd, writer) = stream.into_split();
+    let (tx, mut rx) = mpsc::channel::<(Message, u64)>(16);
+    let attn = Arc::new(AtomicU64::new(0));
+    let closed = Arc::new(AtomicBool::new(false));
+    let reader = {
+        let attn = attn.clone();
+        let closed = closed.clone();
+        let ctl = ctl.clone();
+        let shared = ctx.shared.clone();
+        tokio::spawn(async move {
+            loop {
+                match read_message(&mut rd).await {
+                    Ok(Some(m)) => {
+                        // Each message carries the number of attentions seen before
+                        // it, so a request is only cancelled by a later attention.
+                        let seq = if m.ty == ptype::ATTENTION {
+                            bump(&shared.counters.attentions);
+                            let seq = attn.fetch_add(1, Ordering::SeqCst) + 1;
+                            ctl.bump();
+                            seq
+                        } else {
+                            attn.load(Ordering::SeqCst)
+                        };
+                        if tx.send((m, seq)).await.is_err() {
+                            break;
+                        }
+                    }
+                    Ok(None) => break,
+                    Err(e) => {
+                        debug!(?peer, error = %e, "closing session after a bad or truncated packet");
+                        break;
+                    }
+                }
+            }
+            closed.store(true, Ordering::SeqCst);
+            ctl.bump();
+        })
+    };
+    let spid = 51 + (ctx.next_spid.fetch_add(1, Ordering::Relaxed) % 30000) as u16;
+    let mut s = Session {
+        events: ctl.events.subscribe(),
+        ctx,
+        ctl,
+        attn,
+        attn_base: 0,
+        attn_answered: 0,
+        closed,
+        writer,
+        spid,
+        packet_size: 4096,
+        user: String::new(),
+        conn: None,
+        interrupt: None,
+        trancount: 0,
+        tran_desc: 0,
+        nocount: false,
+        close_after: false,
+    };
+    if let Err(e) = s.run(&mut rx).await {
+        debug!(?peer, error = %e, "session ended with an I/O error");
+    }
+    let _ = s.writer.shutdown().await;
+    reader.abort();
+    if let Some(h) = &s.interrupt {
+        h.interrupt();
+    }
+    // Dropping the connection rolls back any open transaction; do it off the runtime.
+    if let Some(conn) = s.conn.take() {
+        let _ = tokio::task::spawn_blocking(move || drop(conn)).await;
+    }
+}
+
+impl Session {
+    fn killed(&self) -> bool {
+        self.ctl.killed.load(Ordering::SeqCst)
+    }
+
+    fn interrupt_requested(&self) -> bool {
+        self.killed()
+            || self.closed.load(Ordering::SeqCst)
+            || self.attn.load(Ordering::SeqCst) > self.attn_base
+    }
+
+    /// Waits until an attention, a kill or the peer closing.
+    async fn interrupted(&mut self) {
+        loop {
+            if self.interrupt_requested() {
+                return;
+            }
+            if self.events.changed().await.is_err() {
+                return;
+            }
+        }
+    }
+
+    /// Sleeps, returning false if interrupted first.
+    async fn sleep(&mut self, d: Duration) -> bool {
+        tokio::select! {
+            _ = tokio::time::sleep(d) => true,
+            _ = self.interrupted() => false,
+        }
+    }
+
+    async fn next_message(&mut self, rx: &mut mpsc::Receiver<(Message, u64)>) -> Option<Message> {
+        loop {
+            if self.killed() {
+                return None;
+            }
+            tokio::select! {
+                m = rx.recv() => {
+                    return m.map(|(m, seq)| {
+                        self.attn_base = seq;
+                        m
+                    });
+                }
+                r = self.events.changed() => {
+                    if r.is_err() {
+                        return None;
+                    }
+                }
+            }
+        }
+    }
+
+    async fn send(&mut self, tokens: &[u8]) -> std::io::Result<()> {
+        let wire = packet::frame(tokens, self.packet_size, self.spid, true);
+        self.writer.write_all(&wire).await?;
+        self.writer.flush().await
+    }
+
+    fn render(&self, e: &ErrorSpec) -> String {
+        e.render(
+            &self.user,
+            &self.ctx.database,
+            &self.ctx.server_name,
+            self.spid,
+        )
+    }
+
+    fn error(&self, w: &mut TokenWriter, e: &ErrorSpec) {
+        w.error(e, &self.render(e), &self.ctx.server_name);
+    }
+
+    async fn run(&mut self, rx: &mut mpsc::Receiver<(Message, u64)>) -> std::io::Result<()> {
+        // Handshake: PRELOGIN (optional), then LOGIN7.
+        let Some(mut m) = self.next_message(rx).await else {
+            return Ok(());
+        };
+        if m.ty == ptype::PRELOGIN {
+            if prelogin::parse(&m.payload).is_none() {
+                debug!("malformed PRELOGIN");
+                return Ok(());
+            }
+            self.send(&prelogin::reply()).await?;
+            let Some(next) = self.next_message(rx).await else {
+                return Ok(());
+            };
+            m = next;
+        }
+        if m.ty != ptype::LOGIN7 {
+            debug!(ty = m.ty, "expected LOGIN7; closing");
+            return Ok(());
+        }
+        if !self.login(&m.payload).await? {
+            return Ok(());
+        }
+        while let Some(m) = self.next_message(rx).await {
+            match m.ty {
+                ptype::SQL_BATCH => {
+                    bump(&self.ctx.shared.counters.batches);
+                    let body = rpc::skip_all_headers(&m.payload).unwrap_or(&m.payload);
+                    let text = utf16_lossy(body);
+                    self.request(text, Vec::new(), false).await?;
+                }
+                ptype::RPC => {
+                    bump(&self.ctx.shared.counters.rpcs);
+                    self.rpc(&m.payload).await?;
+                }
+                ptype::ATTENTION => {
+                    let seen = self.attn_base;
+                    if seen > self.attn_answered {
+                        self.attn_answered = seen;
+                        let mut w = TokenWriter::new();
+                        w.done(tok::DONE, done::ATTN, 0, 0);
+                        self.send(&w.buf).await?;
+                    }
+                }
+                ptype::TRANSACTION_MANAGER => self.transaction_manager(&m.payload).await?,
+                other => {
+                    warn!(ty = other, "unsupported packet type; closing session");
+                    return Ok(());
+                }
+            }
+            if self.close_after || self.killed() {
+                return Ok(());
+            }
+        }
+        Ok(())
+    }
+
+    /// Handles LOGIN7; true when the session may continue.
+    async fn login(&mut self, payload: &[u8]) -> std::io::Result<bool> {
+        let counters = &self.ctx.shared.counters;
+        let Some(l) = login7::parse(payload) else {
+            debug!("malformed LOGIN7; closing");
+            return Ok(false);
+        };
+        self.user = l.user.clone();
+        self.packet_size = match l.packet_size {
+            512..=32767 => l.packet_size as usize,
+            _ => 4096,
+        };
+        let tds_version = match l.tds_version {
+            v @ (0x7200_0009 | 0x7209_0002 | 0x730A_0003 | 0x730B_0003 | 0x7400_0004) => v,
+            _ => 0x7400_0004,
+        };
+        let mut w = TokenWriter::new();
+        match self.ctx.shared.login_fault() {
+            LoginFate::Fail(e) => {
+                bump(&counters.failed_logins);
+                bump(&counters.errors_injected);
+                self.error(&mut w, &e);
+                w.done(tok::DONE, done::ERROR, 0, 0);
+                self.send(&w.buf).await?;
+                return Ok(false);
+            }
+            LoginFate::Redirect(host, port) => {
+                bump(&counters.redirects);
+                w.login_ack(tds_version);
+                w.env_change_routing(&host, port);
+                w.done(tok::DONE, done::FINAL, 0, 0);
+                self.send(&w.buf).await?;
+                return Ok(false);
+            }
+            LoginFate::Proceed => {}
+        }
+        let creds_ok = !l.sspi && l.user == self.ctx.user && l.password == self.ctx.password;
+        let db_ok = l.database.is_empty() || l.database.eq_ignore_ascii_case(&self.ctx.database);
+        if !creds_ok || !db_ok {
+            bump(&counters.failed_logins);
+            if creds_ok {
+                let db = ErrorSpec::cannot_open_database(&l.database);
+                self.error(&mut w, &db);
+            }
+            let e = ErrorSpec::login_failed().with_state(if creds_ok { 38 } else { 8 });
+            self.error(&mut w, &e);
+            w.done(tok::DONE, done::ERROR, 0, 0);
+            self.send(&w.buf).await?;
+            return Ok(false);
+        }
+        let path = self.ctx.db_path.clone();
+        let busy = self.ctx.busy_timeout;
+        let opened = tokio::task::spawn_blocking(move || sql::open(&path, busy)).await;
+        let conn = match opened {
+            Ok(Ok(c)) => c,
+            other => {
+                warn!(?other, "cannot open the SQLite database");
+                bump(&counters.failed_logins);
+                let e = ErrorSpec::cannot_open_database(&self.ctx.database);
+                self.error(&mut w, &e);
+                w.done(tok::DONE, done::ERROR, 0, 0);
+                self.send(&w.buf).await?;
+                return Ok(false);
+            }
+        };
+        self.interrupt = Some(Arc::new(conn.get_interrupt_handle()));
+        self.conn = Some(conn);
+        let db = self.ctx.database.clone();
+        w.env_change_str(1, &db, "master");
+        w.info(
+            5701,
+            &format!("Changed database context to '{db}'."),
+            &self.ctx.server_name,
+        );
+        w.env_change_bytes(7, &COLLATION, &[]);
+        w.login_ack(tds_version);
+        let ps = self.packet_size.to_string();
+        w.env_change_str(4, &ps, &ps);
+        w.done(tok::DONE, done::FINAL, 0, 0);
+        bump(&counters.logins);
+        self.send(&w.buf).await?;
+        Ok(true)
+    }
+
+    async fn rpc(&mut self, payload: &[u8]) -> std::io::Result<()> {
+        let req = match rpc::parse(payload) {
+            Ok(r) => r,
+            Err(RpcError::Malformed) => {
+                debug!("malformed RPC request; closing session");
+                self.close_after = true;
+                return Ok(());
+            }
+            Err(RpcError::UnsupportedType { index, name, ty }) => {
+                let e = ErrorSpec::new(
+                    8009,
+                    16,
+                    format!(
+                        "The incoming tabular data stream (TDS) remote procedure call (RPC) protocol stream is incorrect. Parameter {index} (\"{name}\"): Data type 0x{ty:02X} is unknown."
+                    ),
+                );
+                let mut w = TokenWriter::new();
+                self.error(&mut w, &e);
+                w.done(tok::DONEPROC, done::ERROR, 0, 0);
+                return self.send(&w.buf).await;
+            }
+        };
+        if !req.proc.is_executesql() {
+            let e = ErrorSpec::new(
+                2812,
+                16,
+                format!("Could not find stored procedure '{}'.", req.proc.display()),
+            );
+            let mut w = TokenWriter::new();
+            self.error(&mut w, &e);
+            w.done(tok::DONEPROC, done::ERROR, 0, 0);
+            return self.send(&w.buf).await;
+        }
+        let mut params = req.params.into_iter();
+        let stmt = match params.next().map(|p| p.value) {
+            Some(Value::Text(s)) => s,
+            _ => {
+                let e = ErrorSpec::new(
+                    214,
+                    16,
+                    "Procedure expects parameter '@statement' of type 'ntext/nchar/nvarchar'.",
+                );
+                let mut w = TokenWriter::new();
+                self.error(&mut w, &e);
+                w.done(tok::DONEPROC, done::ERROR, 0, 0);
+                return self.send(&w.buf).await;
+            }
+        };
+        let decl = match params.next().map(|p| p.value) {
+            Some(Value::Text(s)) => s,
+            _ => String::new(),
+        };
+        let declared = rpc::declared_names(&decl);
+        let values: Vec<Param> = params
+            .enumerate()
+            .map(|(i, mut p)| {
+                if p.name.is_empty() {
+                    p.name = declared.get(i).cloned().unwrap_or_default();
+                }
+                if !p.name.starts_with('@') && !p.name.is_empty() {
+                    p.name.insert(0, '@');
+                }
+                p
+            })
+            .collect();
+        self.request(stmt, values, true).await
+    }
+
+    /// Runs a batch (or the statement of an `sp_executesql` RPC) and writes the response.
+    async fn request(
+        &mut self,
+        text: String,
+        params: Vec<Param>,
+        in_proc: bool,
+    ) -> std::io::Result<()> {
+        let shared = self.ctx.shared.clone();
+        let mut w = TokenWriter::new();
+        let mut dones: Vec<usize> = Vec::new();
+        let done_tok = if in_proc { tok::DONEINPROC } else { tok::DONE };
+        let mut outcome: Result<(), Stop> = Ok(());
+        if let Some(fault) = shared.query_fault(&text) {
+            bump(&shared.counters.errors_injected);
+            if fault.error.number == 1205 && self.trancount > 0 {
+                self.rollback_now(&mut w).await;
+            }
+            self.error(&mut w, &fault.error);
+            dones.push(w.len());
+            w.done(done_tok, done::ERROR, 0, 0);
+            if fault.close_connection {
+                self.close_after = true;
+            }
+            outcome = Err(Stop::Error);
+        }
+        if outcome.is_ok() {
+            let delay = shared.query_delay();
+            if !delay.is_zero() && !self.sleep(delay).await {
+                outcome = Err(Stop::Interrupted);
+            }
+        }
+        if outcome.is_ok() {
+            match translate::parse_batch(&text) {
+                Ok(stmts) => {
+                    outcome =
+                        Box::pin(self.exec_list(&stmts, &params, &mut w, &mut dones, done_tok))
+                            .await;
+                }
+                Err(e) => {
+                    self.error(&mut w, &e);
+                    dones.push(w.len());
+                    w.done(done_tok, done::ERROR, 0, 0);
+                }
+            }
+        }
+        if matches!(outcome, Err(Stop::Interrupted)) || self.interrupt_requested() {
+            if self.killed() || self.closed.load(Ordering::SeqCst) {
+                self.close_after = true;
+                return Ok(());
+            }
+            // Attention: discard the partial response, acknowledge with DONE(ATTN).
+            self.attn_answered = self.attn.load(Ordering::SeqCst);
+            let mut w = TokenWriter::new();
+            w.done(tok::DONE, done::ATTN, 0, 0);
+            return self.send(&w.buf).await;
+        }
+        // DONE_MORE on every DONE but the last of a batch; in a proc, all DONEINPROC
+        // are followed by RETURNSTATUS + DONEPROC.
+        if dones.is_empty() {
+            dones.push(w.len());
+            w.done(done_tok, done::FINAL, 0, 0);
+        }
+        for (i, &at) in dones.iter().enumerate() {
+            let last = i + 1 == dones.len() && !in_proc;
+            let mut status = u16::from_le_bytes([w.buf[at + 1], w.buf[at + 2]]);
+            if last {
+                status &= !done::MORE;
+            } else {
+                status |= done::MORE;
+            }
+            w.buf[at + 1..at + 3].copy_from_slice(&status.to_le_bytes());
+        }
+        let mut final_done = *dones.last().unwrap_or(&0);
+        if in_proc {
+            let failed = matches!(outcome, Err(Stop::Error));
+            if !failed {
+                w.return_status(0);
+            }
+            final_done = w.len();
+            w.done(
+                tok::DONEPROC,
+                if failed { done::ERROR } else { done::FINAL },
+                0,
+                0,
+            );
+        }
+        match shared.drop_fault() {
+            None => self.send(&w.buf).await,
+            Some(point) => {
+                bump(&shared.counters.responses_dropped);
+                self.close_after = true;
+                let wire = match point {
+                    DropPoint::AfterBytes(n) => {
+                        let mut wire = packet::frame(&w.buf, self.packet_size, self.spid, true);
+                        wire.truncate(n);
+                        wire
+                    }
+                    DropPoint::BeforeFinalDone => {
+                        packet::frame(&w.buf[..final_done], self.packet_size, self.spid, false)
+                    }
+                };
+                self.writer.write_all(&wire).await?;
+                self.writer.flush().await
+            }
+        }
+    }
+
+    fn trans_ctx(&self) -> translate::Ctx {
+        translate::Ctx {
+            version: self.ctx.version.clone(),
+            server: self.ctx.server_name.clone(),
+            database: self.ctx.database.clone(),
+            spid: self.spid,
+            trancount: self.trancount,
+            read_only: self.ctx.shared.read_only.load(Ordering::SeqCst),
+        }
+    }
+
+    /// Runs a closure on the session's SQLite connection off the async runtime; an
+    /// attention or kill meanwhile interrupts the running statement.
+    async fn blocking<T: Send + 'static>(
+        &mut self,
+        f: impl FnOnce(&Connection) -> T + Send + 'static,
+    ) -> Option<T> {
+        let conn = self.conn.take()?;
+        let mut handle = tokio::task::spawn_blocking(move || {
+            let out = f(&conn);
+            (conn, out)
+        });
+        let mut interrupted = false;
+        loop {
+            tokio::select! {
+                res = &mut handle => {
+                    return match res {
+                        Ok((conn, out)) => {
+                            self.conn = Some(conn);
+                            Some(out)
+                        }
+                        Err(_) => None,
+                    };
+                }
+                r = self.events.changed(), if !interrupted => {
+                    if r.is_err() || self.interrupt_requested() {
+                        if let Some(h) = &self.interrupt {
+                            h.interrupt();
+                        }
+                        interrupted = true;
+                    }
+                }
+            }
+        }
+    }
+
+    async fn exec_simple(&mut self, sql_text: &'static str) -> Result<(), SqlError> {
+        let db = self.ctx.database.clone();
+        self.blocking(move |c| {
+            c.execute_batch(sql_text)
+                .map_err(|e| sql::map_error(&e, Kind::Other, &db))
+        })
+        .await
+        .unwrap_or(Err(SqlError::Interrupted))
+    }
+
+    fn desc(&self) -> [u8; 8] {
+        self.tran_desc.to_le_bytes()
+    }
+
+    async fn rollback_now(&mut self, w: &mut TokenWriter) {
+        let _ = self.exec_simple("ROLLBACK").await;
+        self.trancount = 0;
+        w.env_change_bytes(10, &[], &self.desc());
+    }
+
+    async fn begin_now(&mut self, w: &mut TokenWriter) -> Result<(), SqlError> {
+        if self.trancount == 0 {
+            self.exec_simple("BEGIN").await?;
+            self.tran_desc = self.tran_desc.wrapping_add(1).max(1);
+            w.env_change_bytes(8, &self.desc(), &[]);
+        }
+        self.trancount += 1;
+        Ok(())
+    }
+
+    fn fail(
+        &self,
+        w: &mut TokenWriter,
+        dones: &mut Vec<usize>,
+        done_tok: u8,
+        e: ErrorSpec,
+    ) -> Stop {
+        self.error(w, &e);
+        dones.push(w.len());
+        w.done(done_tok, done::ERROR, 0, 0);
+        Stop::Error
+    }
+
+    /// Reports a SQL failure; returns the matching Stop.
+    async fn sql_failure(
+        &mut self,
+        w: &mut TokenWriter,
+        e: SqlError,
+        dones: &mut Vec<usize>,
+        done_tok: u8,
+    ) -> Stop {
+        let spec = match e {
+            SqlError::Interrupted => return Stop::Interrupted,
+            SqlError::Busy if self.trancount > 0 => {
+                self.rollback_now(w).await;
+                ErrorSpec::deadlock()
+            }
+            SqlError::Busy => ErrorSpec::known(1222),
+            SqlError::Error(spec) => spec,
+        };
+        // Some SQLite failures end the transaction; tell the client, as SQL Server does.
+        if self.trancount > 0 {
+            let autocommit = self.blocking(|c| c.is_autocommit()).await.unwrap_or(true);
+            if autocommit {
+                self.trancount = 0;
+                w.env_change_bytes(10, &[], &self.desc());
+            }
+        }
+        self.error(w, &spec);
+        dones.push(w.len());
+        w.done(done_tok, done::ERROR, 0, 0);
+        Stop::Error
+    }
+
+    async fn exec_list(
+        &mut self,
+        stmts: &[Stmt],
+        params: &[Param],
+        w: &mut TokenWriter,
+        dones: &mut Vec<usize>,
+        done_tok: u8,
+    ) -> Result<(), Stop> {
+        for stmt in stmts {
+            if self.interrupt_requested() {
+                return Err(Stop::Interrupted);
+            }
+            match stmt {
+                Stmt::Simple(toks) => self.exec_one(toks, params, w, dones, done_tok).await?,
+                Stmt::If {
+                    cond,
+                    then,
+                    otherwise,
+                } => {
+                    let ctx = self.trans_ctx();
+                    let cond_sql = match translate::rewrite(cond, &ctx) {
+                        Ok(s) => format!("SELECT CASE WHEN ({s}) THEN 1 ELSE 0 END"),
+                        Err(e) => {
+                            self.error(w, &e);
+                            dones.push(w.len());
+                            w.done(done_tok, done::ERROR, 0, 0);
+                            return Err(Stop::Error);
+                        }
+                    };
+                    let p = params.to_vec();
+                    let db = self.ctx.database.clone();
+                    let r = self
+                        .blocking(move |c| sql::run(c, &cond_sql, &p, Kind::Select, &db))
+                        .await
+                        .unwrap_or(Err(SqlError::Interrupted));
+                    let truth = match r {
+                        Ok(o) => o
+                            .result
+                            .and_then(|rs| rs.rows.into_iter().next())
+                            .and_then(|row| row.into_iter().next())
+                            .is_some_and(|v| v == Value::Int(1)),
+                        Err(e) => return Err(self.sql_failure(w, e, dones, done_tok).await),
+                    };
+                    let branch = if truth { then } else { otherwise };
+                    if branch.is_empty() {
+                        dones.push(w.len());
+                        w.done(done_tok, done::FINAL, 0, 0);
+                    } else {
+                        Box::pin(self.exec_list(branch, params, w, dones, done_tok)).await?;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn exec_one(
+        &mut self,
+        toks: &[translate::Tok],
+        params: &[Param],
+        w: &mut TokenWriter,
+        dones: &mut Vec<usize>,
+        done_tok: u8,
+    ) -> Result<(), Stop> {
+        let ctx = self.trans_ctx();
+        let action = translate::action(toks, &ctx);
+        let (status, cur_cmd, rows) = match action {
+            Action::BeginTran => {
+                if let Err(e) = self.begin_now(w).await {
+                    return Err(self.sql_failure(w, e, dones, done_tok).await);
+                }
+                (0, 0xD4, 0)
+            }
+            Action::Commit => {
+                if self.trancount == 0 {
+                    return Err(self.fail(w, dones, done_tok, ErrorSpec::new(3902, 16, "The COMMIT TRANSACTION request has no corresponding BEGIN TRANSACTION.")));
+                }
+                if self.trancount == 1 {
+                    if let Err(e) = self.exec_simple("COMMIT").await {
+                        return Err(self.sql_failure(w, e, dones, done_tok).await);
+                    }
+                    w.env_change_bytes(9, &[], &self.desc());
+                }
+                self.trancount -= 1;
+                (0, 0xD5, 0)
+            }
+            Action::Rollback => {
+                if self.trancount == 0 {
+                    return Err(self.fail(w, dones, done_tok, ErrorSpec::new(3903, 16, "The ROLLBACK TRANSACTION request has no corresponding BEGIN TRANSACTION.")));
+                }
+                self.rollback_now(w).await;
+                (0, 0xD6, 0)
+            }
+            Action::NoCount(on) => {
+                self.nocount = on;
+                (0, 0xB9, 0)
+            }
+            Action::SetIgnored => (0, 0xB9, 0),
+            Action::Use(db) => {
+                if !db.eq_ignore_ascii_case(&self.ctx.database) {
+                    return Err(self.fail(w, dones, done_tok, ErrorSpec::new(911, 16, format!("Database '{db}' does not exist. Make sure that the name is entered correctly."))));
+                }
+                let name = self.ctx.database.clone();
+                w.env_change_str(1, &name, &name);
+                w.info(
+                    5701,
+                    &format!("Changed database context to '{name}'."),
+                    &self.ctx.server_name,
+                );
+                (0, 0, 0)
+            }
+            Action::WaitFor(d) => {
+                if !self.sleep(d).await {
+                    return Err(Stop::Interrupted);
+                }
+                (0, 0, 0)
+            }
+            Action::Print(text) => {
+                w.info(0, &text, &self.ctx.server_name);
+                (0, 0, 0)
+            }
+            Action::Unsupported(e) => return Err(self.fail(w, dones, done_tok, e)),
+            Action::Sql { sql: text, kind } => {
+                if kind.writes() && ctx.read_only {
+                    bump(&self.ctx.shared.counters.errors_injected);
+                    let e = ErrorSpec::read_only(&self.ctx.database);
+                    return Err(self.fail(w, dones, done_tok, e));
+                }
+                let p = params.to_vec();
+                let db = self.ctx.database.clone();
+                let r = self
+                    .blocking(move |c| sql::run(c, &text, &p, kind, &db))
+                    .await
+                    .unwrap_or(Err(SqlError::Interrupted));
+                match r {
+                    Ok(o) => {
+                        if let Some(rs) = &o.result {
+                            w.col_metadata(&rs.columns);
+                            for row in &rs.rows {
+                                w.row(&rs.columns, row);
+                            }
+                        }
+                        let counted = o.result.is_some() || kind.counts();
+                        let status = if counted && !self.nocount {
+                            done::COUNT
+                        } else {
+                            0
+                        };
+                        (status, kind.cur_cmd(), o.changes)
+                    }
+                    Err(e) => return Err(self.sql_failure(w, e, dones, done_tok).await),
+                }
+            }
+        };
+        dones.push(w.len());
+        w.done(done_tok, status, cur_cmd, rows);
+        Ok(())
+    }
+
+    /// TransactionManager requests (begin, commit, rollback, save) as python-tds sends
+    /// them when autocommit is off.
+    async fn transaction_manager(&mut self, payload: &[u8]) -> std::io::Result<()> {
+        let Some(body) = rpc::skip_all_headers(payload) else {
+            self.close_after = true;
+            return Ok(());
+        };
+        let mut r = Reader::new(body);
+        let mut w = TokenWriter::new();
+        let ty = r.u16le().unwrap_or(0xFFFF);
+        let result: Result<(), SqlError> = match ty {
+            5 => self.begin_now(&mut w).await,
+            7 | 8 => {
+                let _name = r.b_varchar();
+                let flags = r.u8().unwrap_or(0);
+                if self.trancount > 0 {
+                    if ty == 7 {
+                        match self.exec_simple("COMMIT").await {
+                            Ok(()) => {
+                                self.trancount = 0;
+                                w.env_change_bytes(9, &[], &self.desc());
+                            }
+                            Err(e) => {
+                                let mut dones = Vec::new();
+                                self.sql_failure(&mut w, e, &mut dones, tok::DONE).await;
+                                return self.send(&w.buf).await;
+                            }
+                        }
+                    } else {
+                        self.rollback_now(&mut w).await;
+                    }
+                }
+                if flags & 0x01 != 0 {
+                    self.begin_now(&mut w).await
+                } else {
+                    Ok(())
+                }
+            }
+            9 => Ok(()),
+            _ => {
+                let e = ErrorSpec::new(
+                    8509,
+                    16,
+                    "Unsupported transaction manager request (mssql-testkit handles begin, commit, rollback).",
+                );
+                self.error(&mut w, &e);
+                w.done(tok::DONE, done::ERROR, 0, 0);
+                return self.send(&w.buf).await;
+            }
+        };
+        match result {
+            Ok(()) => w.done(tok::DONE, done::FINAL, 0, 0),
+            Err(e) => {
+                let mut dones = Vec::new();
+                self.sql_failure(&mut w, e, &mut dones, tok::DONE).await;
+            }
+        }
+        self.send(&w.buf).await
+    }
+}

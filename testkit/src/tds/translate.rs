@@ -1,0 +1,1132 @@
+//! T-SQL → SQLite translation: a tokenizer, a statement splitter (T-SQL needs no `;`
+//! between statements) and token rewrites (brackets, `N'…'`, `TOP`, `IDENTITY`,
+//! `@@VERSION`, `DB_NAME()`, `OBJECT_ID()`, `(MAX)` types, table hints, …).
+
+use super::errors::ErrorSpec;
+use std::time::Duration;
+
+/// A T-SQL token.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Tok {
+    /// Bare word: keyword, identifier, `@var`, `@@fn`, `#temp`.
+    Word(String),
+    /// Delimited identifier (`[x]` or `"x"`), unescaped.
+    Ident(String),
+    /// String literal (`'x'` or `N'x'`), unescaped.
+    Str(String),
+    /// Numeric literal.
+    Num(String),
+    /// Hex literal `0x…` (digits only).
+    Hex(String),
+    /// Operator or punctuation.
+    Punct(String),
+}
+
+impl Tok {
+    /// Upper-cased keyword if this is a bare word.
+    pub fn kw(&self) -> Option<String> {
+        match self {
+            Tok::Word(w) => Some(w.to_ascii_uppercase()),
+            _ => None,
+        }
+    }
+
+    pub fn is_kw(&self, k: &str) -> bool {
+        matches!(self, Tok::Word(w) if w.eq_ignore_ascii_case(k))
+    }
+
+    pub fn is_punct(&self, p: &str) -> bool {
+        matches!(self, Tok::Punct(x) if x == p)
+    }
+
+    /// Name of an identifier-like token (bare or delimited).
+    fn ident_name(&self) -> Option<&str> {
+        match self {
+            Tok::Word(w) | Tok::Ident(w) => Some(w),
+            _ => None,
+        }
+    }
+
+    fn render(&self) -> String {
+        match self {
+            Tok::Word(w) if w.starts_with('#') => quote_ident(w),
+            Tok::Word(w) => w.clone(),
+            Tok::Ident(i) => quote_ident(i),
+            Tok::Str(s) => quote_str(s),
+            Tok::Num(n) => n.clone(),
+            Tok::Hex(h) => format!("X'{h}'"),
+            Tok::Punct(p) => p.clone(),
+        }
+    }
+}
+
+fn quote_ident(s: &str) -> String {
+    format!("\"{}\"", s.replace('"', "\"\""))
+}
+
+pub(crate) fn quote_str(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "''"))
+}
+
+fn syntax_error(near: &str) -> ErrorSpec {
+    ErrorSpec::new(102, 15, format!("Incorrect syntax near '{near}'."))
+}
+
+/// Splits T-SQL text into tokens (comments dropped).
+pub(crate) fn tokenize(sql: &str) -> Result<Vec<Tok>, ErrorSpec> {
+    let chars: Vec<char> = sql.chars().collect();
+    let mut out = Vec::new();
+    let mut i = 0;
+    let n = chars.len();
+    while i < n {
+        let c = chars[i];
+        let next = chars.get(i + 1).copied();
+        if c.is_whitespace() {
+            i += 1;
+        } else if c == '-' && next == Some('-') {
+            while i < n && chars[i] != '\n' {
+                i += 1;
+            }
+        } else if c == '/' && next == Some('*') {
+            let mut depth = 0;
+            while i < n {
+                if chars[i] == '/' && chars.get(i + 1) == Some(&'*') {
+                    depth += 1;
+                    i += 2;
+                } else if chars[i] == '*' && chars.get(i + 1) == Some(&'/') {
+                    depth -= 1;
+                    i += 2;
+                    if depth == 0 {
+                        break;
+                    }
+                } else {
+                    i += 1;
+                }
+            }
+            if depth != 0 {
+                return Err(ErrorSpec::new(113, 15, "Missing end comment mark '*/'."));
+            }
+        } else if c == '\'' || ((c == 'N' || c == 'n') && next == Some('\'')) {
+            if c != '\'' {
+                i += 1;
+            }
+            i += 1;
+            let mut s = String::new();
+            loop {
+                match chars.get(i) {
+                    None => {
+                        return Err(ErrorSpec::new(
+                            105,
+                            15,
+                            format!("Unclosed quotation mark after the character string '{s}'."),
+                        ))
+                    }
+                    Some('\'') if chars.get(i + 1) == Some(&'\'') => {
+                        s.push('\'');
+                        i += 2;
+                    }
+                    Some('\'') => {
+                        i += 1;
+                        break;
+                    }
+                    Some(ch) => {
+                        s.push(*ch);
+                        i += 1;
+                    }
+                }
+            }
+            out.push(Tok::Str(s));
+        } else if c == '[' || c == '"' {
+            let close = if c == '[' { ']' } else { '"' };
+            i += 1;
+            let mut s = String::new();
+            loop {
+                match chars.get(i) {
+                    None => {
+                        return Err(ErrorSpec::new(
+                            105,
+                            15,
+                            format!("Unclosed quotation mark after the character string '{s}'."),
+                        ))
+                    }
+                    Some(ch) if *ch == close && chars.get(i + 1) == Some(&close) => {
+                        s.push(close);
+                        i += 2;
+                    }
+                    Some(ch) if *ch == close => {
+                        i += 1;
+                        break;
+                    }
+                    Some(ch) => {
+                        s.push(*ch);
+                        i += 1;
+                    }
+                }
+            }
+            out.push(Tok::Ident(s));
+        } else if c == '0' && matches!(next, Some('x') | Some('X')) {
+            i += 2;
+            let start = i;
+            while i < n && chars[i].is_ascii_hexdigit() {
+                i += 1;
+            }
+            let mut h: String = chars[start..i].iter().collect();
+            if h.len() % 2 == 1 {
+                h.insert(0, '0');
+            }
+            out.push(Tok::Hex(h));
+        } else if c.is_ascii_digit() || (c == '.' && next.is_some_and(|d| d.is_ascii_digit())) {
+            let start = i;
+            while i < n && (chars[i].is_ascii_digit() || chars[i] == '.') {
+                i += 1;
+            }
+            if i < n && (chars[i] == 'e' || chars[i] == 'E') {
+                let mut j = i + 1;
+                if j < n && (chars[j] == '+' || chars[j] == '-') {
+                    j += 1;
+                }
+                if j < n && chars[j].is_ascii_digit() {
+                    i = j;
+                    while i < n && chars[i].is_ascii_digit() {
+                        i += 1;
+                    }
+                }
+            }
+            out.push(Tok::Num(chars[start..i].iter().collect()));
+        } else if c.is_alphabetic() || c == '_' || c == '@' || c == '#' || c == '$' {
+            let start = i;
+            while i < n
+                && (chars[i].is_alphanumeric()
+                    || chars[i] == '_'
+                    || chars[i] == '@'
+                    || chars[i] == '#'
+                    || chars[i] == '$')
+            {
+                i += 1;
+            }
+            out.push(Tok::Word(chars[start..i].iter().collect()));
+        } else {
+            let two: String = chars[i..n.min(i + 2)].iter().collect();
+            if ["<>", "!=", ">=", "<=", "||", "!<", "!>"].contains(&two.as_str()) {
+                out.push(Tok::Punct(two));
+                i += 2;
+            } else {
+                out.push(Tok::Punct(c.to_string()));
+                i += 1;
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// A parsed statement.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Stmt {
+    Simple(Vec<Tok>),
+    If {
+        cond: Vec<Tok>,
+        then: Vec<Stmt>,
+        otherwise: Vec<Stmt>,
+    },
+}
+
+const STARTS: &[&str] = &[
+    "SELECT",
+    "INSERT",
+    "UPDATE",
+    "DELETE",
+    "CREATE",
+    "DROP",
+    "ALTER",
+    "BEGIN",
+    "COMMIT",
+    "ROLLBACK",
+    "SET",
+    "WAITFOR",
+    "IF",
+    "DECLARE",
+    "EXEC",
+    "EXECUTE",
+    "PRINT",
+    "TRUNCATE",
+    "USE",
+    "SAVE",
+    "MERGE",
+    "RAISERROR",
+    "THROW",
+    "RETURN",
+    "WHILE",
+];
+
+/// Splits a batch into statements.
+pub(crate) fn parse_batch(sql: &str) -> Result<Vec<Stmt>, ErrorSpec> {
+    let toks = tokenize(sql)?;
+    let mut pos = 0;
+    let mut out = Vec::new();
+    while pos < toks.len() {
+        match parse_stmt(&toks, &mut pos)? {
+            Some(s) => out.push(s),
+            None => {
+                if pos < toks.len() {
+                    // A stray END / ELSE.
+                    return Err(syntax_error(&toks[pos].render()));
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn skip_separators(toks: &[Tok], pos: &mut usize) {
+    while *pos < toks.len() && (toks[*pos].is_punct(";") || toks[*pos].is_kw("GO")) {
+        *pos += 1;
+    }
+}
+
+fn is_tran_word(t: Option<&Tok>) -> bool {
+    t.is_some_and(|t| t.is_kw("TRAN") || t.is_kw("TRANSACTION") || t.is_kw("DISTRIBUTED"))
+}
+
+fn parse_block(toks: &[Tok], pos: &mut usize) -> Result<Vec<Stmt>, ErrorSpec> {
+    skip_separators(toks, pos);
+    if toks.get(*pos).is_some_and(|t| t.is_kw("BEGIN")) && !is_tran_word(toks.get(*pos + 1)) {
+        *pos += 1;
+        let mut body = Vec::new();
+        loop {
+            skip_separators(toks, pos);
+            match toks.get(*pos) {
+                None => return Err(syntax_error("BEGIN")),
+                Some(t) if t.is_kw("END") => {
+                    *pos += 1;
+                    return Ok(body);
+                }
+                Some(_) => match parse_stmt(toks, pos)? {
+                    Some(s) => body.push(s),
+                    None => return Err(syntax_error(&toks[*pos].render())),
+                },
+            }
+        }
+    }
+    match parse_stmt(toks, pos)? {
+        Some(s) => Ok(vec![s]),
+        None => Err(syntax_error("IF")),
+    }
+}
+
+fn parse_stmt(toks: &[Tok], pos: &mut usize) -> Result<Option<Stmt>, ErrorSpec> {
+    skip_separators(toks, pos);
+    let Some(first) = toks.get(*pos) else {
+        return Ok(None);
+    };
+    if first.is_kw("END") || first.is_kw("ELSE") {
+        return Ok(None);
+    }
+    if first.is_kw("IF") {
+        *pos += 1;
+        let mut cond = Vec::new();
+        let mut depth = 0i32;
+        while let Some(t) = toks.get(*pos) {
+            if depth == 0 {
+                if let Some(k) = t.kw() {
+                    if STARTS.contains(&k.as_str()) && !(k == "SELECT" && cond.is_empty()) {
+                        break;
+                    }
+                }
+            }
+            if t.is_punct("(") {
+                depth += 1;
+            } else if t.is_punct(")") {
+                depth -= 1;
+            }
+            cond.push(t.clone());
+            *pos += 1;
+        }
+        if cond.is_empty() {
+            return Err(syntax_error("IF"));
+        }
+        let then = parse_block(toks, pos)?;
+        let mut otherwise = Vec::new();
+        let save = *pos;
+        skip_separators(toks, pos);
+        if toks.get(*pos).is_some_and(|t| t.is_kw("ELSE")) {
+            *pos += 1;
+            otherwise = parse_block(toks, pos)?;
+        } else {
+            *pos = save;
+        }
+        return Ok(Some(Stmt::If {
+            cond,
+            then,
+            otherwise,
+        }));
+    }
+    let mut cur: Vec<Tok> = Vec::new();
+    let mut depth = 0i32;
+    let mut case_depth = 0i32;
+    let first_kw = first.kw().unwrap_or_default();
+    while let Some(t) = toks.get(*pos) {
+        if depth == 0 && !cur.is_empty() {
+            if t.is_punct(";") || t.is_kw("GO") {
+                break;
+            }
+            if let Some(k) = t.kw() {
+                if k == "END" && case_depth == 0 {
+                    break;
+                }
+                if k == "ELSE" && case_depth == 0 {
+                    break;
+                }
+                if STARTS.contains(&k.as_str()) && splits(&first_kw, &cur, &k) {
+                    break;
+                }
+            }
+        }
+        if t.is_punct("(") {
+            depth += 1;
+        } else if t.is_punct(")") {
+            depth -= 1;
+        } else if t.is_kw("CASE") {
+            case_depth += 1;
+        } else if t.is_kw("END") && case_depth > 0 {
+            case_depth -= 1;
+        }
+        cur.push(t.clone());
+        *pos += 1;
+    }
+    Ok(Some(Stmt::Simple(cur)))
+}
+
+/// Whether keyword `k` at paren depth 0 starts a new statement after `cur`.
+fn splits(first_kw: &str, cur: &[Tok], k: &str) -> bool {
+    let prev = cur.last().and_then(|t| t.kw()).unwrap_or_default();
+    if prev == "ON" || prev == "FOR" {
+        return false;
+    }
+    match k {
+        "SELECT" => {
+            let insert_values = first_kw == "INSERT" && cur.iter().any(|t| t.is_kw("VALUES"));
+            (insert_values
+                || !matches!(first_kw, "INSERT" | "WITH" | "CREATE" | "ALTER" | "DECLARE"))
+                && !matches!(
+                    prev.as_str(),
+                    "UNION" | "ALL" | "EXCEPT" | "INTERSECT" | "AS"
+                )
+        }
+        "SET" => !matches!(first_kw, "UPDATE" | "MERGE" | "CREATE" | "ALTER"),
+        "IF" => !matches!(
+            prev.as_str(),
+            "TABLE"
+                | "INDEX"
+                | "VIEW"
+                | "TRIGGER"
+                | "PROCEDURE"
+                | "PROC"
+                | "FUNCTION"
+                | "SCHEMA"
+                | "DATABASE"
+                | "COLUMN"
+                | "CONSTRAINT"
+        ),
+        "INSERT" | "UPDATE" | "DELETE" => {
+            first_kw != "MERGE" && !matches!(prev.as_str(), "OF" | "INSTEAD" | "AFTER")
+        }
+        _ => true,
+    }
+}
+
+/// What a simple statement does.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Action {
+    BeginTran,
+    Commit,
+    Rollback,
+    NoCount(bool),
+    /// A SET option the server accepts and ignores.
+    SetIgnored,
+    Use(String),
+    WaitFor(Duration),
+    Print(String),
+    /// SQL for SQLite; `kind` classifies it.
+    Sql {
+        sql: String,
+        kind: Kind,
+    },
+    /// A statement the testkit does not support.
+    Unsupported(ErrorSpec),
+}
+
+/// Statement kind (drives read-only checks, DONE counts and error wording).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kind {
+    Select,
+    Insert,
+    Update,
+    Delete,
+    Create,
+    Drop,
+    Alter,
+    Other,
+}
+
+impl Kind {
+    pub fn writes(self) -> bool {
+        matches!(
+            self,
+            Kind::Insert | Kind::Update | Kind::Delete | Kind::Create | Kind::Drop | Kind::Alter
+        )
+    }
+
+    pub fn counts(self) -> bool {
+        matches!(
+            self,
+            Kind::Select | Kind::Insert | Kind::Update | Kind::Delete
+        )
+    }
+
+    /// The CURCMD value SQL Server reports in DONE.
+    pub fn cur_cmd(self) -> u16 {
+        match self {
+            Kind::Select => 0xC1,
+            Kind::Insert => 0xC3,
+            Kind::Delete => 0xC4,
+            Kind::Update => 0xC5,
+            Kind::Create => 0xC6,
+            Kind::Drop => 0xC8,
+            Kind::Alter => 0xCB,
+            Kind::Other => 0,
+        }
+    }
+
+    pub fn verb(self) -> &'static str {
+        match self {
+            Kind::Update => "UPDATE",
+            Kind::Delete => "DELETE",
+            _ => "INSERT",
+        }
+    }
+}
+
+/// Values that translation substitutes into statements.
+#[derive(Debug, Clone)]
+pub(crate) struct Ctx {
+    pub version: String,
+    pub server: String,
+    pub database: String,
+    pub spid: u16,
+    pub trancount: u32,
+    pub read_only: bool,
+}
+
+/// Classifies and translates one simple statement.
+pub(crate) fn action(toks: &[Tok], ctx: &Ctx) -> Action {
+    match action_inner(toks, ctx) {
+        Ok(a) => a,
+        Err(e) => Action::Unsupported(e),
+    }
+}
+
+fn kw_at(toks: &[Tok], i: usize) -> String {
+    toks.get(i).and_then(|t| t.kw()).unwrap_or_default()
+}
+
+fn action_inner(toks: &[Tok], ctx: &Ctx) -> Result<Action, ErrorSpec> {
+    let k0 = kw_at(toks, 0);
+    let k1 = kw_at(toks, 1);
+    match k0.as_str() {
+        "BEGIN" if matches!(k1.as_str(), "TRAN" | "TRANSACTION") => return Ok(Action::BeginTran),
+        "BEGIN" if k1 == "DISTRIBUTED" => {
+            return Err(ErrorSpec::new(
+                8501,
+                16,
+                "MSDTC on server is unavailable (distributed transactions are not supported by the testkit).",
+            ))
+        }
+        "COMMIT" => return Ok(Action::Commit),
+        "ROLLBACK" => return Ok(Action::Rollback),
+        "SET" => {
+            if k1 == "NOCOUNT" {
+                return match kw_at(toks, 2).as_str() {
+                    "ON" => Ok(Action::NoCount(true)),
+                    "OFF" => Ok(Action::NoCount(false)),
+                    _ => Err(syntax_error("NOCOUNT")),
+                };
+            }
+            if toks.get(1).is_some_and(|t| matches!(t, Tok::Word(w) if w.starts_with('@'))) {
+                return Err(unsupported("variables (SET @var)"));
+            }
+            return Ok(Action::SetIgnored);
+        }
+        "USE" => {
+            let name = toks.get(1).and_then(|t| t.ident_name()).unwrap_or_default();
+            return Ok(Action::Use(name.to_string()));
+        }
+        "WAITFOR" => {
+            if k1 != "DELAY" {
+                return Err(unsupported("WAITFOR TIME"));
+            }
+            return match toks.get(2) {
+                Some(Tok::Str(s)) => parse_delay(s).map(Action::WaitFor),
+                _ => Err(syntax_error("DELAY")),
+            };
+        }
+        "PRINT" => {
+            return match toks.get(1) {
+                Some(Tok::Str(s)) => Ok(Action::Print(s.clone())),
+                Some(t) => Ok(Action::Print(t.render())),
+                None => Err(syntax_error("PRINT")),
+            }
+        }
+        "EXEC" | "EXECUTE" => {
+            let name = toks.get(1).map(|t| t.render()).unwrap_or_default();
+            return Err(ErrorSpec::new(
+                2812,
+                16,
+                format!("Could not find stored procedure '{}'.", name.trim_matches('"')),
+            ));
+        }
+        "DECLARE" => return Err(unsupported("variables (DECLARE)")),
+        "WHILE" => return Err(unsupported("WHILE loops")),
+        "MERGE" => return Err(unsupported("MERGE")),
+        "SAVE" => return Err(unsupported("SAVE TRANSACTION")),
+        "RAISERROR" | "THROW" => {
+            let msg = toks
+                .iter()
+                .find_map(|t| match t {
+                    Tok::Str(s) => Some(s.clone()),
+                    _ => None,
+                })
+                .unwrap_or_default();
+            let number = match (k0.as_str(), toks.get(1)) {
+                ("THROW", Some(Tok::Num(n))) => n.parse().unwrap_or(50000),
+                _ => 50000,
+            };
+            return Err(ErrorSpec::new(number, 16, msg));
+        }
+        _ => {}
+    }
+    let mut toks = toks.to_vec();
+    let kind = match k0.as_str() {
+        "SELECT" | "WITH" => Kind::Select,
+        "INSERT" => {
+            if k1 != "INTO" {
+                toks.insert(1, Tok::Word("INTO".into()));
+            }
+            Kind::Insert
+        }
+        "UPDATE" => Kind::Update,
+        "DELETE" => {
+            if k1 != "FROM" {
+                toks.insert(1, Tok::Word("FROM".into()));
+            }
+            Kind::Delete
+        }
+        "TRUNCATE" => {
+            // TRUNCATE TABLE t → DELETE FROM t
+            toks.splice(
+                0..2.min(toks.len()),
+                [Tok::Word("DELETE".into()), Tok::Word("FROM".into())],
+            );
+            Kind::Delete
+        }
+        "CREATE" => Kind::Create,
+        "DROP" => Kind::Drop,
+        "ALTER" => Kind::Alter,
+        _ => Kind::Other,
+    };
+    let sql = rewrite(&toks, ctx)?;
+    Ok(Action::Sql { sql, kind })
+}
+
+fn unsupported(what: &str) -> ErrorSpec {
+    ErrorSpec::new(
+        40517,
+        16,
+        format!("Keyword or statement option '{what}' is not supported by mssql-testkit."),
+    )
+}
+
+/// Parses `hh:mm:ss[.mmm]` (also `mm:ss`, `ss`).
+pub(crate) fn parse_delay(s: &str) -> Result<Duration, ErrorSpec> {
+    let bad = || {
+        ErrorSpec::new(
+            148,
+            15,
+            format!("Incorrect time syntax in time string '{s}' used with WAITFOR."),
+        )
+    };
+    let mut parts: Vec<&str> = s.trim().split(':').collect();
+    if parts.is_empty() || parts.len() > 3 {
+        return Err(bad());
+    }
+    let sec_part = parts.pop().ok_or_else(bad)?;
+    let secs: f64 = sec_part.parse().map_err(|_| bad())?;
+    let mut total = secs;
+    let mut mult = 60.0;
+    while let Some(p) = parts.pop() {
+        let v: f64 = p.parse().map_err(|_| bad())?;
+        total += v * mult;
+        mult *= 60.0;
+    }
+    if !total.is_finite() || !(0.0..86400.0).contains(&total) {
+        return Err(bad());
+    }
+    Ok(Duration::from_secs_f64(total))
+}
+
+/// Index of the `)` matching the `(` at `open`.
+fn matching_paren(toks: &[Tok], open: usize) -> Option<usize> {
+    let mut depth = 0;
+    for (j, t) in toks.iter().enumerate().skip(open) {
+        if t.is_punct("(") {
+            depth += 1;
+        } else if t.is_punct(")") {
+            depth -= 1;
+            if depth == 0 {
+                return Some(j);
+            }
+        }
+    }
+    None
+}
+
+const HINTS: &[&str] = &[
+    "NOLOCK",
+    "ROWLOCK",
+    "UPDLOCK",
+    "HOLDLOCK",
+    "READPAST",
+    "TABLOCK",
+    "TABLOCKX",
+    "PAGLOCK",
+    "NOWAIT",
+    "READCOMMITTED",
+    "READUNCOMMITTED",
+    "REPEATABLEREAD",
+    "SERIALIZABLE",
+    "XLOCK",
+    "FORCESEEK",
+    "INDEX",
+    "SNAPSHOT",
+];
+
+/// Rewrites T-SQL tokens into SQLite SQL text.
+pub(crate) fn rewrite(toks: &[Tok], ctx: &Ctx) -> Result<String, ErrorSpec> {
+    let mut out: Vec<String> = Vec::new();
+    // Pending LIMIT per parenthesis level (from TOP).
+    let mut limits: Vec<Option<String>> = vec![None];
+    // IDENTITY column waiting for its PRIMARY KEY (paren level of the column list).
+    let mut identity_level: Option<usize> = None;
+    let mut identity_has_pk = false;
+    let is_create_table = kw_at(toks, 0) == "CREATE" && kw_at(toks, 1) == "TABLE";
+    let is_dml = matches!(kw_at(toks, 0).as_str(), "INSERT" | "UPDATE" | "DELETE");
+    // OUTPUT INSERTED.x / DELETED.x → RETURNING x (appended at the end).
+    let mut returning: Option<String> = None;
+    let mut i = 0;
+    while i < toks.len() {
+        let t = &toks[i];
+        let next = toks.get(i + 1);
+        let level = limits.len();
+        match t {
+            Tok::Punct(p) if p == "(" => {
+                out.push("(".into());
+                limits.push(None);
+            }
+            Tok::Punct(p) if p == ")" => {
+                if level > 1 {
+                    if identity_level == Some(level) && !identity_has_pk {
+                        out.push("PRIMARY KEY AUTOINCREMENT".into());
+                        identity_level = None;
+                    }
+                    if let Some(Some(l)) = limits.pop() {
+                        out.push(format!("LIMIT {l}"));
+                    }
+                }
+                out.push(")".into());
+            }
+            Tok::Punct(p) if p == "," => {
+                if identity_level == Some(level) {
+                    if !identity_has_pk {
+                        out.push("PRIMARY KEY AUTOINCREMENT".into());
+                    }
+                    identity_level = None;
+                }
+                out.push(",".into());
+            }
+            Tok::Word(_) | Tok::Ident(_) => {
+                let up = t.ident_name().unwrap_or_default().to_ascii_uppercase();
+                let call = next.is_some_and(|n| n.is_punct("("));
+                let empty_call = call && toks.get(i + 2).is_some_and(|n| n.is_punct(")"));
+                // Schema prefix dbo. / [dbo]. is dropped.
+                if up == "DBO" && next.is_some_and(|n| n.is_punct(".")) {
+                    i += 2;
+                    continue;
+                }
+                if matches!(t, Tok::Ident(_)) {
+                    out.push(t.render());
+                    i += 1;
+                    continue;
+                }
+                match up.as_str() {
+                    "@@VERSION" => out.push(quote_str(&ctx.version)),
+                    "@@SPID" => out.push(ctx.spid.to_string()),
+                    "@@TRANCOUNT" => out.push(ctx.trancount.to_string()),
+                    "@@ROWCOUNT" => out.push("changes()".into()),
+                    "@@IDENTITY" => out.push("last_insert_rowid()".into()),
+                    "@@SERVERNAME" => out.push(quote_str(&ctx.server)),
+                    "@@ERROR" => out.push("0".into()),
+                    "SCOPE_IDENTITY" | "IDENT_CURRENT" if call => {
+                        out.push("last_insert_rowid()".into());
+                        i = matching_paren(toks, i + 1).unwrap_or(i + 1);
+                    }
+                    "ISNULL" if call => out.push("ifnull".into()),
+                    "LEN" if call => out.push("length".into()),
+                    "COUNT_BIG" if call => out.push("count".into()),
+                    "GETDATE" | "SYSDATETIME" if empty_call => {
+                        out.push("strftime('%Y-%m-%d %H:%M:%f','now','localtime')".into());
+                        i += 2;
+                    }
+                    "GETUTCDATE" | "SYSUTCDATETIME" if empty_call => {
+                        out.push("strftime('%Y-%m-%d %H:%M:%f','now')".into());
+                        i += 2;
+                    }
+                    "NEWID" if empty_call => {
+                        out.push("upper(hex(randomblob(16)))".into());
+                        i += 2;
+                    }
+                    "DB_NAME" if empty_call => {
+                        out.push(quote_str(&ctx.database));
+                        i += 2;
+                    }
+                    "SUSER_SNAME" | "SUSER_NAME" | "USER_NAME" if empty_call => {
+                        out.push("'dbo'".into());
+                        i += 2;
+                    }
+                    "DATABASEPROPERTYEX" if call => {
+                        let close = matching_paren(toks, i + 1).ok_or_else(|| syntax_error("("))?;
+                        let wants_updateability = toks[i + 1..close].iter().any(
+                            |t| matches!(t, Tok::Str(s) if s.eq_ignore_ascii_case("Updateability")),
+                        );
+                        let wants_status = toks[i + 1..close]
+                            .iter()
+                            .any(|t| matches!(t, Tok::Str(s) if s.eq_ignore_ascii_case("Status")));
+                        if wants_updateability {
+                            out.push(
+                                if ctx.read_only {
+                                    "'READ_ONLY'"
+                                } else {
+                                    "'READ_WRITE'"
+                                }
+                                .into(),
+                            );
+                        } else if wants_status {
+                            out.push("'ONLINE'".into());
+                        } else {
+                            out.push("NULL".into());
+                        }
+                        i = close;
+                    }
+                    "OBJECT_ID" if call => {
+                        let close = matching_paren(toks, i + 1).ok_or_else(|| syntax_error("("))?;
+                        let name = match toks.get(i + 2) {
+                            Some(Tok::Str(s)) => s.clone(),
+                            _ => return Err(unsupported("OBJECT_ID with a non-literal name")),
+                        };
+                        let bare = name
+                            .rsplit('.')
+                            .next()
+                            .unwrap_or_default()
+                            .trim_matches(|c| c == '[' || c == ']')
+                            .to_string();
+                        out.push(format!(
+                            "(SELECT 1 FROM (SELECT name, type FROM sqlite_master UNION ALL SELECT name, type FROM sqlite_temp_master) WHERE type IN ('table','view') AND lower(name) = lower({}))",
+                            quote_str(&bare)
+                        ));
+                        i = close;
+                    }
+                    "TOP" => {
+                        let prev = out
+                            .last()
+                            .map(|s| s.to_ascii_uppercase())
+                            .unwrap_or_default();
+                        if !matches!(prev.as_str(), "SELECT" | "DISTINCT" | "ALL") {
+                            return Err(syntax_error("TOP"));
+                        }
+                        let (expr, end) = if next.is_some_and(|n| n.is_punct("(")) {
+                            let close =
+                                matching_paren(toks, i + 1).ok_or_else(|| syntax_error("TOP"))?;
+                            let inner = rewrite(&toks[i + 2..close], ctx)?;
+                            (inner, close)
+                        } else {
+                            match next {
+                                Some(n @ (Tok::Num(_) | Tok::Word(_))) => (n.render(), i + 1),
+                                _ => return Err(syntax_error("TOP")),
+                            }
+                        };
+                        if toks
+                            .get(end + 1)
+                            .is_some_and(|t| t.is_kw("PERCENT") || t.is_kw("WITH"))
+                        {
+                            return Err(unsupported("TOP PERCENT / WITH TIES"));
+                        }
+                        if let Some(slot) = limits.last_mut() {
+                            *slot = Some(expr);
+                        }
+                        i = end;
+                    }
+                    "OFFSET" => {
+                        // OFFSET n ROWS [FETCH FIRST|NEXT m ROWS ONLY] → LIMIT m OFFSET n
+                        let mut j = i + 1;
+                        let mut off = Vec::new();
+                        while j < toks.len() && !(toks[j].is_kw("ROWS") || toks[j].is_kw("ROW")) {
+                            off.push(toks[j].clone());
+                            j += 1;
+                        }
+                        let mut fetch = "-1".to_string();
+                        if toks.get(j + 1).is_some_and(|t| t.is_kw("FETCH")) {
+                            let mut k = j + 3; // FETCH FIRST|NEXT
+                            let mut f = Vec::new();
+                            while k < toks.len() && !(toks[k].is_kw("ROWS") || toks[k].is_kw("ROW"))
+                            {
+                                f.push(toks[k].clone());
+                                k += 1;
+                            }
+                            fetch = rewrite(&f, ctx)?;
+                            j = k + 1; // ONLY
+                        }
+                        out.push(format!("LIMIT {fetch} OFFSET {}", rewrite(&off, ctx)?));
+                        i = j;
+                    }
+                    "IDENTITY" if is_create_table => {
+                        // Replace the column's type with INTEGER (a rowid alias).
+                        if out.last().is_some_and(|s| s == ")") {
+                            while let Some(s) = out.pop() {
+                                if s == "(" {
+                                    break;
+                                }
+                            }
+                        }
+                        out.pop();
+                        out.push("INTEGER".into());
+                        if call {
+                            i = matching_paren(toks, i + 1).unwrap_or(i + 1);
+                        }
+                        identity_level = Some(level);
+                        identity_has_pk = false;
+                    }
+                    "KEY"
+                        if identity_level == Some(level)
+                            && out
+                                .last()
+                                .is_some_and(|s| s.eq_ignore_ascii_case("PRIMARY")) =>
+                    {
+                        out.push("KEY AUTOINCREMENT".into());
+                        identity_has_pk = true;
+                    }
+                    "OUTPUT" if is_dml && level == 1 => {
+                        let mut j = i + 1;
+                        let mut cols = Vec::new();
+                        let mut depth = 0i32;
+                        while let Some(t) = toks.get(j) {
+                            let stop = t.kw().is_some_and(|k| {
+                                matches!(
+                                    k.as_str(),
+                                    "VALUES" | "SELECT" | "DEFAULT" | "WHERE" | "FROM" | "INTO"
+                                )
+                            });
+                            if depth == 0 && stop {
+                                break;
+                            }
+                            if t.is_punct("(") {
+                                depth += 1;
+                            } else if t.is_punct(")") {
+                                depth -= 1;
+                            }
+                            let pseudo = t.is_kw("INSERTED") || t.is_kw("DELETED");
+                            if pseudo && toks.get(j + 1).is_some_and(|n| n.is_punct(".")) {
+                                j += 2;
+                                continue;
+                            }
+                            cols.push(t.clone());
+                            j += 1;
+                        }
+                        returning = Some(rewrite(&cols, ctx)?);
+                        i = j;
+                        continue;
+                    }
+                    "CLUSTERED" | "NONCLUSTERED" => {}
+                    "TABLE"
+                        if next
+                            .is_some_and(|n| matches!(n, Tok::Word(w) if w.starts_with('#')))
+                            && kw_at(toks, 0) == "CREATE" =>
+                    {
+                        out.push("TEMP TABLE".into());
+                    }
+                    "ON" if level == 1
+                        && is_create_table
+                        && next.is_some_and(|n| {
+                            n.ident_name()
+                                .is_some_and(|s| s.eq_ignore_ascii_case("PRIMARY"))
+                        }) =>
+                    {
+                        i += 1;
+                    }
+                    "TEXTIMAGE_ON" => i += 1,
+                    "WITH"
+                        if call
+                            && toks
+                                .get(i + 2)
+                                .and_then(|t| t.kw())
+                                .is_some_and(|k| HINTS.contains(&k.as_str())) =>
+                    {
+                        i = matching_paren(toks, i + 1).unwrap_or(i + 1);
+                    }
+                    "DEFAULT"
+                        if next.is_some_and(|n| matches!(n, Tok::Word(_)))
+                            && toks.get(i + 2).is_some_and(|n| n.is_punct("(")) =>
+                    {
+                        let close =
+                            matching_paren(toks, i + 2).ok_or_else(|| syntax_error("DEFAULT"))?;
+                        out.push(format!("DEFAULT ({})", rewrite(&toks[i + 1..=close], ctx)?));
+                        i = close;
+                    }
+                    _ if call
+                        && toks.get(i + 2).is_some_and(|n| n.is_kw("MAX"))
+                        && toks.get(i + 3).is_some_and(|n| n.is_punct(")")) =>
+                    {
+                        out.push(format!("{}(1073741823)", t.render()));
+                        i += 3;
+                    }
+                    _ => out.push(t.render()),
+                }
+            }
+            _ => out.push(t.render()),
+        }
+        i += 1;
+    }
+    if identity_level.is_some() && !identity_has_pk {
+        out.push("PRIMARY KEY AUTOINCREMENT".into());
+    }
+    if let Some(Some(l)) = limits.first() {
+        out.push(format!("LIMIT {l}"));
+    }
+    if let Some(r) = returning {
+        out.push(format!("RETURNING {r}"));
+    }
+    Ok(out.join(" "))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ctx() -> Ctx {
+        Ctx {
+            version: "v".into(),
+            server: "srv".into(),
+            database: "testdb".into(),
+            spid: 51,
+            trancount: 0,
+            read_only: false,
+        }
+    }
+
+    fn simple(sql: &str) -> Vec<String> {
+        parse_batch(sql)
+            .unwrap()
+            .into_iter()
+            .map(|s| match s {
+                Stmt::Simple(t) => rewrite(&t, &ctx()).unwrap(),
+                Stmt::If { .. } => "IF".into(),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn splits_without_semicolons() {
+        let s = simple("select 1\nselect 2; INSERT INTO t (a) SELECT a FROM u\nUPDATE t SET a = 1");
+        assert_eq!(s.len(), 4);
+        assert_eq!(s[2], "INSERT INTO t ( a ) SELECT a FROM u");
+    }
+
+    #[test]
+    fn create_with_fk_actions_is_one_statement() {
+        let s = simple(
+            "CREATE TABLE c (id INT, p INT REFERENCES p(id) ON DELETE CASCADE ON UPDATE SET NULL)",
+        );
+        assert_eq!(s.len(), 1);
+    }
+
+    #[test]
+    fn top_becomes_limit() {
+        assert_eq!(
+            simple("SELECT TOP (5) a FROM [dbo].[t] ORDER BY a")[0],
+            "SELECT a FROM \"t\" ORDER BY a LIMIT 5"
+        );
+        assert_eq!(
+            simple("SELECT * FROM (SELECT TOP 2 a FROM t) x")[0],
+            "SELECT * FROM ( SELECT a FROM t LIMIT 2 ) x"
+        );
+    }
+
+    #[test]
+    fn identity_becomes_autoincrement() {
+        assert_eq!(
+            simple("CREATE TABLE t (id INT IDENTITY(1,1) PRIMARY KEY CLUSTERED, n NVARCHAR(MAX) NOT NULL)")[0],
+            "CREATE TABLE t ( id INTEGER PRIMARY KEY AUTOINCREMENT , n NVARCHAR(1073741823) NOT NULL )"
+        );
+        assert_eq!(
+            simple("CREATE TABLE t (id BIGINT IDENTITY NOT NULL, n INT)")[0],
+            "CREATE TABLE t ( id INTEGER NOT NULL PRIMARY KEY AUTOINCREMENT , n INT )"
+        );
+    }
+
+    #[test]
+    fn output_becomes_returning() {
+        assert_eq!(
+            simple("INSERT INTO t (a) OUTPUT INSERTED.id, INSERTED.a VALUES (1)")[0],
+            "INSERT INTO t ( a ) VALUES ( 1 ) RETURNING id , a"
+        );
+        assert_eq!(
+            simple("DELETE FROM t OUTPUT DELETED.* WHERE a = 1")[0],
+            "DELETE FROM t WHERE a = 1 RETURNING *"
+        );
+    }
+
+    #[test]
+    fn if_with_block() {
+        let b = parse_batch("IF OBJECT_ID('dbo.t') IS NULL BEGIN CREATE TABLE t (a INT); INSERT t VALUES (1) END ELSE SELECT 1\nSELECT 2").unwrap();
+        assert_eq!(b.len(), 2);
+        match &b[0] {
+            Stmt::If {
+                then, otherwise, ..
+            } => {
+                assert_eq!(then.len(), 2);
+                assert_eq!(otherwise.len(), 1);
+            }
+            _ => panic!("expected IF"),
+        }
+    }
+
+    #[test]
+    fn case_end_does_not_split() {
+        assert_eq!(
+            simple("SELECT CASE WHEN 1=1 THEN 'a' ELSE 'b' END AS x").len(),
+            1
+        );
+    }
+
+    #[test]
+    fn delays() {
+        assert_eq!(
+            parse_delay("00:00:01.500").unwrap(),
+            Duration::from_millis(1500)
+        );
+        assert_eq!(parse_delay("01:00:00").unwrap(), Duration::from_secs(3600));
+        assert!(parse_delay("xx").is_err());
+    }
+
+    #[test]
+    fn unterminated_string_is_an_error() {
+        assert_eq!(tokenize("select 'abc").unwrap_err().number, 105);
+    }
+}

@@ -1,0 +1,182 @@
+//! Write safety over real TCP: outcome-unknown writes, idempotency keys under repeated
+//! resets, and deadlock victims re-run.
+
+mod support;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use mssql_resilience::error::RetryStop;
+use mssql_resilience::idempotency::{create_table_sql, idempotent_execute, DEFAULT_TABLE};
+use mssql_resilience::sql::{SqlRequest, SqlResponse};
+use mssql_resilience::{Outcome, RequestContext, Stack};
+use mssql_testkit::tds::{DropPoint, ErrorSpec, QueryFault, Trigger};
+use support::*;
+
+async fn setup(regions: &Backend) -> Stack {
+    let config = regions.config("", 1, |c| c.retry.max_attempts = 4);
+    let stack = Stack::builder(config).probes(false).build().unwrap();
+    stack
+        .call(exec(
+            "ddl",
+            "CREATE TABLE payments (id INT NOT NULL PRIMARY KEY, amount BIGINT NOT NULL)",
+            vec![],
+        ))
+        .await
+        .unwrap();
+    stack
+        .call(exec("ddl", &create_table_sql(DEFAULT_TABLE), vec![]))
+        .await
+        .unwrap();
+    stack
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reset_after_a_non_idempotent_write_was_sent_is_outcome_unknown() {
+    let regions = testkit().await;
+    let stack = setup(&regions).await;
+    // The server runs the INSERT, then the connection drops before the final DONE.
+    regions
+        .primary()
+        .faults()
+        .drop_responses(DropPoint::BeforeFinalDone, Trigger::Next(1));
+    let err = stack
+        .call(exec(
+            "create_payment",
+            "INSERT INTO payments (id, amount) VALUES (@P1, @P2)",
+            vec![1.into(), 100i64.into()],
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(err.outcome(), Outcome::Ambiguous, "{err}");
+    assert!(err.is_outcome_unknown(), "{err}");
+    assert_eq!(err.retry_stop(), Some(RetryStop::NotIdempotent));
+    assert_eq!(err.attempts(), 1, "never retried");
+    let text = err.to_string();
+    assert!(text.contains("may or may not have been applied"), "{text}");
+    assert!(text.contains("westeurope"), "the error names the region: {text}");
+    let rows = scalar(&stack, "SELECT COUNT(*) FROM payments").await;
+    assert!(rows == 0 || rows == 1, "zero or one row, never more: {rows}");
+    // Here the server did run it: the reconciliation read finds exactly one.
+    assert_eq!(rows, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idempotency_key_under_repeated_resets_writes_exactly_once() {
+    let regions = testkit().await;
+    let stack = setup(&regions).await;
+    // The first three responses to the guarded write are cut before their final DONE.
+    regions
+        .primary()
+        .faults()
+        .drop_responses(DropPoint::BeforeFinalDone, Trigger::Next(3));
+    let request = idempotent_execute(
+        RequestContext::write("create_payment"),
+        DEFAULT_TABLE,
+        "payment-42",
+        "INSERT INTO payments (id, amount) VALUES (@P1, @P2)",
+        [42.into(), 4200i64.into()],
+    )
+    .unwrap();
+    let response = stack.call(request.clone()).await.unwrap();
+    assert_eq!(response.total_rows_affected(), 1);
+    assert_eq!(scalar(&stack, "SELECT COUNT(*) FROM payments WHERE id = 42").await, 1);
+    // Sending it again (a client retry after its own timeout) replays the recorded outcome.
+    let again = stack.call(request).await.unwrap();
+    assert!(again.replayed);
+    assert_eq!(again.rows_affected, vec![1]);
+    assert_eq!(scalar(&stack, "SELECT COUNT(*) FROM payments").await, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deadlock_victim_reruns_the_whole_unit_of_work_once() {
+    let regions = testkit().await;
+    let stack = setup(&regions).await;
+    regions.primary().faults().fail_queries(
+        QueryFault::new(ErrorSpec::deadlock(), Trigger::Next(1)).matching("INSERT INTO payments"),
+    );
+    let runs = Arc::new(AtomicUsize::new(0));
+    let counter = runs.clone();
+    let work = SqlRequest::unit_of_work(
+        RequestContext::write("transfer"),
+        move |client: &mut mssql_resilience::sql::Client| {
+            let counter = counter.clone();
+            Box::pin(async move {
+                counter.fetch_add(1, Ordering::SeqCst);
+                client.simple_query("BEGIN TRANSACTION").await?.into_results().await?;
+                client
+                    .execute("INSERT INTO payments (id, amount) VALUES (@P1, @P2)", &[&7i32, &70i64])
+                    .await?;
+                client.simple_query("COMMIT TRANSACTION").await?.into_results().await?;
+                Ok(SqlResponse::default())
+            }) as mssql_resilience::sql::WorkFuture<'_>
+        },
+    );
+    stack.call(work).await.unwrap();
+    assert_eq!(runs.load(Ordering::SeqCst), 2, "run, deadlock, run again");
+    assert_eq!(scalar(&stack, "SELECT COUNT(*) FROM payments").await, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn statements_transactions_and_types_round_trip() {
+    // No fault injection: runs against a real server when MSSQL_TEST_URL is set.
+    let backend = backend().await;
+    let config = backend.config("", 1, |_| {});
+    let stack = Stack::builder(config).probes(false).build().unwrap();
+    let _ = stack.call(exec("ddl", "DROP TABLE roundtrip", vec![])).await;
+    stack
+        .call(exec(
+            "ddl",
+            "CREATE TABLE roundtrip (id INT NOT NULL PRIMARY KEY, big BIGINT NULL, f FLOAT NULL, b BIT NULL, s NVARCHAR(MAX) NULL)",
+            vec![],
+        ))
+        .await
+        .unwrap();
+    let long = "x".repeat(10_000);
+    let inserted = stack
+        .call(exec(
+            "insert",
+            "INSERT INTO roundtrip (id, big, f, b, s) VALUES (@P1, @P2, @P3, @P4, @P5)",
+            vec![1.into(), 9_000_000_000i64.into(), 1.5f64.into(), true.into(), long.as_str().into()],
+        ))
+        .await
+        .unwrap();
+    assert_eq!(inserted.total_rows_affected(), 1);
+    stack
+        .call(exec(
+            "insert",
+            "INSERT INTO roundtrip (id, big, f, b, s) VALUES (@P1, @P2, @P3, @P4, @P5)",
+            vec![2.into(), Option::<i64>::None.into(), Option::<f64>::None.into(), Option::<bool>::None.into(), Option::<String>::None.into()],
+        ))
+        .await
+        .unwrap();
+    let rows = stack
+        .call(read("select", "SELECT id, big, f, b, s FROM roundtrip ORDER BY id"))
+        .await
+        .unwrap();
+    let set = rows.first().unwrap();
+    assert_eq!(set.columns, ["id", "big", "f", "b", "s"]);
+    assert_eq!(set.get(0, "big").and_then(|v| v.as_i64()), Some(9_000_000_000));
+    assert_eq!(set.get(0, "f").and_then(|v| v.as_f64()), Some(1.5));
+    assert_eq!(set.get(0, "b").and_then(|v| v.as_bool()), Some(true));
+    assert_eq!(set.get(0, "s").and_then(|v| v.as_str()).map(str::len), Some(10_000));
+    assert!(set.rows[1][1..].iter().all(|v| v.is_null()));
+    // A failed unit of work rolls back and its connection is not reused.
+    let failing = SqlRequest::unit_of_work(
+        RequestContext::write("failing"),
+        |client: &mut mssql_resilience::sql::Client| {
+            Box::pin(async move {
+                client.simple_query("BEGIN TRANSACTION").await?.into_results().await?;
+                client.execute("INSERT INTO roundtrip (id) VALUES (@P1)", &[&3i32]).await?;
+                client.execute("INSERT INTO roundtrip (id) VALUES (@P1)", &[&3i32]).await?;
+                client.simple_query("COMMIT TRANSACTION").await?.into_results().await?;
+                Ok(SqlResponse::default())
+            }) as mssql_resilience::sql::WorkFuture<'_>
+        },
+    );
+    let err = stack.call(failing).await.unwrap_err();
+    assert_eq!(err.server_number(), Some(2627), "{err}");
+    assert_eq!(scalar(&stack, "SELECT COUNT(*) FROM roundtrip WHERE id = 3").await, 0);
+    let _ = Duration::ZERO;
+}
