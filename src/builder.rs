@@ -32,7 +32,7 @@ use crate::classify::{SharedClassifier, SqlServerClassifier};
 use crate::config::Config;
 use crate::error::{ConfigError, Error};
 use crate::failover::probe::SqlProber;
-use crate::failover::{FailoverSettings, HealthPolicy, RegionSnapshot, RegionSpec, Role, Router};
+use crate::failover::{FailoverSettings, HealthPolicy, RegionSnapshot, RegionSpec, Router};
 use crate::observe::SharedObserver;
 use crate::pool::{Connector, Pool, PoolSettings, SharedConnector, SqlService, TcpConnector, TiberiusManager};
 use crate::retry::budget::RetryBudget;
@@ -143,9 +143,9 @@ impl StackBuilder {
             specs.push(RegionSpec {
                 name: region.name.clone().into(),
                 role: match region.role {
-                    crate::config::Role::Auto => Role::Auto,
-                    crate::config::Role::ReadWrite => Role::ReadWrite,
-                    crate::config::Role::ReadOnly => Role::ReadOnly,
+                    crate::config::Role::Auto => crate::failover::Role::Auto,
+                    crate::config::Role::ReadWrite => crate::failover::Role::ReadWrite,
+                    crate::config::Role::ReadOnly => crate::failover::Role::ReadOnly,
                 },
                 service: BoxCloneSyncService::new(service),
                 breaker,
@@ -153,6 +153,7 @@ impl StackBuilder {
                     .probes
                     .then(|| Arc::new(SqlProber::new(manager)) as Arc<dyn crate::failover::probe::Prober>),
                 pool: Some(pool.clone()),
+                address: region.address().ok(),
             });
             pools.push((region.name.clone(), pool));
         }

@@ -41,7 +41,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs, missing_debug_implementations)]
 
-// pub mod builder; (enabled once config lands)
+pub mod builder;
 pub mod circuit_breaker;
 pub mod classify;
 pub mod config;
@@ -54,12 +54,13 @@ pub mod pool;
 pub mod request;
 pub mod retry;
 pub mod sql;
+pub mod telemetry;
 
 /// The README's examples compile as doc-tests.
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;
 
-// pub use crate::builder::{Stack, StackBuilder};
+pub use crate::builder::{Stack, StackBuilder};
 pub use crate::error::{ConfigError, Error, ErrorKind, Outcome};
 pub use crate::request::{HasContext, Intent, RequestContext, WithContext};

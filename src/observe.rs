@@ -108,6 +108,13 @@ pub enum Event<'a> {
         /// The region.
         region: &'a str,
     },
+    /// One attempt on a region ended (`outcome` is `None` on success).
+    AttemptFinished {
+        /// The region.
+        region: &'a str,
+        /// How it failed, if it did.
+        outcome: Option<crate::error::Outcome>,
+    },
 }
 
 /// Receives the layers' events. Must be cheap: it runs on the request path.
@@ -190,6 +197,10 @@ pub(crate) fn emit(observer: Option<&SharedObserver>, event: Event<'_>) {
             target: "mssql_resilience",
             region = region, "gateway redirect followed"
         ),
+        Event::AttemptFinished { region, outcome } => tracing::trace!(
+            target: "mssql_resilience",
+            region = region, outcome = outcome.map_or("success", |o| o.as_str()), "attempt finished"
+        ),
     }
     if let Some(observer) = observer {
         observer.on_event(&event);
@@ -269,6 +280,13 @@ pub enum Recorded {
         /// Region.
         region: String,
     },
+    /// See [`Event::AttemptFinished`].
+    AttemptFinished {
+        /// Region.
+        region: String,
+        /// Failure outcome, `None` on success.
+        outcome: Option<crate::error::Outcome>,
+    },
 }
 
 /// An observer that keeps every event, for tests and diagnostics.
@@ -346,6 +364,10 @@ impl Observer for RecordingObserver {
             },
             Event::RedirectFollowed { region } => Recorded::RedirectFollowed {
                 region: region.to_owned(),
+            },
+            Event::AttemptFinished { region, outcome } => Recorded::AttemptFinished {
+                region: region.to_owned(),
+                outcome,
             },
         };
         self.events

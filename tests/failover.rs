@@ -121,6 +121,8 @@ async fn an_exhausted_pool_fails_fast_with_a_clear_error() {
     let config = backend.config("", 1, |c| {
         c.pool.max_size = 1;
         c.retry.max_attempts = 1;
+        c.timeouts.total = Duration::from_secs(10);
+        c.timeouts.attempt = Duration::from_secs(5);
     });
     let stack = Stack::builder(config).probes(false).build().unwrap();
     // Hold the only connection with a slow statement.
@@ -134,11 +136,18 @@ async fn an_exhausted_pool_fails_fast_with_a_clear_error() {
     .await;
     tokio::time::sleep(Duration::from_millis(100)).await;
     let start = Instant::now();
-    let err = stack.call(read("starved", "SELECT 1")).await.unwrap_err();
+    // The caller has 300 ms left of its own budget: the checkout must not wait longer.
+    let starved = mssql_resilience::sql::SqlRequest::query(
+        mssql_resilience::RequestContext::read("starved").with_deadline(start + Duration::from_millis(300)),
+        "SELECT 1",
+        [],
+    );
+    let err = stack.call(starved).await.unwrap_err();
     let waited = start.elapsed();
     assert!(matches!(err.kind(), ErrorKind::Timeout { .. } | ErrorKind::DeadlineExceeded), "{err}");
     assert_eq!(err.outcome(), mssql_resilience::Outcome::NotSent, "{err}");
-    assert!(waited <= Duration::from_millis(1_500), "waited {waited:?}");
+    assert!(waited >= Duration::from_millis(300), "waited {waited:?}");
+    assert!(waited <= Duration::from_millis(800), "waited {waited:?}");
     assert!(err.to_string().contains("pool_checkout") || err.to_string().contains("deadline"), "{err}");
     holder.abort();
 }
@@ -160,8 +169,8 @@ async fn a_flapping_primary_does_not_make_traffic_flap() {
             Phase::new(from, to, if i % 2 == 0 { Toxics::blackhole() } else { Toxics::ok() })
         })
         .collect();
+    let mut seen = vec![serving_reads(&stack.health())];
     let _schedule = regions.primary().chaos().run_schedule(Schedule::new(phases).unwrap());
-    let mut seen = Vec::new();
     let start = Instant::now();
     while start.elapsed() < Duration::from_secs(7) {
         assert_eq!(scalar(&stack, "SELECT 1").await, 1);

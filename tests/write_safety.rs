@@ -9,13 +9,17 @@ use std::time::Duration;
 
 use mssql_resilience::error::RetryStop;
 use mssql_resilience::idempotency::{create_table_sql, idempotent_execute, DEFAULT_TABLE};
-use mssql_resilience::sql::{SqlRequest, SqlResponse};
+use mssql_resilience::sql::{work, SqlRequest, SqlResponse};
 use mssql_resilience::{Outcome, RequestContext, Stack};
 use mssql_testkit::tds::{DropPoint, ErrorSpec, QueryFault, Trigger};
 use support::*;
 
 async fn setup(regions: &Backend) -> Stack {
-    let config = regions.config("", 1, |c| c.retry.max_attempts = 4);
+    let config = regions.config("", 1, |c| {
+        c.retry.max_attempts = 4;
+        // These tests are about write safety, not the breaker: keep it out of the way.
+        c.breaker.minimum_calls = 10;
+    });
     let stack = Stack::builder(config).probes(false).build().unwrap();
     stack
         .call(exec(
@@ -98,9 +102,9 @@ async fn a_deadlock_victim_reruns_the_whole_unit_of_work_once() {
     );
     let runs = Arc::new(AtomicUsize::new(0));
     let counter = runs.clone();
-    let work = SqlRequest::unit_of_work(
+    let transfer = SqlRequest::unit_of_work(
         RequestContext::write("transfer"),
-        move |client: &mut mssql_resilience::sql::Client| {
+        work(move |client| {
             let counter = counter.clone();
             Box::pin(async move {
                 counter.fetch_add(1, Ordering::SeqCst);
@@ -110,10 +114,10 @@ async fn a_deadlock_victim_reruns_the_whole_unit_of_work_once() {
                     .await?;
                 client.simple_query("COMMIT TRANSACTION").await?.into_results().await?;
                 Ok(SqlResponse::default())
-            }) as mssql_resilience::sql::WorkFuture<'_>
-        },
+            })
+        }),
     );
-    stack.call(work).await.unwrap();
+    stack.call(transfer).await.unwrap();
     assert_eq!(runs.load(Ordering::SeqCst), 2, "run, deadlock, run again");
     assert_eq!(scalar(&stack, "SELECT COUNT(*) FROM payments").await, 1);
 }
@@ -165,15 +169,15 @@ async fn statements_transactions_and_types_round_trip() {
     // A failed unit of work rolls back and its connection is not reused.
     let failing = SqlRequest::unit_of_work(
         RequestContext::write("failing"),
-        |client: &mut mssql_resilience::sql::Client| {
+        work(|client| {
             Box::pin(async move {
                 client.simple_query("BEGIN TRANSACTION").await?.into_results().await?;
                 client.execute("INSERT INTO roundtrip (id) VALUES (@P1)", &[&3i32]).await?;
                 client.execute("INSERT INTO roundtrip (id) VALUES (@P1)", &[&3i32]).await?;
                 client.simple_query("COMMIT TRANSACTION").await?.into_results().await?;
                 Ok(SqlResponse::default())
-            }) as mssql_resilience::sql::WorkFuture<'_>
-        },
+            })
+        }),
     );
     let err = stack.call(failing).await.unwrap_err();
     assert_eq!(err.server_number(), Some(2627), "{err}");

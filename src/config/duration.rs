@@ -151,9 +151,9 @@ pub fn serialize<S: Serializer>(d: &Duration, serializer: S) -> Result<S::Ok, S:
 /// Deserializes a `Duration` from a humane string (for `#[serde(with = ...)]`). A number
 /// (without a unit) is rejected with a message that asks for one.
 pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
-    deserializer.deserialize_any(DurationVisitor { allow_none: false })?.ok_or_else(|| {
-        de::Error::custom("a duration is required")
-    })
+    deserializer
+        .deserialize_any(DurationVisitor { allow_none: false })?
+        .ok_or_else(|| de::Error::custom("a duration is required"))
 }
 
 /// Serde helpers for `Option<Duration>`: `"none"` (any case) is `None`, anything else a
@@ -163,7 +163,10 @@ pub mod option {
     use super::*;
 
     /// Serializes `None` as `"none"`, `Some(d)` as a humane string.
-    pub fn serialize<S: Serializer>(d: &Option<Duration>, serializer: S) -> Result<S::Ok, S::Error> {
+    pub fn serialize<S: Serializer>(
+        d: &Option<Duration>,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
         match d {
             Some(d) => super::serialize(d, serializer),
             None => serializer.serialize_str("none"),
@@ -244,7 +247,10 @@ mod tests {
         assert_eq!(parse_duration("250µs"), Ok(Duration::from_micros(250)));
         assert_eq!(parse_duration("7ns"), Ok(Duration::from_nanos(7)));
         assert_eq!(parse_duration(" 1m 30s "), Ok(Duration::from_secs(90)));
-        assert_eq!(parse_duration("1h2m3s4ms"), Ok(Duration::new(3723, 4_000_000)));
+        assert_eq!(
+            parse_duration("1h2m3s4ms"),
+            Ok(Duration::new(3723, 4_000_000))
+        );
         assert_eq!(parse_duration("0s"), Ok(Duration::ZERO));
         assert_eq!(parse_duration("2 s"), Ok(ms(2000)));
         assert_eq!(parse_duration(".5s"), Ok(ms(500)));
@@ -268,9 +274,15 @@ mod tests {
         assert!(parse_duration("5 sec")
             .unwrap_err()
             .contains("unknown duration unit `sec`"));
-        assert!(parse_duration("5d").unwrap_err().contains("unknown duration unit `d`"));
-        assert!(parse_duration("s").unwrap_err().contains("a number was expected"));
-        assert!(parse_duration("1.2.3s").unwrap_err().contains("not a number"));
+        assert!(parse_duration("5d")
+            .unwrap_err()
+            .contains("unknown duration unit `d`"));
+        assert!(parse_duration("s")
+            .unwrap_err()
+            .contains("a number was expected"));
+        assert!(parse_duration("1.2.3s")
+            .unwrap_err()
+            .contains("not a number"));
         assert!(parse_duration(".s").unwrap_err().contains("not a number"));
         assert!(parse_duration("+5s").is_err());
         assert!(parse_duration("5s!").is_err());
@@ -319,7 +331,10 @@ mod tests {
         assert_eq!(format_duration(Duration::from_secs(600)), "10m");
         assert_eq!(format_duration(Duration::from_secs(7200)), "2h");
         assert_eq!(format_duration(Duration::from_micros(250)), "250us");
-        assert_eq!(format_duration(Duration::from_nanos(1_000_000_001)), "1000000001ns");
+        assert_eq!(
+            format_duration(Duration::from_nanos(1_000_000_001)),
+            "1000000001ns"
+        );
         for d in [
             Duration::ZERO,
             ms(1),
@@ -343,7 +358,13 @@ mod tests {
     #[test]
     fn serde_helpers() {
         let h: Holder = toml::from_str("d = \"1.5s\"\no = \"none\"").unwrap();
-        assert_eq!(h, Holder { d: ms(1500), o: None });
+        assert_eq!(
+            h,
+            Holder {
+                d: ms(1500),
+                o: None
+            }
+        );
         let h: Holder = toml::from_str("d = \"2s\"\no = \"10m\"").unwrap();
         assert_eq!(h.o, Some(Duration::from_secs(600)));
         assert_eq!(toml::to_string(&h).unwrap(), "d = \"2s\"\no = \"10m\"\n");

@@ -102,8 +102,7 @@ fn typed(key: &str, text: String) -> Value {
     }
     let numeric = !t.is_empty()
         && t.bytes().any(|b| b.is_ascii_digit())
-        && t
-            .bytes()
+        && t.bytes()
             .all(|b| b.is_ascii_digit() || matches!(b, b'+' | b'-' | b'.' | b'e' | b'E'));
     if numeric {
         if let Ok(n) = t.parse::<i64>() {
@@ -210,8 +209,14 @@ mod tests {
         assert_eq!(typed("jitter", "none".into()), Value::String("none".into()));
         assert_eq!(typed("x", "inf".into()), Value::String("inf".into()));
         assert_eq!(typed("x", "1.2.3".into()), Value::String("1.2.3".into()));
-        assert_eq!(typed("password", "0123".into()), Value::String("0123".into()));
-        assert_eq!(typed("database", "2024".into()), Value::String("2024".into()));
+        assert_eq!(
+            typed("password", "0123".into()),
+            Value::String("0123".into())
+        );
+        assert_eq!(
+            typed("database", "2024".into()),
+            Value::String("2024".into())
+        );
     }
 
     #[test]
@@ -219,7 +224,12 @@ mod tests {
         let mut table = Table::new();
         let list: Vec<_> = (0..12)
             .rev()
-            .map(|i| (format!("MSSQL_RESILIENCE__REGIONS__{i}__NAME"), format!("r{i}")))
+            .map(|i| {
+                (
+                    format!("MSSQL_RESILIENCE__REGIONS__{i}__NAME"),
+                    format!("r{i}"),
+                )
+            })
             .collect();
         let origins = overlay(&mut table, list).unwrap();
         assert_eq!(origins[0].path, "regions[0].name");
@@ -246,10 +256,17 @@ mod tests {
         assert!(e.to_string().contains("not a key in it"), "{e}");
         let mut table: Table = "retry = 3".parse().unwrap();
         let e = overlay(&mut table, vars(&[("MSSQL_RESILIENCE__RETRY__BASE", "1s")])).unwrap_err();
-        assert!(e.to_string().contains("`retry` is not a table (its value is of type integer)"), "{e}");
+        assert!(
+            e.to_string()
+                .contains("`retry` is not a table (its value is of type integer)"),
+            "{e}"
+        );
         let e = overlay(
             &mut Table::new(),
-            vars(&[("MSSQL_RESILIENCE__REGIONS__0__NAME", "a"), ("MSSQL_RESILIENCE__REGIONS__X__NAME", "b")]),
+            vars(&[
+                ("MSSQL_RESILIENCE__REGIONS__0__NAME", "a"),
+                ("MSSQL_RESILIENCE__REGIONS__X__NAME", "b"),
+            ]),
         )
         .unwrap_err();
         assert!(e.to_string().contains("expected an index"), "{e}");
@@ -260,7 +277,11 @@ mod tests {
         let mut table = Table::new();
         let origins = overlay(
             &mut table,
-            vars(&[("PATH", "/bin"), ("MSSQL_RESILIENCE_CONFIG", "x.toml"), ("MSSQL_RESILIENCEX__A__B", "1")]),
+            vars(&[
+                ("PATH", "/bin"),
+                ("MSSQL_RESILIENCE_CONFIG", "x.toml"),
+                ("MSSQL_RESILIENCEX__A__B", "1"),
+            ]),
         )
         .unwrap();
         assert!(origins.is_empty() && table.is_empty());

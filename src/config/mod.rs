@@ -108,16 +108,14 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 use toml::{Table, Value};
 
+use self::env::Origin;
 pub use self::env::ENV_PREFIX;
-pub use self::region::{
-    Encryption, RegionConfig, Role, DEFAULT_APPLICATION_NAME, DEFAULT_PORT,
-};
+pub use self::region::{Encryption, RegionConfig, Role, DEFAULT_APPLICATION_NAME, DEFAULT_PORT};
 pub use self::secret::{Secret, REDACTED};
 pub use self::sections::{
     BreakerConfig, FailoverConfig, JitterKind, PoolConfig, RetryBudgetConfig, RetryConfig,
     TimeoutsConfig, MAX_REDIRECTS_LIMIT, MIN_PROBE_INTERVAL,
 };
-use self::env::Origin;
 use self::util::{raw, with_suffix};
 use crate::error::ConfigError;
 
@@ -159,8 +157,9 @@ impl Config {
         load(toml, None, std::iter::empty())
     }
 
-    /// Reads, parses and validates a TOML file (no environment overlay). An I/O error
-    /// names the path.
+    /// Reads, parses and validates a TOML file (no environment overlay). An I/O error is
+    /// reported on the field `config_file`, with the path as the value; a syntax error's
+    /// value is `<path>, line L, column C`.
     pub fn from_file(path: impl AsRef<Path>) -> Result<Config, ConfigError> {
         let path = path.as_ref();
         let text = read(path, "config_file")?;
@@ -169,7 +168,8 @@ impl Config {
 
     /// The file named by `MSSQL_RESILIENCE_CONFIG` (if set and non-empty; otherwise an
     /// empty document), overlaid with the process's `MSSQL_RESILIENCE__…` variables (see
-    /// the [module docs](self)), then validated.
+    /// the [module docs](self)), then validated. An I/O error is reported on the field
+    /// `MSSQL_RESILIENCE_CONFIG`, with the path as the value.
     pub fn from_env() -> Result<Config, ConfigError> {
         let mut vars = Vec::new();
         for (name, value) in std::env::vars_os() {
@@ -342,7 +342,8 @@ fn quoted_after<'a>(message: &'a str, prefix: &str) -> Option<&'a str> {
 }
 
 fn lookup<'a>(root: &'a Value, keys: &[String]) -> Option<&'a Value> {
-    keys.iter().try_fold(root, |node, key| node.get(key.as_str()))
+    keys.iter()
+        .try_fold(root, |node, key| node.get(key.as_str()))
 }
 
 /// A value as an error shows it: strings quoted, lists and tables elided (they may hold

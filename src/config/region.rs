@@ -271,9 +271,7 @@ impl RegionConfig {
         let addr = config.get_addr();
         addr.rsplit_once(':')
             .and_then(|(host, port)| Some((host.to_owned(), port.parse().ok()?)))
-            .ok_or_else(|| {
-                ConfigError::new("host", addr, "is not a `host:port` address")
-            })
+            .ok_or_else(|| ConfigError::new("host", addr, "is not a `host:port` address"))
     }
 
     pub(crate) fn build(&self) -> Result<tiberius::Config, ConfigError> {

@@ -60,13 +60,32 @@ mod tests {
 
     #[test]
     fn rewording_keeps_the_rest() {
-        let e = ConfigError::new("attempt_timeout", std::time::Duration::from_secs(2), "must not exceed `total_timeout` (1s)");
+        let e = ConfigError::new(
+            "attempt_timeout",
+            std::time::Duration::from_secs(2),
+            "must not exceed `total_timeout` (1s)",
+        );
         assert_eq!(reason_of(&e), "must not exceed `total_timeout` (1s)");
-        let e = renamed(e, &[("total_timeout", "timeouts.total"), ("attempt_timeout", "timeouts.attempt")]);
-        assert_eq!(e.to_string(), "invalid `timeouts.attempt` = 2s: must not exceed `timeouts.total` (1s)");
+        let e = renamed(
+            e,
+            &[
+                ("total_timeout", "timeouts.total"),
+                ("attempt_timeout", "timeouts.attempt"),
+            ],
+        );
+        assert_eq!(
+            e.to_string(),
+            "invalid `timeouts.attempt` = 2s: must not exceed `timeouts.total` (1s)"
+        );
         let e = with_field(e, "x.y", "\"v\"".into());
-        assert_eq!(e.to_string(), "invalid `x.y` = \"v\": must not exceed `timeouts.total` (1s)");
+        assert_eq!(
+            e.to_string(),
+            "invalid `x.y` = \"v\": must not exceed `timeouts.total` (1s)"
+        );
         let e = with_suffix(e, " (from `VAR`)");
-        assert_eq!(e.to_string(), "invalid `x.y` = \"v\": must not exceed `timeouts.total` (1s) (from `VAR`)");
+        assert_eq!(
+            e.to_string(),
+            "invalid `x.y` = \"v\": must not exceed `timeouts.total` (1s) (from `VAR`)"
+        );
     }
 }

@@ -71,7 +71,8 @@ impl Default for HealthPolicy {
 #[derive(Debug)]
 struct Inner {
     healthy: bool,
-    writable: bool,
+    /// `None` until a probe or a refused write tells; treated as writable meanwhile.
+    writable: Option<bool>,
     consecutive_ok: u32,
     consecutive_failed: u32,
     healthy_since: Instant,
@@ -104,7 +105,11 @@ impl Health {
                 // Optimistic until the first probe: traffic flows at start, and a failing
                 // region is caught by its breaker and its first probe.
                 healthy: true,
-                writable: role == Role::ReadWrite,
+                writable: match role {
+                    Role::ReadWrite => Some(true),
+                    Role::ReadOnly => Some(false),
+                    Role::Auto => None,
+                },
                 consecutive_ok: 0,
                 consecutive_failed: 0,
                 healthy_since: Instant::now(),
@@ -122,10 +127,11 @@ impl Health {
         self.role
     }
 
-    /// (healthy, writable)
+    /// (healthy, writable); writability not yet known counts as writable, so writes can
+    /// flow before the first probe (a refused write marks the region read-only at once).
     pub(crate) fn status(&self) -> (bool, bool) {
         let i = self.lock();
-        (i.healthy, i.writable)
+        (i.healthy, i.writable.unwrap_or(true))
     }
 
     pub(crate) fn last_probe(&self) -> Option<ProbeRecord> {
@@ -144,21 +150,21 @@ impl Health {
     /// Records a good probe. Returns `true` if healthy or writable changed.
     pub(crate) fn probe_ok(&self, result: ProbeSuccess, now: Instant) -> bool {
         let mut i = self.lock();
-        let before = (i.healthy, i.writable);
+        let before = (i.healthy, i.writable.unwrap_or(true));
         i.consecutive_ok += 1;
         i.consecutive_failed = 0;
         if !i.healthy && i.consecutive_ok >= self.policy.healthy_after {
             i.healthy = true;
             i.healthy_since = now;
         }
-        i.writable = result.read_write && self.role != Role::ReadOnly;
+        i.writable = Some(result.read_write && self.role != Role::ReadOnly);
         i.last_probe = Some(ProbeRecord {
             at: now,
             ok: true,
             latency: result.latency,
             error: None,
         });
-        before != (i.healthy, i.writable)
+        before != (i.healthy, i.writable.unwrap_or(true))
     }
 
     /// Records a failed probe. Returns `true` if healthy changed.
@@ -188,7 +194,7 @@ impl Health {
     /// The region refused a write as read-only (3906). Returns `true` if that is news.
     pub(crate) fn mark_read_only(&self) -> bool {
         let mut i = self.lock();
-        std::mem::replace(&mut i.writable, false)
+        i.writable.replace(false).unwrap_or(true)
     }
 }
 
@@ -244,16 +250,27 @@ mod tests {
         assert!(!h.probe_failed("x".into(), Duration::ZERO, t0));
         assert_eq!(h.status().0, true, "one failure is below the threshold");
         assert!(h.probe_failed("x".into(), Duration::ZERO, t0));
-        assert_eq!(h.status(), (false, false));
-        assert!(!h.probe_ok(ok(true), t0 + Duration::from_secs(1)) || h.status().1);
+        assert!(!h.status().0);
+        assert!(!h.probe_ok(ok(true), t0 + Duration::from_secs(1)));
         assert!(!h.status().0, "one good probe is below the threshold");
-        h.probe_ok(ok(true), t0 + Duration::from_secs(2));
+        assert!(h.probe_ok(ok(true), t0 + Duration::from_secs(2)));
         assert_eq!(h.status(), (true, true));
         assert!(!h.is_stable(t0 + Duration::from_secs(11)));
         assert!(h.is_stable(t0 + Duration::from_secs(12)));
         h.note_trouble(t0 + Duration::from_secs(12));
         assert!(!h.is_stable(t0 + Duration::from_secs(21)));
         assert!(h.is_stable(t0 + Duration::from_secs(22)));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn auto_regions_are_writable_until_told_otherwise() {
+        let h = Health::new(Role::Auto, HealthPolicy::default());
+        assert_eq!(h.status(), (true, true));
+        assert!(h.probe_ok(ok(false), Instant::now()));
+        assert_eq!(h.status(), (true, false));
+        assert!(h.probe_ok(ok(true), Instant::now()));
+        assert!(h.mark_read_only());
+        assert_eq!(h.status(), (true, false));
     }
 
     #[tokio::test(start_paused = true)]

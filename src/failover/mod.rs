@@ -82,6 +82,8 @@ pub struct RegionSpec {
     pub prober: Option<Arc<dyn Prober>>,
     /// Its pool, for snapshots.
     pub pool: Option<Pool>,
+    /// The server's host and port, for telemetry.
+    pub address: Option<(String, u16)>,
 }
 
 impl fmt::Debug for RegionSpec {
@@ -120,6 +122,7 @@ impl Default for FailoverSettings {
 
 struct Region {
     name: Arc<str>,
+    address: Option<(String, u16)>,
     service: RegionService,
     breaker: CircuitBreakerHandle,
     health: Arc<Health>,
@@ -185,6 +188,7 @@ impl Router {
                 probers.push(spec.prober);
                 Region {
                     name: Arc::from(spec.name.as_ref()),
+                    address: spec.address,
                     service: spec.service,
                     breaker: spec.breaker,
                     health: Arc::new(Health::new(spec.role, settings.health)),
@@ -247,7 +251,7 @@ impl Router {
                                 health.note_trouble(t.at);
                             }
                             match weak.upgrade() {
-                                Some(shared) => Router { shared }.publish(),
+                                Some(shared) => Router { shared }.reevaluate(),
                                 None => return,
                             }
                         }
@@ -258,7 +262,7 @@ impl Router {
             }));
         }
         *router.shared.tasks.lock().unwrap_or_else(|e| e.into_inner()) = tasks;
-        router.publish();
+        router.reevaluate();
         router
     }
 
@@ -323,6 +327,14 @@ impl Router {
         self.shared.report.send_replace(self.snapshot());
     }
 
+    /// Re-evaluates which region serves each intent (after a health or breaker change, so
+    /// the serving region is right even when no request is flowing), then publishes.
+    fn reevaluate(&self) {
+        let _ = self.candidates(Intent::Read);
+        let _ = self.candidates(Intent::Write);
+        self.publish();
+    }
+
     fn health_changed(&self, index: usize) {
         let region = &self.shared.regions[index];
         let (healthy, writable) = region.health.status();
@@ -334,7 +346,7 @@ impl Router {
                 writable,
             },
         );
-        self.publish();
+        self.reevaluate();
     }
 
     fn eligible(&self, region: &Region, intent: Intent) -> bool {
@@ -396,7 +408,7 @@ impl Router {
         let intent = req.context.intent();
         let candidates = self.candidates(intent);
         if candidates.is_empty() {
-            return Err(no_region(intent, None));
+            return Err(self.nothing_eligible(intent));
         }
         let regions = &self.shared.regions;
         let mut last: Option<(usize, Error)> = None;
@@ -433,7 +445,16 @@ impl Router {
             }
             region.in_flight.fetch_add(1, Ordering::Relaxed);
             let _in_flight = InFlight(&region.in_flight);
-            let error = match region.service.clone().oneshot(req.clone()).await {
+            record_server(region);
+            let result = region.service.clone().oneshot(req.clone()).await;
+            emit(
+                self.shared.observer.as_ref(),
+                Event::AttemptFinished {
+                    region: &region.name,
+                    outcome: result.as_ref().err().map(Error::outcome),
+                },
+            );
+            let error = match result {
                 Ok(response) => return Ok(response),
                 Err(error) => error,
             };
@@ -464,8 +485,54 @@ impl Router {
                 Err(no_region(intent, Some(&regions[index].name)).with_source(error))
             }
             Some((_, error)) => Err(error),
-            None => Err(no_region(intent, None)),
+            None => Err(self.nothing_eligible(intent)),
         }
+    }
+
+    /// Why no region can take `intent` now, region by region.
+    fn nothing_eligible(&self, intent: Intent) -> Error {
+        let states: Vec<String> = self
+            .shared
+            .regions
+            .iter()
+            .map(|r| {
+                let (healthy, writable) = r.health.status();
+                let mut why = Vec::new();
+                if !healthy {
+                    why.push("unhealthy");
+                }
+                if !r.breaker.is_call_permitted() {
+                    why.push(match r.breaker.state() {
+                        BreakerState::Isolated => "isolated",
+                        _ => "breaker open",
+                    });
+                }
+                if intent == Intent::Write && !writable {
+                    why.push("read-only");
+                }
+                format!("{}: {}", r.name, why.join(", "))
+            })
+            .collect();
+        let what = match intent {
+            Intent::Read => "no healthy region",
+            Intent::Write => "no healthy writable region",
+        };
+        Error::new(
+            ErrorKind::NoRegionAvailable {
+                reason: format!("{what} ({})", states.join("; ")).into(),
+            },
+            Outcome::NotSent,
+        )
+    }
+}
+
+/// Names the serving region on the call's span (`server.address`, `server.port`, `region`).
+fn record_server(region: &Region) {
+    let span = tracing::Span::current();
+    span.record("region", &*region.name);
+    if let Some((host, port)) = &region.address {
+        span.record("server.address", host.as_str());
+        span.record("server.port", *port);
     }
 }
 
@@ -483,8 +550,8 @@ fn no_region(intent: Intent, read_only: Option<&str>) -> Error {
             "no writable region: `{region}` refused the write as read-only (3906) and no other region is known to be writable yet"
         )
         .into(),
-        (Intent::Write, None) => "no healthy writable region".into(),
-        (Intent::Read, _) => "no healthy region".into(),
+        (Intent::Write, None) => "no writable region".into(),
+        (Intent::Read, _) => "no region".into(),
     };
     Error::new(ErrorKind::NoRegionAvailable { reason }, Outcome::NotSent)
 }

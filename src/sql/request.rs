@@ -38,6 +38,32 @@ where
     }
 }
 
+/// Lets the compiler see a closure as a [`UnitOfWork`] (closures taking a reference and
+/// returning a future tied to it need the bound spelled out):
+///
+/// ```
+/// use mssql_resilience::sql::{work, SqlRequest, SqlResponse};
+/// use mssql_resilience::RequestContext;
+///
+/// let transfer = SqlRequest::unit_of_work(
+///     RequestContext::write("transfer"),
+///     work(|client| Box::pin(async move {
+///         client.simple_query("BEGIN TRANSACTION").await?.into_results().await?;
+///         client.execute("UPDATE accounts SET balance = balance - @P1 WHERE id = @P2", &[&10i64, &1i32]).await?;
+///         client.execute("UPDATE accounts SET balance = balance + @P1 WHERE id = @P2", &[&10i64, &2i32]).await?;
+///         client.simple_query("COMMIT TRANSACTION").await?.into_results().await?;
+///         Ok(SqlResponse::default())
+///     })),
+/// );
+/// # let _ = transfer;
+/// ```
+pub fn work<F>(f: F) -> F
+where
+    F: for<'a> Fn(&'a mut Client) -> WorkFuture<'a> + Send + Sync + 'static,
+{
+    f
+}
+
 /// A typed statement parameter (`@P1`, `@P2`, … in order).
 #[derive(Debug, Clone, PartialEq)]
 pub enum Param {

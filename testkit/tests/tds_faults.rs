@@ -72,7 +72,7 @@ async fn login_fault_always_and_custom_errors() {
         Error::Server(t) => assert_eq!(t.message(), format!("Login failed for user '{USER}'.")),
         other => panic!("{other:?}"),
     }
-    f.clear();
+    f.clear_login_faults();
     connect(&server).await;
 }
 

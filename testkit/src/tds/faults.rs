@@ -339,6 +339,25 @@ impl Faults {
         self.shared.accept.send_replace(AcceptMode::Normal);
     }
 
+    /// Removes the login fault and the redirect.
+    pub fn clear_login_faults(&self) {
+        let mut st = self.shared.lock();
+        st.login = None;
+        st.redirect = None;
+    }
+
+    /// Removes every query fault and the query delay.
+    pub fn clear_query_faults(&self) {
+        let mut st = self.shared.lock();
+        st.query.clear();
+        st.delay = Duration::ZERO;
+    }
+
+    /// Removes the drop fault.
+    pub fn clear_drop_faults(&self) {
+        self.shared.lock().drop = None;
+    }
+
     /// Whether read-only mode is on.
     pub fn read_only(&self) -> bool {
         self.shared.read_only.load(Ordering::SeqCst)
