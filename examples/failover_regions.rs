@@ -32,7 +32,11 @@ fn summary(health: &[RegionSnapshot]) -> String {
                 r.name,
                 if r.healthy { "healthy" } else { "UNHEALTHY" },
                 if r.writable { ",rw" } else { ",ro" },
-                if r.serving_reads { ",serving-reads" } else { "" },
+                if r.serving_reads {
+                    ",serving-reads"
+                } else {
+                    ""
+                },
                 r.breaker.as_str()
             )
         })
@@ -45,7 +49,11 @@ async fn probe_loop(stack: &Stack, for_how_long: Duration) {
     while start.elapsed() < for_how_long {
         let t = Instant::now();
         let result = stack
-            .call(SqlRequest::query(RequestContext::read("ping"), "SELECT DB_NAME()", []))
+            .call(SqlRequest::query(
+                RequestContext::read("ping"),
+                "SELECT DB_NAME()",
+                [],
+            ))
             .await;
         let outcome = match result {
             Ok(_) => "ok".to_owned(),
@@ -66,8 +74,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.as_slice() {
         [flag, path] if flag == "--config" => {
-            let text = std::fs::read_to_string(path)
-                .map_err(|e| format!("cannot read {path}: {e}"))?;
+            let text =
+                std::fs::read_to_string(path).map_err(|e| format!("cannot read {path}: {e}"))?;
             let vars = std::env::vars();
             let config = Config::from_toml_with_env(&text, vars)?;
             let stack = Stack::builder(config).build()?;
@@ -82,7 +90,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 async fn embedded() -> Result<(), Box<dyn std::error::Error>> {
     let mut regions = Vec::new();
     for name in ["westeurope", "northeurope"] {
-        let server = TdsServer::start(TdsServerConfig::new("app", "example-only").database("app")).await?;
+        let server =
+            TdsServer::start(TdsServerConfig::new("app", "example-only").database("app")).await?;
         let proxy = ChaosProxy::start("127.0.0.1:0".parse()?, server.addr()).await?;
         regions.push((name, server, proxy));
     }

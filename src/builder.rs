@@ -33,11 +33,14 @@ use crate::config::Config;
 use crate::error::{ConfigError, Error};
 use crate::failover::probe::SqlProber;
 use crate::failover::{FailoverSettings, HealthPolicy, RegionSnapshot, RegionSpec, Router};
-use crate::observe::SharedObserver;
-use crate::pool::{Connector, Pool, PoolSettings, SharedConnector, SqlService, TcpConnector, TiberiusManager};
+use crate::observe::{Fanout, SharedObserver};
+use crate::pool::{
+    Connector, Pool, PoolSettings, SharedConnector, SqlService, TcpConnector, TiberiusManager,
+};
 use crate::retry::budget::RetryBudget;
 use crate::retry::RetryLayer;
 use crate::sql::{SqlRequest, SqlResponse};
+use crate::telemetry::{MetricsObserver, TelemetryLayer};
 
 /// The assembled service type.
 pub type StackService = BoxCloneSyncService<SqlRequest, SqlResponse, Error>;
@@ -46,7 +49,9 @@ pub type StackService = BoxCloneSyncService<SqlRequest, SqlResponse, Error>;
 pub struct StackBuilder {
     config: Config,
     connectors: HashMap<String, SharedConnector>,
-    observer: Option<SharedObserver>,
+    observers: Vec<SharedObserver>,
+    metrics: bool,
+    telemetry: TelemetryLayer,
     classifier: SharedClassifier,
     probes: bool,
 }
@@ -55,7 +60,10 @@ impl fmt::Debug for StackBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("StackBuilder")
             .field("config", &self.config)
-            .field("custom_connectors", &self.connectors.keys().collect::<Vec<_>>())
+            .field(
+                "custom_connectors",
+                &self.connectors.keys().collect::<Vec<_>>(),
+            )
             .field("probes", &self.probes)
             .finish_non_exhaustive()
     }
@@ -69,10 +77,25 @@ impl StackBuilder {
         self
     }
 
-    /// Reports every layer's events to `observer` (e.g. the metrics recorder). Defaults to
-    /// none: `tracing` events only.
+    /// Also reports every layer's events to `observer`. Events always become `tracing`
+    /// events, and metrics unless [`metrics`](Self::metrics) is off.
     pub fn observer(mut self, observer: SharedObserver) -> Self {
-        self.observer = Some(observer);
+        self.observers.push(observer);
+        self
+    }
+
+    /// Records metrics through the `metrics` facade ([`MetricsObserver`] and the
+    /// [`TelemetryLayer`]'s call histogram). Defaults to `true`; without an installed
+    /// recorder the calls are no-ops.
+    pub fn metrics(mut self, enabled: bool) -> Self {
+        self.metrics = enabled;
+        self
+    }
+
+    /// Puts each statement's text on its span as `db.query.text`. Defaults to `false`
+    /// (SQL text may carry personal data); it never goes into metrics.
+    pub fn record_query_text(mut self, enabled: bool) -> Self {
+        self.telemetry = self.telemetry.record_query_text(enabled);
         self
     }
 
@@ -91,10 +114,20 @@ impl StackBuilder {
 
     /// Validates the configuration and assembles the stack. Starts the probes, so it must
     /// run inside a tokio runtime. Opens no connection itself.
-    pub fn build(self) -> Result<Stack, ConfigError> {
+    pub fn build(mut self) -> Result<Stack, ConfigError> {
         let config = self.config;
         config.validate()?;
-        let budget = config.timeouts.budget().map_err(|e| e.within("timeouts"))?;
+        if self.metrics {
+            self.observers.insert(0, Arc::new(MetricsObserver));
+        }
+        let metrics = self.metrics;
+        let observer: Option<SharedObserver> = match self.observers.len() {
+            0 => None,
+            1 => self.observers.pop(),
+            _ => Some(Arc::new(Fanout(self.observers))),
+        };
+        let observer = &observer;
+        let budget = config.timeouts.budget()?;
         let policy = config.retry.policy()?;
         let retry_budget = config.retry_budget.budget()?;
         let mut specs = Vec::with_capacity(config.regions.len());
@@ -114,7 +147,7 @@ impl StackBuilder {
                 config.pool.validation_timeout,
                 config.failover.max_redirects,
             );
-            if let Some(observer) = &self.observer {
+            if let Some(observer) = observer {
                 manager = manager.with_observer(region.name.clone(), observer.clone());
             }
             let pool = Pool::new(
@@ -130,10 +163,10 @@ impl StackBuilder {
             let breaker = CircuitBreakerHandle::with_parts(
                 config.breaker.breaker_config(region.name.clone())?,
                 self.classifier.clone(),
-                self.observer.clone(),
+                observer.clone(),
             );
             let mut attempt = budget.attempt_layer();
-            if let Some(observer) = &self.observer {
+            if let Some(observer) = observer {
                 attempt = attempt.with_observer(observer.clone());
             }
             let service = ServiceBuilder::new()
@@ -142,16 +175,12 @@ impl StackBuilder {
                 .service(SqlService::new(pool.clone(), region.name.as_str()));
             specs.push(RegionSpec {
                 name: region.name.clone().into(),
-                role: match region.role {
-                    crate::config::Role::Auto => crate::failover::Role::Auto,
-                    crate::config::Role::ReadWrite => crate::failover::Role::ReadWrite,
-                    crate::config::Role::ReadOnly => crate::failover::Role::ReadOnly,
-                },
+                role: region.role,
                 service: BoxCloneSyncService::new(service),
                 breaker,
-                prober: self
-                    .probes
-                    .then(|| Arc::new(SqlProber::new(manager)) as Arc<dyn crate::failover::probe::Prober>),
+                prober: self.probes.then(|| {
+                    Arc::new(SqlProber::new(manager)) as Arc<dyn crate::failover::probe::Prober>
+                }),
                 pool: Some(pool.clone()),
                 address: region.address().ok(),
             });
@@ -171,17 +200,22 @@ impl StackBuilder {
             },
             Some(retry_budget.clone()),
             self.classifier.clone(),
-            self.observer.clone(),
+            observer.clone(),
         );
         let mut deadline = budget.deadline_layer();
         let mut retry = RetryLayer::new(policy)
             .with_budget(retry_budget.clone())
             .with_classifier(self.classifier.clone());
-        if let Some(observer) = &self.observer {
+        if let Some(observer) = observer {
             deadline = deadline.with_observer(observer.clone());
             retry = retry.with_observer(observer.clone());
         }
+        let mut telemetry = self.telemetry.metrics(metrics);
+        if let Some(database) = config.regions.first().and_then(|r| r.database.clone()) {
+            telemetry = telemetry.namespace(database);
+        }
         let service = ServiceBuilder::new()
+            .layer(telemetry)
             .layer(deadline)
             .layer(retry)
             .service(router.clone());
@@ -218,7 +252,9 @@ impl Stack {
         StackBuilder {
             config,
             connectors: HashMap::new(),
-            observer: None,
+            observers: Vec::new(),
+            metrics: true,
+            telemetry: TelemetryLayer::new(),
             classifier: Arc::new(SqlServerClassifier::new()),
             probes: true,
         }

@@ -126,6 +126,24 @@ pub trait Observer: Send + Sync + 'static {
 /// A shared observer, as the layers hold it.
 pub type SharedObserver = Arc<dyn Observer>;
 
+/// Hands every event to several observers in turn (e.g. metrics and a test recorder).
+#[derive(Clone, Default)]
+pub struct Fanout(pub Vec<SharedObserver>);
+
+impl fmt::Debug for Fanout {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("Fanout").field(&self.0.len()).finish()
+    }
+}
+
+impl Observer for Fanout {
+    fn on_event(&self, event: &Event<'_>) {
+        for observer in &self.0 {
+            observer.on_event(event);
+        }
+    }
+}
+
 /// Emits the `tracing` event for `event`, then hands it to `observer` if any.
 pub(crate) fn emit(observer: Option<&SharedObserver>, event: Event<'_>) {
     match &event {

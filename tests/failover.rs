@@ -38,11 +38,17 @@ async fn reads_move_to_the_secondary_when_the_primary_is_black_holed() {
         let start = Instant::now();
         let value = scalar(&stack, "SELECT 2").await;
         assert_eq!(value, 2);
-        assert!(start.elapsed() <= deadline, "a call took {:?}", start.elapsed());
+        assert!(
+            start.elapsed() <= deadline,
+            "a call took {:?}",
+            start.elapsed()
+        );
     }
-    eventually("reads served by northeurope", Duration::from_secs(5), || {
-        serving_reads(&stack.health()).as_deref() == Some("northeurope")
-    })
+    eventually(
+        "reads served by northeurope",
+        Duration::from_secs(5),
+        || serving_reads(&stack.health()).as_deref() == Some("northeurope"),
+    )
     .await;
     // Once failed over, nothing more reaches the black-holed primary's server.
     let before = regions.primary().server.counters();
@@ -70,10 +76,10 @@ async fn login_error_40613_on_the_primary_fails_over() {
     let regions = testkit().await;
     let config = regions.config("", 2, |_| {});
     // Every login to the primary fails the way Azure SQL fails during reconfiguration.
-    regions.primary().faults().fail_logins(
-        ErrorSpec::database_unavailable(DATABASE),
-        Trigger::Always,
-    );
+    regions
+        .primary()
+        .faults()
+        .fail_logins(ErrorSpec::database_unavailable(DATABASE), Trigger::Always);
     let observer = RecordingObserver::new();
     let stack = Stack::builder(config)
         .observer(observer.shared())
@@ -83,11 +89,10 @@ async fn login_error_40613_on_the_primary_fails_over() {
         assert_eq!(scalar(&stack, "SELECT 1").await, 1);
     }
     assert!(regions.primary().server.counters().failed_logins >= 1);
-    assert!(observer
-        .events()
-        .iter()
-        .any(|e| matches!(e, Recorded::FailoverAttempt { from, to, intent: Intent::Read }
-            if from == "westeurope" && to == "northeurope")));
+    assert!(observer.events().iter().any(
+        |e| matches!(e, Recorded::FailoverAttempt { from, to, intent: Intent::Read }
+            if from == "westeurope" && to == "northeurope")
+    ));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -109,10 +114,13 @@ async fn gateway_redirects_are_followed_and_counted() {
     assert_eq!(scalar(&stack, "SELECT 5").await, 5);
     let (_, pool) = &stack.pools()[0];
     assert_eq!(pool.manager_stats().redirects(), 1);
-    assert!(regions.secondary().server.counters().batches + regions.secondary().server.counters().rpcs >= 1);
-    assert!(observer
-        .events()
-        .contains(&Recorded::RedirectFollowed { region: "westeurope".into() }));
+    assert!(
+        regions.secondary().server.counters().batches + regions.secondary().server.counters().rpcs
+            >= 1
+    );
+    assert!(observer.events().contains(&Recorded::RedirectFollowed {
+        region: "westeurope".into()
+    }));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -128,27 +136,42 @@ async fn an_exhausted_pool_fails_fast_with_a_clear_error() {
     // Hold the only connection with a slow statement.
     let holder = {
         let stack = stack.clone();
-        tokio::spawn(async move { stack.call(read("hold", "WAITFOR DELAY '00:00:02'; SELECT 1")).await })
+        tokio::spawn(async move {
+            stack
+                .call(read("hold", "WAITFOR DELAY '00:00:02'; SELECT 1"))
+                .await
+        })
     };
     eventually("the connection is taken", Duration::from_secs(5), || {
-        stack.pools()[0].1.state().idle_connections == 0 && stack.pools()[0].1.state().connections == 1
+        stack.pools()[0].1.state().idle_connections == 0
+            && stack.pools()[0].1.state().connections == 1
     })
     .await;
     tokio::time::sleep(Duration::from_millis(100)).await;
     let start = Instant::now();
     // The caller has 300 ms left of its own budget: the checkout must not wait longer.
     let starved = mssql_resilience::sql::SqlRequest::query(
-        mssql_resilience::RequestContext::read("starved").with_deadline(start + Duration::from_millis(300)),
+        mssql_resilience::RequestContext::read("starved")
+            .with_deadline(start + Duration::from_millis(300)),
         "SELECT 1",
         [],
     );
     let err = stack.call(starved).await.unwrap_err();
     let waited = start.elapsed();
-    assert!(matches!(err.kind(), ErrorKind::Timeout { .. } | ErrorKind::DeadlineExceeded), "{err}");
+    assert!(
+        matches!(
+            err.kind(),
+            ErrorKind::Timeout { .. } | ErrorKind::DeadlineExceeded
+        ),
+        "{err}"
+    );
     assert_eq!(err.outcome(), mssql_resilience::Outcome::NotSent, "{err}");
     assert!(waited >= Duration::from_millis(300), "waited {waited:?}");
     assert!(waited <= Duration::from_millis(800), "waited {waited:?}");
-    assert!(err.to_string().contains("pool_checkout") || err.to_string().contains("deadline"), "{err}");
+    assert!(
+        err.to_string().contains("pool_checkout") || err.to_string().contains("deadline"),
+        "{err}"
+    );
     holder.abort();
 }
 
@@ -160,17 +183,31 @@ async fn a_flapping_primary_does_not_make_traffic_flap() {
     });
     let stack = Stack::builder(config).build().unwrap();
     assert!(stack.wait_for_probes(Duration::from_secs(5)).await);
-    assert_eq!(serving_reads(&stack.health()).as_deref(), Some("westeurope"));
+    assert_eq!(
+        serving_reads(&stack.health()).as_deref(),
+        Some("westeurope")
+    );
     // Black-hole / ok / black-hole / ok … every 600 ms for 6 s.
     let phases: Vec<Phase> = (0..10)
         .map(|i| {
             let from = Duration::from_millis(600 * i);
             let to = from + Duration::from_millis(600);
-            Phase::new(from, to, if i % 2 == 0 { Toxics::blackhole() } else { Toxics::ok() })
+            Phase::new(
+                from,
+                to,
+                if i % 2 == 0 {
+                    Toxics::blackhole()
+                } else {
+                    Toxics::ok()
+                },
+            )
         })
         .collect();
     let mut seen = vec![serving_reads(&stack.health())];
-    let _schedule = regions.primary().chaos().run_schedule(Schedule::new(phases).unwrap());
+    let _schedule = regions
+        .primary()
+        .chaos()
+        .run_schedule(Schedule::new(phases).unwrap());
     let start = Instant::now();
     while start.elapsed() < Duration::from_secs(7) {
         assert_eq!(scalar(&stack, "SELECT 1").await, 1);
@@ -182,7 +219,10 @@ async fn a_flapping_primary_does_not_make_traffic_flap() {
     }
     assert_eq!(
         seen,
-        vec![Some("westeurope".to_owned()), Some("northeurope".to_owned())],
+        vec![
+            Some("westeurope".to_owned()),
+            Some("northeurope".to_owned())
+        ],
         "traffic moved once and stayed put"
     );
 }
@@ -213,7 +253,10 @@ async fn traffic_fails_back_after_the_hysteresis() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let back_at = back_at.expect("traffic failed back");
-    assert!(back_at >= Duration::from_secs(1), "failed back after only {back_at:?}");
+    assert!(
+        back_at >= Duration::from_secs(1),
+        "failed back after only {back_at:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -233,7 +276,13 @@ async fn writes_follow_a_failover_group_flip_and_read_only_regions_take_none() {
     let stack = Stack::builder(config).build().unwrap();
     assert!(stack.wait_for_probes(Duration::from_secs(5)).await);
 
-    let insert = |id: i32| exec("insert_order", "INSERT INTO orders (id, note) VALUES (@P1, @P2)", vec![id.into(), "x".into()]);
+    let insert = |id: i32| {
+        exec(
+            "insert_order",
+            "INSERT INTO orders (id, note) VALUES (@P1, @P2)",
+            vec![id.into(), "x".into()],
+        )
+    };
     for id in 0..5 {
         stack.call(insert(id)).await.unwrap();
     }
@@ -253,7 +302,10 @@ async fn writes_follow_a_failover_group_flip_and_read_only_regions_take_none() {
                         || e.server_number() == Some(3906),
                     "{e}"
                 );
-                assert!(flip.elapsed() < Duration::from_secs(3), "writes did not follow: {e}");
+                assert!(
+                    flip.elapsed() < Duration::from_secs(3),
+                    "writes did not follow: {e}"
+                );
             }
         }
     }
@@ -270,7 +322,9 @@ async fn writes_follow_a_failover_group_flip_and_read_only_regions_take_none() {
         "every later write went to the new primary"
     );
     let health = stack.health();
-    assert!(health.iter().any(|r| r.name == "northeurope" && r.writable && r.serving_writes));
+    assert!(health
+        .iter()
+        .any(|r| r.name == "northeurope" && r.writable && r.serving_writes));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -286,9 +340,19 @@ async fn no_writable_region_fails_fast_and_says_so() {
         .call(exec("insert", "INSERT INTO nowhere (a) VALUES (1)", vec![]))
         .await
         .unwrap_err();
-    assert!(start.elapsed() < Duration::from_secs(1), "took {:?}", start.elapsed());
-    assert!(matches!(err.kind(), ErrorKind::NoRegionAvailable { .. }), "{err}");
-    assert!(err.to_string().contains("no healthy writable region"), "{err}");
+    assert!(
+        start.elapsed() < Duration::from_secs(1),
+        "took {:?}",
+        start.elapsed()
+    );
+    assert!(
+        matches!(err.kind(), ErrorKind::NoRegionAvailable { .. }),
+        "{err}"
+    );
+    assert!(
+        err.to_string().contains("no healthy writable region"),
+        "{err}"
+    );
     // Reads still work.
     assert_eq!(scalar(&stack, "SELECT 1").await, 1);
 }
@@ -308,6 +372,12 @@ async fn a_breaker_opens_on_a_dead_region_and_rejects_fast() {
     let start = Instant::now();
     let err = stack.call(read("r", "SELECT 1")).await.unwrap_err();
     assert!(start.elapsed() < Duration::from_millis(200));
-    assert!(matches!(err.kind(), ErrorKind::CircuitOpen { .. } | ErrorKind::NoRegionAvailable { .. }), "{err}");
+    assert!(
+        matches!(
+            err.kind(),
+            ErrorKind::CircuitOpen { .. } | ErrorKind::NoRegionAvailable { .. }
+        ),
+        "{err}"
+    );
     let _ = Mode::Ok;
 }

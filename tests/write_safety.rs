@@ -59,9 +59,15 @@ async fn a_reset_after_a_non_idempotent_write_was_sent_is_outcome_unknown() {
     assert_eq!(err.attempts(), 1, "never retried");
     let text = err.to_string();
     assert!(text.contains("may or may not have been applied"), "{text}");
-    assert!(text.contains("westeurope"), "the error names the region: {text}");
+    assert!(
+        text.contains("westeurope"),
+        "the error names the region: {text}"
+    );
     let rows = scalar(&stack, "SELECT COUNT(*) FROM payments").await;
-    assert!(rows == 0 || rows == 1, "zero or one row, never more: {rows}");
+    assert!(
+        rows == 0 || rows == 1,
+        "zero or one row, never more: {rows}"
+    );
     // Here the server did run it: the reconciliation read finds exactly one.
     assert_eq!(rows, 1);
 }
@@ -85,7 +91,10 @@ async fn an_idempotency_key_under_repeated_resets_writes_exactly_once() {
     .unwrap();
     let response = stack.call(request.clone()).await.unwrap();
     assert_eq!(response.total_rows_affected(), 1);
-    assert_eq!(scalar(&stack, "SELECT COUNT(*) FROM payments WHERE id = 42").await, 1);
+    assert_eq!(
+        scalar(&stack, "SELECT COUNT(*) FROM payments WHERE id = 42").await,
+        1
+    );
     // Sending it again (a client retry after its own timeout) replays the recorded outcome.
     let again = stack.call(request).await.unwrap();
     assert!(again.replayed);
@@ -108,11 +117,22 @@ async fn a_deadlock_victim_reruns_the_whole_unit_of_work_once() {
             let counter = counter.clone();
             Box::pin(async move {
                 counter.fetch_add(1, Ordering::SeqCst);
-                client.simple_query("BEGIN TRANSACTION").await?.into_results().await?;
                 client
-                    .execute("INSERT INTO payments (id, amount) VALUES (@P1, @P2)", &[&7i32, &70i64])
+                    .simple_query("BEGIN TRANSACTION")
+                    .await?
+                    .into_results()
                     .await?;
-                client.simple_query("COMMIT TRANSACTION").await?.into_results().await?;
+                client
+                    .execute(
+                        "INSERT INTO payments (id, amount) VALUES (@P1, @P2)",
+                        &[&7i32, &70i64],
+                    )
+                    .await?;
+                client
+                    .simple_query("COMMIT TRANSACTION")
+                    .await?
+                    .into_results()
+                    .await?;
                 Ok(SqlResponse::default())
             })
         }),
@@ -128,7 +148,9 @@ async fn statements_transactions_and_types_round_trip() {
     let backend = backend().await;
     let config = backend.config("", 1, |_| {});
     let stack = Stack::builder(config).probes(false).build().unwrap();
-    let _ = stack.call(exec("ddl", "DROP TABLE roundtrip", vec![])).await;
+    let _ = stack
+        .call(exec("ddl", "DROP TABLE roundtrip", vec![]))
+        .await;
     stack
         .call(exec(
             "ddl",
@@ -142,7 +164,13 @@ async fn statements_transactions_and_types_round_trip() {
         .call(exec(
             "insert",
             "INSERT INTO roundtrip (id, big, f, b, s) VALUES (@P1, @P2, @P3, @P4, @P5)",
-            vec![1.into(), 9_000_000_000i64.into(), 1.5f64.into(), true.into(), long.as_str().into()],
+            vec![
+                1.into(),
+                9_000_000_000i64.into(),
+                1.5f64.into(),
+                true.into(),
+                long.as_str().into(),
+            ],
         ))
         .await
         .unwrap();
@@ -151,36 +179,66 @@ async fn statements_transactions_and_types_round_trip() {
         .call(exec(
             "insert",
             "INSERT INTO roundtrip (id, big, f, b, s) VALUES (@P1, @P2, @P3, @P4, @P5)",
-            vec![2.into(), Option::<i64>::None.into(), Option::<f64>::None.into(), Option::<bool>::None.into(), Option::<String>::None.into()],
+            vec![
+                2.into(),
+                Option::<i64>::None.into(),
+                Option::<f64>::None.into(),
+                Option::<bool>::None.into(),
+                Option::<String>::None.into(),
+            ],
         ))
         .await
         .unwrap();
     let rows = stack
-        .call(read("select", "SELECT id, big, f, b, s FROM roundtrip ORDER BY id"))
+        .call(read(
+            "select",
+            "SELECT id, big, f, b, s FROM roundtrip ORDER BY id",
+        ))
         .await
         .unwrap();
     let set = rows.first().unwrap();
     assert_eq!(set.columns, ["id", "big", "f", "b", "s"]);
-    assert_eq!(set.get(0, "big").and_then(|v| v.as_i64()), Some(9_000_000_000));
+    assert_eq!(
+        set.get(0, "big").and_then(|v| v.as_i64()),
+        Some(9_000_000_000)
+    );
     assert_eq!(set.get(0, "f").and_then(|v| v.as_f64()), Some(1.5));
     assert_eq!(set.get(0, "b").and_then(|v| v.as_bool()), Some(true));
-    assert_eq!(set.get(0, "s").and_then(|v| v.as_str()).map(str::len), Some(10_000));
+    assert_eq!(
+        set.get(0, "s").and_then(|v| v.as_str()).map(str::len),
+        Some(10_000)
+    );
     assert!(set.rows[1][1..].iter().all(|v| v.is_null()));
     // A failed unit of work rolls back and its connection is not reused.
     let failing = SqlRequest::unit_of_work(
         RequestContext::write("failing"),
         work(|client| {
             Box::pin(async move {
-                client.simple_query("BEGIN TRANSACTION").await?.into_results().await?;
-                client.execute("INSERT INTO roundtrip (id) VALUES (@P1)", &[&3i32]).await?;
-                client.execute("INSERT INTO roundtrip (id) VALUES (@P1)", &[&3i32]).await?;
-                client.simple_query("COMMIT TRANSACTION").await?.into_results().await?;
+                client
+                    .simple_query("BEGIN TRANSACTION")
+                    .await?
+                    .into_results()
+                    .await?;
+                client
+                    .execute("INSERT INTO roundtrip (id) VALUES (@P1)", &[&3i32])
+                    .await?;
+                client
+                    .execute("INSERT INTO roundtrip (id) VALUES (@P1)", &[&3i32])
+                    .await?;
+                client
+                    .simple_query("COMMIT TRANSACTION")
+                    .await?
+                    .into_results()
+                    .await?;
                 Ok(SqlResponse::default())
             })
         }),
     );
     let err = stack.call(failing).await.unwrap_err();
     assert_eq!(err.server_number(), Some(2627), "{err}");
-    assert_eq!(scalar(&stack, "SELECT COUNT(*) FROM roundtrip WHERE id = 3").await, 0);
+    assert_eq!(
+        scalar(&stack, "SELECT COUNT(*) FROM roundtrip WHERE id = 3").await,
+        0
+    );
     let _ = Duration::ZERO;
 }

@@ -13,21 +13,7 @@ pub const DEFAULT_PORT: u16 = 1433;
 /// The default `application_name` (SQL Server's `APP_NAME()`).
 pub const DEFAULT_APPLICATION_NAME: &str = "mssql-resilience";
 
-/// What a region may be used for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Role {
-    /// The health probes decide whether the region takes writes (`"auto"`, the default).
-    #[default]
-    Auto,
-    /// A read-write endpoint, e.g. an Azure failover group's read-write listener
-    /// (`"read_write"`). Connections declare `ApplicationIntent=ReadWrite`.
-    ReadWrite,
-    /// A read-only endpoint, e.g. a failover group's `.secondary` listener
-    /// (`"read_only"`). Connections declare `ApplicationIntent=ReadOnly`, which that
-    /// listener requires to route to a readable secondary.
-    ReadOnly,
-}
+pub use crate::failover::Role;
 
 /// Transport security of a region's connections.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]

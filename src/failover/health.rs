@@ -9,16 +9,24 @@ use tokio::time::Instant;
 
 use crate::circuit_breaker::BreakerState;
 
-/// What a region is for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+/// What a region is for (in configuration: `"auto"`, `"read_write"`, `"read_only"`).
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
 pub enum Role {
-    /// Probes decide whether the region is writable (`DATABASEPROPERTYEX(…, 'Updateability')`).
+    /// Probes decide whether the region is writable (`DATABASEPROPERTYEX(…, 'Updateability')`);
+    /// until the first probe it is assumed writable. The default.
     #[default]
     Auto,
     /// Assumed writable until a probe says otherwise: e.g. an Azure failover-group
-    /// read-write listener `<fog>.database.windows.net`.
+    /// read-write listener `<fog>.database.windows.net`. Connections declare
+    /// `ApplicationIntent=ReadWrite`.
     ReadWrite,
-    /// Never takes writes: e.g. the read-only listener `<fog>.secondary.database.windows.net`.
+    /// Never takes writes: e.g. the read-only listener
+    /// `<fog>.secondary.database.windows.net`. Connections declare
+    /// `ApplicationIntent=ReadOnly`, which that listener needs to route to a readable
+    /// secondary.
     ReadOnly,
 }
 
@@ -248,7 +256,7 @@ mod tests {
         let h = Health::new(Role::Auto, policy);
         let t0 = Instant::now();
         assert!(!h.probe_failed("x".into(), Duration::ZERO, t0));
-        assert_eq!(h.status().0, true, "one failure is below the threshold");
+        assert!(h.status().0, "one failure is below the threshold");
         assert!(h.probe_failed("x".into(), Duration::ZERO, t0));
         assert!(!h.status().0);
         assert!(!h.probe_ok(ok(true), t0 + Duration::from_secs(1)));

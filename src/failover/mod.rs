@@ -53,8 +53,8 @@ use tokio::time::Instant;
 use tower::util::BoxCloneSyncService;
 use tower::ServiceExt;
 
-pub use self::health::{HealthPolicy, ProbeRecord, RegionSnapshot, Role};
 use self::health::Health;
+pub use self::health::{HealthPolicy, ProbeRecord, RegionSnapshot, Role};
 use self::probe::Prober;
 use crate::circuit_breaker::{BreakerState, CircuitBreakerHandle};
 use crate::classify::SharedClassifier;
@@ -144,7 +144,12 @@ struct Shared {
 
 impl Drop for Shared {
     fn drop(&mut self) {
-        for task in self.tasks.get_mut().unwrap_or_else(|e| e.into_inner()).drain(..) {
+        for task in self
+            .tasks
+            .get_mut()
+            .unwrap_or_else(|e| e.into_inner())
+            .drain(..)
+        {
             task.abort();
         }
     }
@@ -261,7 +266,11 @@ impl Router {
                 }
             }));
         }
-        *router.shared.tasks.lock().unwrap_or_else(|e| e.into_inner()) = tasks;
+        *router
+            .shared
+            .tasks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = tasks;
         router.reevaluate();
         router
     }
@@ -415,11 +424,7 @@ impl Router {
         for &index in &candidates {
             let region = &regions[index];
             if let Some((from, _)) = &last {
-                if req
-                    .context
-                    .deadline()
-                    .is_some_and(|d| d <= Instant::now())
-                {
+                if req.context.deadline().is_some_and(|d| d <= Instant::now()) {
                     break;
                 }
                 if let Some(budget) = &self.shared.budget {
@@ -482,7 +487,7 @@ impl Router {
         }
         match last {
             Some((index, error)) if error.server_number() == Some(3906) => {
-                Err(no_region(intent, Some(&regions[index].name)).with_source(error))
+                Err(refused_read_only(&regions[index].name).with_source(error))
             }
             Some((_, error)) => Err(error),
             None => Err(self.nothing_eligible(intent)),
@@ -544,24 +549,24 @@ impl Drop for InFlight<'_> {
     }
 }
 
-fn no_region(intent: Intent, read_only: Option<&str>) -> Error {
-    let reason: Cow<'static, str> = match (intent, read_only) {
-        (Intent::Write, Some(region)) => format!(
-            "no writable region: `{region}` refused the write as read-only (3906) and no other region is known to be writable yet"
-        )
-        .into(),
-        (Intent::Write, None) => "no writable region".into(),
-        (Intent::Read, _) => "no region".into(),
-    };
-    Error::new(ErrorKind::NoRegionAvailable { reason }, Outcome::NotSent)
+/// A write refused as read-only (3906) by `region`, with no other writable region known.
+fn refused_read_only(region: &str) -> Error {
+    Error::new(
+        ErrorKind::NoRegionAvailable {
+            reason: format!(
+                "no writable region: `{region}` refused the write as read-only (3906) and no other region is known to be writable yet"
+            )
+            .into(),
+        },
+        Outcome::NotSent,
+    )
 }
 
 impl tower::Service<SqlRequest> for Router {
     type Response = SqlResponse;
     type Error = Error;
-    type Future = std::pin::Pin<
-        Box<dyn std::future::Future<Output = Result<SqlResponse, Error>> + Send>,
-    >;
+    type Future =
+        std::pin::Pin<Box<dyn std::future::Future<Output = Result<SqlResponse, Error>> + Send>>;
 
     fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Error>> {
         Poll::Ready(Ok(()))

@@ -91,7 +91,10 @@ pub(crate) async fn run(
                 read_write,
             }),
             Ok(Err(e)) => Err((e.to_string(), start.elapsed())),
-            Err(_) => Err((format!("probe timed out after {timeout:?}"), start.elapsed())),
+            Err(_) => Err((
+                format!("probe timed out after {timeout:?}"),
+                start.elapsed(),
+            )),
         };
         report(result);
         let spread = 1.0 + jitter * (2.0 * rng.f64() - 1.0);

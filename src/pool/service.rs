@@ -89,11 +89,12 @@ async fn run(pool: &Pool, req: &SqlRequest) -> Result<SqlResponse, Error> {
         Err(mut error) => {
             // Correct the outcome with what the wire saw.
             match error.kind() {
-                ErrorKind::Server { class, .. } => {
-                    if *class < 20 && !req.is_unit_of_work() {
-                        conn.mark_clean();
-                    }
+                // The server answered and kept the session: the connection is reusable,
+                // unless a unit of work may have left a transaction open.
+                ErrorKind::Server { class, .. } if *class < 20 && !req.is_unit_of_work() => {
+                    conn.mark_clean();
                 }
+                ErrorKind::Server { .. } => {}
                 _ if !sent => error.set_outcome(Outcome::NotSent),
                 _ => {}
             }
@@ -131,9 +132,7 @@ fn as_sql(params: &[Param]) -> Vec<&dyn ToSql> {
 }
 
 /// Reads every result set of a tiberius stream, keeping column names even for empty ones.
-pub async fn materialize(
-    mut stream: tiberius::QueryStream<'_>,
-) -> Result<SqlResponse, Error> {
+pub async fn materialize(mut stream: tiberius::QueryStream<'_>) -> Result<SqlResponse, Error> {
     let mut sets: Vec<ResultSet> = Vec::new();
     while let Some(item) = stream.try_next().await? {
         match item {

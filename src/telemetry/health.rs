@@ -100,7 +100,9 @@ pub fn document(service_id: &str, regions: &[RegionSnapshot]) -> (u16, Value) {
     }
     let output = match overall {
         Status::Pass => None,
-        Status::Warn => Some("degraded: at least one region is unhealthy or its breaker is not closed"),
+        Status::Warn => {
+            Some("degraded: at least one region is unhealthy or its breaker is not closed")
+        }
         Status::Fail => Some("unavailable: no region can serve reads, or none can take writes"),
     };
     let mut doc = json!({
@@ -148,7 +150,12 @@ mod tests {
     use crate::failover::Role;
     use std::borrow::Cow;
 
-    fn region(name: &'static str, healthy: bool, writable: bool, breaker: BreakerState) -> RegionSnapshot {
+    fn region(
+        name: &'static str,
+        healthy: bool,
+        writable: bool,
+        breaker: BreakerState,
+    ) -> RegionSnapshot {
         RegionSnapshot {
             name: Cow::Borrowed(name),
             role: Role::Auto,
@@ -168,12 +175,25 @@ mod tests {
     #[test]
     fn pass_warn_fail() {
         use BreakerState::*;
-        let all_good = [region("a", true, true, Closed), region("b", true, false, Closed)];
+        let all_good = [
+            region("a", true, true, Closed),
+            region("b", true, false, Closed),
+        ];
         assert_eq!(status(&all_good), Status::Pass);
-        let degraded = [region("a", false, true, Open), region("b", true, true, Closed)];
+        let degraded = [
+            region("a", false, true, Open),
+            region("b", true, true, Closed),
+        ];
         assert_eq!(status(&degraded), Status::Warn);
-        let read_only = [region("a", false, true, Open), region("b", true, false, Closed)];
-        assert_eq!(status(&read_only), Status::Fail, "reads work but no write can");
+        let read_only = [
+            region("a", false, true, Open),
+            region("b", true, false, Closed),
+        ];
+        assert_eq!(
+            status(&read_only),
+            Status::Fail,
+            "reads work but no write can"
+        );
         let (code, doc) = document("api", &read_only);
         assert_eq!(code, 503);
         assert_eq!(doc["status"], "fail");

@@ -32,16 +32,34 @@ impl QueryText for SqlRequest {
 impl<T> QueryText for WithContext<T> {}
 
 /// Adds [`Telemetry`] around a service.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct TelemetryLayer {
     namespace: Option<String>,
     record_query_text: bool,
+    metrics: bool,
+}
+
+impl Default for TelemetryLayer {
+    fn default() -> Self {
+        TelemetryLayer {
+            namespace: None,
+            record_query_text: false,
+            metrics: true,
+        }
+    }
 }
 
 impl TelemetryLayer {
     /// Spans and metrics with no `db.namespace` and no SQL text.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Records the call histogram and the outcome-unknown counter. Defaults to `true`;
+    /// spans are recorded either way.
+    pub fn metrics(mut self, enabled: bool) -> Self {
+        self.metrics = enabled;
+        self
     }
 
     /// Sets `db.namespace` (the database name) on spans. Defaults to unset.
@@ -121,6 +139,7 @@ where
             span,
             operation,
             start: Instant::now(),
+            metrics: self.layer.metrics,
         }
     }
 }
@@ -133,6 +152,7 @@ pin_project! {
         span: tracing::Span,
         operation: std::borrow::Cow<'static, str>,
         start: Instant,
+        metrics: bool,
     }
 }
 
@@ -153,7 +173,9 @@ where
         let result = ready!(this.inner.poll(cx));
         let seconds = this.start.elapsed().as_secs_f64();
         let operation = this.operation.to_string();
+        let metrics = *this.metrics;
         match &result {
+            Ok(_) if !metrics => {}
             Ok(_) => histogram!(
                 OPERATION_DURATION,
                 "db_system_name" => DB_SYSTEM,
@@ -166,12 +188,19 @@ where
                 let error_type = error.kind().as_str();
                 this.span.record("error.type", error_type);
                 if let ErrorKind::Server { number, .. } = error.kind() {
-                    this.span.record("db.response.status_code", number.to_string());
+                    this.span
+                        .record("db.response.status_code", number.to_string());
                 }
                 if error.is_outcome_unknown() {
-                    counter!(OUTCOME_UNKNOWN, "db_operation_name" => operation.clone()).increment(1);
+                    if metrics {
+                        counter!(OUTCOME_UNKNOWN, "db_operation_name" => operation.clone())
+                            .increment(1);
+                    }
                     this.span
                         .in_scope(|| tracing::warn!("write outcome unknown: {error}"));
+                }
+                if !metrics {
+                    return Poll::Ready(result);
                 }
                 histogram!(
                     OPERATION_DURATION,

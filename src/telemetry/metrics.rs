@@ -88,7 +88,10 @@ pub fn record_gauges(stack: &Stack) {
         let name = region.name.to_string();
         gauge!(REGION_HEALTHY, "region" => name.clone()).set(f64::from(u8::from(region.healthy)));
         gauge!(REGION_WRITABLE, "region" => name.clone()).set(f64::from(u8::from(region.writable)));
-        for (intent, serving) in [(Intent::Read, region.serving_reads), (Intent::Write, region.serving_writes)] {
+        for (intent, serving) in [
+            (Intent::Read, region.serving_reads),
+            (Intent::Write, region.serving_writes),
+        ] {
             gauge!(REGION_SERVING, "region" => name.clone(), "intent" => intent.as_str())
                 .set(f64::from(u8::from(serving)));
         }
@@ -101,7 +104,8 @@ pub fn record_gauges(stack: &Stack) {
     for (name, pool) in stack.pools() {
         let state = pool.state();
         let used = state.connections.saturating_sub(state.idle_connections);
-        gauge!(CONNECTION_COUNT, "region" => name.clone(), "state" => "idle").set(f64::from(state.idle_connections));
+        gauge!(CONNECTION_COUNT, "region" => name.clone(), "state" => "idle")
+            .set(f64::from(state.idle_connections));
         gauge!(CONNECTION_COUNT, "region" => name.clone(), "state" => "used").set(f64::from(used));
         gauge!(CONNECTION_MAX, "region" => name.clone()).set(f64::from(pool.settings().max_size));
         let stats = state.statistics;

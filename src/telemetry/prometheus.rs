@@ -14,7 +14,10 @@ pub const LATENCY_BUCKETS: &[f64] = &[
 /// [`render`](PrometheusHandle::render) gives the Prometheus text for a `/metrics` route.
 pub fn install() -> Result<PrometheusHandle, BuildError> {
     let handle = PrometheusBuilder::new()
-        .set_buckets_for_metric(Matcher::Full(OPERATION_DURATION.to_owned()), LATENCY_BUCKETS)?
+        .set_buckets_for_metric(
+            Matcher::Full(OPERATION_DURATION.to_owned()),
+            LATENCY_BUCKETS,
+        )?
         .install_recorder()?;
     super::describe_metrics();
     Ok(handle)

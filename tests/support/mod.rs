@@ -25,11 +25,9 @@ pub struct Region {
 
 impl Region {
     pub async fn start(name: &'static str) -> Region {
-        let server = TdsServer::start(
-            TdsServerConfig::new(USER, PASSWORD).database(DATABASE),
-        )
-        .await
-        .expect("tds server starts");
+        let server = TdsServer::start(TdsServerConfig::new(USER, PASSWORD).database(DATABASE))
+            .await
+            .expect("tds server starts");
         let proxy = ChaosProxy::start("127.0.0.1:0".parse().unwrap(), server.addr())
             .await
             .expect("chaos proxy starts");
@@ -61,9 +59,15 @@ impl Region {
 /// Where the regions live.
 pub enum Backend {
     /// Two testkit regions (westeurope primary, northeurope secondary).
-    Testkit { primary: Region, secondary: Region },
+    Testkit {
+        primary: Box<Region>,
+        secondary: Box<Region>,
+    },
     /// Real servers from the environment.
-    Real { primary: String, secondary: Option<String> },
+    Real {
+        primary: String,
+        secondary: Option<String>,
+    },
 }
 
 /// Real servers if `MSSQL_TEST_URL` is set, else the testkit.
@@ -80,8 +84,8 @@ pub async fn backend() -> Backend {
 /// Always the testkit (for tests that inject faults).
 pub async fn testkit() -> Backend {
     Backend::Testkit {
-        primary: Region::start("westeurope").await,
-        secondary: Region::start("northeurope").await,
+        primary: Box::new(Region::start("westeurope").await),
+        secondary: Box::new(Region::start("northeurope").await),
     }
 }
 
@@ -148,7 +152,10 @@ pub async fn eventually(what: &str, within: Duration, mut check: impl FnMut() ->
         }
     })
     .await;
-    assert!(result.is_ok(), "timed out after {within:?} waiting for: {what}");
+    assert!(
+        result.is_ok(),
+        "timed out after {within:?} waiting for: {what}"
+    );
 }
 
 pub fn read(op: &'static str, sql: &str) -> SqlRequest {

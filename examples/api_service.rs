@@ -1,0 +1,288 @@
+//! An APIv2-like service using the middleware: a read endpoint and a write endpoint over a
+//! small schema, `/metrics` (Prometheus text) and `/health` (`application/health+json`).
+//!
+//! ```text
+//! cargo run --example api_service                          # two embedded testkit regions
+//! cargo run --example api_service -- --listen 127.0.0.1:8080
+//! cargo run --example api_service -- --config examples/regions.toml   # your regions
+//! ```
+//!
+//! Routes: `GET /orders/{id}`, `POST /orders` (JSON `{"id": 1, "note": "…"}`; an
+//! `Idempotency-Key` header makes it safe to retry), `GET /metrics`, `GET /health`.
+//! Each HTTP request's time budget (the `X-Request-Timeout-Ms` header, default 2000)
+//! becomes the ambient deadline of every database call it makes.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use axum::extract::{Path, Request, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use metrics_exporter_prometheus::PrometheusHandle;
+use mssql_resilience::config::Config;
+use mssql_resilience::deadline::ambient;
+use mssql_resilience::error::ErrorKind;
+use mssql_resilience::idempotency::{create_table_sql, idempotent_execute, DEFAULT_TABLE};
+use mssql_resilience::sql::{Param, SqlRequest};
+use mssql_resilience::telemetry::{health, record_gauges};
+use mssql_resilience::{Error, RequestContext, Stack};
+use mssql_testkit::chaos::ChaosProxy;
+use mssql_testkit::tds::{TdsServer, TdsServerConfig};
+use serde_json::json;
+
+const SCHEMA: &str = "CREATE TABLE orders (id INT NOT NULL PRIMARY KEY, note NVARCHAR(200) NULL)";
+
+#[derive(Clone)]
+struct App {
+    stack: Stack,
+    metrics: PrometheusHandle,
+}
+
+/// The embedded regions: kept alive for the process's lifetime.
+struct Embedded {
+    _regions: Vec<(TdsServer, ChaosProxy)>,
+}
+
+fn usage() -> ! {
+    eprintln!("usage: api_service [--listen ADDR] [--config FILE]");
+    std::process::exit(2)
+}
+
+#[tokio::main]
+async fn main() {
+    if let Err(e) = run().await {
+        eprintln!("api_service: {e}");
+        std::process::exit(1);
+    }
+}
+
+async fn run() -> Result<(), Box<dyn std::error::Error>> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let mut listen: SocketAddr = "127.0.0.1:8080".parse()?;
+    let mut config_file = None;
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--listen" => {
+                let value = args.next().unwrap_or_else(|| usage());
+                listen = value
+                    .parse()
+                    .map_err(|_| format!("invalid --listen address {value:?}"))?;
+            }
+            "--config" => config_file = Some(args.next().unwrap_or_else(|| usage())),
+            "-h" | "--help" => usage(),
+            other => return Err(format!("unknown argument {other:?}").into()),
+        }
+    }
+
+    let metrics = mssql_resilience::telemetry::prometheus::install()?;
+    let (config, _embedded) = match config_file {
+        Some(path) => {
+            let text =
+                std::fs::read_to_string(&path).map_err(|e| format!("cannot read {path}: {e}"))?;
+            (Config::from_toml_with_env(&text, std::env::vars())?, None)
+        }
+        None if std::env::var_os("MSSQL_RESILIENCE_CONFIG").is_some() => {
+            (Config::from_env()?, None)
+        }
+        None => {
+            let (config, embedded) = embedded_regions().await?;
+            (config, Some(embedded))
+        }
+    };
+    if _embedded.is_some() {
+        create_schema(&config).await?;
+    }
+    let stack = Stack::builder(config).build()?;
+    stack.wait_for_probes(Duration::from_secs(5)).await;
+
+    let app = App {
+        stack: stack.clone(),
+        metrics,
+    };
+    let router = Router::new()
+        .route("/orders/{id}", get(get_order))
+        .route("/orders", axum::routing::post(create_order))
+        .route("/metrics", get(render_metrics))
+        .layer(axum::middleware::from_fn(request_budget))
+        .with_state(app)
+        .merge(health::router(stack, "/health", "api_service"));
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
+    println!("listening on http://{}", listener.local_addr()?);
+    axum::serve(listener, router)
+        .with_graceful_shutdown(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await?;
+    Ok(())
+}
+
+/// Two testkit regions behind chaos proxies (westeurope primary, northeurope secondary).
+async fn embedded_regions() -> Result<(Config, Embedded), Box<dyn std::error::Error>> {
+    let mut toml = String::new();
+    let mut regions = Vec::new();
+    for name in ["westeurope", "northeurope"] {
+        let server =
+            TdsServer::start(TdsServerConfig::new("app", "example-only").database("app")).await?;
+        let proxy = ChaosProxy::start("127.0.0.1:0".parse()?, server.addr()).await?;
+        toml.push_str(&format!(
+            "[[regions]]\nname = \"{name}\"\nhost = \"127.0.0.1\"\nport = {}\ndatabase = \"app\"\n\
+             user = \"app\"\npassword = \"example-only\"\nencryption = \"not_supported\"\n",
+            proxy.addr().port()
+        ));
+        regions.push((server, proxy));
+    }
+    Ok((
+        Config::from_toml_str(&toml)?,
+        Embedded { _regions: regions },
+    ))
+}
+
+/// The schema, in every region directly (geo-replication would do this in Azure).
+async fn create_schema(config: &Config) -> Result<(), Box<dyn std::error::Error>> {
+    for region in &config.regions {
+        let mut single = config.clone();
+        single.regions = vec![region.clone()];
+        let stack = Stack::builder(single)
+            .probes(false)
+            .metrics(false)
+            .build()?;
+        for ddl in [SCHEMA.to_owned(), create_table_sql(DEFAULT_TABLE)] {
+            stack
+                .call(SqlRequest::execute(
+                    RequestContext::write("create_schema"),
+                    ddl,
+                    [],
+                ))
+                .await?;
+        }
+    }
+    Ok(())
+}
+
+/// The HTTP request's own budget becomes the ambient deadline of its database calls.
+async fn request_budget(request: Request, next: Next) -> Response {
+    let budget = request
+        .headers()
+        .get("x-request-timeout-ms")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+        .map_or(Duration::from_secs(2), Duration::from_millis);
+    ambient::with_budget(budget, next.run(request)).await
+}
+
+async fn get_order(State(app): State<App>, Path(id): Path<i32>) -> Response {
+    let request = SqlRequest::query(
+        RequestContext::read("get_order"),
+        "SELECT id, note FROM orders WHERE id = @P1",
+        [Param::from(id)],
+    );
+    match app.stack.call(request).await {
+        Ok(response) => match response.first().and_then(|set| set.rows.first()) {
+            Some(row) => Json(json!({
+                "id": row[0].as_i64(),
+                "note": row[1].as_str(),
+            }))
+            .into_response(),
+            None => (
+                StatusCode::NOT_FOUND,
+                Json(json!({"error": "no such order"})),
+            )
+                .into_response(),
+        },
+        Err(e) => error_response(&e),
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct NewOrder {
+    id: i32,
+    note: Option<String>,
+}
+
+async fn create_order(
+    State(app): State<App>,
+    headers: HeaderMap,
+    Json(order): Json<NewOrder>,
+) -> Response {
+    let sql = "INSERT INTO orders (id, note) VALUES (@P1, @P2)";
+    let params = [Param::from(order.id), Param::from(order.note)];
+    let context = RequestContext::write("create_order");
+    let request = match headers.get("idempotency-key").and_then(|v| v.to_str().ok()) {
+        Some(key) => match idempotent_execute(context, DEFAULT_TABLE, key, sql, params) {
+            Ok(request) => request,
+            Err(e) => {
+                return (
+                    StatusCode::BAD_REQUEST,
+                    Json(json!({"error": e.to_string()})),
+                )
+                    .into_response()
+            }
+        },
+        None => SqlRequest::execute(context, sql, params),
+    };
+    match app.stack.call(request).await {
+        Ok(response) => (
+            StatusCode::CREATED,
+            Json(json!({"id": order.id, "replayed": response.replayed})),
+        )
+            .into_response(),
+        Err(e) => error_response(&e),
+    }
+}
+
+async fn render_metrics(State(app): State<App>) -> impl IntoResponse {
+    record_gauges(&app.stack);
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4",
+        )],
+        app.metrics.render(),
+    )
+}
+
+/// Maps the middleware's errors to HTTP: what the client can do about each.
+fn error_response(error: &Error) -> Response {
+    let (status, hint) = if error.is_outcome_unknown() {
+        (StatusCode::BAD_GATEWAY, "the write may or may not have been applied; read it back or retry with an Idempotency-Key")
+    } else {
+        match error.kind() {
+            ErrorKind::NoRegionAvailable { .. } | ErrorKind::CircuitOpen { .. } => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the database is unavailable; retry later",
+            ),
+            ErrorKind::DeadlineExceeded | ErrorKind::Timeout { .. } => (
+                StatusCode::GATEWAY_TIMEOUT,
+                "the database did not answer in time",
+            ),
+            ErrorKind::Server {
+                number: 2627 | 2601,
+                ..
+            } => (StatusCode::CONFLICT, "already exists"),
+            _ => (StatusCode::INTERNAL_SERVER_ERROR, "database error"),
+        }
+    };
+    let mut response = (
+        status,
+        Json(json!({"error": hint, "detail": error.to_string()})),
+    )
+        .into_response();
+    if status == StatusCode::SERVICE_UNAVAILABLE {
+        response.headers_mut().insert(
+            axum::http::header::RETRY_AFTER,
+            axum::http::HeaderValue::from_static("1"),
+        );
+    }
+    response
+}
