@@ -192,6 +192,7 @@ impl StackBuilder {
                 probe_interval: config.failover.probe_interval,
                 probe_timeout: config.failover.probe_timeout,
                 probe_jitter: config.failover.probe_jitter,
+                hedge_delay: config.failover.hedge_delay,
                 health: HealthPolicy {
                     unhealthy_after: config.failover.unhealthy_after,
                     healthy_after: config.failover.healthy_after,

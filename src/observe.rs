@@ -85,6 +85,15 @@ pub enum Event<'a> {
         /// Read or write.
         intent: Intent,
     },
+    /// An idempotent read was slow on its region and was also sent to the next one.
+    Hedged {
+        /// The request's operation name.
+        operation: &'a str,
+        /// The slow region.
+        from: &'a str,
+        /// The region also asked.
+        to: &'a str,
+    },
     /// The region that takes new requests of an intent changed (failover or fail-back).
     RegionSwitched {
         /// Read or write.
@@ -112,6 +121,8 @@ pub enum Event<'a> {
     AttemptFinished {
         /// The region.
         region: &'a str,
+        /// Read or write.
+        intent: Intent,
         /// How it failed, if it did.
         outcome: Option<crate::error::Outcome>,
     },
@@ -198,6 +209,14 @@ pub(crate) fn emit(observer: Option<&SharedObserver>, event: Event<'_>) {
             operation = operation, from = from, to = to, intent = intent.as_str(),
             "request failed over to the next region"
         ),
+        Event::Hedged {
+            operation,
+            from,
+            to,
+        } => tracing::debug!(
+            target: "mssql_resilience",
+            operation = operation, from = from, to = to, "slow read hedged to the next region"
+        ),
         Event::RegionSwitched { intent, from, to } => tracing::warn!(
             target: "mssql_resilience",
             intent = intent.as_str(), from = from.unwrap_or("none"), to = to.unwrap_or("none"),
@@ -215,9 +234,13 @@ pub(crate) fn emit(observer: Option<&SharedObserver>, event: Event<'_>) {
             target: "mssql_resilience",
             region = region, "gateway redirect followed"
         ),
-        Event::AttemptFinished { region, outcome } => tracing::trace!(
+        Event::AttemptFinished {
+            region,
+            intent,
+            outcome,
+        } => tracing::trace!(
             target: "mssql_resilience",
-            region = region, outcome = outcome.map_or("success", |o| o.as_str()), "attempt finished"
+            region = region, intent = intent.as_str(), outcome = outcome.map_or("success", |o| o.as_str()), "attempt finished"
         ),
     }
     if let Some(observer) = observer {
@@ -275,6 +298,13 @@ pub enum Recorded {
         /// Intent.
         intent: Intent,
     },
+    /// See [`Event::Hedged`].
+    Hedged {
+        /// Slow region.
+        from: String,
+        /// Region also asked.
+        to: String,
+    },
     /// See [`Event::RegionSwitched`].
     RegionSwitched {
         /// Intent.
@@ -302,6 +332,8 @@ pub enum Recorded {
     AttemptFinished {
         /// Region.
         region: String,
+        /// Read or write.
+        intent: Intent,
         /// Failure outcome, `None` on success.
         outcome: Option<crate::error::Outcome>,
     },
@@ -366,6 +398,10 @@ impl Observer for RecordingObserver {
                 to: to.to_owned(),
                 intent,
             },
+            Event::Hedged { from, to, .. } => Recorded::Hedged {
+                from: from.to_owned(),
+                to: to.to_owned(),
+            },
             Event::RegionSwitched { intent, from, to } => Recorded::RegionSwitched {
                 intent,
                 from: from.map(str::to_owned),
@@ -383,8 +419,13 @@ impl Observer for RecordingObserver {
             Event::RedirectFollowed { region } => Recorded::RedirectFollowed {
                 region: region.to_owned(),
             },
-            Event::AttemptFinished { region, outcome } => Recorded::AttemptFinished {
+            Event::AttemptFinished {
+                region,
+                intent,
+                outcome,
+            } => Recorded::AttemptFinished {
                 region: region.to_owned(),
+                intent,
                 outcome,
             },
         };

@@ -263,6 +263,19 @@ impl CircuitBreakerHandle {
         });
     }
 
+    /// Ends an open period now, so the next call goes through as a half-open probe. For
+    /// outside evidence of recovery (a health probe that succeeded); does nothing unless
+    /// the breaker is open.
+    pub fn allow_probe_now(&self) {
+        let now = Instant::now();
+        let mut m = self.lock();
+        if let Phase::Open { until } = &mut m.phase {
+            if *until > now {
+                *until = now;
+            }
+        }
+    }
+
     /// Closes the breaker and clears its window and open-duration growth.
     pub fn reset(&self) {
         self.transition_with(|m, now| {

@@ -382,6 +382,11 @@ pub struct FailoverConfig {
     pub healthy_after: u32,
     /// Gateway redirects followed per connection attempt, ≤ 10. Default 2.
     pub max_redirects: u32,
+    /// Idempotent reads still unanswered after this long are also sent to the next
+    /// region (the first answer wins; each hedge draws on the retry budget), between 1 ms
+    /// and the attempt timeout, or `"none"`. Default `"250ms"`.
+    #[serde(with = "super::duration::option")]
+    pub hedge_delay: Option<Duration>,
 }
 
 impl Default for FailoverConfig {
@@ -394,6 +399,7 @@ impl Default for FailoverConfig {
             unhealthy_after: 1,
             healthy_after: 2,
             max_redirects: 2,
+            hedge_delay: Some(Duration::from_millis(250)),
         }
     }
 }
@@ -429,6 +435,16 @@ impl FailoverConfig {
                     "must not exceed `failover.probe_interval` ({:?})",
                     self.probe_interval
                 ),
+            ));
+        }
+        if self
+            .hedge_delay
+            .is_some_and(|d| d < Duration::from_millis(1))
+        {
+            return Err(ConfigError::new(
+                "failover.hedge_delay",
+                self.hedge_delay,
+                "must be at least 1ms, or \"none\" to disable hedging",
             ));
         }
         if !self.probe_jitter.is_finite() || !(0.0..1.0).contains(&self.probe_jitter) {

@@ -22,9 +22,16 @@
 //!
 //! Within one call, a failure moves the request to the next candidate only when that
 //! cannot duplicate a write: the outcome is *not sent*, or *ambiguous* on an idempotent
-//! request, or the region refused a write as read-only (3906: nothing was applied). Each
-//! move draws on the shared [retry budget](crate::retry::budget) and is bounded by the
-//! call's deadline (every region's attempt timeout is cut to the remaining budget).
+//! request, or the region refused a write as read-only (3906: nothing was applied). Moves
+//! are bounded by the call's deadline (every region's attempt timeout is cut to the
+//! remaining budget) and, unless the failed region never saw the request (*not sent*:
+//! no extra load anywhere), draw on the shared [retry budget](crate::retry::budget).
+//!
+//! **Hedging**: an idempotent read still unanswered after `hedge_delay` (default 250 ms)
+//! is also sent to the next candidate, and the first answer wins; the slower attempt is
+//! dropped and its connection discarded. This is what moves reads off a black-holed
+//! region in a quarter of a second instead of a full attempt timeout. Hedges draw on the
+//! retry budget, so a slow-but-alive fleet cannot double its own load.
 //!
 //! # Health
 //!
@@ -47,6 +54,7 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use futures_util::stream::{FuturesUnordered, StreamExt};
 use tokio::sync::{watch, Notify};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -106,16 +114,22 @@ pub struct FailoverSettings {
     pub probe_jitter: f64,
     /// Health thresholds and fail-back hysteresis.
     pub health: HealthPolicy,
+    /// Idempotent reads still unanswered after this long are also sent to the next
+    /// region; the first answer wins. Each hedge draws on the retry budget. `None`
+    /// disables hedging.
+    pub hedge_delay: Option<Duration>,
 }
 
 impl Default for FailoverSettings {
-    /// 2 s ± 20 % interval, 1 s probe timeout, [`HealthPolicy::default`].
+    /// 2 s ± 20 % interval, 1 s probe timeout, [`HealthPolicy::default`], hedging after
+    /// 250 ms.
     fn default() -> Self {
         FailoverSettings {
             probe_interval: Duration::from_secs(2),
             probe_timeout: Duration::from_secs(1),
             probe_jitter: 0.2,
             health: HealthPolicy::default(),
+            hedge_delay: Some(Duration::from_millis(250)),
         }
     }
 }
@@ -136,6 +150,7 @@ struct Shared {
     /// The region serving reads (0) and writes (1).
     serving: Mutex<[Option<usize>; 2]>,
     budget: Option<RetryBudget>,
+    hedge_delay: Option<Duration>,
     classifier: SharedClassifier,
     observer: Option<SharedObserver>,
     report: watch::Sender<Vec<RegionSnapshot>>,
@@ -209,6 +224,7 @@ impl Router {
                 regions,
                 serving: Mutex::new([None, None]),
                 budget,
+                hedge_delay: settings.hedge_delay,
                 classifier,
                 observer,
                 report,
@@ -222,6 +238,7 @@ impl Router {
             if let Some(prober) = prober {
                 let health = region.health.clone();
                 let nudge = region.nudge.clone();
+                let breaker = region.breaker.clone();
                 let weak = weak.clone();
                 tasks.push(tokio::spawn(probe::run(
                     prober,
@@ -232,6 +249,11 @@ impl Router {
                     nudge,
                     move |result| {
                         let now = Instant::now();
+                        if result.is_ok() {
+                            // The probe saw the region answer: an open breaker may try it now
+                            // rather than wait out its (growing) open duration.
+                            breaker.allow_probe_now();
+                        }
                         let changed = match result {
                             Ok(ok) => health.probe_ok(ok, now),
                             Err((error, latency)) => health.probe_failed(error, latency, now),
@@ -413,85 +435,150 @@ impl Router {
         }
     }
 
+    /// One attempt on region `index`, with its bookkeeping.
+    async fn attempt(&self, index: usize, req: SqlRequest) -> (usize, Result<SqlResponse, Error>) {
+        let region = &self.shared.regions[index];
+        region.in_flight.fetch_add(1, Ordering::Relaxed);
+        let _in_flight = InFlight(&region.in_flight);
+        record_server(region);
+        let req_intent = req.context.intent();
+        let result = region.service.clone().oneshot(req).await;
+        emit(
+            self.shared.observer.as_ref(),
+            Event::AttemptFinished {
+                region: &region.name,
+                intent: req_intent,
+                outcome: result.as_ref().err().map(Error::outcome),
+            },
+        );
+        (index, result)
+    }
+
+    /// Health bookkeeping after a failed attempt; whether the request may move on to
+    /// another region without risking a duplicate write.
+    fn after_failure(&self, index: usize, req: &SqlRequest, error: &Error) -> bool {
+        let region = &self.shared.regions[index];
+        let verdict = self.shared.classifier.classify(error);
+        if verdict.counts_as_failure {
+            region.health.note_trouble(Instant::now());
+        }
+        let read_only =
+            req.context.intent() == Intent::Write && error.server_number() == Some(3906);
+        if read_only {
+            if region.health.mark_read_only() {
+                self.health_changed(index);
+            }
+            self.probe_now();
+        }
+        read_only
+            || match error.outcome() {
+                Outcome::NotSent => true,
+                Outcome::Ambiguous => req.context.is_idempotent() && verdict.retryable,
+                Outcome::Rejected => false,
+            }
+    }
+
+    /// Whether one more attempt (a failover hop or a hedge) may start: the deadline must
+    /// not have passed, and the attempt must be paid from the retry budget — unless it is
+    /// `free`: a hop after a *not-sent* failure adds no load anywhere (the failed region
+    /// never saw the request), so it costs nothing.
+    fn may_add_attempt(&self, req: &SqlRequest, free: bool) -> bool {
+        if req.context.deadline().is_some_and(|d| d <= Instant::now()) {
+            return false;
+        }
+        match &self.shared.budget {
+            Some(budget) if !free && !budget.try_withdraw() => {
+                emit(
+                    self.shared.observer.as_ref(),
+                    Event::RetryBudgetExhausted {
+                        operation: req.context.operation(),
+                    },
+                );
+                false
+            }
+            _ => true,
+        }
+    }
+
     async fn route(self, req: SqlRequest) -> Result<SqlResponse, Error> {
         let intent = req.context.intent();
         let candidates = self.candidates(intent);
-        if candidates.is_empty() {
+        let Some(&first) = candidates.first() else {
             return Err(self.nothing_eligible(intent));
-        }
+        };
         let regions = &self.shared.regions;
-        let mut last: Option<(usize, Error)> = None;
-        for &index in &candidates {
-            let region = &regions[index];
-            if let Some((from, _)) = &last {
-                if req.context.deadline().is_some_and(|d| d <= Instant::now()) {
-                    break;
+        let hedge_after = self
+            .shared
+            .hedge_delay
+            .filter(|_| intent == Intent::Read && req.context.is_idempotent());
+        let mut pending = FuturesUnordered::new();
+        pending.push(self.attempt(first, req.clone()));
+        let mut next = 1;
+        let mut hedged = false;
+        let (index, error) = loop {
+            let hedge_now = match hedge_after {
+                Some(delay) if !hedged && next < candidates.len() && pending.len() == 1 => {
+                    Some(tokio::time::sleep(delay))
                 }
-                if let Some(budget) = &self.shared.budget {
-                    if !budget.try_withdraw() {
+                _ => None,
+            };
+            let hedge = async {
+                match hedge_now {
+                    Some(sleep) => sleep.await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                Some((index, result)) = pending.next() => {
+                    let error = match result {
+                        Ok(response) => return Ok(response),
+                        Err(error) => error,
+                    };
+                    if !self.after_failure(index, &req, &error) {
+                        return Err(error);
+                    }
+                    if pending.is_empty() {
+                        let free = error.outcome() == Outcome::NotSent;
+                        if next >= candidates.len() || !self.may_add_attempt(&req, free) {
+                            break (index, error);
+                        }
                         emit(
                             self.shared.observer.as_ref(),
-                            Event::RetryBudgetExhausted {
+                            Event::FailoverAttempt {
                                 operation: req.context.operation(),
+                                from: &regions[index].name,
+                                to: &regions[candidates[next]].name,
+                                intent,
                             },
                         );
-                        break;
+                        pending.push(self.attempt(candidates[next], req.clone()));
+                        next += 1;
+                    }
+                    // Otherwise a hedged attempt is still running: wait for it.
+                }
+                _ = hedge => {
+                    // The first region is slow: ask the next one too; first answer wins,
+                    // the slower attempt is dropped (and its connection discarded).
+                    hedged = true;
+                    if self.may_add_attempt(&req, false) {
+                        emit(
+                            self.shared.observer.as_ref(),
+                            Event::Hedged {
+                                operation: req.context.operation(),
+                                from: &regions[first].name,
+                                to: &regions[candidates[next]].name,
+                            },
+                        );
+                        pending.push(self.attempt(candidates[next], req.clone()));
+                        next += 1;
                     }
                 }
-                emit(
-                    self.shared.observer.as_ref(),
-                    Event::FailoverAttempt {
-                        operation: req.context.operation(),
-                        from: &regions[*from].name,
-                        to: &region.name,
-                        intent,
-                    },
-                );
             }
-            region.in_flight.fetch_add(1, Ordering::Relaxed);
-            let _in_flight = InFlight(&region.in_flight);
-            record_server(region);
-            let result = region.service.clone().oneshot(req.clone()).await;
-            emit(
-                self.shared.observer.as_ref(),
-                Event::AttemptFinished {
-                    region: &region.name,
-                    outcome: result.as_ref().err().map(Error::outcome),
-                },
-            );
-            let error = match result {
-                Ok(response) => return Ok(response),
-                Err(error) => error,
-            };
-            let verdict = self.shared.classifier.classify(&error);
-            if verdict.counts_as_failure {
-                region.health.note_trouble(Instant::now());
-            }
-            let read_only = intent == Intent::Write && error.server_number() == Some(3906);
-            if read_only {
-                if region.health.mark_read_only() {
-                    self.health_changed(index);
-                }
-                self.probe_now();
-            }
-            let may_move = read_only
-                || match error.outcome() {
-                    Outcome::NotSent => true,
-                    Outcome::Ambiguous => req.context.is_idempotent() && verdict.retryable,
-                    Outcome::Rejected => false,
-                };
-            if !may_move {
-                return Err(error);
-            }
-            last = Some((index, error));
+        };
+        if error.server_number() == Some(3906) {
+            return Err(refused_read_only(&regions[index].name).with_source(error));
         }
-        match last {
-            Some((index, error)) if error.server_number() == Some(3906) => {
-                Err(refused_read_only(&regions[index].name).with_source(error))
-            }
-            Some((_, error)) => Err(error),
-            None => Err(self.nothing_eligible(intent)),
-        }
+        Err(error)
     }
 
     /// Why no region can take `intent` now, region by region.

@@ -42,6 +42,9 @@ impl Observer for MetricsObserver {
                 FAILOVERS, "from" => from.to_owned(), "to" => to.to_owned(), "intent" => intent.as_str()
             )
             .increment(1),
+            Event::Hedged { from, to, .. } => {
+                counter!(HEDGES, "from" => from.to_owned(), "to" => to.to_owned()).increment(1)
+            }
             Event::RegionSwitched { intent, from, to } => {
                 counter!(
                     REGION_SWITCHES,
@@ -64,7 +67,7 @@ impl Observer for MetricsObserver {
             Event::RedirectFollowed { region } => {
                 counter!(REDIRECTS, "region" => region.to_owned()).increment(1)
             }
-            Event::AttemptFinished { region, outcome } => {
+            Event::AttemptFinished { region, outcome, .. } => {
                 counter!(ATTEMPTS, "region" => region.to_owned(), "outcome" => outcome_label(outcome))
                     .increment(1)
             }

@@ -16,6 +16,8 @@ pub const BREAKER_TRANSITIONS: &str = "mssql_resilience_breaker_transitions_tota
 pub const BREAKER_REJECTIONS: &str = "mssql_resilience_breaker_rejections_total";
 /// Requests moved to another region within a call.
 pub const FAILOVERS: &str = "mssql_resilience_failovers_total";
+/// Slow reads also sent to the next region.
+pub const HEDGES: &str = "mssql_resilience_hedges_total";
 /// Serving-region changes.
 pub const REGION_SWITCHES: &str = "mssql_resilience_region_switches_total";
 /// 1 on the region serving an intent.

@@ -1,0 +1,279 @@
+//! Figures per arm: success rates, latency percentiles, over-deadline calls, attempts per
+//! request in the outage windows, write verification; the JSON report and the table.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+/// One API call as the load generator saw it.
+#[derive(Debug, Clone)]
+pub struct Record {
+    /// Start, from the beginning of the run.
+    pub at: Duration,
+    pub latency: Duration,
+    pub write: bool,
+    pub ok: bool,
+    pub outcome_unknown: bool,
+    /// The client had no free slot: the request was shed at once (an API at its limit).
+    pub shed: bool,
+    /// Why it failed.
+    pub error: Option<String>,
+}
+
+pub fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+fn rate(ok: usize, total: usize) -> Value {
+    if total == 0 {
+        Value::Null
+    } else {
+        json!(ok as f64 / total as f64)
+    }
+}
+
+fn counts(records: &[&Record], write: bool) -> Value {
+    let all: Vec<_> = records.iter().filter(|r| r.write == write).collect();
+    let ok = all.iter().filter(|r| r.ok).count();
+    let mut errors: std::collections::BTreeMap<String, usize> = Default::default();
+    for r in all.iter().filter(|r| !r.ok) {
+        let why = if r.shed {
+            "shed"
+        } else {
+            r.error.as_deref().unwrap_or("abandoned")
+        };
+        *errors.entry(why.to_owned()).or_default() += 1;
+    }
+    json!({ "total": all.len(), "ok": ok, "success_rate": rate(ok, all.len()), "errors": errors })
+}
+
+pub fn in_windows(at: Duration, windows: &[(Duration, Duration)]) -> bool {
+    windows.iter().any(|(from, to)| at >= *from && at < *to)
+}
+
+/// Write verification against the databases.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Verification {
+    pub acknowledged: usize,
+    pub lost: usize,
+    pub duplicated: usize,
+}
+
+/// Compares the acknowledged write ids with every id found in the regions.
+pub fn verify(acknowledged: &[i64], found: &[i64]) -> Verification {
+    let mut seen: HashMap<i64, usize> = HashMap::new();
+    for id in found {
+        *seen.entry(*id).or_default() += 1;
+    }
+    Verification {
+        acknowledged: acknowledged.len(),
+        lost: acknowledged
+            .iter()
+            .filter(|id| !seen.contains_key(id))
+            .count(),
+        duplicated: seen.values().filter(|n| **n > 1).map(|n| n - 1).sum(),
+    }
+}
+
+pub struct ArmFigures {
+    pub json: Value,
+}
+
+#[allow(clippy::too_many_arguments)]
+pub fn figures(
+    records: &[Record],
+    windows: &[(Duration, Duration)],
+    deadline: Duration,
+    attempts_in_windows: u64,
+    verification: Verification,
+    extra: Value,
+) -> ArmFigures {
+    let all: Vec<&Record> = records.iter().collect();
+    let outage: Vec<&Record> = records
+        .iter()
+        .filter(|r| in_windows(r.at, windows))
+        .collect();
+    let mut latencies: Vec<f64> = records
+        .iter()
+        .map(|r| r.latency.as_secs_f64() * 1000.0)
+        .collect();
+    latencies.sort_by(f64::total_cmp);
+    let over = records
+        .iter()
+        .filter(|r| !r.shed && r.latency > deadline + Duration::from_millis(50))
+        .count();
+    let attempted_in_windows = outage.iter().filter(|r| !r.shed).count();
+    let mut json = json!({
+        "requests": records.len(),
+        "reads": counts(&all, false),
+        "writes": counts(&all, true),
+        "latency_ms": {
+            "p50": percentile(&latencies, 50.0),
+            "p99": percentile(&latencies, 99.0),
+            "max": latencies.last().copied().unwrap_or(0.0),
+        },
+        "over_deadline": over,
+        "shed": records.iter().filter(|r| r.shed).count(),
+        "db_attempts_per_request": if attempted_in_windows == 0 { Value::Null } else {
+            json!(attempts_in_windows as f64 / attempted_in_windows as f64)
+        },
+        "outcome_unknown": records.iter().filter(|r| r.outcome_unknown).count(),
+        "acknowledged_writes": verification.acknowledged,
+        "lost_writes": verification.lost,
+        "duplicate_writes": verification.duplicated,
+        "outage": {
+            "requests": outage.len(),
+            "reads": counts(&outage, false),
+            "writes": counts(&outage, true),
+        },
+    });
+    if let (Value::Object(target), Value::Object(more)) = (&mut json, extra) {
+        target.extend(more);
+    }
+    ArmFigures { json }
+}
+
+/// Per-second success rate and p99 latency (ms), by request start.
+pub fn per_second(records: &[Record], seconds: usize) -> Vec<(Option<f64>, Option<f64>)> {
+    let mut buckets: Vec<Vec<&Record>> = vec![Vec::new(); seconds];
+    for r in records {
+        let s = r.at.as_secs() as usize;
+        if s < seconds {
+            buckets[s].push(r);
+        }
+    }
+    buckets
+        .iter()
+        .map(|b| {
+            if b.is_empty() {
+                return (None, None);
+            }
+            let ok = b.iter().filter(|r| r.ok).count() as f64 / b.len() as f64;
+            let mut lat: Vec<f64> = b.iter().map(|r| r.latency.as_secs_f64() * 1000.0).collect();
+            lat.sort_by(f64::total_cmp);
+            (Some(ok), Some(percentile(&lat, 99.0)))
+        })
+        .collect()
+}
+
+fn pct(v: &Value) -> String {
+    v.as_f64()
+        .map_or("-".into(), |x| format!("{:.2} %", x * 100.0))
+}
+
+fn num(v: &Value, digits: usize) -> String {
+    v.as_f64().map_or("-".into(), |x| format!("{x:.digits$}"))
+}
+
+/// The human table.
+pub fn table(report: &Value) -> String {
+    let b = &report["arms"]["baseline"];
+    let m = &report["arms"]["middleware"];
+    let rows: Vec<(&str, String, String)> = vec![
+        (
+            "reads ok (whole run)",
+            pct(&b["reads"]["success_rate"]),
+            pct(&m["reads"]["success_rate"]),
+        ),
+        (
+            "reads ok (outage windows)",
+            pct(&b["outage"]["reads"]["success_rate"]),
+            pct(&m["outage"]["reads"]["success_rate"]),
+        ),
+        (
+            "writes ok (whole run)",
+            pct(&b["writes"]["success_rate"]),
+            pct(&m["writes"]["success_rate"]),
+        ),
+        (
+            "writes ok (outage windows)",
+            pct(&b["outage"]["writes"]["success_rate"]),
+            pct(&m["outage"]["writes"]["success_rate"]),
+        ),
+        (
+            "latency p50 (ms)",
+            num(&b["latency_ms"]["p50"], 1),
+            num(&m["latency_ms"]["p50"], 1),
+        ),
+        (
+            "latency p99 (ms)",
+            num(&b["latency_ms"]["p99"], 1),
+            num(&m["latency_ms"]["p99"], 1),
+        ),
+        (
+            "latency max (ms)",
+            num(&b["latency_ms"]["max"], 1),
+            num(&m["latency_ms"]["max"], 1),
+        ),
+        (
+            "calls over deadline (+50 ms)",
+            num(&b["over_deadline"], 0),
+            num(&m["over_deadline"], 0),
+        ),
+        (
+            "shed (client at its limit)",
+            num(&b["shed"], 0),
+            num(&m["shed"], 0),
+        ),
+        (
+            "DB attempts / request (outages)",
+            num(&b["db_attempts_per_request"], 2),
+            num(&m["db_attempts_per_request"], 2),
+        ),
+        (
+            "outcome unknown (writes)",
+            num(&b["outcome_unknown"], 0),
+            num(&m["outcome_unknown"], 0),
+        ),
+        (
+            "lost writes (verified)",
+            num(&b["lost_writes"], 0),
+            num(&m["lost_writes"], 0),
+        ),
+        (
+            "duplicate writes (verified)",
+            num(&b["duplicate_writes"], 0),
+            num(&m["duplicate_writes"], 0),
+        ),
+        (
+            "failover: outage -> secondary (s)",
+            "-".into(),
+            num(&m["failover_s"], 3),
+        ),
+        (
+            "fail-back: calm -> primary (s)",
+            "-".into(),
+            num(&m["failback_s"], 3),
+        ),
+    ];
+    let mut out = format!("{:<36} {:>14} {:>14}\n", "", "baseline", "middleware");
+    out.push_str(&format!("{}\n", "-".repeat(66)));
+    for (name, b, m) in rows {
+        out.push_str(&format!("{name:<36} {b:>14} {m:>14}\n"));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn verification_finds_lost_and_duplicated_writes() {
+        let v = verify(&[1, 2, 3], &[1, 1, 3, 4]);
+        assert_eq!((v.lost, v.duplicated), (1, 1));
+    }
+
+    #[test]
+    fn percentiles_are_nearest_rank() {
+        let v: Vec<f64> = (1..=100).map(f64::from).collect();
+        assert_eq!(percentile(&v, 50.0), 50.0);
+        assert_eq!(percentile(&v, 99.0), 99.0);
+        assert_eq!(percentile(&v, 100.0), 100.0);
+    }
+}
