@@ -381,3 +381,75 @@ async fn a_breaker_opens_on_a_dead_region_and_rejects_fast() {
     );
     let _ = Mode::Ok;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_read_is_hedged_to_the_next_region() {
+    let regions = testkit().await;
+    let config = regions.config("", 2, |c| {
+        c.failover.hedge_delay = Some(Duration::from_millis(100));
+        c.timeouts.attempt = Duration::from_secs(2);
+    });
+    let observer = RecordingObserver::new();
+    let stack = Stack::builder(config)
+        .observer(observer.shared())
+        // Probes would see the slow primary too; keep this about the request path.
+        .probes(false)
+        .build()
+        .unwrap();
+
+    // The primary answers, but only after 1.5 s.
+    regions
+        .primary()
+        .faults()
+        .set_query_delay(Duration::from_millis(1_500));
+    let start = Instant::now();
+    assert_eq!(scalar(&stack, "SELECT 7").await, 7);
+    let took = start.elapsed();
+    assert!(
+        took >= Duration::from_millis(100),
+        "answered before the hedge: {took:?}"
+    );
+    assert!(
+        took < Duration::from_millis(1_500),
+        "the hedge did not win: {took:?}"
+    );
+    assert!(observer.events().contains(&Recorded::Hedged {
+        from: "westeurope".into(),
+        to: "northeurope".into()
+    }));
+    // Writes are never hedged: they wait for the primary.
+    let start = Instant::now();
+    stack
+        .call(exec("ddl", "CREATE TABLE h (a INT)", vec![]))
+        .await
+        .unwrap();
+    assert!(start.elapsed() >= Duration::from_millis(1_500));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hedging_can_be_turned_off() {
+    let regions = testkit().await;
+    let config = regions.config("", 2, |c| {
+        c.failover.hedge_delay = None;
+        c.timeouts.attempt = Duration::from_secs(2);
+    });
+    let observer = RecordingObserver::new();
+    let stack = Stack::builder(config)
+        .observer(observer.shared())
+        // Probes would see the slow primary too; keep this about the request path.
+        .probes(false)
+        .build()
+        .unwrap();
+
+    regions
+        .primary()
+        .faults()
+        .set_query_delay(Duration::from_millis(600));
+    let start = Instant::now();
+    assert_eq!(scalar(&stack, "SELECT 8").await, 8);
+    assert!(start.elapsed() >= Duration::from_millis(600));
+    assert!(!observer
+        .events()
+        .iter()
+        .any(|e| matches!(e, Recorded::Hedged { .. })));
+}

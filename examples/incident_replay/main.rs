@@ -10,7 +10,7 @@
 //!
 //! Options: `--timeline FILE` (default: examples/incident-2023-09-15.toml), `--duration D`
 //! (stretch or compress the timeline), `--seed N`, `--concurrency N` (requests in flight
-//! per arm, default 64), `--rate R` (requests per second per arm, default 200),
+//! per arm, default 256), `--rate R` (requests per second per arm, default 200),
 //! `--writes F` (share of writes, default 0.1), `--idempotent F` (share of writes with an
 //! idempotency key, default 0.5), `--budget D` (each API request's deadline, default 5s),
 //! `--baseline-timeout D` (the baseline's per-call timeout, default 30s like ADO.NET's
@@ -60,7 +60,7 @@ fn parse_args() -> Result<Options, String> {
         timeline: None,
         duration: None,
         seed: 1,
-        concurrency: 64,
+        concurrency: 256,
         rate: 200.0,
         writes: 0.1,
         idempotent: 0.5,

@@ -154,9 +154,13 @@ pub fn per_second(records: &[Record], seconds: usize) -> Vec<(Option<f64>, Optio
                 return (None, None);
             }
             let ok = b.iter().filter(|r| r.ok).count() as f64 / b.len() as f64;
-            let mut lat: Vec<f64> = b.iter().map(|r| r.latency.as_secs_f64() * 1000.0).collect();
+            let mut lat: Vec<f64> = b
+                .iter()
+                .filter(|r| !r.shed)
+                .map(|r| r.latency.as_secs_f64() * 1000.0)
+                .collect();
             lat.sort_by(f64::total_cmp);
-            (Some(ok), Some(percentile(&lat, 99.0)))
+            (Some(ok), (!lat.is_empty()).then(|| percentile(&lat, 99.0)))
         })
         .collect()
 }
@@ -197,8 +201,8 @@ pub fn table(report: &Value) -> String {
         ),
         (
             "latency p50 (ms)",
-            num(&b["latency_ms"]["p50"], 1),
-            num(&m["latency_ms"]["p50"], 1),
+            num(&b["latency_ms"]["p50"], 2),
+            num(&m["latency_ms"]["p50"], 2),
         ),
         (
             "latency p99 (ms)",
