@@ -159,8 +159,9 @@ struct Fixture {
     rt: Runtime,
 }
 
-/// A fixture on a runtime with `workers` worker threads (0: a current-thread runtime).
-fn fixture(workers: usize) -> Fixture {
+/// A fixture on a runtime with `workers` worker threads (0: a current-thread runtime);
+/// `probes` runs the stack's background health probes (as by default).
+fn fixture(workers: usize, probes: bool) -> Fixture {
     let rt = match workers {
         0 => tokio::runtime::Builder::new_current_thread(),
         n => {
@@ -187,9 +188,12 @@ fn fixture(workers: usize) -> Fixture {
         let config = Config::from_toml_str(&toml).expect("bench config");
         let stack = Stack::builder(config)
             .metrics(false)
+            .probes(probes)
             .build()
             .expect("stack builds");
-        stack.wait_for_probes(Duration::from_secs(5)).await;
+        if probes {
+            stack.wait_for_probes(Duration::from_secs(5)).await;
+        }
 
         let mut config = tiberius::Config::new();
         config.host("127.0.0.1");
@@ -260,7 +264,7 @@ fn stack(c: &mut Criterion) {
     // Latency on one thread (client, server and probes interleave deterministically;
     // on 2 workers the result depends on whether client and session task share a worker),
     // throughput on 2 workers.
-    let fixtures = [fixture(0), fixture(2)];
+    let fixtures = [fixture(0, true), fixture(2, true)];
     let mut group = c.benchmark_group("stack");
     group
         .sample_size(20)
@@ -294,7 +298,36 @@ fn mean_ns(case: &str) -> Option<f64> {
     json["mean"]["point_estimate"].as_f64()
 }
 
+/// Instruction-count mode for `benches/instructions.sh`: `STACK_BENCH_COUNT=side:query:calls`
+/// makes `calls` sequential calls with one client on a current-thread runtime (probes off,
+/// so nothing runs in the background) and exits. Under `valgrind --tool=callgrind`, the
+/// difference between two call counts gives instructions per call, independent of the
+/// machine's load.
+fn count_mode(spec: &str) {
+    let parts: Vec<&str> = spec.split(':').collect();
+    let [side, query, calls] = parts[..] else {
+        panic!("STACK_BENCH_COUNT must be side:query:calls, got {spec:?}");
+    };
+    let sql = QUERIES
+        .iter()
+        .find(|(name, _)| *name == query)
+        .map(|(_, sql)| *sql)
+        .unwrap_or_else(|| panic!("unknown query {query:?}"));
+    let calls: u64 = calls.parse().expect("calls is a number");
+    let fixture = fixture(0, false);
+    let (_, client) = fixture
+        .clients
+        .iter()
+        .find(|(name, _)| *name == side)
+        .unwrap_or_else(|| panic!("unknown side {side:?}"));
+    client.run(&fixture.rt, sql, 1, calls);
+}
+
 fn main() {
+    if let Ok(spec) = std::env::var("STACK_BENCH_COUNT") {
+        count_mode(&spec);
+        return;
+    }
     benches();
     Criterion::default().configure_from_args().final_summary();
     println!("\nmean wall time per call (c32: 1 / throughput) and stack / raw ratio:");

@@ -172,7 +172,8 @@ where
         let this = self.project();
         let result = ready!(this.inner.poll(cx));
         let seconds = this.start.elapsed().as_secs_f64();
-        let operation = this.operation.to_string();
+        // A `Cow::Borrowed` operation name is passed on without allocating.
+        let operation = this.operation.clone();
         let metrics = *this.metrics;
         match &result {
             Ok(_) if !metrics => {}
