@@ -8,6 +8,10 @@
 use std::future::{ready, Ready};
 use std::time::Duration;
 
+#[path = "support/estimates.rs"]
+mod estimates;
+use estimates::mean_ns;
+
 use criterion::{criterion_group, Criterion};
 use mssql_resilience::circuit_breaker::{
     CircuitBreakerConfig, CircuitBreakerHandle, CircuitBreakerLayer,
@@ -125,20 +129,6 @@ fn layers(c: &mut Criterion) {
 
 criterion_group!(benches, layers);
 
-/// Reads criterion's mean estimate (ns) for `layers/<case>`.
-fn mean_ns(case: &str) -> Option<f64> {
-    let dir = std::env::var_os("CARGO_TARGET_DIR")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target"));
-    let path = dir
-        .join("criterion/layers")
-        .join(case)
-        .join("new/estimates.json");
-    let text = std::fs::read_to_string(path).ok()?;
-    let json: serde_json::Value = serde_json::from_str(&text).ok()?;
-    json["mean"]["point_estimate"].as_f64()
-}
-
 fn main() {
     benches();
     Criterion::default().configure_from_args().final_summary();
@@ -148,7 +138,7 @@ fn main() {
         "tower_retry_timeout",
         "tower_resilience_breaker_retry",
     ];
-    let means: Vec<_> = cases.iter().map(|c| mean_ns(c)).collect();
+    let means: Vec<_> = cases.iter().map(|c| mean_ns("layers", c)).collect();
     if let [Some(bare), Some(ours), Some(tower), Some(tr)] = means[..] {
         println!("\nper-call mean (ns) and ratio to the bare service:");
         for (case, mean) in cases.iter().zip([bare, ours, tower, tr]) {

@@ -30,6 +30,10 @@
 
 use std::time::Duration;
 
+#[path = "support/estimates.rs"]
+mod estimates;
+use estimates::mean_ns;
+
 use criterion::{criterion_group, Criterion};
 use mssql_resilience::config::Config;
 use mssql_resilience::pool::SqlService;
@@ -284,20 +288,6 @@ fn stack(c: &mut Criterion) {
 
 criterion_group!(benches, stack);
 
-/// Reads criterion's mean estimate (ns) for `stack/<case>`.
-fn mean_ns(case: &str) -> Option<f64> {
-    let dir = std::env::var_os("CARGO_TARGET_DIR")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target"));
-    let path = dir
-        .join("criterion/stack")
-        .join(case)
-        .join("new/estimates.json");
-    let text = std::fs::read_to_string(path).ok()?;
-    let json: serde_json::Value = serde_json::from_str(&text).ok()?;
-    json["mean"]["point_estimate"].as_f64()
-}
-
 /// Instruction-count mode for `benches/instructions.sh`: `STACK_BENCH_COUNT=side:query:calls`
 /// makes `calls` sequential calls with one client on a current-thread runtime (probes off,
 /// so nothing runs in the background) and exits. Under `valgrind --tool=callgrind`, the
@@ -334,11 +324,11 @@ fn main() {
     for tasks in CONCURRENCY {
         for (query, _) in QUERIES {
             let case = format!("{query}_c{tasks}");
-            let Some(stack) = mean_ns(&format!("{case}_stack")) else {
+            let Some(stack) = mean_ns("stack", &format!("{case}_stack")) else {
                 continue;
             };
             for raw in ["raw", "raw_nocheck", "service"] {
-                if let Some(base) = mean_ns(&format!("{case}_{raw}")) {
+                if let Some(base) = mean_ns("stack", &format!("{case}_{raw}")) {
                     let ratio = stack / base;
                     println!(
                         "  {case:<12} stack {:>8.1} µs / {raw:<11} {:>8.1} µs = {ratio:.3}   \

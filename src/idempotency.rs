@@ -49,6 +49,40 @@ pub fn create_table_sql(table: &str) -> String {
     )
 }
 
+/// The same DDL guarded by `OBJECT_ID`, so it can run at every start.
+pub fn create_table_if_missing_sql(table: &str) -> String {
+    format!(
+        "IF OBJECT_ID('{table}') IS NULL {}",
+        create_table_sql(table)
+    )
+}
+
+/// Creates the dedupe table (through the stack, so in the writable region; geo-replication
+/// carries it to the others) unless it exists. Safe to call at every start.
+pub async fn ensure_table(stack: &crate::Stack, table: &str) -> Result<(), Error> {
+    if table.is_empty()
+        || !table
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.')
+    {
+        return Err(Error::new(
+            crate::error::ErrorKind::Other,
+            crate::error::Outcome::NotSent,
+        )
+        .with_source(InvalidKey(format!(
+            "invalid idempotency table name {table:?}: use letters, digits, '_' and '.'"
+        ))));
+    }
+    stack
+        .call(SqlRequest::execute(
+            RequestContext::write("create_idempotency_table"),
+            create_table_if_missing_sql(table),
+            [],
+        ))
+        .await
+        .map(|_| ())
+}
+
 /// A write guarded by an idempotency key. Build with [`idempotent_execute`].
 #[derive(Clone)]
 struct IdempotentWrite {

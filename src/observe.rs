@@ -117,6 +117,22 @@ pub enum Event<'a> {
         /// The region.
         region: &'a str,
     },
+    /// A connection attempt (TCP + PRELOGIN + login, redirects included) ended.
+    ConnectFinished {
+        /// The region.
+        region: &'a str,
+        /// How long it took.
+        duration: Duration,
+        /// Whether it succeeded.
+        ok: bool,
+    },
+    /// A pool checkout ended (with a connection or not).
+    CheckoutFinished {
+        /// The region.
+        region: &'a str,
+        /// How long it waited.
+        waited: Duration,
+    },
     /// One attempt on a region ended (`outcome` is `None` on success).
     AttemptFinished {
         /// The region.
@@ -234,6 +250,18 @@ pub(crate) fn emit(observer: Option<&SharedObserver>, event: Event<'_>) {
             target: "mssql_resilience",
             region = region, "gateway redirect followed"
         ),
+        Event::ConnectFinished {
+            region,
+            duration,
+            ok,
+        } => tracing::debug!(
+            target: "mssql_resilience",
+            region = region, duration_ms = duration.as_millis() as u64, ok = ok, "connect finished"
+        ),
+        Event::CheckoutFinished { region, waited } => tracing::trace!(
+            target: "mssql_resilience",
+            region = region, waited_us = waited.as_micros() as u64, "pool checkout finished"
+        ),
         Event::AttemptFinished {
             region,
             intent,
@@ -328,6 +356,18 @@ pub enum Recorded {
         /// Region.
         region: String,
     },
+    /// See [`Event::ConnectFinished`].
+    ConnectFinished {
+        /// Region.
+        region: String,
+        /// Whether it succeeded.
+        ok: bool,
+    },
+    /// See [`Event::CheckoutFinished`].
+    CheckoutFinished {
+        /// Region.
+        region: String,
+    },
     /// See [`Event::AttemptFinished`].
     AttemptFinished {
         /// Region.
@@ -417,6 +457,13 @@ impl Observer for RecordingObserver {
                 writable,
             },
             Event::RedirectFollowed { region } => Recorded::RedirectFollowed {
+                region: region.to_owned(),
+            },
+            Event::ConnectFinished { region, ok, .. } => Recorded::ConnectFinished {
+                region: region.to_owned(),
+                ok,
+            },
+            Event::CheckoutFinished { region, .. } => Recorded::CheckoutFinished {
                 region: region.to_owned(),
             },
             Event::AttemptFinished {

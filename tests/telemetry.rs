@@ -191,6 +191,18 @@ async fn a_failover_shows_in_the_metrics() {
         gauge(&m, names::CONNECTION_MAX, &[("region", "tele_north")]),
         Some(4.0)
     );
+    assert!(
+        histogram_count(
+            &m,
+            names::CONNECTION_CREATE_TIME,
+            &[("region", "tele_north")]
+        ) >= 1
+    );
+    assert!(histogram_count(&m, names::CONNECTION_WAIT_TIME, &[("region", "tele_north")]) >= 10);
+    assert_eq!(
+        gauge(&m, names::CONNECTION_PENDING, &[("region", "tele_north")]),
+        Some(0.0)
+    );
     // Units come from describe_metrics().
     let unit = m
         .iter()

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use mssql_resilience::error::RetryStop;
-use mssql_resilience::idempotency::{create_table_sql, idempotent_execute, DEFAULT_TABLE};
+use mssql_resilience::idempotency::{ensure_table, idempotent_execute, DEFAULT_TABLE};
 use mssql_resilience::sql::{work, SqlRequest, SqlResponse};
 use mssql_resilience::{Outcome, RequestContext, Stack};
 use mssql_testkit::tds::{DropPoint, ErrorSpec, QueryFault, Trigger};
@@ -29,10 +29,9 @@ async fn setup(regions: &Backend) -> Stack {
         ))
         .await
         .unwrap();
-    stack
-        .call(exec("ddl", &create_table_sql(DEFAULT_TABLE), vec![]))
-        .await
-        .unwrap();
+    ensure_table(&stack, DEFAULT_TABLE).await.unwrap();
+    // Idempotent: a second start finds the table and leaves it alone.
+    ensure_table(&stack, DEFAULT_TABLE).await.unwrap();
     stack
 }
 

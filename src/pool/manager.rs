@@ -89,7 +89,21 @@ pub struct TiberiusManager {
     max_redirects: u32,
     revalidate_after: Duration,
     stats: Arc<ManagerStats>,
-    label: Option<(Arc<str>, SharedObserver)>,
+    events: EventSink,
+}
+
+/// A region label and an observer: where a manager and its pool report events. Cheap to
+/// clone.
+#[derive(Clone, Default)]
+pub(crate) struct EventSink(Option<(Arc<str>, SharedObserver)>);
+
+impl EventSink {
+    /// Reports the event built for this sink's region, if it has an observer.
+    pub(crate) fn emit<'a>(&'a self, event: impl FnOnce(&'a str) -> Event<'a>) {
+        if let Some((region, observer)) = &self.0 {
+            emit(Some(observer), event(region));
+        }
+    }
 }
 
 impl fmt::Debug for TiberiusManager {
@@ -123,13 +137,13 @@ impl TiberiusManager {
             max_redirects,
             revalidate_after: Duration::from_secs(2),
             stats: Arc::default(),
-            label: None,
+            events: EventSink::default(),
         }
     }
 
     /// Reports followed redirects to `observer` as events of `region`.
     pub fn with_observer(mut self, region: impl Into<Arc<str>>, observer: SharedObserver) -> Self {
-        self.label = Some((region.into(), observer));
+        self.events = EventSink(Some((region.into(), observer)));
         self
     }
 
@@ -144,6 +158,10 @@ impl TiberiusManager {
     /// The manager's counters.
     pub fn stats(&self) -> Arc<ManagerStats> {
         self.stats.clone()
+    }
+
+    pub(crate) fn event_sink(&self) -> EventSink {
+        self.events.clone()
     }
 
     /// The configured server address (`host:port`), for telemetry.
@@ -178,9 +196,8 @@ impl TiberiusManager {
                     redirects += 1;
                     self.stats.redirects.fetch_add(1, Ordering::Relaxed);
                     tracing::debug!(target: "mssql_resilience", to_host = %host, to_port = port, "following gateway redirect");
-                    if let Some((region, observer)) = &self.label {
-                        emit(Some(observer), Event::RedirectFollowed { region });
-                    }
+                    self.events
+                        .emit(|region| Event::RedirectFollowed { region });
                     config.host(host);
                     config.port(port);
                 }
@@ -202,10 +219,16 @@ impl bb8::ManageConnection for TiberiusManager {
     type Error = Error;
 
     async fn connect(&self) -> Result<Connection, Error> {
+        let start = tokio::time::Instant::now();
         let result = match tokio::time::timeout(self.connect_timeout, self.connect_once()).await {
             Ok(result) => result,
             Err(_) => Err(Error::timeout(TimeoutScope::Connect, self.connect_timeout)),
         };
+        self.events.emit(|region| Event::ConnectFinished {
+            region,
+            duration: start.elapsed(),
+            ok: result.is_ok(),
+        });
         match &result {
             Ok(_) => self.stats.connects.fetch_add(1, Ordering::Relaxed),
             Err(_) => self.stats.connect_failures.fetch_add(1, Ordering::Relaxed),

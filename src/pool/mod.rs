@@ -23,6 +23,7 @@ use tokio::time::Instant;
 pub use self::connector::{
     tune, ConnectFuture, Connector, FixedAddress, SharedConnector, TcpConnector,
 };
+use self::manager::EventSink;
 pub use self::manager::{Connection, ManagerStats, TiberiusManager};
 pub use self::service::{materialize, SqlService};
 pub use self::stream::TrackedStream;
@@ -74,6 +75,8 @@ impl bb8::ErrorSink<Error> for FailureSink {
 #[derive(Clone)]
 pub struct Pool {
     inner: bb8::Pool<TiberiusManager>,
+    /// Where checkout events go (the manager's region label and observer).
+    events: EventSink,
     failures: broadcast::Sender<Error>,
     stats: Arc<ManagerStats>,
     settings: PoolSettings,
@@ -102,9 +105,10 @@ impl Pool {
             .retry_connection(false)
             .test_on_check_out(true)
             .error_sink(Box::new(FailureSink(failures.clone())))
-            .build_unchecked(manager);
+            .build_unchecked(manager.clone());
         Pool {
             inner,
+            events: manager.event_sink(),
             failures,
             stats,
             settings,
@@ -114,6 +118,20 @@ impl Pool {
     /// Checks a connection out, waiting at most `min(within, checkout_timeout)`. A connect
     /// that fails while waiting fails the checkout with that error (not sent).
     pub async fn checkout(
+        &self,
+        within: Duration,
+    ) -> Result<bb8::PooledConnection<'static, TiberiusManager>, Error> {
+        let start = Instant::now();
+        let result = self.wait_for_connection(within).await;
+        self.events
+            .emit(|region| crate::observe::Event::CheckoutFinished {
+                region,
+                waited: start.elapsed(),
+            });
+        result
+    }
+
+    async fn wait_for_connection(
         &self,
         within: Duration,
     ) -> Result<bb8::PooledConnection<'static, TiberiusManager>, Error> {

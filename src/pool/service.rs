@@ -107,15 +107,23 @@ async fn execute(
     conn: &mut bb8::PooledConnection<'static, super::TiberiusManager>,
     req: &SqlRequest,
 ) -> Result<SqlResponse, Error> {
-    use crate::sql::request::Body;
+    use crate::sql::request::{Body, Returns};
     let client = &mut conn.client;
     match &req.body {
-        Body::Query { sql, params } => {
+        Body::Statement {
+            returns: Returns::Rows,
+            sql,
+            params,
+        } => {
             let params = as_sql(params);
             let stream = client.query(sql.as_ref(), &params).await?;
             materialize(stream).await
         }
-        Body::Execute { sql, params } => {
+        Body::Statement {
+            returns: Returns::RowsAffected,
+            sql,
+            params,
+        } => {
             let params = as_sql(params);
             let result = client.execute(sql.as_ref(), &params).await?;
             Ok(SqlResponse {

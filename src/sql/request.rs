@@ -103,10 +103,22 @@ macro_rules! param_from {
 }
 param_from!(i32 => I32, i64 => I64, f64 => F64, bool => Bool, String => Text, &str => Text);
 
+/// What a statement's response carries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Returns {
+    /// Result sets.
+    Rows,
+    /// Rows-affected counts.
+    RowsAffected,
+}
+
 #[derive(Clone)]
 pub(crate) enum Body {
-    Query { sql: Arc<str>, params: Arc<[Param]> },
-    Execute { sql: Arc<str>, params: Arc<[Param]> },
+    Statement {
+        returns: Returns,
+        sql: Arc<str>,
+        params: Arc<[Param]>,
+    },
     Work(Arc<dyn UnitOfWork>),
 }
 
@@ -122,8 +134,9 @@ impl fmt::Debug for SqlRequest {
     /// may hold personal data) — log them deliberately if you need them.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let body = match &self.body {
-            Body::Query { params, .. } => format!("query({} params)", params.len()),
-            Body::Execute { params, .. } => format!("execute({} params)", params.len()),
+            Body::Statement {
+                returns, params, ..
+            } => format!("{returns:?} statement ({} params)", params.len()),
             Body::Work(_) => "unit_of_work".to_owned(),
         };
         f.debug_struct("SqlRequest")
@@ -143,13 +156,7 @@ impl SqlRequest {
         sql: impl Into<Arc<str>>,
         params: impl IntoIterator<Item = Param>,
     ) -> Self {
-        SqlRequest {
-            context,
-            body: Body::Query {
-                sql: sql.into(),
-                params: params.into_iter().collect(),
-            },
-        }
+        Self::statement(context, Returns::Rows, sql.into(), params)
     }
 
     /// A statement whose rows-affected counts are returned ([`SqlResponse::rows_affected`]).
@@ -158,10 +165,20 @@ impl SqlRequest {
         sql: impl Into<Arc<str>>,
         params: impl IntoIterator<Item = Param>,
     ) -> Self {
+        Self::statement(context, Returns::RowsAffected, sql.into(), params)
+    }
+
+    fn statement(
+        context: RequestContext,
+        returns: Returns,
+        sql: Arc<str>,
+        params: impl IntoIterator<Item = Param>,
+    ) -> Self {
         SqlRequest {
             context,
-            body: Body::Execute {
-                sql: sql.into(),
+            body: Body::Statement {
+                returns,
+                sql,
                 params: params.into_iter().collect(),
             },
         }
@@ -179,7 +196,7 @@ impl SqlRequest {
     /// The statement text, for statements.
     pub fn sql(&self) -> Option<&str> {
         match &self.body {
-            Body::Query { sql, .. } | Body::Execute { sql, .. } => Some(sql),
+            Body::Statement { sql, .. } => Some(sql),
             Body::Work(_) => None,
         }
     }

@@ -1,6 +1,6 @@
 //! The `metrics`-facade observer and the gauges read from the stack.
 
-use metrics::{counter, gauge};
+use metrics::{counter, gauge, histogram};
 
 use super::names::*;
 use crate::circuit_breaker::BreakerState;
@@ -67,6 +67,16 @@ impl Observer for MetricsObserver {
             Event::RedirectFollowed { region } => {
                 counter!(REDIRECTS, "region" => region.to_owned()).increment(1)
             }
+            Event::ConnectFinished {
+                region,
+                duration,
+                ok: true,
+            } => histogram!(CONNECTION_CREATE_TIME, "region" => region.to_owned())
+                .record(duration.as_secs_f64()),
+            Event::CheckoutFinished { region, waited } => {
+                histogram!(CONNECTION_WAIT_TIME, "region" => region.to_owned())
+                    .record(waited.as_secs_f64())
+            }
             Event::AttemptFinished { region, outcome, .. } => {
                 counter!(ATTEMPTS, "region" => region.to_owned(), "outcome" => outcome_label(outcome))
                     .increment(1)
@@ -112,6 +122,9 @@ pub fn record_gauges(stack: &Stack) {
         gauge!(CONNECTION_COUNT, "region" => name.clone(), "state" => "used").set(f64::from(used));
         gauge!(CONNECTION_MAX, "region" => name.clone()).set(f64::from(pool.settings().max_size));
         let stats = state.statistics;
+        let settled = stats.get_direct + stats.get_waited + stats.get_timed_out;
+        gauge!(CONNECTION_PENDING, "region" => name.clone())
+            .set(stats.get_started.saturating_sub(settled) as f64);
         counter!(CONNECTION_TIMEOUTS, "region" => name.clone()).absolute(stats.get_timed_out);
         counter!(CONNECTION_WAITS, "region" => name.clone()).absolute(stats.get_waited);
         counter!(CONNECTION_CREATED, "region" => name.clone()).absolute(stats.connections_created);

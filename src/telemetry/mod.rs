@@ -137,5 +137,20 @@ pub fn describe_metrics() {
         Unit::Count,
         "Pool checkouts that had to wait for a connection."
     );
+    describe_gauge!(
+        CONNECTION_PENDING,
+        Unit::Count,
+        "Pool checkouts waiting for a connection."
+    );
+    describe_histogram!(
+        CONNECTION_CREATE_TIME,
+        Unit::Seconds,
+        "Time to open a connection (TCP, PRELOGIN, login, redirects)."
+    );
+    describe_histogram!(
+        CONNECTION_WAIT_TIME,
+        Unit::Seconds,
+        "Time a pool checkout waited."
+    );
     describe_counter!(CONNECTION_CREATED, Unit::Count, "Pool connections created.");
 }

@@ -46,6 +46,12 @@ pub const CONNECTION_MAX: &str = "db_client_connection_max";
 pub const CONNECTION_TIMEOUTS: &str = "db_client_connection_timeouts_total";
 /// Pool checkouts that had to wait.
 pub const CONNECTION_WAITS: &str = "db_client_connection_waits_total";
+/// Checkouts waiting for a connection now (`db.client.connection.pending_requests`).
+pub const CONNECTION_PENDING: &str = "db_client_connection_pending_requests";
+/// Time to open a connection (`db.client.connection.create_time`).
+pub const CONNECTION_CREATE_TIME: &str = "db_client_connection_create_time_seconds";
+/// Time a checkout waited (`db.client.connection.wait_time`).
+pub const CONNECTION_WAIT_TIME: &str = "db_client_connection_wait_time_seconds";
 /// Connections created.
 pub const CONNECTION_CREATED: &str = "db_client_connection_created_total";
 

@@ -3,7 +3,7 @@
 
 use metrics_exporter_prometheus::{BuildError, Matcher, PrometheusBuilder, PrometheusHandle};
 
-use super::names::OPERATION_DURATION;
+use super::names::{CONNECTION_CREATE_TIME, CONNECTION_WAIT_TIME, OPERATION_DURATION};
 
 /// Buckets for database call latency, in seconds: 1 ms to 30 s.
 pub const LATENCY_BUCKETS: &[f64] = &[
@@ -13,12 +13,16 @@ pub const LATENCY_BUCKETS: &[f64] = &[
 /// Installs the recorder, describes the metrics, and returns the handle whose
 /// [`render`](PrometheusHandle::render) gives the Prometheus text for a `/metrics` route.
 pub fn install() -> Result<PrometheusHandle, BuildError> {
-    let handle = PrometheusBuilder::new()
-        .set_buckets_for_metric(
-            Matcher::Full(OPERATION_DURATION.to_owned()),
-            LATENCY_BUCKETS,
-        )?
-        .install_recorder()?;
+    let mut builder = PrometheusBuilder::new();
+    for name in [
+        OPERATION_DURATION,
+        CONNECTION_CREATE_TIME,
+        CONNECTION_WAIT_TIME,
+    ] {
+        builder =
+            builder.set_buckets_for_metric(Matcher::Full(name.to_owned()), LATENCY_BUCKETS)?;
+    }
+    let handle = builder.install_recorder()?;
     super::describe_metrics();
     Ok(handle)
 }

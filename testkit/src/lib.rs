@@ -9,4 +9,5 @@
 #![warn(missing_docs)]
 
 pub mod chaos;
+pub mod signal;
 pub mod tds;

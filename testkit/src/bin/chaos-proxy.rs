@@ -218,31 +218,9 @@ async fn run(args: Args, schedule: Option<Schedule>) -> ExitCode {
         }
     });
     let _schedule = schedule.map(|s| handle.run_schedule(s));
-    wait_for_signal().await;
+    mssql_testkit::signal::shutdown_signal().await;
     proxy.shutdown().await;
     ExitCode::SUCCESS
-}
-
-async fn wait_for_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
-                }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-    }
 }
 
 #[cfg(test)]

@@ -66,28 +66,6 @@ fn parse_args(args: &[String]) -> Result<Parsed, String> {
     Ok(Parsed::Run(cfg))
 }
 
-async fn wait_for_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
-                }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-    }
-}
-
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let cfg = match parse_args(&args) {
@@ -127,7 +105,7 @@ fn main() -> ExitCode {
         }
         let _ = out.flush();
         drop(out);
-        wait_for_signal().await;
+        mssql_testkit::signal::shutdown_signal().await;
         server.shutdown().await;
         ExitCode::SUCCESS
     })
