@@ -378,8 +378,9 @@ impl Error {
         Error::new(kind, outcome).with_source(err)
     }
 
-    /// Maps a bb8 checkout error: a checkout timeout is not-sent; a connection-manager error
-    /// is mapped by `map_user` (the manager's own error is usually already an [`Error`]).
+    /// Maps a bb8 checkout error: a checkout timeout (after `waited`) is not-sent; a
+    /// connection-manager error converts with `Into` (the crate's manager already returns
+    /// an [`Error`]).
     pub fn from_pool<E>(err: bb8::RunError<E>, waited: Duration) -> Self
     where
         E: Into<Error>,
