@@ -1,0 +1,374 @@
+//! The failover router's decisions, deterministically: scripted region services and
+//! probes, no network, tokio's paused clock.
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use mssql_resilience::circuit_breaker::{
+    BreakerState, CircuitBreakerConfig, CircuitBreakerHandle, WindowKind,
+};
+use mssql_resilience::classify::SqlServerClassifier;
+use mssql_resilience::error::{ErrorKind, Outcome};
+use mssql_resilience::failover::probe::{ProbeFuture, Prober};
+use mssql_resilience::failover::{FailoverSettings, HealthPolicy, RegionSpec, Role, Router};
+use mssql_resilience::observe::{Recorded, RecordingObserver};
+use mssql_resilience::retry::budget::RetryBudget;
+use mssql_resilience::sql::{SqlRequest, SqlResponse};
+use mssql_resilience::{Error, RequestContext};
+use tokio::time::Instant;
+use tower::util::BoxCloneSyncService;
+use tower::ServiceExt;
+
+/// How a fake region answers.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Mode {
+    Ok,
+    /// Fails with this outcome (I/O-like error).
+    Fail(Outcome),
+    /// Answers after this long.
+    Slow(Duration),
+    /// Refuses writes with 3906.
+    ReadOnly,
+}
+
+/// A fake region: a scripted service, a switchable probe, call counters.
+struct Fake {
+    mode: Arc<std::sync::Mutex<Mode>>,
+    probe_ok: Arc<AtomicBool>,
+    writable: Arc<AtomicBool>,
+    calls: Arc<AtomicUsize>,
+    breaker: CircuitBreakerHandle,
+}
+
+struct FakeProber {
+    ok: Arc<AtomicBool>,
+    writable: Arc<AtomicBool>,
+}
+
+impl Prober for FakeProber {
+    fn probe(&self) -> ProbeFuture<'_> {
+        let (ok, writable) = (
+            self.ok.load(Ordering::SeqCst),
+            self.writable.load(Ordering::SeqCst),
+        );
+        Box::pin(async move {
+            if ok {
+                Ok(writable)
+            } else {
+                Err(Error::new(
+                    ErrorKind::Io(std::io::ErrorKind::TimedOut),
+                    Outcome::NotSent,
+                ))
+            }
+        })
+    }
+}
+
+impl Fake {
+    fn new(name: &'static str) -> (Fake, RegionSpec) {
+        let mode = Arc::new(std::sync::Mutex::new(Mode::Ok));
+        let calls = Arc::new(AtomicUsize::new(0));
+        let (probe_ok, writable) = (
+            Arc::new(AtomicBool::new(true)),
+            Arc::new(AtomicBool::new(true)),
+        );
+        let breaker = CircuitBreakerHandle::new(
+            CircuitBreakerConfig::builder(name)
+                .window(WindowKind::Count(4))
+                .minimum_calls(4)
+                .open_duration(Duration::from_secs(60))
+                .open_jitter(0.0)
+                .half_open_calls(1)
+                .build()
+                .unwrap(),
+        );
+        let service = {
+            let (mode, calls) = (mode.clone(), calls.clone());
+            tower::service_fn(move |req: SqlRequest| {
+                let mode = *mode.lock().unwrap();
+                calls.fetch_add(1, Ordering::SeqCst);
+                async move {
+                    match mode {
+                        Mode::Ok => Ok(SqlResponse::default()),
+                        Mode::Fail(outcome) => Err(Error::new(
+                            ErrorKind::Io(std::io::ErrorKind::ConnectionReset),
+                            outcome,
+                        )),
+                        Mode::Slow(d) => {
+                            tokio::time::sleep(d).await;
+                            Ok(SqlResponse::default())
+                        }
+                        Mode::ReadOnly
+                            if req.context().intent() == mssql_resilience::Intent::Write =>
+                        {
+                            Err(Error::new(
+                                ErrorKind::Server {
+                                    number: 3906,
+                                    class: 16,
+                                    state: 1,
+                                    message: "read-only".into(),
+                                },
+                                Outcome::Rejected,
+                            ))
+                        }
+                        Mode::ReadOnly => Ok(SqlResponse::default()),
+                    }
+                }
+            })
+        };
+        let breaker_layer =
+            mssql_resilience::circuit_breaker::CircuitBreakerLayer::new(breaker.clone());
+        let spec = RegionSpec {
+            name: name.into(),
+            role: Role::Auto,
+            service: BoxCloneSyncService::new(tower::Layer::layer(&breaker_layer, service)),
+            breaker: breaker.clone(),
+            prober: Some(Arc::new(FakeProber {
+                ok: probe_ok.clone(),
+                writable: writable.clone(),
+            })),
+            pool: None,
+            address: None,
+        };
+        (
+            Fake {
+                mode,
+                probe_ok,
+                writable,
+                calls,
+                breaker,
+            },
+            spec,
+        )
+    }
+
+    fn set(&self, mode: Mode) {
+        *self.mode.lock().unwrap() = mode;
+    }
+
+    fn calls(&self) -> usize {
+        self.calls.load(Ordering::SeqCst)
+    }
+}
+
+fn settings(hedge: Option<Duration>) -> FailoverSettings {
+    FailoverSettings {
+        probe_interval: Duration::from_secs(1),
+        probe_timeout: Duration::from_millis(500),
+        probe_jitter: 0.0,
+        health: HealthPolicy {
+            unhealthy_after: 1,
+            healthy_after: 2,
+            failback_hysteresis: Duration::from_secs(30),
+        },
+        hedge_delay: hedge,
+    }
+}
+
+fn start(
+    hedge: Option<Duration>,
+    budget: Option<RetryBudget>,
+) -> (Router, Fake, Fake, RecordingObserver) {
+    let (west, west_spec) = Fake::new("west");
+    let (north, north_spec) = Fake::new("north");
+    let observer = RecordingObserver::new();
+    let router = Router::start(
+        vec![west_spec, north_spec],
+        settings(hedge),
+        budget,
+        Arc::new(SqlServerClassifier::new()),
+        Some(observer.shared()),
+    );
+    (router, west, north, observer)
+}
+
+fn read() -> SqlRequest {
+    SqlRequest::query(RequestContext::read("r"), "SELECT 1", [])
+}
+
+fn write() -> SqlRequest {
+    SqlRequest::execute(RequestContext::write("w"), "INSERT", [])
+}
+
+async fn call(router: &Router, req: SqlRequest) -> Result<SqlResponse, Error> {
+    router.clone().oneshot(req).await
+}
+
+fn serving_reads(router: &Router) -> Option<String> {
+    router
+        .snapshot()
+        .into_iter()
+        .find(|r| r.serving_reads)
+        .map(|r| r.name.to_string())
+}
+
+/// Lets the background probes run for `d` of virtual time.
+async fn run_for(d: Duration) {
+    tokio::time::sleep(d).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn reads_fail_over_at_once_and_fail_back_only_after_the_hysteresis() {
+    let (router, west, _north, observer) = start(None, None);
+    run_for(Duration::from_millis(10)).await;
+    assert_eq!(serving_reads(&router).as_deref(), Some("west"));
+
+    west.probe_ok.store(false, Ordering::SeqCst);
+    run_for(Duration::from_secs(1)).await;
+    assert_eq!(
+        serving_reads(&router).as_deref(),
+        Some("north"),
+        "one failed probe moves reads"
+    );
+
+    west.probe_ok.store(true, Ordering::SeqCst);
+    let healed = Instant::now();
+    // Two good probes make it healthy; then 30 s trouble-free before reads come back.
+    run_for(Duration::from_secs(25)).await;
+    call(&router, read()).await.unwrap();
+    assert_eq!(
+        serving_reads(&router).as_deref(),
+        Some("north"),
+        "still inside the hysteresis"
+    );
+    run_for(Duration::from_secs(10)).await;
+    call(&router, read()).await.unwrap();
+    assert_eq!(serving_reads(&router).as_deref(), Some("west"));
+    assert!(healed.elapsed() >= Duration::from_secs(30));
+    let switches: Vec<_> = observer
+        .events()
+        .into_iter()
+        .filter_map(|e| match e {
+            Recorded::RegionSwitched {
+                intent: mssql_resilience::Intent::Read,
+                from,
+                to,
+            } => Some((from, to)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        switches,
+        vec![
+            (None, Some("west".into())),
+            (Some("west".into()), Some("north".into())),
+            (Some("north".into()), Some("west".into())),
+        ]
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_not_sent_failure_moves_on_even_with_an_empty_budget() {
+    let empty = RetryBudget::new(Duration::from_secs(1), 0.0, 0.0).unwrap();
+    let (router, west, north, _) = start(None, Some(empty.clone()));
+    west.set(Mode::Fail(Outcome::NotSent));
+    call(&router, read()).await.unwrap();
+    assert_eq!((west.calls(), north.calls()), (1, 1));
+    assert_eq!(empty.snapshot().refused_total, 0, "the hop was free");
+
+    // An ambiguous failure would add load where it may already have run: it must pay.
+    west.set(Mode::Fail(Outcome::Ambiguous));
+    let err = call(&router, read()).await.unwrap_err();
+    assert_eq!(err.outcome(), Outcome::Ambiguous);
+    assert_eq!(north.calls(), 1, "no budget, no second attempt");
+    assert_eq!(empty.snapshot().refused_total, 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_ambiguous_write_never_moves_to_another_region() {
+    let (router, west, north, _) = start(None, None);
+    west.set(Mode::Fail(Outcome::Ambiguous));
+    let err = call(&router, write()).await.unwrap_err();
+    assert_eq!(err.outcome(), Outcome::Ambiguous);
+    assert_eq!((west.calls(), north.calls()), (1, 0));
+}
+
+#[tokio::test(start_paused = true)]
+async fn slow_reads_are_hedged_and_the_first_answer_wins() {
+    let (router, west, north, observer) = start(Some(Duration::from_millis(250)), None);
+    west.set(Mode::Slow(Duration::from_secs(10)));
+    let start = Instant::now();
+    call(&router, read()).await.unwrap();
+    assert_eq!(start.elapsed(), Duration::from_millis(250));
+    assert_eq!((west.calls(), north.calls()), (1, 1));
+    assert!(observer.events().contains(&Recorded::Hedged {
+        from: "west".into(),
+        to: "north".into()
+    }));
+    // A fast read is not hedged.
+    west.set(Mode::Slow(Duration::from_millis(100)));
+    call(&router, read()).await.unwrap();
+    assert_eq!(north.calls(), 1);
+    // Writes are never hedged.
+    west.set(Mode::Slow(Duration::from_secs(1)));
+    let start = Instant::now();
+    call(&router, write()).await.unwrap();
+    assert_eq!(start.elapsed(), Duration::from_secs(1));
+    assert_eq!(north.calls(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_read_only_refusal_marks_the_region_and_writes_follow_the_probes() {
+    let (router, west, north, _) = start(None, None);
+    north.writable.store(false, Ordering::SeqCst);
+    run_for(Duration::from_millis(10)).await;
+    // The flip: west refuses writes, north becomes writable (its probe will say so).
+    west.set(Mode::ReadOnly);
+    west.writable.store(false, Ordering::SeqCst);
+    north.writable.store(true, Ordering::SeqCst);
+    let err = call(&router, write()).await.unwrap_err();
+    assert!(
+        matches!(err.kind(), ErrorKind::NoRegionAvailable { .. }),
+        "{err}"
+    );
+    assert!(err.to_string().contains("west"), "{err}");
+    // The refusal nudged the probes: the next write goes to north.
+    run_for(Duration::from_millis(10)).await;
+    call(&router, write()).await.unwrap();
+    assert_eq!(north.calls(), 1);
+    let west_snapshot = router
+        .snapshot()
+        .into_iter()
+        .find(|r| r.name == "west")
+        .unwrap();
+    assert!(!west_snapshot.writable);
+}
+
+#[tokio::test(start_paused = true)]
+async fn no_eligible_region_fails_at_once_naming_each_state() {
+    let (router, west, north, _) = start(None, None);
+    west.breaker.isolate();
+    north.probe_ok.store(false, Ordering::SeqCst);
+    run_for(Duration::from_secs(1)).await;
+    // Last resort: when no region is healthy, one whose breaker lets calls through is
+    // still tried (probes can be wrong; the breaker bounds the cost).
+    call(&router, read()).await.unwrap();
+    assert_eq!(north.calls(), 1);
+    north.breaker.isolate();
+    let start = Instant::now();
+    let err = call(&router, read()).await.unwrap_err();
+    assert_eq!(start.elapsed(), Duration::ZERO);
+    assert_eq!(err.outcome(), Outcome::NotSent);
+    let text = err.to_string();
+    assert!(text.contains("west: isolated"), "{text}");
+    assert!(text.contains("north: unhealthy, isolated"), "{text}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_good_probe_lets_an_open_breaker_try_at_once() {
+    let (router, west, _north, _) = start(None, None);
+    west.set(Mode::Fail(Outcome::NotSent));
+    for _ in 0..4 {
+        let _ = call(&router, read()).await;
+    }
+    assert_eq!(west.breaker.state(), BreakerState::Open);
+    assert!(!west.breaker.is_call_permitted(), "open for 60 s");
+    // The region recovers; its probe succeeds within a probe interval.
+    west.set(Mode::Ok);
+    run_for(Duration::from_secs(1)).await;
+    assert!(
+        west.breaker.is_call_permitted(),
+        "the probe ended the open period early"
+    );
+}
