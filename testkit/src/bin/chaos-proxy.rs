@@ -201,6 +201,7 @@ async fn run(args: Args, schedule: Option<Schedule>) -> ExitCode {
         },
         None => None,
     };
+    let shutdown = mssql_testkit::signal::shutdown_signal();
     {
         let mut out = std::io::stdout().lock();
         let _ = writeln!(out, "listening on {}", proxy.addr());
@@ -218,7 +219,7 @@ async fn run(args: Args, schedule: Option<Schedule>) -> ExitCode {
         }
     });
     let _schedule = schedule.map(|s| handle.run_schedule(s));
-    mssql_testkit::signal::shutdown_signal().await;
+    shutdown.await;
     proxy.shutdown().await;
     ExitCode::SUCCESS
 }

@@ -98,6 +98,7 @@ fn main() -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
+        let shutdown = mssql_testkit::signal::shutdown_signal();
         let mut out = std::io::stdout().lock();
         let _ = writeln!(out, "listening on {}", server.addr());
         if let Some(c) = server.control_addr() {
@@ -105,7 +106,7 @@ fn main() -> ExitCode {
         }
         let _ = out.flush();
         drop(out);
-        mssql_testkit::signal::shutdown_signal().await;
+        shutdown.await;
         server.shutdown().await;
         ExitCode::SUCCESS
     })
