@@ -30,6 +30,7 @@ use tower::{ServiceBuilder, ServiceExt};
 use crate::circuit_breaker::{CircuitBreakerHandle, CircuitBreakerLayer};
 use crate::classify::{SharedClassifier, SqlServerClassifier};
 use crate::config::Config;
+use crate::deadline::Deadline;
 use crate::error::{ConfigError, Error};
 use crate::failover::probe::SqlProber;
 use crate::failover::{FailoverSettings, HealthPolicy, RegionSnapshot, RegionSpec, Router};
@@ -38,12 +39,16 @@ use crate::pool::{
     Connector, Pool, PoolSettings, SharedConnector, SqlService, TcpConnector, TiberiusManager,
 };
 use crate::retry::budget::RetryBudget;
+use crate::retry::Retry;
 use crate::retry::RetryLayer;
 use crate::sql::{SqlRequest, SqlResponse};
-use crate::telemetry::{MetricsObserver, TelemetryLayer};
+use crate::telemetry::{MetricsObserver, Telemetry, TelemetryLayer};
 
-/// The assembled service type.
+/// The assembled service type, type-erased (what [`Stack::service`] returns).
 pub type StackService = BoxCloneSyncService<SqlRequest, SqlResponse, Error>;
+
+/// The assembled service, as built: no boxing on [`Stack::call`]'s path.
+type Assembled = Telemetry<Deadline<Retry<Router>>>;
 
 /// Builds a [`Stack`]. Every setter says its default.
 pub struct StackBuilder {
@@ -203,7 +208,10 @@ impl StackBuilder {
             self.classifier.clone(),
             observer.clone(),
         );
-        let mut deadline = budget.deadline_layer();
+        // Every attempt runs under the attempt timeout (cut to the remaining budget), the
+        // retry layer never sleeps past the deadline and the router checks it before each
+        // hop: the deadline needs no timer of its own here.
+        let mut deadline = budget.deadline_layer().stamp_only();
         let mut retry = RetryLayer::new(policy)
             .with_budget(retry_budget.clone())
             .with_classifier(self.classifier.clone());
@@ -221,7 +229,7 @@ impl StackBuilder {
             .layer(retry)
             .service(router.clone());
         Ok(Stack {
-            service: BoxCloneSyncService::new(service),
+            service,
             router,
             retry_budget,
             pools,
@@ -232,7 +240,7 @@ impl StackBuilder {
 /// The assembled middleware: call it, clone its service into handlers, read its health.
 #[derive(Clone)]
 pub struct Stack {
-    service: StackService,
+    service: Assembled,
     router: Router,
     retry_budget: RetryBudget,
     pools: Vec<(String, Pool)>,
@@ -268,7 +276,7 @@ impl Stack {
 
     /// The stack as a cloneable tower service (e.g. for an axum handler's state).
     pub fn service(&self) -> StackService {
-        self.service.clone()
+        BoxCloneSyncService::new(self.service.clone())
     }
 
     /// The failover router (health snapshots, subscriptions, breakers).

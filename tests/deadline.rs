@@ -226,3 +226,28 @@ async fn a_timeout_before_anything_was_sent_is_not_sent() {
     assert_eq!(err.outcome(), Outcome::Ambiguous);
     assert!(err.is_outcome_unknown());
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_stamp_only_deadline_is_still_bounded_by_the_inner_layers() {
+    let script = Script::new([Step::Hang]);
+    let budget = TimeoutBudget::new(ms(5000), ms(2000)).unwrap();
+    let backoff = Backoff::new(ms(100), ms(100), Jitter::None).unwrap();
+    let mut svc = ServiceBuilder::new()
+        .layer(budget.deadline_layer().stamp_only())
+        .layer(RetryLayer::new(
+            RetryPolicy::new(100, backoff)
+                .unwrap()
+                .with_attempt_reserve(Duration::ZERO),
+        ))
+        .layer(budget.attempt_layer())
+        .service(script.clone());
+    let start = Instant::now();
+    let err = call(&mut svc, read()).await.unwrap_err();
+    assert_eq!(start.elapsed(), ms(5000));
+    assert!(err.is_timeout(), "{err}");
+    // Without the attempt layer nothing would bound it: stamp-only is for composed stacks.
+    let mut bare = ServiceBuilder::new()
+        .layer(budget.deadline_layer().stamp_only())
+        .service(Script::new([Step::Ok(1)]));
+    assert_eq!(call(&mut bare, read()).await.unwrap(), 1);
+}

@@ -57,6 +57,11 @@ pin_project! {
         Failed {
             error: Option<Error>,
         },
+        Unbounded {
+            #[pin]
+            inner: F,
+            idempotent: bool,
+        },
     }
 }
 
@@ -87,6 +92,14 @@ impl<F> ResponseFuture<F> {
         }
     }
 
+    /// No timer of its own: the inner layers bound the call (see
+    /// [`DeadlineLayer::stamp_only`](super::DeadlineLayer::stamp_only)).
+    pub(super) fn unbounded(inner: F, idempotent: bool) -> Self {
+        ResponseFuture {
+            state: State::Unbounded { inner, idempotent },
+        }
+    }
+
     pub(super) fn failed(error: Error) -> Self {
         ResponseFuture {
             state: State::Failed { error: Some(error) },
@@ -106,6 +119,13 @@ where
             StateProj::Failed { error } => Poll::Ready(Err(error
                 .take()
                 .expect("ResponseFuture polled after completion"))),
+            StateProj::Unbounded { inner, idempotent } => {
+                Poll::Ready(ready!(inner.poll(cx)).map_err(|e| {
+                    let mut e: Error = e.into();
+                    e.note_idempotency(*idempotent);
+                    e
+                }))
+            }
             StateProj::Running {
                 inner,
                 sleep,

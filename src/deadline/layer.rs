@@ -10,6 +10,7 @@ use crate::observe::SharedObserver;
 pub struct DeadlineLayer {
     pub(super) total: Duration,
     pub(super) observer: Option<SharedObserver>,
+    pub(super) enforce: bool,
 }
 
 impl std::fmt::Debug for DeadlineLayer {
@@ -21,6 +22,16 @@ impl std::fmt::Debug for DeadlineLayer {
 }
 
 impl DeadlineLayer {
+    /// Only stamps the deadline into each request, without a timer of its own. For stacks
+    /// whose inner layers already bound everything by it — every attempt under an
+    /// [`AttemptTimeout`](super::AttemptTimeout), every retry sleep checked by the retry
+    /// layer — as the [`Stack`](crate::Stack) builder's are; saves a timer per call.
+    /// Defaults to enforcing.
+    pub fn stamp_only(mut self) -> Self {
+        self.enforce = false;
+        self
+    }
+
     /// Reports deadline events to `observer`. Defaults to none (tracing only).
     pub fn with_observer(mut self, observer: SharedObserver) -> Self {
         self.observer = Some(observer);
@@ -36,6 +47,7 @@ impl<S> Layer<S> for DeadlineLayer {
             inner,
             total: self.total,
             observer: self.observer.clone(),
+            enforce: self.enforce,
         }
     }
 }

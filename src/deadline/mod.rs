@@ -98,6 +98,7 @@ impl TimeoutBudget {
         DeadlineLayer {
             total: self.total,
             observer: None,
+            enforce: true,
         }
     }
 
@@ -116,6 +117,7 @@ pub struct Deadline<S> {
     inner: S,
     total: Duration,
     observer: Option<SharedObserver>,
+    enforce: bool,
 }
 
 impl<S: std::fmt::Debug> std::fmt::Debug for Deadline<S> {
@@ -141,6 +143,7 @@ impl<S> Deadline<S> {
             inner,
             total,
             observer: None,
+            enforce: true,
         })
     }
 
@@ -192,6 +195,9 @@ where
                 },
             );
             return ResponseFuture::failed(Error::deadline_exceeded(Outcome::NotSent));
+        }
+        if !self.enforce {
+            return ResponseFuture::unbounded(self.inner.call(req), idempotent);
         }
         ResponseFuture::running(
             self.inner.call(req),

@@ -500,67 +500,104 @@ impl Router {
         }
     }
 
+    /// Reports that the request moves from region `from` to region `to`.
+    fn moving_on(&self, req: &SqlRequest, from: usize, to: usize) {
+        let regions = &self.shared.regions;
+        emit(
+            self.shared.observer.as_ref(),
+            Event::FailoverAttempt {
+                operation: req.context.operation(),
+                from: &regions[from].name,
+                to: &regions[to].name,
+                intent: req.context.intent(),
+            },
+        );
+    }
+
     async fn route(self, req: SqlRequest) -> Result<SqlResponse, Error> {
         let intent = req.context.intent();
         let candidates = self.candidates(intent);
-        let Some(&first) = candidates.first() else {
+        if candidates.is_empty() {
             return Err(self.nothing_eligible(intent));
+        }
+        let hedge_after = self.shared.hedge_delay.filter(|_| {
+            intent == Intent::Read && req.context.is_idempotent() && candidates.len() > 1
+        });
+        let ended = match hedge_after {
+            None => self.in_turn(&req, &candidates).await,
+            Some(delay) => self.hedged(&req, &candidates, delay).await,
         };
+        match ended {
+            Ended::Answered(response) => Ok(response),
+            Ended::Failed(error) => Err(error),
+            Ended::Exhausted(index, error) if error.server_number() == Some(3906) => {
+                Err(refused_read_only(&self.shared.regions[index].name).with_source(error))
+            }
+            Ended::Exhausted(_, error) => Err(error),
+        }
+    }
+
+    /// The candidates one after the other (no hedging): the common path, kept free of the
+    /// hedging machinery.
+    async fn in_turn(&self, req: &SqlRequest, candidates: &[usize]) -> Ended {
+        let mut n = 0;
+        loop {
+            let (index, result) = self.attempt(candidates[n], req.clone()).await;
+            let error = match result {
+                Ok(response) => return Ended::Answered(response),
+                Err(error) => error,
+            };
+            if !self.after_failure(index, req, &error) {
+                return Ended::Failed(error);
+            }
+            let free = error.outcome() == Outcome::NotSent;
+            let Some(&next) = candidates.get(n + 1) else {
+                return Ended::Exhausted(index, error);
+            };
+            if !self.may_add_attempt(req, free) {
+                return Ended::Exhausted(index, error);
+            }
+            self.moving_on(req, index, next);
+            n += 1;
+        }
+    }
+
+    /// The candidates with one hedge: when the first attempt is still unanswered after
+    /// `delay`, the next region is asked too; the first answer wins and the slower attempt
+    /// is dropped (its connection discarded). Failures move on as in [`in_turn`](Self::in_turn).
+    async fn hedged(&self, req: &SqlRequest, candidates: &[usize], delay: Duration) -> Ended {
         let regions = &self.shared.regions;
-        let hedge_after = self
-            .shared
-            .hedge_delay
-            .filter(|_| intent == Intent::Read && req.context.is_idempotent());
+        let first = candidates[0];
         let mut pending = FuturesUnordered::new();
         pending.push(self.attempt(first, req.clone()));
         let mut next = 1;
+        let mut hedge = std::pin::pin!(tokio::time::sleep(delay));
         let mut hedged = false;
-        let (index, error) = loop {
-            let hedge_now = match hedge_after {
-                Some(delay) if !hedged && next < candidates.len() && pending.len() == 1 => {
-                    Some(tokio::time::sleep(delay))
-                }
-                _ => None,
-            };
-            let hedge = async {
-                match hedge_now {
-                    Some(sleep) => sleep.await,
-                    None => std::future::pending().await,
-                }
-            };
+        loop {
             tokio::select! {
                 Some((index, result)) = pending.next() => {
                     let error = match result {
-                        Ok(response) => return Ok(response),
+                        Ok(response) => return Ended::Answered(response),
                         Err(error) => error,
                     };
-                    if !self.after_failure(index, &req, &error) {
-                        return Err(error);
+                    if !self.after_failure(index, req, &error) {
+                        return Ended::Failed(error);
                     }
-                    if pending.is_empty() {
-                        let free = error.outcome() == Outcome::NotSent;
-                        if next >= candidates.len() || !self.may_add_attempt(&req, free) {
-                            break (index, error);
-                        }
-                        emit(
-                            self.shared.observer.as_ref(),
-                            Event::FailoverAttempt {
-                                operation: req.context.operation(),
-                                from: &regions[index].name,
-                                to: &regions[candidates[next]].name,
-                                intent,
-                            },
-                        );
-                        pending.push(self.attempt(candidates[next], req.clone()));
-                        next += 1;
+                    // A hedged attempt still running: wait for it.
+                    if !pending.is_empty() {
+                        continue;
                     }
-                    // Otherwise a hedged attempt is still running: wait for it.
+                    let free = error.outcome() == Outcome::NotSent;
+                    if next >= candidates.len() || !self.may_add_attempt(req, free) {
+                        return Ended::Exhausted(index, error);
+                    }
+                    self.moving_on(req, index, candidates[next]);
+                    pending.push(self.attempt(candidates[next], req.clone()));
+                    next += 1;
                 }
-                _ = hedge => {
-                    // The first region is slow: ask the next one too; first answer wins,
-                    // the slower attempt is dropped (and its connection discarded).
+                _ = &mut hedge, if !hedged && next < candidates.len() && pending.len() == 1 => {
                     hedged = true;
-                    if self.may_add_attempt(&req, false) {
+                    if self.may_add_attempt(req, false) {
                         emit(
                             self.shared.observer.as_ref(),
                             Event::Hedged {
@@ -574,11 +611,7 @@ impl Router {
                     }
                 }
             }
-        };
-        if error.server_number() == Some(3906) {
-            return Err(refused_read_only(&regions[index].name).with_source(error));
         }
-        Err(error)
     }
 
     /// Why no region can take `intent` now, region by region.
@@ -626,6 +659,15 @@ fn record_server(region: &Region) {
         span.record("server.address", host.as_str());
         span.record("server.port", *port);
     }
+}
+
+/// How routing one request ended.
+enum Ended {
+    Answered(SqlResponse),
+    /// A failure that must not move on (it could duplicate a write, or it is permanent).
+    Failed(Error),
+    /// Every candidate tried (or no budget/deadline left); the last failure, and where.
+    Exhausted(usize, Error),
 }
 
 struct InFlight<'a>(&'a AtomicUsize);
