@@ -35,12 +35,13 @@ pub fn svg(
 ) -> String {
     let plot_w = W - LEFT - RIGHT;
     let x = |s: f64| LEFT + plot_w * s / seconds.max(1) as f64;
-    let max_latency = baseline
-        .iter()
-        .chain(middleware.iter())
-        .filter_map(|(_, l)| *l)
-        .fold(100.0_f64, f64::max)
-        * 1.1;
+    let max_latency = nice_ceiling(
+        baseline
+            .iter()
+            .chain(middleware.iter())
+            .filter_map(|(_, l)| *l)
+            .fold(100.0_f64, f64::max),
+    );
     let height = TOP + 2.0 * PANEL_H + GAP + 50.0;
     let mut out = String::new();
     let _ = write!(
@@ -150,6 +151,16 @@ pub fn svg(
     );
     out.push_str("</svg>\n");
     out
+}
+
+/// The smallest 1, 2 or 5 × 10ⁿ at or above `v`.
+fn nice_ceiling(v: f64) -> f64 {
+    let magnitude = 10f64.powf(v.log10().floor());
+    [1.0, 2.0, 5.0, 10.0]
+        .into_iter()
+        .map(|m| m * magnitude)
+        .find(|c| *c >= v)
+        .unwrap_or(10.0 * magnitude)
 }
 
 fn escape(s: &str) -> String {
