@@ -61,6 +61,8 @@ pub enum TimeoutScope {
     Attempt,
     /// Opening a connection: TCP connect + PRELOGIN + login.
     Connect,
+    /// Checking an idle pooled connection before handing it out.
+    Validation,
     /// Waiting for a pooled connection.
     PoolCheckout,
 }
@@ -71,6 +73,7 @@ impl TimeoutScope {
         match self {
             TimeoutScope::Attempt => "attempt",
             TimeoutScope::Connect => "connect",
+            TimeoutScope::Validation => "validation",
             TimeoutScope::PoolCheckout => "pool_checkout",
         }
     }
@@ -138,6 +141,7 @@ impl ErrorKind {
             ErrorKind::Timeout { scope, .. } => match scope {
                 TimeoutScope::Attempt => "attempt_timeout",
                 TimeoutScope::Connect => "connect_timeout",
+                TimeoutScope::Validation => "validation_timeout",
                 TimeoutScope::PoolCheckout => "pool_timeout",
             },
             ErrorKind::DeadlineExceeded => "deadline_exceeded",
@@ -203,6 +207,8 @@ struct Inner {
     stop: Option<RetryStop>,
     region: Option<Cow<'static, str>>,
     idempotent: Option<bool>,
+    /// Raised by a pooled connection's check, not by a connect.
+    validation: bool,
 }
 
 impl Error {
@@ -217,8 +223,20 @@ impl Error {
                 stop: None,
                 region: None,
                 idempotent: None,
+                validation: false,
             }),
         }
+    }
+
+    /// Marks an error raised while checking an idle pooled connection.
+    pub(crate) fn raised_by_validation(mut self) -> Self {
+        self.inner.validation = true;
+        self
+    }
+
+    /// Whether the error was raised while checking an idle pooled connection.
+    pub(crate) fn is_validation(&self) -> bool {
+        self.inner.validation
     }
 
     /// Attaches the underlying error.
@@ -303,7 +321,9 @@ impl Error {
     pub fn timeout(scope: TimeoutScope, after: Duration) -> Self {
         let outcome = match scope {
             TimeoutScope::Attempt => Outcome::Ambiguous,
-            TimeoutScope::Connect | TimeoutScope::PoolCheckout => Outcome::NotSent,
+            TimeoutScope::Connect | TimeoutScope::Validation | TimeoutScope::PoolCheckout => {
+                Outcome::NotSent
+            }
         };
         Error::new(ErrorKind::Timeout { scope, after }, outcome)
     }
@@ -432,6 +452,7 @@ impl From<BoxError> for Error {
                 stop: None,
                 region: None,
                 idempotent: None,
+                validation: false,
             }),
         }
     }

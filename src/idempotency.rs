@@ -16,8 +16,8 @@
 //! ```
 //!
 //! If two attempts race (the first still running on a connection the client gave up on),
-//! the second blocks on the key's lock and then either sees the committed row or, if the
-//! first rolled back, writes. A primary-key violation on the dedupe insert (2627) means the
+//! the `UPDLOCK, HOLDLOCK` read takes a key-range lock, so the second blocks until the
+//! first ends and then either sees the committed row or, if the first rolled back, writes. A primary-key violation on the dedupe insert (2627) means the
 //! other attempt recorded it first: the write is rolled back and the recorded outcome
 //! returned. Create the table once with [`create_table_sql`] (e.g. in a migration).
 //!
@@ -191,7 +191,7 @@ impl UnitOfWork for IdempotentWrite {
 impl IdempotentWrite {
     async fn recorded(&self, client: &mut Client) -> Result<Option<u64>, Error> {
         let select = format!(
-            "SELECT rows_affected FROM {} WHERE idempotency_key = @P1",
+            "SELECT rows_affected FROM {} WITH (UPDLOCK, HOLDLOCK) WHERE idempotency_key = @P1",
             self.table
         );
         let row = client

@@ -241,3 +241,63 @@ async fn statements_transactions_and_types_round_trip() {
     );
     let _ = Duration::ZERO;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_batch_never_leaks_its_open_transaction_into_the_next_request() {
+    let regions = testkit().await;
+    let config = regions.config("", 1, |c| c.pool.max_size = 1);
+    let stack = Stack::builder(config).probes(false).build().unwrap();
+    stack
+        .call(exec(
+            "ddl",
+            "CREATE TABLE ledger (id INT NOT NULL PRIMARY KEY)",
+            vec![],
+        ))
+        .await
+        .unwrap();
+    // BEGIN, one row, then a failing statement: the COMMIT never runs.
+    let err = stack
+        .call(exec(
+            "batch",
+            "BEGIN TRANSACTION; INSERT INTO ledger (id) VALUES (1); INSERT INTO ledger (id) VALUES (1); COMMIT TRANSACTION",
+            vec![],
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(err.server_number(), Some(2627), "{err}");
+    // The one pooled connection is reused: it must not still be inside that transaction.
+    stack
+        .call(exec("next", "INSERT INTO ledger (id) VALUES (2)", vec![]))
+        .await
+        .unwrap();
+    assert_eq!(
+        scalar(&stack, "SELECT @@TRANCOUNT").await,
+        0,
+        "no transaction left open"
+    );
+    assert_eq!(scalar(&stack, "SELECT COUNT(*) FROM ledger").await, 1);
+
+    // A unit of work that forgets to commit is rolled back and reported.
+    let forgetful = SqlRequest::unit_of_work(
+        RequestContext::write("forgetful"),
+        work(|client| {
+            Box::pin(async move {
+                client
+                    .simple_query("BEGIN TRANSACTION")
+                    .await?
+                    .into_results()
+                    .await?;
+                client
+                    .execute("INSERT INTO ledger (id) VALUES (@P1)", &[&3i32])
+                    .await?;
+                Ok(SqlResponse::default())
+            })
+        }),
+    );
+    let err = stack.call(forgetful).await.unwrap_err();
+    assert!(err.to_string().contains("still open"), "{err}");
+    assert_eq!(
+        scalar(&stack, "SELECT COUNT(*) FROM ledger WHERE id = 3").await,
+        0
+    );
+}

@@ -199,6 +199,13 @@ impl CircuitBreakerConfigBuilder {
                 "must be at least 1.0",
             ));
         }
+        if c.max_open_duration > Duration::from_secs(24 * 3600) {
+            return Err(ConfigError::new(
+                "breaker.max_open_duration",
+                c.max_open_duration,
+                "must be at most 24h",
+            ));
+        }
         if c.max_open_duration < c.open_duration {
             return Err(ConfigError::new(
                 "breaker.max_open_duration",

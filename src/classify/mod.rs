@@ -154,6 +154,14 @@ impl Classify for SqlServerClassifier {
                 counts_as_failure: false,
                 delay_hint: None,
             },
+            // Time ran out while an attempt was on the wire: evidence against the region
+            // (with an ambient deadline shorter than the attempt timeout, this is how a
+            // black-holed region shows up); nothing to retry, the budget is spent.
+            ErrorKind::DeadlineExceeded => Classification {
+                retryable: false,
+                counts_as_failure: error.outcome() == Outcome::Ambiguous,
+                delay_hint: None,
+            },
             ErrorKind::Tls => Classification {
                 retryable: false,
                 counts_as_failure: true,
@@ -227,6 +235,12 @@ mod tests {
         assert!(
             !c.classify(&Error::deadline_exceeded(Outcome::NotSent))
                 .retryable
+        );
+        let on_the_wire = c.classify(&Error::deadline_exceeded(Outcome::Ambiguous));
+        assert!(!on_the_wire.retryable && on_the_wire.counts_as_failure);
+        assert!(
+            !c.classify(&Error::deadline_exceeded(Outcome::NotSent))
+                .counts_as_failure
         );
     }
 

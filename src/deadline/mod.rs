@@ -47,6 +47,9 @@ use crate::error::{ConfigError, Error, Outcome};
 use crate::observe::{emit, Event, SharedObserver};
 use crate::request::HasContext;
 
+/// The longest total budget accepted: 24 hours.
+pub const MAX_BUDGET: Duration = Duration::from_secs(24 * 3600);
+
 /// A validated pair of timeouts: the total budget of a call and the bound of one attempt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TimeoutBudget {

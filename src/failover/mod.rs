@@ -570,14 +570,23 @@ impl Router {
         let first = candidates[0];
         let mut pending = FuturesUnordered::new();
         pending.push(self.attempt(first, req.clone()));
+        let mut running = vec![first];
         let mut next = 1;
         let mut hedge = std::pin::pin!(tokio::time::sleep(delay));
         let mut hedged = false;
         loop {
             tokio::select! {
                 Some((index, result)) = pending.next() => {
+                    running.retain(|&i| i != index);
                     let error = match result {
-                        Ok(response) => return Ended::Answered(response),
+                        Ok(response) => {
+                            // The attempts still running lost to a faster region: that
+                            // slowness counts against their regions' fail-back clock.
+                            for &slow in &running {
+                                regions[slow].health.note_trouble(Instant::now());
+                            }
+                            return Ended::Answered(response);
+                        }
                         Err(error) => error,
                     };
                     if !self.after_failure(index, req, &error) {
@@ -593,6 +602,7 @@ impl Router {
                     }
                     self.moving_on(req, index, candidates[next]);
                     pending.push(self.attempt(candidates[next], req.clone()));
+                    running.push(candidates[next]);
                     next += 1;
                 }
                 _ = &mut hedge, if !hedged && next < candidates.len() && pending.len() == 1 => {
@@ -607,6 +617,7 @@ impl Router {
                             },
                         );
                         pending.push(self.attempt(candidates[next], req.clone()));
+                        running.push(candidates[next]);
                         next += 1;
                     }
                 }

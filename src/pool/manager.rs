@@ -254,11 +254,11 @@ impl bb8::ManageConnection for TiberiusManager {
                 conn.mark_clean();
                 Ok(())
             }
-            Ok(Err(e)) => Err(Error::from_tiberius(e, false)),
-            Err(_) => Err(Error::timeout(
-                TimeoutScope::Connect,
-                self.validation_timeout,
-            )),
+            Ok(Err(e)) => Err(Error::from_tiberius(e, false).raised_by_validation()),
+            Err(_) => Err(
+                Error::timeout(TimeoutScope::Validation, self.validation_timeout)
+                    .raised_by_validation(),
+            ),
         }
     }
 

@@ -62,6 +62,12 @@ struct FailureSink(broadcast::Sender<Error>);
 
 impl bb8::ErrorSink<Error> for FailureSink {
     fn sink(&self, error: Error) {
+        // bb8 also reports idle connections that failed their check; it then hands the
+        // waiter another connection, so those must not fail anybody's checkout.
+        if error.is_validation() {
+            tracing::debug!(target: "mssql_resilience", %error, "idle connection failed its check");
+            return;
+        }
         tracing::debug!(target: "mssql_resilience", %error, "connection attempt failed");
         let _ = self.0.send(error);
     }

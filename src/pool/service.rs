@@ -82,6 +82,28 @@ async fn run(pool: &Pool, req: &SqlRequest) -> Result<SqlResponse, Error> {
     conn.tap.detach();
     let sent = conn.tap.written() > written_before;
     match result {
+        Ok(response) if req.is_unit_of_work() => {
+            // A unit of work must end what it begins: one left open would hold its locks
+            // and be rolled back whenever the connection finally closes.
+            match open_transactions(&mut conn.client).await {
+                Ok(0) => {
+                    conn.mark_clean();
+                    Ok(response)
+                }
+                Ok(open) => {
+                    if rollback(&mut conn.client).await.is_ok() {
+                        conn.mark_clean();
+                    }
+                    Err(Error::new(ErrorKind::Other, Outcome::Rejected).with_source(
+                        std::io::Error::other(format!(
+                            "the unit of work returned Ok with {open} transaction(s) still open; they were rolled back"
+                        )),
+                    ))
+                }
+                // The check itself failed: the connection stays broken; the work is done.
+                Err(_) => Ok(response),
+            }
+        }
         Ok(response) => {
             conn.mark_clean();
             Ok(response)
@@ -89,10 +111,18 @@ async fn run(pool: &Pool, req: &SqlRequest) -> Result<SqlResponse, Error> {
         Err(mut error) => {
             // Correct the outcome with what the wire saw.
             match error.kind() {
-                // The server answered and kept the session: the connection is reusable,
-                // unless a unit of work may have left a transaction open.
+                // The server answered and kept the session: the connection is reusable
+                // once no transaction is left open (a batch that failed after its
+                // BEGIN TRANSACTION would otherwise leak it into the next request).
                 ErrorKind::Server { class, .. } if *class < 20 && !req.is_unit_of_work() => {
-                    conn.mark_clean();
+                    let clean = match open_transactions(&mut conn.client).await {
+                        Ok(0) => true,
+                        Ok(_) => rollback(&mut conn.client).await.is_ok(),
+                        Err(_) => false,
+                    };
+                    if clean {
+                        conn.mark_clean();
+                    }
                 }
                 ErrorKind::Server { .. } => {}
                 _ if !sent => error.set_outcome(Outcome::NotSent),
@@ -101,6 +131,34 @@ async fn run(pool: &Pool, req: &SqlRequest) -> Result<SqlResponse, Error> {
             Err(error)
         }
     }
+}
+
+/// `@@TRANCOUNT` on the connection.
+async fn open_transactions(client: &mut crate::sql::Client) -> Result<i64, tiberius::error::Error> {
+    let row = client
+        .simple_query("SELECT @@TRANCOUNT")
+        .await?
+        .into_row()
+        .await?;
+    // INT on SQL Server; the testkit answers BIGINT.
+    Ok(row
+        .and_then(|r| {
+            r.try_get::<i32, _>(0)
+                .ok()
+                .flatten()
+                .map(i64::from)
+                .or_else(|| r.try_get::<i64, _>(0).ok().flatten())
+        })
+        .unwrap_or(0))
+}
+
+async fn rollback(client: &mut crate::sql::Client) -> Result<(), tiberius::error::Error> {
+    client
+        .simple_query("ROLLBACK TRANSACTION")
+        .await?
+        .into_results()
+        .await
+        .map(|_| ())
 }
 
 async fn execute(

@@ -66,6 +66,9 @@ impl Backoff {
                 "must be greater than zero",
             ));
         }
+        if cap > Duration::from_secs(24 * 3600) {
+            return Err(ConfigError::new("backoff.cap", cap, "must be at most 24h"));
+        }
         if cap < base {
             return Err(ConfigError::new(
                 "backoff.cap",
