@@ -276,6 +276,22 @@ async fn a_not_sent_failure_moves_on_even_with_an_empty_budget() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_transient_server_error_moves_a_read_but_not_a_write() {
+    let (router, west, north, _) = start(None, None);
+    // Rejected + retryable (the fake's I/O kind classifies as transient).
+    west.set(Mode::Fail(Outcome::Rejected));
+    call(&router, read()).await.unwrap();
+    assert_eq!((west.calls(), north.calls()), (1, 1));
+    let err = call(&router, write()).await.unwrap_err();
+    assert_eq!(err.outcome(), Outcome::Rejected);
+    assert_eq!(
+        (west.calls(), north.calls()),
+        (2, 1),
+        "the write stays on its region"
+    );
+}
+
+#[tokio::test(start_paused = true)]
 async fn an_ambiguous_write_never_moves_to_another_region() {
     let (router, west, north, _) = start(None, None);
     west.set(Mode::Fail(Outcome::Ambiguous));

@@ -22,7 +22,8 @@
 //!
 //! Within one call, a failure moves the request to the next candidate only when that
 //! cannot duplicate a write: the outcome is *not sent*, or *ambiguous* on an idempotent
-//! request, or the region refused a write as read-only (3906: nothing was applied). Moves
+//! request, or a transient server error on an idempotent read, or the region refused a
+//! write as read-only (3906: nothing was applied). Moves
 //! are bounded by the call's deadline (every region's attempt timeout is cut to the
 //! remaining budget) and, unless the failed region never saw the request (*not sent*:
 //! no extra load anywhere), draw on the shared [retry budget](crate::retry::budget).
@@ -474,7 +475,14 @@ impl Router {
             || match error.outcome() {
                 Outcome::NotSent => true,
                 Outcome::Ambiguous => req.context.is_idempotent() && verdict.retryable,
-                Outcome::Rejected => false,
+                // A read the region answered with a transient error (40613, 40197, 49918…)
+                // may do better elsewhere; a write stays (its retry goes back to the
+                // writable region).
+                Outcome::Rejected => {
+                    req.context.intent() == Intent::Read
+                        && req.context.is_idempotent()
+                        && verdict.retryable
+                }
             }
     }
 
