@@ -582,6 +582,24 @@ impl ConfigError {
         &self.value
     }
 
+    /// Checks a jitter-like fraction: finite and in `[0.0, 1.0)`.
+    pub(crate) fn check_fraction(field: &'static str, value: f64) -> Result<(), ConfigError> {
+        if value.is_finite() && (0.0..1.0).contains(&value) {
+            Ok(())
+        } else {
+            Err(ConfigError::new(field, value, "must be in [0.0, 1.0)"))
+        }
+    }
+
+    /// Checks a count that must be at least one.
+    pub(crate) fn check_at_least_one(field: &'static str, value: u32) -> Result<(), ConfigError> {
+        if value >= 1 {
+            Ok(())
+        } else {
+            Err(ConfigError::new(field, value, "must be at least 1"))
+        }
+    }
+
     /// Prefixes the field name with a section, e.g. `retry` + `max_attempts`.
     pub fn within(mut self, section: &str) -> Self {
         self.field = format!("{section}.{}", self.field).into();

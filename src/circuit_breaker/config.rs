@@ -216,20 +216,8 @@ impl CircuitBreakerConfigBuilder {
                 ),
             ));
         }
-        if !c.open_jitter.is_finite() || !(0.0..1.0).contains(&c.open_jitter) {
-            return Err(ConfigError::new(
-                "breaker.open_jitter",
-                c.open_jitter,
-                "must be in [0.0, 1.0)",
-            ));
-        }
-        if c.half_open_calls == 0 {
-            return Err(ConfigError::new(
-                "breaker.half_open_calls",
-                0,
-                "must be at least 1",
-            ));
-        }
+        ConfigError::check_fraction("breaker.open_jitter", c.open_jitter)?;
+        ConfigError::check_at_least_one("breaker.half_open_calls", c.half_open_calls)?;
         Ok(c)
     }
 }

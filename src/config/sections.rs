@@ -447,27 +447,9 @@ impl FailoverConfig {
                 "must be at least 1ms, or \"none\" to disable hedging",
             ));
         }
-        if !self.probe_jitter.is_finite() || !(0.0..1.0).contains(&self.probe_jitter) {
-            return Err(ConfigError::new(
-                "failover.probe_jitter",
-                self.probe_jitter,
-                "must be in [0.0, 1.0)",
-            ));
-        }
-        if self.unhealthy_after == 0 {
-            return Err(ConfigError::new(
-                "failover.unhealthy_after",
-                0,
-                "must be at least 1",
-            ));
-        }
-        if self.healthy_after == 0 {
-            return Err(ConfigError::new(
-                "failover.healthy_after",
-                0,
-                "must be at least 1",
-            ));
-        }
+        ConfigError::check_fraction("failover.probe_jitter", self.probe_jitter)?;
+        ConfigError::check_at_least_one("failover.unhealthy_after", self.unhealthy_after)?;
+        ConfigError::check_at_least_one("failover.healthy_after", self.healthy_after)?;
         if self.max_redirects > MAX_REDIRECTS_LIMIT {
             return Err(ConfigError::new(
                 "failover.max_redirects",
