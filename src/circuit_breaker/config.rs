@@ -10,18 +10,18 @@ use crate::error::ConfigError;
 /// [`CircuitBreakerConfig::builder`]; every setter says its default.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CircuitBreakerConfig {
-    pub(super) name: Cow<'static, str>,
-    pub(super) window: WindowKind,
-    pub(super) failure_rate_threshold: f64,
-    pub(super) slow_call_rate_threshold: f64,
-    pub(super) slow_call_duration: Duration,
-    pub(super) minimum_calls: u32,
-    pub(super) open_duration: Duration,
-    pub(super) open_backoff_multiplier: f64,
-    pub(super) max_open_duration: Duration,
-    pub(super) open_jitter: f64,
-    pub(super) half_open_calls: u32,
-    pub(super) seed: Option<u64>,
+    pub(crate) name: Cow<'static, str>,
+    pub(crate) window: WindowKind,
+    pub(crate) failure_rate_threshold: f64,
+    pub(crate) slow_call_rate_threshold: f64,
+    pub(crate) slow_call_duration: Duration,
+    pub(crate) minimum_calls: u32,
+    pub(crate) open_duration: Duration,
+    pub(crate) open_backoff_multiplier: f64,
+    pub(crate) max_open_duration: Duration,
+    pub(crate) open_jitter: f64,
+    pub(crate) half_open_calls: u32,
+    pub(crate) seed: Option<u64>,
 }
 
 impl CircuitBreakerConfig {
@@ -54,7 +54,7 @@ impl CircuitBreakerConfig {
 /// Builds a [`CircuitBreakerConfig`].
 #[derive(Debug, Clone)]
 pub struct CircuitBreakerConfigBuilder {
-    config: CircuitBreakerConfig,
+    pub(crate) config: CircuitBreakerConfig,
 }
 
 impl CircuitBreakerConfigBuilder {

@@ -134,12 +134,15 @@ pub struct RetryConfig {
 }
 
 impl Default for RetryConfig {
+    /// The retry layer's own defaults ([`RetryPolicy::default`]).
     fn default() -> Self {
+        let policy = RetryPolicy::default();
+        let backoff = policy.backoff();
         RetryConfig {
-            max_attempts: 3,
-            base: Duration::from_millis(50),
-            cap: Duration::from_secs(2),
-            jitter: JitterKind::Full,
+            max_attempts: policy.max_attempts(),
+            base: backoff.base(),
+            cap: backoff.cap(),
+            jitter: backoff.jitter().into(),
             seed: None,
         }
     }
@@ -177,11 +180,13 @@ pub struct RetryBudgetConfig {
 }
 
 impl Default for RetryBudgetConfig {
+    /// The retry budget's own defaults ([`RetryBudget::default`]).
     fn default() -> Self {
+        let (window, min_per_second, ratio) = RetryBudget::default().settings();
         RetryBudgetConfig {
-            window: Duration::from_secs(10),
-            min_per_second: 10.0,
-            ratio: 0.2,
+            window,
+            min_per_second,
+            ratio,
         }
     }
 }
@@ -230,19 +235,25 @@ pub struct BreakerConfig {
 }
 
 impl Default for BreakerConfig {
+    /// The circuit breaker's own defaults ([`CircuitBreakerConfig::builder`]).
     fn default() -> Self {
+        let d = CircuitBreakerConfig::builder("defaults").config;
+        let (window_calls, window_duration) = match d.window {
+            WindowKind::Count(n) => (Some(n), Duration::from_secs(10)),
+            WindowKind::Time(t) => (None, t),
+        };
         BreakerConfig {
-            window_calls: None,
-            window_duration: Duration::from_secs(10),
-            failure_rate_threshold: 0.5,
-            slow_call_rate_threshold: 1.0,
-            slow_call_duration: Duration::from_secs(5),
-            minimum_calls: 10,
-            open_duration: Duration::from_secs(5),
-            open_backoff_multiplier: 2.0,
-            max_open_duration: Duration::from_secs(60),
-            open_jitter: 0.2,
-            half_open_calls: 3,
+            window_calls,
+            window_duration,
+            failure_rate_threshold: d.failure_rate_threshold,
+            slow_call_rate_threshold: d.slow_call_rate_threshold,
+            slow_call_duration: d.slow_call_duration,
+            minimum_calls: d.minimum_calls,
+            open_duration: d.open_duration,
+            open_backoff_multiplier: d.open_backoff_multiplier,
+            max_open_duration: d.max_open_duration,
+            open_jitter: d.open_jitter,
+            half_open_calls: d.half_open_calls,
         }
     }
 }

@@ -142,6 +142,15 @@ impl RetryBudget {
         f(&mut state, &self.shared)
     }
 
+    /// The window, the per-second floor and the ratio this budget was built with.
+    pub fn settings(&self) -> (Duration, f64, f64) {
+        (
+            self.shared.window,
+            self.shared.min_per_second,
+            self.shared.ratio,
+        )
+    }
+
     /// Records one call (first attempts deposit; retries do not).
     pub fn deposit(&self) {
         self.with_state(|s, _| s.buckets[s.current].deposits += 1);
