@@ -31,7 +31,7 @@ use tiberius::ToSql;
 
 use crate::error::Error;
 use crate::request::RequestContext;
-use crate::sql::{Client, Param, SqlRequest, SqlResponse, UnitOfWork, WorkFuture};
+use crate::sql::{batch, Client, Param, SqlRequest, SqlResponse, UnitOfWork, WorkFuture};
 
 /// The default dedupe table name.
 pub const DEFAULT_TABLE: &str = "mssql_resilience_idempotency";
@@ -211,11 +211,6 @@ fn replay(rows: u64) -> SqlResponse {
         replayed: true,
         ..SqlResponse::default()
     }
-}
-
-async fn batch(client: &mut Client, sql: &str) -> Result<(), Error> {
-    client.simple_query(sql).await?.into_results().await?;
-    Ok(())
 }
 
 #[cfg(test)]

@@ -382,20 +382,26 @@ async fn a_breaker_opens_on_a_dead_region_and_rejects_fast() {
     let _ = Mode::Ok;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_slow_read_is_hedged_to_the_next_region() {
+/// Two regions, hedging after `hedge_delay`, a 2 s attempt timeout, no probes (they would
+/// see a slow primary too; these tests are about the request path).
+async fn hedging_stack(hedge_delay: Option<Duration>) -> (Backend, Stack, RecordingObserver) {
     let regions = testkit().await;
     let config = regions.config("", 2, |c| {
-        c.failover.hedge_delay = Some(Duration::from_millis(100));
+        c.failover.hedge_delay = hedge_delay;
         c.timeouts.attempt = Duration::from_secs(2);
     });
     let observer = RecordingObserver::new();
     let stack = Stack::builder(config)
         .observer(observer.shared())
-        // Probes would see the slow primary too; keep this about the request path.
         .probes(false)
         .build()
         .unwrap();
+    (regions, stack, observer)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_read_is_hedged_to_the_next_region() {
+    let (regions, stack, observer) = hedging_stack(Some(Duration::from_millis(100))).await;
 
     // The primary answers, but only after 1.5 s.
     regions
@@ -428,18 +434,7 @@ async fn a_slow_read_is_hedged_to_the_next_region() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hedging_can_be_turned_off() {
-    let regions = testkit().await;
-    let config = regions.config("", 2, |c| {
-        c.failover.hedge_delay = None;
-        c.timeouts.attempt = Duration::from_secs(2);
-    });
-    let observer = RecordingObserver::new();
-    let stack = Stack::builder(config)
-        .observer(observer.shared())
-        // Probes would see the slow primary too; keep this about the request path.
-        .probes(false)
-        .build()
-        .unwrap();
+    let (regions, stack, observer) = hedging_stack(None).await;
 
     regions
         .primary()

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use mssql_resilience::error::RetryStop;
 use mssql_resilience::idempotency::{ensure_table, idempotent_execute, DEFAULT_TABLE};
-use mssql_resilience::sql::{work, SqlRequest, SqlResponse};
+use mssql_resilience::sql::{batch, work, SqlRequest, SqlResponse};
 use mssql_resilience::{Outcome, RequestContext, Stack};
 use mssql_testkit::tds::{DropPoint, ErrorSpec, QueryFault, Trigger};
 use support::*;
@@ -116,22 +116,14 @@ async fn a_deadlock_victim_reruns_the_whole_unit_of_work_once() {
             let counter = counter.clone();
             Box::pin(async move {
                 counter.fetch_add(1, Ordering::SeqCst);
-                client
-                    .simple_query("BEGIN TRANSACTION")
-                    .await?
-                    .into_results()
-                    .await?;
+                batch(client, "BEGIN TRANSACTION").await?;
                 client
                     .execute(
                         "INSERT INTO payments (id, amount) VALUES (@P1, @P2)",
                         &[&7i32, &70i64],
                     )
                     .await?;
-                client
-                    .simple_query("COMMIT TRANSACTION")
-                    .await?
-                    .into_results()
-                    .await?;
+                batch(client, "COMMIT TRANSACTION").await?;
                 Ok(SqlResponse::default())
             })
         }),
@@ -213,22 +205,14 @@ async fn statements_transactions_and_types_round_trip() {
         RequestContext::write("failing"),
         work(|client| {
             Box::pin(async move {
-                client
-                    .simple_query("BEGIN TRANSACTION")
-                    .await?
-                    .into_results()
-                    .await?;
+                batch(client, "BEGIN TRANSACTION").await?;
                 client
                     .execute("INSERT INTO roundtrip (id) VALUES (@P1)", &[&3i32])
                     .await?;
                 client
                     .execute("INSERT INTO roundtrip (id) VALUES (@P1)", &[&3i32])
                     .await?;
-                client
-                    .simple_query("COMMIT TRANSACTION")
-                    .await?
-                    .into_results()
-                    .await?;
+                batch(client, "COMMIT TRANSACTION").await?;
                 Ok(SqlResponse::default())
             })
         }),
@@ -282,11 +266,7 @@ async fn a_failed_batch_never_leaks_its_open_transaction_into_the_next_request()
         RequestContext::write("forgetful"),
         work(|client| {
             Box::pin(async move {
-                client
-                    .simple_query("BEGIN TRANSACTION")
-                    .await?
-                    .into_results()
-                    .await?;
+                batch(client, "BEGIN TRANSACTION").await?;
                 client
                     .execute("INSERT INTO ledger (id) VALUES (@P1)", &[&3i32])
                     .await?;

@@ -128,7 +128,7 @@ impl Pool {
         within: Duration,
     ) -> Result<bb8::PooledConnection<'static, TiberiusManager>, Error> {
         let start = Instant::now();
-        let result = self.wait_for_connection(within).await;
+        let result = self.wait_for_connection(within, start).await;
         self.events
             .emit(|region| crate::observe::Event::CheckoutFinished {
                 region,
@@ -140,9 +140,9 @@ impl Pool {
     async fn wait_for_connection(
         &self,
         within: Duration,
+        start: Instant,
     ) -> Result<bb8::PooledConnection<'static, TiberiusManager>, Error> {
         let limit = within.min(self.settings.checkout_timeout);
-        let start = Instant::now();
         let mut failures = self.failures.subscribe();
         let get = self.inner.get_owned();
         tokio::pin!(get);

@@ -91,7 +91,10 @@ async fn run(pool: &Pool, req: &SqlRequest) -> Result<SqlResponse, Error> {
                     Ok(response)
                 }
                 Ok(open) => {
-                    if rollback(&mut conn.client).await.is_ok() {
+                    if crate::sql::batch(&mut conn.client, "ROLLBACK TRANSACTION")
+                        .await
+                        .is_ok()
+                    {
                         conn.mark_clean();
                     }
                     Err(Error::new(ErrorKind::Other, Outcome::Rejected).with_source(
@@ -117,7 +120,9 @@ async fn run(pool: &Pool, req: &SqlRequest) -> Result<SqlResponse, Error> {
                 ErrorKind::Server { class, .. } if *class < 20 && !req.is_unit_of_work() => {
                     let clean = match open_transactions(&mut conn.client).await {
                         Ok(0) => true,
-                        Ok(_) => rollback(&mut conn.client).await.is_ok(),
+                        Ok(_) => crate::sql::batch(&mut conn.client, "ROLLBACK TRANSACTION")
+                            .await
+                            .is_ok(),
                         Err(_) => false,
                     };
                     if clean {
@@ -150,15 +155,6 @@ async fn open_transactions(client: &mut crate::sql::Client) -> Result<i64, tiber
                 .or_else(|| r.try_get::<i64, _>(0).ok().flatten())
         })
         .unwrap_or(0))
-}
-
-async fn rollback(client: &mut crate::sql::Client) -> Result<(), tiberius::error::Error> {
-    client
-        .simple_query("ROLLBACK TRANSACTION")
-        .await?
-        .into_results()
-        .await
-        .map(|_| ())
 }
 
 async fn execute(

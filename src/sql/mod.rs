@@ -14,5 +14,5 @@
 pub(crate) mod request;
 mod response;
 
-pub use self::request::{work, Client, Param, SqlRequest, UnitOfWork, WorkFuture};
+pub use self::request::{batch, work, Client, Param, SqlRequest, UnitOfWork, WorkFuture};
 pub use self::response::{ResultSet, SqlResponse, Value};

@@ -45,16 +45,16 @@ where
 /// returning a future tied to it need the bound spelled out):
 ///
 /// ```
-/// use mssql_resilience::sql::{work, SqlRequest, SqlResponse};
+/// use mssql_resilience::sql::{batch, work, SqlRequest, SqlResponse};
 /// use mssql_resilience::RequestContext;
 ///
 /// let transfer = SqlRequest::unit_of_work(
 ///     RequestContext::write("transfer"),
 ///     work(|client| Box::pin(async move {
-///         client.simple_query("BEGIN TRANSACTION").await?.into_results().await?;
+///         batch(client, "BEGIN TRANSACTION").await?;
 ///         client.execute("UPDATE accounts SET balance = balance - @P1 WHERE id = @P2", &[&10i64, &1i32]).await?;
 ///         client.execute("UPDATE accounts SET balance = balance + @P1 WHERE id = @P2", &[&10i64, &2i32]).await?;
-///         client.simple_query("COMMIT TRANSACTION").await?.into_results().await?;
+///         batch(client, "COMMIT TRANSACTION").await?;
 ///         Ok(SqlResponse::default())
 ///     })),
 /// );
@@ -65,6 +65,14 @@ where
     F: for<'a> Fn(&'a mut Client) -> WorkFuture<'a> + Send + Sync + 'static,
 {
     f
+}
+
+/// Runs `sql` as a plain batch (no parameters) on `client` and reads every result: for
+/// `BEGIN TRANSACTION`, `COMMIT TRANSACTION`, `ROLLBACK TRANSACTION` and DDL inside a
+/// [`UnitOfWork`].
+pub async fn batch(client: &mut Client, sql: &str) -> Result<(), Error> {
+    client.simple_query(sql).await?.into_results().await?;
+    Ok(())
 }
 
 /// A typed statement parameter (`@P1`, `@P2`, … in order).
