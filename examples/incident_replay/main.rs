@@ -91,7 +91,13 @@ fn parse_args() -> Result<Options, String> {
         };
         match flag.as_str() {
             "--timeline" => o.timeline = Some(value),
-            "--duration" => o.duration = Some(parse_duration(&value).map_err(|e| bad(&e))?),
+            "--duration" => {
+                let d = parse_duration(&value).map_err(|e| bad(&e))?;
+                if d < Duration::from_secs(1) {
+                    return Err(bad("must be at least 1s"));
+                }
+                o.duration = Some(d);
+            }
             "--seed" => o.seed = value.parse().map_err(|_| bad("expected an integer"))?,
             "--concurrency" => {
                 o.concurrency = value
@@ -109,7 +115,15 @@ fn parse_args() -> Result<Options, String> {
             }
             "--writes" => o.writes = fraction(&value)?,
             "--idempotent" => o.idempotent = fraction(&value)?,
-            "--budget" => o.budget = parse_duration(&value).map_err(|e| bad(&e))?,
+            "--budget" => {
+                o.budget = parse_duration(&value).map_err(|e| bad(&e)).and_then(|d| {
+                    if d.is_zero() {
+                        Err(bad("must be greater than zero"))
+                    } else {
+                        Ok(d)
+                    }
+                })?
+            }
             "--baseline-timeout" => {
                 o.baseline_timeout = parse_duration(&value).map_err(|e| bad(&e))?
             }
