@@ -33,7 +33,9 @@ use crate::config::Config;
 use crate::deadline::Deadline;
 use crate::error::{ConfigError, Error};
 use crate::failover::probe::SqlProber;
-use crate::failover::{FailoverSettings, HealthPolicy, RegionSnapshot, RegionSpec, Router};
+use crate::failover::{
+    FailoverSettings, HealthPolicy, LatencyEstimator, RegionSnapshot, RegionSpec, Router,
+};
 use crate::observe::{Fanout, SharedObserver};
 use crate::pool::{
     Connector, Pool, PoolSettings, SharedConnector, SqlService, TcpConnector, TiberiusManager,
@@ -145,13 +147,15 @@ impl StackBuilder {
                 .get(&region.name)
                 .cloned()
                 .unwrap_or_else(|| Arc::new(TcpConnector::default()));
+            let latency = Arc::new(LatencyEstimator::new());
             let mut manager = TiberiusManager::new(
                 tiberius,
                 connector,
                 config.timeouts.connect,
                 config.pool.validation_timeout,
                 config.failover.max_redirects,
-            );
+            )
+            .with_latency(latency.clone(), config.timeouts.total);
             if let Some(observer) = observer {
                 manager = manager.with_observer(region.name.clone(), observer.clone());
             }
@@ -162,7 +166,9 @@ impl StackBuilder {
                     min_idle: config.pool.min_idle,
                     idle_timeout: config.pool.idle_timeout,
                     max_lifetime: config.pool.max_lifetime,
-                    checkout_timeout: config.timeouts.attempt,
+                    // Each attempt's own (latency-aware) bound cuts a checkout short; the
+                    // pool itself never waits past the total budget.
+                    checkout_timeout: config.timeouts.total,
                 },
             );
             let breaker = CircuitBreakerHandle::with_parts(
@@ -188,6 +194,7 @@ impl StackBuilder {
                 }),
                 pool: Some(pool.clone()),
                 address: region.address().ok(),
+                latency,
             });
             pools.push((region.name.clone(), pool));
         }
@@ -202,7 +209,14 @@ impl StackBuilder {
                     unhealthy_after: config.failover.unhealthy_after,
                     healthy_after: config.failover.healthy_after,
                     failback_hysteresis: config.failover.failback_hysteresis,
+                    degraded_latency: config.failover.degraded_latency,
                 },
+                attempt_timeout: Some(config.timeouts.attempt),
+                max_probe_timeout: config
+                    .failover
+                    .probe_interval
+                    .saturating_mul(4)
+                    .max(config.failover.probe_timeout),
             },
             Some(retry_budget.clone()),
             self.classifier.clone(),

@@ -53,6 +53,7 @@ pub mod observe;
 pub mod pool;
 pub mod request;
 pub mod retry;
+pub mod safety;
 pub mod sql;
 pub mod telemetry;
 
@@ -63,4 +64,4 @@ struct ReadmeDoctests;
 
 pub use crate::builder::{Stack, StackBuilder};
 pub use crate::error::{ConfigError, Error, ErrorKind, Outcome};
-pub use crate::request::{HasContext, Intent, RequestContext, WithContext};
+pub use crate::request::{Consistency, HasContext, Intent, RequestContext, WithContext};

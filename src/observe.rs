@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use crate::circuit_breaker::BreakerState;
 use crate::error::{Error, RetryStop};
+use crate::failover::Grade;
 use crate::request::Intent;
 
 /// Something a layer did.
@@ -107,10 +108,19 @@ pub enum Event<'a> {
     RegionHealthChanged {
         /// The region.
         region: &'a str,
-        /// Healthy by its probes.
+        /// Not down (it answers probes or live requests).
         healthy: bool,
+        /// Healthy, degraded or down.
+        grade: Grade,
         /// Writable by its probes.
         writable: bool,
+    },
+    /// A read was answered by a region that is not writable (a replica that may lag).
+    StaleRead {
+        /// The request's operation name.
+        operation: &'a str,
+        /// The region that answered.
+        region: &'a str,
     },
     /// A gateway redirect was followed while connecting.
     RedirectFollowed {
@@ -241,10 +251,16 @@ pub(crate) fn emit(observer: Option<&SharedObserver>, event: Event<'_>) {
         Event::RegionHealthChanged {
             region,
             healthy,
+            grade,
             writable,
         } => tracing::warn!(
             target: "mssql_resilience",
-            region = region, healthy = healthy, writable = writable, "region health changed"
+            region = region, healthy = healthy, grade = grade.as_str(), writable = writable,
+            "region health changed"
+        ),
+        Event::StaleRead { operation, region } => tracing::debug!(
+            target: "mssql_resilience",
+            operation = operation, region = region, "read answered by a read-only region"
         ),
         Event::RedirectFollowed { region } => tracing::debug!(
             target: "mssql_resilience",
@@ -346,10 +362,17 @@ pub enum Recorded {
     RegionHealthChanged {
         /// Region.
         region: String,
-        /// Healthy.
+        /// Not down.
         healthy: bool,
+        /// Grade.
+        grade: Grade,
         /// Writable.
         writable: bool,
+    },
+    /// See [`Event::StaleRead`].
+    StaleRead {
+        /// Region that answered.
+        region: String,
     },
     /// See [`Event::RedirectFollowed`].
     RedirectFollowed {
@@ -450,11 +473,16 @@ impl Observer for RecordingObserver {
             Event::RegionHealthChanged {
                 region,
                 healthy,
+                grade,
                 writable,
             } => Recorded::RegionHealthChanged {
                 region: region.to_owned(),
                 healthy,
+                grade,
                 writable,
+            },
+            Event::StaleRead { region, .. } => Recorded::StaleRead {
+                region: region.to_owned(),
             },
             Event::RedirectFollowed { region } => Recorded::RedirectFollowed {
                 region: region.to_owned(),

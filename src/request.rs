@@ -32,6 +32,35 @@ impl Intent {
     }
 }
 
+/// Whether a read may be answered by a read-only replica, which may lag the primary.
+///
+/// The default is [`AllowStale`](Consistency::AllowStale), chosen with the 2023 incident
+/// in mind: when the primary region is slow or unreachable for hours, an API that serves
+/// slightly stale reads from the replica stays up, and one that insists on the primary
+/// goes down with it. A read that must see the caller's own recent writes (read after
+/// write, a balance before a debit) asks for [`Latest`](Consistency::Latest): it goes only
+/// to the writable region, and is neither hedged nor failed over to a replica. Reads
+/// answered by a region that is not writable are counted
+/// (`mssql_resilience_stale_reads_total`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Consistency {
+    /// Any healthy region may answer, including a read-only replica. The default.
+    #[default]
+    AllowStale,
+    /// Only the writable (primary) region may answer.
+    Latest,
+}
+
+impl Consistency {
+    /// `allow_stale` or `latest`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Consistency::AllowStale => "allow_stale",
+            Consistency::Latest => "latest",
+        }
+    }
+}
+
 /// Whether one attempt's request reached the wire, as far as the innermost service knows.
 ///
 /// The [attempt timeout](crate::deadline::AttemptTimeout) installs a fresh one per attempt
@@ -83,7 +112,10 @@ pub struct RequestContext {
     operation: Cow<'static, str>,
     intent: Intent,
     idempotent: bool,
+    consistency: Consistency,
+    hedge: bool,
     deadline: Option<Instant>,
+    attempt_limit: Option<std::time::Duration>,
     wire: Option<Arc<WireState>>,
 }
 
@@ -94,7 +126,10 @@ impl RequestContext {
             operation: operation.into(),
             intent: Intent::Read,
             idempotent: true,
+            consistency: Consistency::AllowStale,
+            hedge: true,
             deadline: None,
+            attempt_limit: None,
             wire: None,
         }
     }
@@ -105,7 +140,10 @@ impl RequestContext {
             operation: operation.into(),
             intent: Intent::Write,
             idempotent: false,
+            consistency: Consistency::AllowStale,
+            hedge: true,
             deadline: None,
+            attempt_limit: None,
             wire: None,
         }
     }
@@ -114,6 +152,20 @@ impl RequestContext {
     /// reads and `false` for writes.
     pub fn idempotent(mut self, idempotent: bool) -> Self {
         self.idempotent = idempotent;
+        self
+    }
+
+    /// Whether a read may be answered by a read-only replica. Defaults to
+    /// [`Consistency::AllowStale`]; see [`Consistency`] for why. Ignored for writes.
+    pub fn consistency(mut self, consistency: Consistency) -> Self {
+        self.consistency = consistency;
+        self
+    }
+
+    /// Whether a slow read may also be sent to the next region (hedging). Defaults to
+    /// `true`; turning it off leaves retries and failover after a failure as they are.
+    pub fn hedge(mut self, hedge: bool) -> Self {
+        self.hedge = hedge;
         self
     }
 
@@ -136,6 +188,29 @@ impl RequestContext {
     /// Read or write.
     pub fn intent(&self) -> Intent {
         self.intent
+    }
+
+    /// The read consistency asked for ([`Consistency::AllowStale`] by default).
+    pub fn read_consistency(&self) -> Consistency {
+        self.consistency
+    }
+
+    /// Whether hedging is allowed (reads only; `true` by default).
+    pub fn may_hedge(&self) -> bool {
+        self.hedge
+    }
+
+    /// The bound the failover router set for the next attempt, if any: the
+    /// [attempt timeout](crate::deadline::AttemptTimeout) uses it instead of its fixed
+    /// value (latency-aware timeouts; the whole remaining budget when no other region
+    /// could take the request).
+    pub fn attempt_limit(&self) -> Option<std::time::Duration> {
+        self.attempt_limit
+    }
+
+    /// Sets the bound of the next attempt (see [`attempt_limit`](Self::attempt_limit)).
+    pub fn set_attempt_limit(&mut self, limit: Option<std::time::Duration>) {
+        self.attempt_limit = limit;
     }
 
     /// Whether the request may run twice.

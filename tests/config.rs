@@ -164,7 +164,7 @@ fn omitted_sections_take_the_documented_defaults() {
             p.max_lifetime,
             p.validation_timeout
         ),
-        (10, None, Some(secs(600)), Some(secs(1800)), ms(500))
+        (100, None, Some(secs(600)), Some(secs(1800)), ms(500))
     );
     let f = config.failover;
     assert_eq!(

@@ -350,7 +350,8 @@ async fn no_writable_region_fails_fast_and_says_so() {
         "{err}"
     );
     assert!(
-        err.to_string().contains("no healthy writable region"),
+        err.to_string()
+            .contains("no writable region can take this write"),
         "{err}"
     );
     // Reads still work.

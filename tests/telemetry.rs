@@ -270,7 +270,11 @@ async fn a_breaker_opening_shows_in_the_metrics() {
         ))
         .await
         .unwrap_err();
-    assert!(err.to_string().contains("tele_solo: breaker open"), "{err}");
+    let text = err.to_string();
+    assert!(
+        text.contains("tele_solo: ") && text.contains("breaker open"),
+        "{err}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

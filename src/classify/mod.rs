@@ -22,7 +22,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::error::{Error, ErrorKind, Outcome};
+use crate::error::{Error, ErrorKind, Outcome, TimeoutScope};
 
 /// The verdict on one error.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -138,6 +138,16 @@ impl Classify for SqlServerClassifier {
                     }
                 }
             }
+            // Every pooled connection busy: this process's own limit, not the database's
+            // health (a burst must not open a healthy region's breaker).
+            ErrorKind::Timeout {
+                scope: TimeoutScope::PoolCheckout,
+                ..
+            } => Classification {
+                retryable: true,
+                counts_as_failure: false,
+                delay_hint: None,
+            },
             ErrorKind::Io(_) | ErrorKind::Timeout { .. } | ErrorKind::Protocol => {
                 Classification::TRANSIENT
             }

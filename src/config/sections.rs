@@ -304,7 +304,8 @@ impl BreakerConfig {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct PoolConfig {
-    /// Connections per region, ≥ 1. Default 10.
+    /// Most connections per region, ≥ 1. Default 100 (SqlClient's default): the pool opens
+    /// them on demand, so it grows with load and latency up to this bound.
     pub max_size: u32,
     /// Idle connections kept open, ≤ `max_size`. Default: unset (none kept on purpose).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -323,7 +324,7 @@ pub struct PoolConfig {
 impl Default for PoolConfig {
     fn default() -> Self {
         PoolConfig {
-            max_size: 10,
+            max_size: crate::pool::PoolSettings::default().max_size,
             min_idle: None,
             idle_timeout: Some(Duration::from_secs(10 * 60)),
             max_lifetime: Some(Duration::from_secs(30 * 60)),
@@ -398,6 +399,10 @@ pub struct FailoverConfig {
     /// and the attempt timeout, or `"none"`. Default `"250ms"`.
     #[serde(with = "super::duration::option")]
     pub hedge_delay: Option<Duration>,
+    /// A probe round trip at or above this marks a region degraded (it still serves, but
+    /// reads prefer a healthy region), between 1 ms and 1 min. Default `"200ms"`.
+    #[serde(with = "super::duration")]
+    pub degraded_latency: Duration,
 }
 
 impl Default for FailoverConfig {
@@ -411,6 +416,7 @@ impl Default for FailoverConfig {
             healthy_after: 2,
             max_redirects: 2,
             hedge_delay: Some(Duration::from_millis(250)),
+            degraded_latency: crate::failover::HealthPolicy::default().degraded_latency,
         }
     }
 }
@@ -456,6 +462,15 @@ impl FailoverConfig {
                 "failover.hedge_delay",
                 self.hedge_delay,
                 "must be at least 1ms, or \"none\" to disable hedging",
+            ));
+        }
+        if self.degraded_latency < Duration::from_millis(1)
+            || self.degraded_latency > Duration::from_secs(60)
+        {
+            return Err(ConfigError::new(
+                "failover.degraded_latency",
+                self.degraded_latency,
+                "must be between 1ms and 1m",
             ));
         }
         ConfigError::check_fraction("failover.probe_jitter", self.probe_jitter)?;

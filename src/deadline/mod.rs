@@ -278,6 +278,8 @@ where
         let ctx = req.context();
         let operation = ctx.operation_cow();
         let idempotent = ctx.is_idempotent();
+        // The router's latency-aware bound for this attempt, if it set one.
+        let attempt = ctx.attempt_limit().unwrap_or(self.attempt);
         let (until, expiry) = match ctx.deadline() {
             Some(deadline) if deadline <= now => {
                 emit(
@@ -288,10 +290,10 @@ where
                 );
                 return ResponseFuture::failed(Error::deadline_exceeded(Outcome::NotSent));
             }
-            Some(deadline) if deadline < now + self.attempt => {
+            Some(deadline) if deadline.saturating_duration_since(now) < attempt => {
                 (deadline, Expiry::Deadline(Some(wire)))
             }
-            _ => (now + self.attempt, Expiry::Attempt(self.attempt, wire)),
+            _ => (now + attempt, Expiry::Attempt(attempt, wire)),
         };
         ResponseFuture::running(
             self.inner.call(req),

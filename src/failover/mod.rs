@@ -1,52 +1,72 @@
-//! Regional failover: regions in priority order, each with its own pool, circuit breaker
-//! and health; reads to the most preferred healthy region, writes only to a writable one;
-//! fail-back only after a region has stayed healthy for a hysteresis period.
-//!
-//! # Routing
-//!
-//! For each request the [`Router`] picks an ordered list of candidate regions:
-//!
-//! - **eligible** regions are healthy by their probes, have a breaker that lets calls
-//!   through, and — for writes — are writable;
-//! - the first candidate is the region currently *serving* that intent. It changes at once
-//!   when the serving region stops being eligible (failover), but moves back to a more
-//!   preferred region only after that region has been trouble-free for
-//!   `failback_hysteresis` (no failed probe, no breaker opening, no failed request): the
-//!   2023 incident flapped several times, and traffic that flaps with it is worse than
-//!   traffic that stays put;
-//! - the other eligible regions follow in priority order. If none is eligible, regions whose
-//!   breaker lets calls through are tried (reads: any; writes: last known writable); if
-//!   there are none either, the call fails at once with
-//!   [`ErrorKind::NoRegionAvailable`](crate::error::ErrorKind::NoRegionAvailable), never
-//!   hanging.
-//!
-//! Within one call, a failure moves the request to the next candidate only when that
-//! cannot duplicate a write: the outcome is *not sent*, or *ambiguous* on an idempotent
-//! request, or a transient server error on an idempotent read, or the region refused a
-//! write as read-only (3906: nothing was applied). Moves
-//! are bounded by the call's deadline (every region's attempt timeout is cut to the
-//! remaining budget) and, unless the failed region never saw the request (*not sent*:
-//! no extra load anywhere), draw on the shared [retry budget](crate::retry::budget).
-//!
-//! **Hedging**: an idempotent read still unanswered after `hedge_delay` (default 250 ms)
-//! is also sent to the next candidate, and the first answer wins; the slower attempt is
-//! dropped and its connection discarded. This is what moves reads off a black-holed
-//! region in a quarter of a second instead of a full attempt timeout. Hedges draw on the
-//! retry budget, so a slow-but-alive fleet cannot double its own load.
+//! Regional failover: regions in priority order, each with its own pool, circuit breaker,
+//! graded health and latency estimate; reads to the best region on offer, writes only to
+//! a writable one; read fail-back only after a region has stayed healthy for a hysteresis
+//! period. The rule everywhere: *fail fast only when there is somewhere better to go*.
 //!
 //! # Health
 //!
+//! Each region is [`Grade::Healthy`], [`Grade::Degraded`] or [`Grade::Down`], from its
+//! background probes *and* its live traffic ([`health`]): slow probes, a quarter of recent
+//! attempts failing, or a recent recovery make it degraded; failed probes with no live
+//! success since make it down; one good probe or one live answer lifts a down region to
+//! degraded, which is enough for writes. The circuit breaker still cuts off a region that
+//! is truly down.
+//!
+//! # Routing
+//!
+//! For each request the [`Router`] picks an ordered list of candidate regions
+//! ([`select`], a pure function): best grade first, then priority; a read keeps its
+//! serving region until a better grade is on offer and fails back to a more preferred
+//! region only after that region has been trouble-free for `failback_hysteresis` (the
+//! 2023 incident flapped several times, and traffic that flaps with it is worse than
+//! traffic that stays put); writes follow the best writable region at once. A read that
+//! asks for [`Consistency::Latest`](crate::Consistency::Latest) never goes to a read-only
+//! replica. A degraded region holding as many requests as its pool has connections takes
+//! no more (they would only queue): the request moves on, or is shed at once. If no
+//! region can take the request the call fails at once with
+//! [`ErrorKind::NoRegionAvailable`](crate::error::ErrorKind::NoRegionAvailable), never
+//! hanging.
+//!
+//! # Timeouts
+//!
+//! Each attempt's bound comes from its region's [latency estimate](latency): the
+//! configured attempt timeout at normal latency, longer when the region is slow, never
+//! past the call's deadline — and the **whole remaining budget** when the attempt is the
+//! last candidate (no better alternative: the only writable region for a write, the last
+//! region for a read). Connects and probes adapt the same way.
+//!
+//! Within one call, a failure moves the request to the next candidate only when the
+//! [write-safety rule](crate::safety) allows re-sending it and moving is worth it: the
+//! request was *not sent*, or the region refused a write as read-only (3906), or the error
+//! is retryable (transient) and the request a read or an idempotent write. Moves are
+//! bounded by the call's deadline and, unless the failed region never saw the request
+//! (*not sent*: no extra load anywhere), draw on the shared
+//! [retry budget](crate::retry::budget).
+//!
+//! **Hedging**: an idempotent read (that allows it: [`RequestContext::hedge`]) still
+//! unanswered after `hedge_delay` (default 250 ms) is also sent to the next candidate,
+//! and the first answer wins; the slower attempt is dropped and its connection discarded.
+//! Hedges draw on the retry budget, so a slow-but-alive fleet cannot double its own load.
+//!
+//! # Probes
+//!
 //! A background probe per region runs [`probe::PROBE_SQL`] (`SELECT 1` and the database's
-//! `Updateability`) on its own connection, with a short timeout, at a jittered interval.
-//! When a write is refused with 3906 (an Azure failover-group flip: the old primary turned
-//! read-only), the region is marked read-only at once and every probe is nudged to run
-//! now, so writes follow the new primary within one probe round trip rather than one
-//! interval. [`Router::snapshot`] gives each region's breaker state, health, writability,
-//! last probe and in-flight count; [`Router::subscribe`] delivers a new snapshot whenever
-//! health, writability, a breaker or the serving region changes.
+//! `Updateability`) on its own connection, at a jittered interval. When a write is refused
+//! with 3906 (an Azure failover-group flip: the old primary turned read-only), the region
+//! is marked read-only at once and every probe is nudged to run now, so writes follow the
+//! new primary within one probe round trip. [`Router::snapshot`] gives each region's
+//! breaker state, grade, writability, latency, last probe and in-flight count;
+//! [`Router::subscribe`] delivers a new snapshot whenever health, writability, a breaker
+//! or the serving region changes.
+//!
+//! [`RequestContext::hedge`]: crate::RequestContext::hedge
 
+mod execute;
 pub mod health;
+pub mod latency;
 pub mod probe;
+pub mod select;
+mod tasks;
 
 use std::borrow::Cow;
 use std::fmt;
@@ -55,22 +75,22 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use futures_util::stream::{FuturesUnordered, StreamExt};
 use tokio::sync::{watch, Notify};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tower::util::BoxCloneSyncService;
-use tower::ServiceExt;
 
 use self::health::Health;
-pub use self::health::{HealthPolicy, ProbeRecord, RegionSnapshot, Role};
+pub use self::health::{Grade, HealthPolicy, ProbeRecord, RegionSnapshot, Role};
+pub use self::latency::{LatencyEstimator, LatencySnapshot};
 use self::probe::Prober;
-use crate::circuit_breaker::{BreakerState, CircuitBreakerHandle};
+use self::select::{RegionView, Selection};
+use crate::circuit_breaker::CircuitBreakerHandle;
 use crate::classify::SharedClassifier;
-use crate::error::{Error, ErrorKind, Outcome};
+use crate::error::Error;
 use crate::observe::{emit, Event, SharedObserver};
 use crate::pool::Pool;
-use crate::request::Intent;
+use crate::request::{Consistency, Intent};
 use crate::retry::budget::RetryBudget;
 use crate::sql::{SqlRequest, SqlResponse};
 
@@ -87,12 +107,15 @@ pub struct RegionSpec {
     pub service: RegionService,
     /// The region's breaker (the one inside `service`).
     pub breaker: CircuitBreakerHandle,
-    /// How to probe it; `None` disables probes (health then comes from the breaker alone).
+    /// How to probe it; `None` disables probes (health then comes from live traffic and
+    /// the breaker).
     pub prober: Option<Arc<dyn Prober>>,
-    /// Its pool, for snapshots.
+    /// Its pool, for snapshots and the in-flight bound of a degraded region.
     pub pool: Option<Pool>,
     /// The server's host and port, for telemetry.
     pub address: Option<(String, u16)>,
+    /// Its latency estimate (shared with its connection manager, so connects adapt too).
+    pub latency: Arc<LatencyEstimator>,
 }
 
 impl fmt::Debug for RegionSpec {
@@ -104,12 +127,12 @@ impl fmt::Debug for RegionSpec {
     }
 }
 
-/// Probe and health settings.
+/// Probe, health and timeout settings.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct FailoverSettings {
     /// Time between probes of a region.
     pub probe_interval: Duration,
-    /// Bound of one probe.
+    /// Bound of one probe at normal latency (it grows with the region's latency).
     pub probe_timeout: Duration,
     /// ± fraction applied to each interval.
     pub probe_jitter: f64,
@@ -119,11 +142,16 @@ pub struct FailoverSettings {
     /// region; the first answer wins. Each hedge draws on the retry budget. `None`
     /// disables hedging.
     pub hedge_delay: Option<Duration>,
+    /// The attempt timeout at normal latency: the floor of each attempt's latency-aware
+    /// bound. `None` leaves attempts to the attempt-timeout layer's fixed value.
+    pub attempt_timeout: Option<Duration>,
+    /// The longest a probe may take however slow the region (at least `probe_timeout`).
+    pub max_probe_timeout: Duration,
 }
 
 impl Default for FailoverSettings {
-    /// 2 s ± 20 % interval, 1 s probe timeout, [`HealthPolicy::default`], hedging after
-    /// 250 ms.
+    /// 2 s ± 20 % interval, 1 s probe timeout (up to 8 s on a slow region),
+    /// [`HealthPolicy::default`], hedging after 250 ms, attempts left to the attempt layer.
     fn default() -> Self {
         FailoverSettings {
             probe_interval: Duration::from_secs(2),
@@ -131,6 +159,8 @@ impl Default for FailoverSettings {
             probe_jitter: 0.2,
             health: HealthPolicy::default(),
             hedge_delay: Some(Duration::from_millis(250)),
+            attempt_timeout: None,
+            max_probe_timeout: Duration::from_secs(8),
         }
     }
 }
@@ -141,9 +171,28 @@ struct Region {
     service: RegionService,
     breaker: CircuitBreakerHandle,
     health: Arc<Health>,
+    latency: Arc<LatencyEstimator>,
     pool: Option<Pool>,
     in_flight: Arc<AtomicUsize>,
     nudge: Arc<Notify>,
+}
+
+impl Region {
+    /// What [`select`](select::select) needs to know, now.
+    fn view(&self, now: Instant) -> RegionView {
+        let (grade, writable) = self.health.status();
+        let saturated = grade == Grade::Degraded
+            && self.pool.as_ref().is_some_and(|p| {
+                self.in_flight.load(Ordering::Relaxed) >= p.settings().max_size as usize
+            });
+        RegionView {
+            grade,
+            permitted: self.breaker.is_call_permitted(),
+            writable,
+            stable: self.health.is_stable(now),
+            saturated,
+        }
+    }
 }
 
 struct Shared {
@@ -152,6 +201,7 @@ struct Shared {
     serving: Mutex<[Option<usize>; 2]>,
     budget: Option<RetryBudget>,
     hedge_delay: Option<Duration>,
+    attempt_timeout: Option<Duration>,
     classifier: SharedClassifier,
     observer: Option<SharedObserver>,
     report: watch::Sender<Vec<RegionSnapshot>>,
@@ -213,6 +263,7 @@ impl Router {
                     service: spec.service,
                     breaker: spec.breaker,
                     health: Arc::new(Health::new(spec.role, settings.health)),
+                    latency: spec.latency,
                     pool: spec.pool,
                     in_flight: Arc::default(),
                     nudge: Arc::default(),
@@ -226,69 +277,14 @@ impl Router {
                 serving: Mutex::new([None, None]),
                 budget,
                 hedge_delay: settings.hedge_delay,
+                attempt_timeout: settings.attempt_timeout,
                 classifier,
                 observer,
                 report,
                 tasks: Mutex::new(Vec::new()),
             }),
         };
-        let mut tasks = Vec::new();
-        for (index, prober) in probers.into_iter().enumerate() {
-            let weak = Arc::downgrade(&router.shared);
-            let region = &router.shared.regions[index];
-            if let Some(prober) = prober {
-                let health = region.health.clone();
-                let nudge = region.nudge.clone();
-                let breaker = region.breaker.clone();
-                let weak = weak.clone();
-                tasks.push(tokio::spawn(probe::run(
-                    prober,
-                    settings.probe_interval,
-                    settings.probe_timeout,
-                    settings.probe_jitter,
-                    0x5eed ^ index as u64,
-                    nudge,
-                    move |result| {
-                        let now = Instant::now();
-                        if result.is_ok() {
-                            // The probe saw the region answer: an open breaker may try it now
-                            // rather than wait out its (growing) open duration.
-                            breaker.allow_probe_now();
-                        }
-                        let changed = match result {
-                            Ok(ok) => health.probe_ok(ok, now),
-                            Err((error, latency)) => health.probe_failed(error, latency, now),
-                        };
-                        if changed {
-                            if let Some(shared) = weak.upgrade() {
-                                Router { shared }.health_changed(index);
-                            }
-                        } else if let Some(shared) = weak.upgrade() {
-                            Router { shared }.publish();
-                        }
-                    },
-                )));
-            }
-            let mut transitions = region.breaker.subscribe();
-            let health = region.health.clone();
-            tasks.push(tokio::spawn(async move {
-                loop {
-                    match transitions.recv().await {
-                        Ok(t) => {
-                            if t.to == BreakerState::Open || t.to == BreakerState::Isolated {
-                                health.note_trouble(t.at);
-                            }
-                            match weak.upgrade() {
-                                Some(shared) => Router { shared }.reevaluate(),
-                                None => return,
-                            }
-                        }
-                        Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
-                        Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
-                    }
-                }
-            }));
-        }
+        let tasks = tasks::spawn(&router, probers, &settings);
         *router
             .shared
             .tasks
@@ -306,13 +302,15 @@ impl Router {
             .iter()
             .enumerate()
             .map(|(i, r)| {
-                let (healthy, writable) = r.health.status();
+                let (grade, writable) = r.health.status();
                 let pool = r.pool.as_ref().map(|p| (p.state(), p.settings().max_size));
                 RegionSnapshot {
                     name: Cow::Owned(r.name.to_string()),
                     role: r.health.role(),
                     breaker: r.breaker.state(),
-                    healthy,
+                    healthy: grade != Grade::Down,
+                    grade,
+                    latency: r.latency.snapshot(),
                     writable,
                     last_probe: r.health.last_probe(),
                     in_flight: r.in_flight.load(Ordering::Relaxed),
@@ -362,54 +360,45 @@ impl Router {
     /// Re-evaluates which region serves each intent (after a health or breaker change, so
     /// the serving region is right even when no request is flowing), then publishes.
     fn reevaluate(&self) {
-        let _ = self.candidates(Intent::Read);
-        let _ = self.candidates(Intent::Write);
+        let _ = self.candidates(Intent::Read, Consistency::AllowStale);
+        let _ = self.candidates(Intent::Write, Consistency::AllowStale);
         self.publish();
     }
 
     fn health_changed(&self, index: usize) {
         let region = &self.shared.regions[index];
-        let (healthy, writable) = region.health.status();
+        let (grade, writable) = region.health.status();
         emit(
             self.shared.observer.as_ref(),
             Event::RegionHealthChanged {
                 region: &region.name,
-                healthy,
+                healthy: grade != Grade::Down,
+                grade,
                 writable,
             },
         );
         self.reevaluate();
     }
 
-    fn eligible(&self, region: &Region, intent: Intent) -> bool {
-        let (healthy, writable) = region.health.status();
-        healthy && region.breaker.is_call_permitted() && (intent == Intent::Read || writable)
-    }
-
-    /// The candidate regions for `intent`, serving region first.
-    fn candidates(&self, intent: Intent) -> Vec<usize> {
+    /// The candidate regions for a request, serving region first; updates (and reports)
+    /// the serving region of the intent. A read that must see the latest data follows the
+    /// writes' serving region and moves nothing.
+    fn candidates(&self, intent: Intent, consistency: Consistency) -> Vec<usize> {
         let now = Instant::now();
         let regions = &self.shared.regions;
-        let eligible: Vec<usize> = (0..regions.len())
-            .filter(|&i| self.eligible(&regions[i], intent))
-            .collect();
+        let views: Vec<RegionView> = regions.iter().map(|r| r.view(now)).collect();
+        let tracked = intent == Intent::Write || consistency == Consistency::AllowStale;
         let mut serving = self.serving_lock();
-        let current = serving[slot(intent)];
-        let chosen = match (current, eligible.first()) {
-            (_, None) => None,
-            (Some(cur), Some(_)) if eligible.contains(&cur) => {
-                // Fail back only to a more preferred region that has been stable.
-                Some(
-                    eligible
-                        .iter()
-                        .copied()
-                        .find(|&i| i < cur && regions[i].health.is_stable(now))
-                        .unwrap_or(cur),
-                )
-            }
-            (_, Some(&best)) => Some(best),
+        let current = if tracked {
+            serving[slot(intent)]
+        } else {
+            serving[slot(Intent::Write)]
         };
-        if chosen != current {
+        let Selection {
+            serving: chosen,
+            candidates,
+        } = select::select(&views, intent, consistency, current);
+        if tracked && chosen != current {
             serving[slot(intent)] = chosen;
             drop(serving);
             emit(
@@ -422,292 +411,8 @@ impl Router {
             );
             self.publish();
         }
-        match chosen {
-            Some(first) => std::iter::once(first)
-                .chain(eligible.into_iter().filter(|&i| i != first))
-                .collect(),
-            // Nothing is eligible: last resort, regions whose breaker lets calls through.
-            None => (0..regions.len())
-                .filter(|&i| {
-                    regions[i].breaker.is_call_permitted()
-                        && (intent == Intent::Read || regions[i].health.status().1)
-                })
-                .collect(),
-        }
+        candidates
     }
-
-    /// One attempt on region `index`, with its bookkeeping.
-    async fn attempt(&self, index: usize, req: SqlRequest) -> (usize, Result<SqlResponse, Error>) {
-        let region = &self.shared.regions[index];
-        region.in_flight.fetch_add(1, Ordering::Relaxed);
-        let _in_flight = InFlight(&region.in_flight);
-        record_server(region);
-        let req_intent = req.context.intent();
-        let result = region.service.clone().oneshot(req).await;
-        emit(
-            self.shared.observer.as_ref(),
-            Event::AttemptFinished {
-                region: &region.name,
-                intent: req_intent,
-                outcome: result.as_ref().err().map(Error::outcome),
-            },
-        );
-        (index, result)
-    }
-
-    /// Health bookkeeping after a failed attempt; whether the request may move on to
-    /// another region without risking a duplicate write.
-    fn after_failure(&self, index: usize, req: &SqlRequest, error: &Error) -> bool {
-        let region = &self.shared.regions[index];
-        let verdict = self.shared.classifier.classify(error);
-        if verdict.counts_as_failure {
-            region.health.note_trouble(Instant::now());
-        }
-        let read_only =
-            req.context.intent() == Intent::Write && error.server_number() == Some(3906);
-        if read_only {
-            if region.health.mark_read_only() {
-                self.health_changed(index);
-            }
-            self.probe_now();
-        }
-        read_only
-            || match error.outcome() {
-                Outcome::NotSent => true,
-                Outcome::Ambiguous => req.context.is_idempotent() && verdict.retryable,
-                // A read the region answered with a transient error (40613, 40197, 49918…)
-                // may do better elsewhere; a write stays (its retry goes back to the
-                // writable region).
-                Outcome::Rejected => {
-                    req.context.intent() == Intent::Read
-                        && req.context.is_idempotent()
-                        && verdict.retryable
-                }
-            }
-    }
-
-    /// Whether one more attempt (a failover hop or a hedge) may start: the deadline must
-    /// not have passed, and the attempt must be paid from the retry budget — unless it is
-    /// `free`: a hop after a *not-sent* failure adds no load anywhere (the failed region
-    /// never saw the request), so it costs nothing.
-    fn may_add_attempt(&self, req: &SqlRequest, free: bool) -> bool {
-        if req.context.deadline().is_some_and(|d| d <= Instant::now()) {
-            return false;
-        }
-        match &self.shared.budget {
-            Some(budget) if !free && !budget.try_withdraw() => {
-                emit(
-                    self.shared.observer.as_ref(),
-                    Event::RetryBudgetExhausted {
-                        operation: req.context.operation(),
-                    },
-                );
-                false
-            }
-            _ => true,
-        }
-    }
-
-    /// Reports that the request moves from region `from` to region `to`.
-    fn moving_on(&self, req: &SqlRequest, from: usize, to: usize) {
-        let regions = &self.shared.regions;
-        emit(
-            self.shared.observer.as_ref(),
-            Event::FailoverAttempt {
-                operation: req.context.operation(),
-                from: &regions[from].name,
-                to: &regions[to].name,
-                intent: req.context.intent(),
-            },
-        );
-    }
-
-    async fn route(self, req: SqlRequest) -> Result<SqlResponse, Error> {
-        let intent = req.context.intent();
-        let candidates = self.candidates(intent);
-        if candidates.is_empty() {
-            return Err(self.nothing_eligible(intent));
-        }
-        let hedge_after = self.shared.hedge_delay.filter(|_| {
-            intent == Intent::Read && req.context.is_idempotent() && candidates.len() > 1
-        });
-        let ended = match hedge_after {
-            None => self.in_turn(&req, &candidates).await,
-            Some(delay) => self.hedged(&req, &candidates, delay).await,
-        };
-        match ended {
-            Ended::Answered(response) => Ok(response),
-            Ended::Failed(error) => Err(error),
-            Ended::Exhausted(index, error) if error.server_number() == Some(3906) => {
-                Err(refused_read_only(&self.shared.regions[index].name).with_source(error))
-            }
-            Ended::Exhausted(_, error) => Err(error),
-        }
-    }
-
-    /// The candidates one after the other (no hedging): the common path, kept free of the
-    /// hedging machinery.
-    async fn in_turn(&self, req: &SqlRequest, candidates: &[usize]) -> Ended {
-        let mut n = 0;
-        loop {
-            let (index, result) = self.attempt(candidates[n], req.clone()).await;
-            let error = match result {
-                Ok(response) => return Ended::Answered(response),
-                Err(error) => error,
-            };
-            if !self.after_failure(index, req, &error) {
-                return Ended::Failed(error);
-            }
-            let free = error.outcome() == Outcome::NotSent;
-            let Some(&next) = candidates.get(n + 1) else {
-                return Ended::Exhausted(index, error);
-            };
-            if !self.may_add_attempt(req, free) {
-                return Ended::Exhausted(index, error);
-            }
-            self.moving_on(req, index, next);
-            n += 1;
-        }
-    }
-
-    /// The candidates with one hedge: when the first attempt is still unanswered after
-    /// `delay`, the next region is asked too; the first answer wins and the slower attempt
-    /// is dropped (its connection discarded). Failures move on as in [`in_turn`](Self::in_turn).
-    async fn hedged(&self, req: &SqlRequest, candidates: &[usize], delay: Duration) -> Ended {
-        let regions = &self.shared.regions;
-        let first = candidates[0];
-        let mut pending = FuturesUnordered::new();
-        pending.push(self.attempt(first, req.clone()));
-        let mut running = vec![first];
-        let mut next = 1;
-        let mut hedge = std::pin::pin!(tokio::time::sleep(delay));
-        let mut hedged = false;
-        loop {
-            tokio::select! {
-                Some((index, result)) = pending.next() => {
-                    running.retain(|&i| i != index);
-                    let error = match result {
-                        Ok(response) => {
-                            // The attempts still running lost to a faster region: that
-                            // slowness counts against their regions' fail-back clock.
-                            for &slow in &running {
-                                regions[slow].health.note_trouble(Instant::now());
-                            }
-                            return Ended::Answered(response);
-                        }
-                        Err(error) => error,
-                    };
-                    if !self.after_failure(index, req, &error) {
-                        return Ended::Failed(error);
-                    }
-                    // A hedged attempt still running: wait for it.
-                    if !pending.is_empty() {
-                        continue;
-                    }
-                    let free = error.outcome() == Outcome::NotSent;
-                    if next >= candidates.len() || !self.may_add_attempt(req, free) {
-                        return Ended::Exhausted(index, error);
-                    }
-                    self.moving_on(req, index, candidates[next]);
-                    pending.push(self.attempt(candidates[next], req.clone()));
-                    running.push(candidates[next]);
-                    next += 1;
-                }
-                _ = &mut hedge, if !hedged && next < candidates.len() && pending.len() == 1 => {
-                    hedged = true;
-                    if self.may_add_attempt(req, false) {
-                        emit(
-                            self.shared.observer.as_ref(),
-                            Event::Hedged {
-                                operation: req.context.operation(),
-                                from: &regions[first].name,
-                                to: &regions[candidates[next]].name,
-                            },
-                        );
-                        pending.push(self.attempt(candidates[next], req.clone()));
-                        running.push(candidates[next]);
-                        next += 1;
-                    }
-                }
-            }
-        }
-    }
-
-    /// Why no region can take `intent` now, region by region.
-    fn nothing_eligible(&self, intent: Intent) -> Error {
-        let states: Vec<String> = self
-            .shared
-            .regions
-            .iter()
-            .map(|r| {
-                let (healthy, writable) = r.health.status();
-                let mut why = Vec::new();
-                if !healthy {
-                    why.push("unhealthy");
-                }
-                if !r.breaker.is_call_permitted() {
-                    why.push(match r.breaker.state() {
-                        BreakerState::Isolated => "isolated",
-                        _ => "breaker open",
-                    });
-                }
-                if intent == Intent::Write && !writable {
-                    why.push("read-only");
-                }
-                format!("{}: {}", r.name, why.join(", "))
-            })
-            .collect();
-        let what = match intent {
-            Intent::Read => "no healthy region",
-            Intent::Write => "no healthy writable region",
-        };
-        Error::new(
-            ErrorKind::NoRegionAvailable {
-                reason: format!("{what} ({})", states.join("; ")).into(),
-            },
-            Outcome::NotSent,
-        )
-    }
-}
-
-/// Names the serving region on the call's span (`server.address`, `server.port`, `region`).
-fn record_server(region: &Region) {
-    let span = tracing::Span::current();
-    span.record("region", &*region.name);
-    if let Some((host, port)) = &region.address {
-        span.record("server.address", host.as_str());
-        span.record("server.port", *port);
-    }
-}
-
-/// How routing one request ended.
-enum Ended {
-    Answered(SqlResponse),
-    /// A failure that must not move on (it could duplicate a write, or it is permanent).
-    Failed(Error),
-    /// Every candidate tried (or no budget/deadline left); the last failure, and where.
-    Exhausted(usize, Error),
-}
-
-struct InFlight<'a>(&'a AtomicUsize);
-
-impl Drop for InFlight<'_> {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
-    }
-}
-
-/// A write refused as read-only (3906) by `region`, with no other writable region known.
-fn refused_read_only(region: &str) -> Error {
-    Error::new(
-        ErrorKind::NoRegionAvailable {
-            reason: format!(
-                "no writable region: `{region}` refused the write as read-only (3906) and no other region is known to be writable yet"
-            )
-            .into(),
-        },
-        Outcome::NotSent,
-    )
 }
 
 impl tower::Service<SqlRequest> for Router {

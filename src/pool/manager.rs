@@ -18,6 +18,7 @@ use tokio_util::compat::TokioAsyncWriteCompatExt;
 use super::connector::SharedConnector;
 use super::stream::{Tap, TrackedStream};
 use crate::error::{Error, TimeoutScope};
+use crate::failover::latency::{LatencyEstimator, CONNECT_ROUND_TRIPS};
 use crate::observe::{emit, Event, SharedObserver};
 use crate::sql::Client;
 
@@ -88,6 +89,10 @@ pub struct TiberiusManager {
     validation_timeout: Duration,
     max_redirects: u32,
     revalidate_after: Duration,
+    /// The region's latency estimate: connects take `CONNECT_ROUND_TRIPS` of it, at least
+    /// `connect_timeout`, at most `max_connect_timeout`.
+    latency: Option<Arc<LatencyEstimator>>,
+    max_connect_timeout: Duration,
     stats: Arc<ManagerStats>,
     events: EventSink,
 }
@@ -136,6 +141,8 @@ impl TiberiusManager {
             validation_timeout,
             max_redirects,
             revalidate_after: Duration::from_secs(2),
+            latency: None,
+            max_connect_timeout: connect_timeout,
             stats: Arc::default(),
             events: EventSink::default(),
         }
@@ -152,6 +159,17 @@ impl TiberiusManager {
     /// round trips). Defaults to 2 s.
     pub fn with_revalidate_after(mut self, idle: Duration) -> Self {
         self.revalidate_after = idle;
+        self
+    }
+
+    /// Adapts the connect timeout to the region's latency: a connect (TCP, PRELOGIN,
+    /// login) may take [`CONNECT_ROUND_TRIPS`] round trips of `latency`'s estimate, at
+    /// least the configured connect timeout and at most `max`. Successful connects feed
+    /// the estimate; timed-out ones back it off. Without this, a region whose round trip
+    /// is a few hundred milliseconds can never open a connection within a fixed 1 s.
+    pub fn with_latency(mut self, latency: Arc<LatencyEstimator>, max: Duration) -> Self {
+        self.latency = Some(latency);
+        self.max_connect_timeout = max.max(self.connect_timeout);
         self
     }
 
@@ -220,10 +238,25 @@ impl bb8::ManageConnection for TiberiusManager {
 
     async fn connect(&self) -> Result<Connection, Error> {
         let start = tokio::time::Instant::now();
-        let result = match tokio::time::timeout(self.connect_timeout, self.connect_once()).await {
+        let limit = self.latency.as_ref().map_or(self.connect_timeout, |l| {
+            l.timeout(
+                CONNECT_ROUND_TRIPS,
+                self.connect_timeout,
+                self.max_connect_timeout,
+            )
+        });
+        let result = match tokio::time::timeout(limit, self.connect_once()).await {
             Ok(result) => result,
-            Err(_) => Err(Error::timeout(TimeoutScope::Connect, self.connect_timeout)),
+            Err(_) => {
+                if let Some(latency) = &self.latency {
+                    latency.timed_out();
+                }
+                Err(Error::timeout(TimeoutScope::Connect, limit))
+            }
         };
+        if let (Ok(_), Some(latency)) = (&result, &self.latency) {
+            latency.sample(start.elapsed(), CONNECT_ROUND_TRIPS);
+        }
         self.events.emit(|region| Event::ConnectFinished {
             region,
             duration: start.elapsed(),

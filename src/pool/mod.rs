@@ -29,8 +29,14 @@ pub use self::service::{materialize, SqlService};
 pub use self::stream::TrackedStream;
 use crate::error::{Error, ErrorKind, TimeoutScope};
 
-/// Pool limits. Defaults: 10 connections, no minimum idle, 10 min idle timeout, 30 min
-/// lifetime.
+/// Pool limits. Defaults: up to 100 connections (SqlClient's default maximum), no minimum
+/// idle, 10 min idle timeout, 30 min lifetime.
+///
+/// The pool opens connections on demand, so it grows with the demand it sees up to
+/// `max_size` and shrinks back as idle connections time out. A generous bound matters
+/// under latency: by Little's law the connections in use are the request rate times the
+/// time each holds one, so at 200 requests/s a pool of 10 is exhausted as soon as a query
+/// takes 50 ms.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PoolSettings {
     /// Most connections open at once.
@@ -48,7 +54,7 @@ pub struct PoolSettings {
 impl Default for PoolSettings {
     fn default() -> Self {
         PoolSettings {
-            max_size: 10,
+            max_size: 100,
             min_idle: None,
             idle_timeout: Some(Duration::from_secs(600)),
             max_lifetime: Some(Duration::from_secs(1800)),
@@ -153,6 +159,10 @@ impl Pool {
                 biased;
                 got = &mut get => return got.map_err(|e| Error::from_pool(e, start.elapsed())),
                 failure = failures.recv() => match failure {
+                    // A connection in use may come back any moment: a failed new login
+                    // (a 40613 storm at the gateway) must not fail a checkout that a
+                    // working pooled connection can serve.
+                    Ok(_) if self.has_connections_in_use() => continue,
                     Ok(error) => return Err(error),
                     // Missed some failures: keep waiting; the next one or the timer ends it.
                     Err(broadcast::error::RecvError::Lagged(_)) => continue,
@@ -167,6 +177,15 @@ impl Pool {
         }
     }
 
+    fn has_connections_in_use(&self) -> bool {
+        let state = self.inner.state();
+        state.connections > state.idle_connections
+    }
+
+    /// The checkout ran out of time. With every connection open and busy that is this
+    /// process's own limit ([`TimeoutScope::PoolCheckout`], which says nothing about the
+    /// database); otherwise a connection was being opened and did not come in time
+    /// ([`TimeoutScope::Connect`]).
     fn exhausted(&self, waited: Duration) -> Error {
         let state = self.inner.state();
         tracing::debug!(
@@ -174,9 +193,14 @@ impl Pool {
             connections = state.connections, idle = state.idle_connections,
             "pool checkout timed out"
         );
+        let scope = if state.connections >= self.settings.max_size.max(1) {
+            TimeoutScope::PoolCheckout
+        } else {
+            TimeoutScope::Connect
+        };
         Error::new(
             ErrorKind::Timeout {
-                scope: TimeoutScope::PoolCheckout,
+                scope,
                 after: waited,
             },
             crate::error::Outcome::NotSent,

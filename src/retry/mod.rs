@@ -4,7 +4,7 @@
 //!
 //! 1. the [classifier](crate::classify) calls the error retryable (a syntax error or a
 //!    constraint violation never is);
-//! 2. the write-safety rule allows it: an [`Outcome::Ambiguous`] failure (sent, then the
+//! 2. the [write-safety rule](crate::safety) allows it: an [`Outcome::Ambiguous`](crate::error::Outcome::Ambiguous) failure (sent, then the
 //!    connection broke or the attempt timed out) is retried only when the request is
 //!    idempotent; otherwise the error comes back with
 //!    [`Error::is_outcome_unknown`] true;
@@ -45,7 +45,7 @@ use self::budget::RetryBudget;
 use self::future::ResponseFuture;
 pub use self::layer::RetryLayer;
 use crate::classify::SharedClassifier;
-use crate::error::{ConfigError, Error, Outcome, RetryStop};
+use crate::error::{ConfigError, Error, RetryStop};
 use crate::observe::{emit, Event, SharedObserver};
 use crate::request::HasContext;
 
@@ -224,7 +224,7 @@ where
         let verdict = shared.classifier.classify(&error);
         let stop = if !verdict.retryable {
             Some(RetryStop::NotRetryable)
-        } else if error.outcome() == Outcome::Ambiguous && !idempotent {
+        } else if !crate::safety::may_resend_idempotent(idempotent, &error) {
             Some(RetryStop::NotIdempotent)
         } else if attempt >= policy.max_attempts {
             Some(RetryStop::MaxAttempts)

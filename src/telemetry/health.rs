@@ -50,7 +50,7 @@ fn region_status(r: &RegionSnapshot) -> Status {
     let usable = r.healthy && !matches!(r.breaker, BreakerState::Open | BreakerState::Isolated);
     if !usable {
         Status::Fail
-    } else if r.breaker != BreakerState::Closed {
+    } else if r.breaker != BreakerState::Closed || r.grade != crate::failover::Grade::Healthy {
         Status::Warn
     } else {
         Status::Pass
@@ -83,6 +83,7 @@ pub fn document(service_id: &str, regions: &[RegionSnapshot]) -> (u16, Value) {
             "status": status.as_str(),
             "breaker": r.breaker.as_str(),
             "healthy": r.healthy,
+            "grade": r.grade.as_str(),
             "writable": r.writable,
             "role": r.role.as_str(),
             "servingReads": r.serving_reads,
@@ -101,7 +102,7 @@ pub fn document(service_id: &str, regions: &[RegionSnapshot]) -> (u16, Value) {
     let output = match overall {
         Status::Pass => None,
         Status::Warn => {
-            Some("degraded: at least one region is unhealthy or its breaker is not closed")
+            Some("degraded: at least one region is down, slow or partly failing, or its breaker is not closed")
         }
         Status::Fail => Some("unavailable: no region can serve reads, or none can take writes"),
     };
@@ -161,6 +162,16 @@ mod tests {
             role: Role::Auto,
             breaker,
             healthy,
+            grade: if healthy {
+                crate::failover::Grade::Healthy
+            } else {
+                crate::failover::Grade::Down
+            },
+            latency: crate::failover::LatencySnapshot {
+                srtt: None,
+                rto: None,
+                backoff: 0,
+            },
             writable,
             last_probe: None,
             in_flight: 0,

@@ -5,6 +5,7 @@ use metrics::{counter, gauge, histogram};
 use super::names::*;
 use crate::circuit_breaker::BreakerState;
 use crate::error::Outcome;
+use crate::failover::Grade;
 use crate::observe::{Event, Observer};
 use crate::request::Intent;
 use crate::Stack;
@@ -60,9 +61,14 @@ impl Observer for MetricsObserver {
                     gauge!(REGION_SERVING, "region" => to.to_owned(), "intent" => intent.as_str()).set(1.0);
                 }
             }
-            Event::RegionHealthChanged { region, healthy, writable } => {
+            Event::RegionHealthChanged { region, healthy, grade, writable } => {
                 gauge!(REGION_HEALTHY, "region" => region.to_owned()).set(f64::from(u8::from(healthy)));
+                gauge!(REGION_DEGRADED, "region" => region.to_owned())
+                    .set(f64::from(u8::from(grade == Grade::Degraded)));
                 gauge!(REGION_WRITABLE, "region" => region.to_owned()).set(f64::from(u8::from(writable)));
+            }
+            Event::StaleRead { region, .. } => {
+                counter!(STALE_READS, "region" => region.to_owned()).increment(1)
             }
             Event::RedirectFollowed { region } => {
                 counter!(REDIRECTS, "region" => region.to_owned()).increment(1)
@@ -100,6 +106,11 @@ pub fn record_gauges(stack: &Stack) {
     for region in stack.health() {
         let name = region.name.to_string();
         gauge!(REGION_HEALTHY, "region" => name.clone()).set(f64::from(u8::from(region.healthy)));
+        gauge!(REGION_DEGRADED, "region" => name.clone())
+            .set(f64::from(u8::from(region.grade == Grade::Degraded)));
+        if let Some(srtt) = region.latency.srtt {
+            gauge!(REGION_RTT, "region" => name.clone()).set(srtt.as_secs_f64());
+        }
         gauge!(REGION_WRITABLE, "region" => name.clone()).set(f64::from(u8::from(region.writable)));
         for (intent, serving) in [
             (Intent::Read, region.serving_reads),

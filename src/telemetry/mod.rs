@@ -84,7 +84,22 @@ pub fn describe_metrics() {
     describe_gauge!(
         REGION_HEALTHY,
         Unit::Count,
-        "1 when the region's health probes succeed."
+        "1 when the region is not down: it answers probes or live requests."
+    );
+    describe_gauge!(
+        REGION_DEGRADED,
+        Unit::Count,
+        "1 when the region is degraded: slow, partly failing, or recovering."
+    );
+    describe_gauge!(
+        REGION_RTT,
+        Unit::Seconds,
+        "The region's smoothed round trip (probes and live answers)."
+    );
+    describe_counter!(
+        STALE_READS,
+        Unit::Count,
+        "Reads answered by a read-only region, which may lag the primary."
     );
     describe_gauge!(
         REGION_WRITABLE,

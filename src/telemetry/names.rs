@@ -22,8 +22,16 @@ pub const HEDGES: &str = "mssql_resilience_hedges_total";
 pub const REGION_SWITCHES: &str = "mssql_resilience_region_switches_total";
 /// 1 on the region serving an intent.
 pub const REGION_SERVING: &str = "mssql_resilience_region_serving";
-/// 1 when a region's probes say healthy.
+/// 1 when a region is not down (it answers probes or live requests).
 pub const REGION_HEALTHY: &str = "mssql_resilience_region_healthy";
+/// 1 when a region is degraded (slow, partly failing, or recovering).
+pub const REGION_DEGRADED: &str = "mssql_resilience_region_degraded";
+/// A region's smoothed round trip.
+pub const REGION_RTT: &str = "mssql_resilience_region_rtt_seconds";
+/// Background tasks (health probes) that panicked and were restarted.
+pub const BACKGROUND_TASK_PANICS: &str = "mssql_resilience_background_task_panics_total";
+/// Reads answered by a read-only region (possibly stale).
+pub const STALE_READS: &str = "mssql_resilience_stale_reads_total";
 /// 1 when a region is writable.
 pub const REGION_WRITABLE: &str = "mssql_resilience_region_writable";
 /// Requests in flight per region.

@@ -1,0 +1,370 @@
+//! Running one request over its candidate regions: attempts with latency-aware bounds,
+//! the move to the next region after a failure, and hedged reads.
+
+use std::time::Duration;
+
+use futures_util::stream::{FuturesUnordered, StreamExt};
+use tokio::time::Instant;
+use tower::ServiceExt;
+
+use super::latency::ATTEMPT_ROUND_TRIPS;
+use super::{Region, Router};
+use crate::circuit_breaker::BreakerState;
+use crate::error::{Error, ErrorKind, Outcome, TimeoutScope};
+use crate::observe::{emit, Event};
+use crate::request::{Consistency, Intent};
+use crate::sql::{SqlRequest, SqlResponse};
+
+/// How routing one request ended.
+enum Ended {
+    Answered(SqlResponse),
+    /// A failure that must not move on (it could duplicate a write, or it is permanent).
+    Failed(Error),
+    /// Every candidate tried (or no budget/deadline left); the last failure, and where.
+    Exhausted(usize, Error),
+}
+
+impl Router {
+    pub(super) async fn route(self, req: SqlRequest) -> Result<SqlResponse, Error> {
+        let ctx = &req.context;
+        let intent = ctx.intent();
+        let candidates = self.candidates(intent, ctx.read_consistency());
+        if candidates.is_empty() {
+            return Err(self.nothing_eligible(intent, ctx.read_consistency()));
+        }
+        let hedge_after = self.shared.hedge_delay.filter(|_| {
+            intent == Intent::Read && ctx.is_idempotent() && ctx.may_hedge() && candidates.len() > 1
+        });
+        let ended = match hedge_after {
+            None => self.in_turn(&req, &candidates).await,
+            Some(delay) => self.hedged(&req, &candidates, delay).await,
+        };
+        match ended {
+            Ended::Answered(response) => Ok(response),
+            Ended::Failed(error) => Err(error),
+            Ended::Exhausted(index, error) if error.server_number() == Some(3906) => {
+                Err(refused_read_only(&self.shared.regions[index].name).with_source(error))
+            }
+            Ended::Exhausted(_, error) => Err(error),
+        }
+    }
+
+    /// The bound of an attempt on `region`: the whole remaining budget when it is the
+    /// `last` candidate (nowhere better to go), otherwise the region's latency-aware
+    /// timeout (at least the configured attempt timeout), never past the deadline.
+    fn attempt_limit(&self, region: &Region, req: &SqlRequest, last: bool) -> Option<Duration> {
+        let floor = self.shared.attempt_timeout?;
+        let remaining = req
+            .context
+            .deadline()
+            .map(|d| d.saturating_duration_since(Instant::now()));
+        match remaining {
+            Some(remaining) if last => Some(remaining),
+            Some(remaining) => Some(
+                region
+                    .latency
+                    .timeout(ATTEMPT_ROUND_TRIPS, floor, remaining),
+            ),
+            None => Some(
+                region
+                    .latency
+                    .timeout(ATTEMPT_ROUND_TRIPS, floor, Duration::MAX),
+            ),
+        }
+    }
+
+    /// One attempt on region `index`, with its bookkeeping: in-flight count, the attempt's
+    /// bound, the latency sample of an answer, and the stale-read count.
+    async fn attempt(
+        &self,
+        index: usize,
+        mut req: SqlRequest,
+        last: bool,
+    ) -> (usize, Result<SqlResponse, Error>) {
+        let region = &self.shared.regions[index];
+        region
+            .in_flight
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let _in_flight = InFlight(&region.in_flight);
+        record_server(region);
+        let limit = self.attempt_limit(region, &req, last);
+        req.context.set_attempt_limit(limit);
+        let intent = req.context.intent();
+        let read = (intent == Intent::Read).then(|| req.context.operation_cow());
+        let start = Instant::now();
+        let result = region.service.clone().oneshot(req).await;
+        if result.is_ok() {
+            region.latency.sample(start.elapsed(), 1);
+            if region.health.live(false, Instant::now()) {
+                self.health_changed(index);
+            }
+            if let Some(operation) = read.filter(|_| !region.health.status().1) {
+                emit(
+                    self.shared.observer.as_ref(),
+                    Event::StaleRead {
+                        operation: &operation,
+                        region: &region.name,
+                    },
+                );
+            }
+        }
+        emit(
+            self.shared.observer.as_ref(),
+            Event::AttemptFinished {
+                region: &region.name,
+                intent,
+                outcome: result.as_ref().err().map(Error::outcome),
+            },
+        );
+        (index, result)
+    }
+
+    /// Health bookkeeping after a failed attempt; whether the request may move on to
+    /// another region.
+    fn after_failure(&self, index: usize, req: &SqlRequest, error: &Error) -> bool {
+        let region = &self.shared.regions[index];
+        let verdict = self.shared.classifier.classify(error);
+        let unanswered = matches!(
+            error.kind(),
+            ErrorKind::Timeout {
+                scope: TimeoutScope::Attempt,
+                ..
+            } | ErrorKind::DeadlineExceeded
+        ) && error.outcome() == Outcome::Ambiguous;
+        if unanswered {
+            // No answer within the bound (Karn's rule: no sample, back the timeouts off).
+            region.latency.timed_out();
+        }
+        if verdict.counts_as_failure && region.health.live(true, Instant::now()) {
+            self.health_changed(index);
+        }
+        let read_only =
+            req.context.intent() == Intent::Write && error.server_number() == Some(3906);
+        if read_only {
+            if region.health.mark_read_only() {
+                self.health_changed(index);
+            }
+            self.probe_now();
+        }
+        if !crate::safety::may_resend(&req.context, error) {
+            return false;
+        }
+        read_only
+            || error.outcome() == Outcome::NotSent
+            // A transient failure may do better elsewhere; a write the server rejected
+            // stays (its retry goes back to the writable region).
+            || (verdict.retryable
+                && (error.outcome() == Outcome::Ambiguous || req.context.intent() == Intent::Read))
+    }
+
+    /// Whether one more attempt (a failover hop or a hedge) may start: the deadline must
+    /// not have passed, and the attempt must be paid from the retry budget — unless it is
+    /// `free`: a hop after a *not-sent* failure adds no load anywhere (the failed region
+    /// never saw the request), so it costs nothing.
+    fn may_add_attempt(&self, req: &SqlRequest, free: bool) -> bool {
+        if req.context.deadline().is_some_and(|d| d <= Instant::now()) {
+            return false;
+        }
+        match &self.shared.budget {
+            Some(budget) if !free && !budget.try_withdraw() => {
+                emit(
+                    self.shared.observer.as_ref(),
+                    Event::RetryBudgetExhausted {
+                        operation: req.context.operation(),
+                    },
+                );
+                false
+            }
+            _ => true,
+        }
+    }
+
+    /// Reports that the request moves from region `from` to region `to`.
+    fn moving_on(&self, req: &SqlRequest, from: usize, to: usize) {
+        let regions = &self.shared.regions;
+        emit(
+            self.shared.observer.as_ref(),
+            Event::FailoverAttempt {
+                operation: req.context.operation(),
+                from: &regions[from].name,
+                to: &regions[to].name,
+                intent: req.context.intent(),
+            },
+        );
+    }
+
+    /// The candidates one after the other (no hedging): the common path, kept free of the
+    /// hedging machinery.
+    async fn in_turn(&self, req: &SqlRequest, candidates: &[usize]) -> Ended {
+        let mut n = 0;
+        loop {
+            let last = n + 1 == candidates.len();
+            let (index, result) = self.attempt(candidates[n], req.clone(), last).await;
+            let error = match result {
+                Ok(response) => return Ended::Answered(response),
+                Err(error) => error,
+            };
+            if !self.after_failure(index, req, &error) {
+                return Ended::Failed(error);
+            }
+            let free = error.outcome() == Outcome::NotSent;
+            let Some(&next) = candidates.get(n + 1) else {
+                return Ended::Exhausted(index, error);
+            };
+            if !self.may_add_attempt(req, free) {
+                return Ended::Exhausted(index, error);
+            }
+            self.moving_on(req, index, next);
+            n += 1;
+        }
+    }
+
+    /// The candidates with hedging: while one attempt is running and still unanswered
+    /// after `delay`, the next region is asked too; the first answer wins and the slower
+    /// attempt is dropped (its connection discarded). A failure moves on as in
+    /// [`in_turn`](Self::in_turn), and restarts the hedge timer for the new attempt; a
+    /// failure that cannot move on ends the request only when no other attempt is still
+    /// running (that one may yet answer).
+    async fn hedged(&self, req: &SqlRequest, candidates: &[usize], delay: Duration) -> Ended {
+        let regions = &self.shared.regions;
+        let mut pending = FuturesUnordered::new();
+        let last = |n: usize| n + 1 == candidates.len();
+        pending.push(self.attempt(candidates[0], req.clone(), last(0)));
+        let mut running = vec![candidates[0]];
+        let mut next = 1;
+        let hedge = tokio::time::sleep(delay);
+        tokio::pin!(hedge);
+        let mut hedge_armed = true;
+        let mut final_error: Option<Ended> = None;
+        loop {
+            tokio::select! {
+                Some((index, result)) = pending.next() => {
+                    running.retain(|&i| i != index);
+                    let error = match result {
+                        Ok(response) => {
+                            // The attempts still running lost to a faster region: that
+                            // slowness counts against their regions' fail-back clock.
+                            for &slow in &running {
+                                regions[slow].health.note_trouble(Instant::now());
+                            }
+                            return Ended::Answered(response);
+                        }
+                        Err(error) => error,
+                    };
+                    if !self.after_failure(index, req, &error) {
+                        if pending.is_empty() {
+                            return final_error.unwrap_or(Ended::Failed(error));
+                        }
+                        final_error.get_or_insert(Ended::Failed(error));
+                        continue;
+                    }
+                    // A hedged attempt still running: wait for it.
+                    if !pending.is_empty() {
+                        continue;
+                    }
+                    let free = error.outcome() == Outcome::NotSent;
+                    if next >= candidates.len() || !self.may_add_attempt(req, free) {
+                        return final_error.unwrap_or(Ended::Exhausted(index, error));
+                    }
+                    self.moving_on(req, index, candidates[next]);
+                    pending.push(self.attempt(candidates[next], req.clone(), last(next)));
+                    running.push(candidates[next]);
+                    next += 1;
+                    // The new attempt gets its own hedge delay.
+                    hedge.as_mut().reset(Instant::now() + delay);
+                    hedge_armed = true;
+                }
+                _ = &mut hedge, if hedge_armed && next < candidates.len() && pending.len() == 1 => {
+                    hedge_armed = false;
+                    if self.may_add_attempt(req, false) {
+                        let from = running.first().copied().unwrap_or(candidates[0]);
+                        emit(
+                            self.shared.observer.as_ref(),
+                            Event::Hedged {
+                                operation: req.context.operation(),
+                                from: &regions[from].name,
+                                to: &regions[candidates[next]].name,
+                            },
+                        );
+                        pending.push(self.attempt(candidates[next], req.clone(), last(next)));
+                        running.push(candidates[next]);
+                        next += 1;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Why no region can take the request now, region by region.
+    fn nothing_eligible(&self, intent: Intent, consistency: Consistency) -> Error {
+        let states: Vec<String> = self
+            .shared
+            .regions
+            .iter()
+            .map(|r| {
+                let view = r.view(Instant::now());
+                let mut why = vec![view.grade.as_str()];
+                if !view.permitted {
+                    why.push(match r.breaker.state() {
+                        BreakerState::Isolated => "isolated",
+                        _ => "breaker open",
+                    });
+                }
+                if !view.writable {
+                    why.push("read-only");
+                }
+                let in_flight = r.in_flight.load(std::sync::atomic::Ordering::Relaxed);
+                let shed = if view.saturated {
+                    format!(", saturated: {in_flight} requests already waiting on it")
+                } else {
+                    String::new()
+                };
+                format!("{}: {}{shed}", r.name, why.join(", "))
+            })
+            .collect();
+        let what = match (intent, consistency) {
+            (Intent::Read, Consistency::AllowStale) => "no region can take this read",
+            (Intent::Read, Consistency::Latest) => {
+                "no writable region can take this read (it asked for the latest data)"
+            }
+            (Intent::Write, _) => "no writable region can take this write",
+        };
+        Error::new(
+            ErrorKind::NoRegionAvailable {
+                reason: format!("{what} ({})", states.join("; ")).into(),
+            },
+            Outcome::NotSent,
+        )
+    }
+}
+
+/// Names the serving region on the call's span (`server.address`, `server.port`, `region`).
+fn record_server(region: &Region) {
+    let span = tracing::Span::current();
+    span.record("region", &*region.name);
+    if let Some((host, port)) = &region.address {
+        span.record("server.address", host.as_str());
+        span.record("server.port", *port);
+    }
+}
+
+struct InFlight<'a>(&'a std::sync::atomic::AtomicUsize);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// A write refused as read-only (3906) by `region`, with no other writable region known.
+fn refused_read_only(region: &str) -> Error {
+    Error::new(
+        ErrorKind::NoRegionAvailable {
+            reason: format!(
+                "no writable region: `{region}` refused the write as read-only (3906) and no other region is known to be writable yet"
+            )
+            .into(),
+        },
+        Outcome::NotSent,
+    )
+}
