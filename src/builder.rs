@@ -46,6 +46,9 @@ use crate::retry::RetryLayer;
 use crate::sql::{SqlRequest, SqlResponse};
 use crate::telemetry::{MetricsObserver, Telemetry, TelemetryLayer};
 
+/// The longest a connect may take on a region whose answers show it is slow.
+const MAX_CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// The assembled service type, type-erased (what [`Stack::service`] returns).
 pub type StackService = BoxCloneSyncService<SqlRequest, SqlResponse, Error>;
 
@@ -155,7 +158,10 @@ impl StackBuilder {
                 config.pool.validation_timeout,
                 config.failover.max_redirects,
             )
-            .with_latency(latency.clone(), config.timeouts.total);
+            // A connect serves later requests too: on a region that answers slowly it may
+            // take longer than one call's budget (growth past the configured connect
+            // timeout needs slow answers as evidence).
+            .with_latency(latency.clone(), MAX_CONNECT_TIMEOUT.max(config.timeouts.total));
             if let Some(observer) = observer {
                 manager = manager.with_observer(region.name.clone(), observer.clone());
             }

@@ -164,12 +164,15 @@ impl Classify for SqlServerClassifier {
                 counts_as_failure: false,
                 delay_hint: None,
             },
-            // Time ran out while an attempt was on the wire: evidence against the region
-            // (with an ambient deadline shorter than the attempt timeout, this is how a
-            // black-holed region shows up); nothing to retry, the budget is spent.
+            // The call's own budget ran out: nothing to retry. It says the region was
+            // slower than this call could wait, not that it is down: the region may be the
+            // only one that can serve the request, and a breaker opened on slowness would
+            // fail fast where waiting succeeds. A region that is truly down shows it through
+            // its probes, its attempt timeouts (the router bounds each attempt when another
+            // region could take it) and its other failures.
             ErrorKind::DeadlineExceeded => Classification {
                 retryable: false,
-                counts_as_failure: error.outcome() == Outcome::Ambiguous,
+                counts_as_failure: false,
                 delay_hint: None,
             },
             ErrorKind::Tls => Classification {

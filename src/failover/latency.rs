@@ -15,8 +15,11 @@
 //!
 //! A timeout that fires without an answer doubles a back-off factor (Karn's rule: no
 //! sample from an operation that did not answer), up to 2⁶; the next sample resets it.
-//! So a region that turns slow earns longer timeouts within a couple of tries, and one
-//! that recovers earns its short timeouts back with its next answers.
+//! Without any slow answer as evidence, back-off grows the configured value at most
+//! four-fold: a black hole must not earn ever longer waits (a connect stuck in one holds
+//! a pool slot until it times out). So a region that turns slow earns longer timeouts
+//! within a couple of tries, and one that recovers earns its short timeouts back with its
+//! next answers.
 //!
 //! Timeouts are then `round trips needed × rto × back-off`, never below the configured
 //! value (the configured timeouts are the floor used at normal latency) and never above
@@ -36,6 +39,9 @@ pub const ATTEMPT_ROUND_TRIPS: u32 = CONNECT_ROUND_TRIPS + 1;
 
 /// The largest back-off shift (×64).
 const MAX_BACKOFF: u32 = 6;
+
+/// The largest back-off shift applied to the configured floor without evidence (×4).
+const MAX_FLOOR_BACKOFF: u32 = 2;
 
 /// The longest round trip a sample may claim; larger samples are clamped (an hour-long
 /// query must not make every later timeout an hour).
@@ -121,17 +127,21 @@ impl LatencyEstimator {
         }
     }
 
-    /// The timeout for an operation needing `round_trips` round trips:
-    /// `round_trips × rto × 2^backoff`, at least `floor` (also scaled by the back-off when
-    /// no sample exists yet), at most `ceiling`.
+    /// The timeout for an operation needing `round_trips` round trips: the larger of
+    /// `round_trips × rto × 2^backoff` (evidence: the region answered that slowly) and
+    /// `floor × 2^min(backoff, 2)` (no evidence: timeouts alone grow the configured value
+    /// at most four-fold, so a black hole does not earn ever longer waits), at most
+    /// `ceiling`.
     pub fn timeout(&self, round_trips: u32, floor: Duration, ceiling: Duration) -> Duration {
         let snap = self.snapshot();
-        let factor = 1u32 << snap.backoff;
-        let estimate = snap
-            .rto
-            .map_or(Duration::ZERO, |rto| rto.saturating_mul(round_trips));
-        let scaled = estimate.max(floor).saturating_mul(factor);
-        scaled.min(ceiling.max(Duration::from_millis(1)))
+        let estimate = snap.rto.map_or(Duration::ZERO, |rto| {
+            rto.saturating_mul(round_trips)
+                .saturating_mul(1 << snap.backoff)
+        });
+        let backed_off = floor.saturating_mul(1 << snap.backoff.min(MAX_FLOOR_BACKOFF));
+        estimate
+            .max(backed_off)
+            .min(ceiling.max(Duration::from_millis(1)))
     }
 }
 
@@ -193,6 +203,12 @@ mod tests {
         assert_eq!(e.timeout(4, floor, cap), 2 * floor);
         e.timed_out();
         assert_eq!(e.timeout(4, floor, cap), 4 * floor);
+        e.timed_out();
+        assert_eq!(
+            e.timeout(4, floor, cap),
+            4 * floor,
+            "timeouts alone grow the floor at most four-fold"
+        );
         e.sample(10 * MS, 1);
         assert_eq!(
             e.timeout(4, floor, cap),

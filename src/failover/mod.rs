@@ -21,8 +21,8 @@
 //! 2023 incident flapped several times, and traffic that flaps with it is worse than
 //! traffic that stays put); writes follow the best writable region at once. A read that
 //! asks for [`Consistency::Latest`](crate::Consistency::Latest) never goes to a read-only
-//! replica. A degraded region holding as many requests as its pool has connections takes
-//! no more (they would only queue): the request moves on, or is shed at once. If no
+//! replica. A degraded or down region holding as many requests as its pool has
+//! connections takes no more (they would only queue): the request moves on, or is shed at once. If no
 //! region can take the request the call fails at once with
 //! [`ErrorKind::NoRegionAvailable`](crate::error::ErrorKind::NoRegionAvailable), never
 //! hanging.
@@ -181,7 +181,7 @@ impl Region {
     /// What [`select`](select::select) needs to know, now.
     fn view(&self, now: Instant) -> RegionView {
         let (grade, writable) = self.health.status();
-        let saturated = grade == Grade::Degraded
+        let saturated = grade != Grade::Healthy
             && self.pool.as_ref().is_some_and(|p| {
                 self.in_flight.load(Ordering::Relaxed) >= p.settings().max_size as usize
             });

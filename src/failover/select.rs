@@ -4,8 +4,9 @@
 //! - A region is **allowed** for a request when its breaker lets calls through, it is
 //!   writable for a write, and — for a read that must see the latest data
 //!   ([`Consistency::Latest`]) — it is writable (the primary; a read-only replica may lag).
-//! - It is **usable** when also not [`Grade::Down`] and not saturated (a degraded region
-//!   already holding as many requests as its pool has connections: more would only queue).
+//! - It is **usable** when also not [`Grade::Down`] and not saturated (a region that is not
+//!   healthy and already holds as many requests as its pool has connections: more would
+//!   only queue).
 //! - Usable regions are ordered best grade first, then by priority.
 //! - **Reads** keep their serving region while it is usable and in the best grade on
 //!   offer; they move at once to a better region when it is not (failover), and back to
@@ -30,7 +31,7 @@ pub struct RegionView {
     pub writable: bool,
     /// Healthy and trouble-free for the fail-back hysteresis.
     pub stable: bool,
-    /// Degraded and already at its in-flight bound.
+    /// Not healthy and already holding as many requests as its pool has connections.
     pub saturated: bool,
 }
 
