@@ -91,7 +91,8 @@ impl RetryPolicy {
     }
 
     /// The least time that must remain after a backoff sleep for a retry to be worth
-    /// starting. Defaults to 10 ms.
+    /// starting. Defaults to 10 ms. Any value is safe: a reserve longer than the call's
+    /// budget just means no retry fits (the sum is saturating).
     pub fn with_attempt_reserve(mut self, reserve: Duration) -> Self {
         self.attempt_reserve = reserve;
         self
@@ -236,7 +237,7 @@ where
             let delay = backoff.max(verdict.delay_hint.unwrap_or_default());
             let remaining = deadline.map(|d| d.saturating_duration_since(Instant::now()));
             match remaining {
-                Some(remaining) if delay + policy.attempt_reserve >= remaining => {
+                Some(remaining) if delay.saturating_add(policy.attempt_reserve) >= remaining => {
                     Some(RetryStop::DeadlineWouldBeExceeded {
                         next_delay: delay,
                         remaining,
