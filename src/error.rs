@@ -553,8 +553,8 @@ impl std::error::Error for Error {
 /// A configuration value was rejected. Names the field, the value and the rule.
 ///
 /// The value is shown as its `Debug` form, cut to [`MAX_SHOWN_VALUE_CHARS`] characters
-/// (a cut value ends in `…`), so a huge input is never echoed whole; the field name and
-/// the reason are bounded the same way (to [`MAX_SHOWN_FIELD_CHARS`] and
+/// (a cut value has `…` in place of its middle), so a huge input is never echoed whole;
+/// the field name and the reason are bounded the same way (to [`MAX_SHOWN_FIELD_CHARS`] and
 /// [`MAX_SHOWN_REASON_CHARS`]). Secrets show as `***` (their `Debug`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigError {
@@ -572,16 +572,22 @@ pub const MAX_SHOWN_FIELD_CHARS: usize = 128;
 /// The most characters of a reason that a [`ConfigError`] shows.
 pub const MAX_SHOWN_REASON_CHARS: usize = 1024;
 
-/// `text` cut to at most `max` characters, the last of which is then `…`.
+/// `text` cut to at most `max` characters by replacing its middle with `…`: the start
+/// and the end (a closing quote, a unit, a line number) stay readable.
 pub(crate) fn truncate_chars(text: &str, max: usize) -> Cow<'_, str> {
-    match text.char_indices().nth(max) {
-        None => Cow::Borrowed(text),
-        Some(_) => {
-            let keep = max.saturating_sub(1);
-            let end = text.char_indices().nth(keep).map_or(text.len(), |(i, _)| i);
-            Cow::Owned(format!("{}…", &text[..end]))
-        }
+    let count = text.chars().count();
+    if count <= max {
+        return Cow::Borrowed(text);
     }
+    let keep = max.saturating_sub(1);
+    let tail = keep / 3;
+    let head = keep - tail;
+    let head_end = text.char_indices().nth(head).map_or(text.len(), |(i, _)| i);
+    let tail_start = text
+        .char_indices()
+        .nth(count - tail)
+        .map_or(text.len(), |(i, _)| i);
+    Cow::Owned(format!("{}…{}", &text[..head_end], &text[tail_start..]))
 }
 
 fn bounded(text: Cow<'static, str>, max: usize) -> Cow<'static, str> {
@@ -644,9 +650,17 @@ impl ConfigError {
         max: u32,
     ) -> Result<(), ConfigError> {
         if value < min {
-            Err(ConfigError::new(field, value, format!("must be at least {min}")))
+            Err(ConfigError::new(
+                field,
+                value,
+                format!("must be at least {min}"),
+            ))
         } else if value > max {
-            Err(ConfigError::new(field, value, format!("must be at most {max}")))
+            Err(ConfigError::new(
+                field,
+                value,
+                format!("must be at most {max}"),
+            ))
         } else {
             Ok(())
         }
@@ -782,13 +796,16 @@ mod tests {
     fn config_error_values_are_cut() {
         assert_eq!(truncate_chars("abc", 3), "abc");
         assert_eq!(truncate_chars("abcd", 3), "ab…");
-        assert_eq!(truncate_chars("ééééé", 4), "ééé…");
+        assert_eq!(truncate_chars("abcdefghij", 8), "abcde…ij");
+        assert_eq!(truncate_chars("ééééé", 4), "éé…é");
         // A cut value is cut no further.
         let once = truncate_chars(&"x".repeat(100), 64).into_owned();
+        assert_eq!(once.chars().count(), 64);
         assert_eq!(truncate_chars(&once, 64), once);
         let e = ConfigError::new("f", "y".repeat(100_000), "r".repeat(5000));
         assert_eq!(e.value().chars().count(), MAX_SHOWN_VALUE_CHARS);
-        assert!(e.value().starts_with("\"yyy") && e.value().ends_with('…'));
+        assert!(e.value().starts_with("\"yyy") && e.value().ends_with("yy\""));
+        assert!(e.value().contains('…'));
         assert!(e.to_string().chars().count() < 1200);
     }
 
