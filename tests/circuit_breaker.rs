@@ -384,9 +384,14 @@ fn sizes_and_counts_have_upper_bounds() {
         assert_eq!(builder.build().unwrap_err().to_string(), message);
     }
     let long_name = "b".repeat(100_000);
-    let e = CircuitBreakerConfig::builder(long_name).build().unwrap_err();
+    let e = CircuitBreakerConfig::builder(long_name)
+        .build()
+        .unwrap_err();
     assert_eq!(e.field(), "breaker.name");
-    assert!(e.to_string().contains("must be at most 64 characters"), "{e}");
+    assert!(
+        e.to_string().contains("must be at most 64 characters"),
+        "{e}"
+    );
     assert!(e.to_string().len() < 300, "the name is echoed whole: {e}");
 
     // The bounds themselves are accepted.

@@ -301,7 +301,10 @@ async fn an_ambient_budget_of_duration_max_saturates_instead_of_panicking() {
     let deadline = ambient::with_budget(Duration::MAX, async { ambient::current() })
         .await
         .expect("an ambient deadline is set");
-    assert!(deadline > now + Duration::from_secs(86_400 * 365), "{deadline:?}");
+    assert!(
+        deadline > now + Duration::from_secs(86_400 * 365),
+        "{deadline:?}"
+    );
 
     // Calls inside it keep their own budget.
     let script = Script::new([Step::Hang]);

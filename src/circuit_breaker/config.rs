@@ -224,7 +224,12 @@ impl CircuitBreakerConfigBuilder {
                 "must be greater than zero",
             ));
         }
-        ConfigError::check_count("breaker.minimum_calls", c.minimum_calls, 1, MAX_MINIMUM_CALLS)?;
+        ConfigError::check_count(
+            "breaker.minimum_calls",
+            c.minimum_calls,
+            1,
+            MAX_MINIMUM_CALLS,
+        )?;
         if let WindowKind::Count(n) = c.window {
             if c.minimum_calls > n {
                 return Err(ConfigError::new(
