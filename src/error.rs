@@ -632,15 +632,6 @@ impl ConfigError {
         }
     }
 
-    /// Checks a count that must be at least one.
-    pub(crate) fn check_at_least_one(field: &'static str, value: u32) -> Result<(), ConfigError> {
-        if value >= 1 {
-            Ok(())
-        } else {
-            Err(ConfigError::new(field, value, "must be at least 1"))
-        }
-    }
-
     /// Checks a count against `min..=max`: "must be at least `min`" below,
     /// "must be at most `max`" above.
     pub(crate) fn check_count(
@@ -660,6 +651,24 @@ impl ConfigError {
                 field,
                 value,
                 format!("must be at most {max}"),
+            ))
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Checks that a duration is at most `max` (written in the message as `max_text`).
+    pub(crate) fn check_at_most(
+        field: &'static str,
+        value: Duration,
+        max: Duration,
+        max_text: &str,
+    ) -> Result<(), ConfigError> {
+        if value > max {
+            Err(ConfigError::new(
+                field,
+                value,
+                format!("must be at most {max_text}"),
             ))
         } else {
             Ok(())

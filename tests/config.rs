@@ -953,3 +953,108 @@ fn no_error_shows_a_secret() {
     assert_no_secret(&e.to_string());
     assert_eq!(e.field(), "toml"); // a duplicate key: a syntax error, no line shown
 }
+
+// ---------------------------------------------------------------------------------------
+// Bad input: every value has a range, no error echoes huge input or a secret
+// ---------------------------------------------------------------------------------------
+
+/// The error for a `key = value` line in `[section]`, as loaded from TOML.
+fn section_error(section: &str, line: &str) -> ConfigError {
+    err(&minimal(&format!("[{section}]\n{line}\n")))
+}
+
+#[test]
+fn a_budget_longer_than_max_budget_is_rejected_from_toml_and_env() {
+    // It used to load, and then every call panicked adding the budget to `now`.
+    assert_eq!(
+        message("[timeouts]\ntotal = \"9223372036854775807s\"\n"),
+        "invalid `timeouts.total` = 9223372036854775807s: must be at most 24h (`deadline::MAX_BUDGET`)"
+    );
+    let e = Config::from_toml_with_env(
+        &minimal(""),
+        env(&[("MSSQL_RESILIENCE__TIMEOUTS__TOTAL", "9223372036854775807s")]),
+    )
+    .unwrap_err();
+    assert_eq!(e.field(), "timeouts.total");
+    assert!(
+        e.to_string().ends_with(
+            "must be at most 24h (`deadline::MAX_BUDGET`) (from `MSSQL_RESILIENCE__TIMEOUTS__TOTAL`)"
+        ),
+        "{e}"
+    );
+    assert_eq!(
+        message("[timeouts]\ntotal = \"25h\"\nattempt = \"25h\"\nconnect = \"1s\"\n"),
+        "invalid `timeouts.total` = 90000s: must be at most 24h (`deadline::MAX_BUDGET`)"
+    );
+    let config = Config::from_toml_str(&minimal(
+        "[timeouts]\ntotal = \"24h\"\nattempt = \"24h\"\nconnect = \"24h\"\n",
+    ))
+    .unwrap();
+    assert_eq!(config.timeouts.budget().unwrap().total(), secs(24 * 3600));
+}
+
+#[test]
+fn failover_durations_have_upper_bounds() {
+    // The probe task panicked on an interval this long.
+    assert_eq!(
+        section_error("failover", "probe_interval = \"18446744073709551615s\"").to_string(),
+        "invalid `failover.probe_interval` = 18446744073709551615s: must be at most 1h"
+    );
+    assert_eq!(
+        section_error("failover", "probe_interval = \"61m\"").field(),
+        "failover.probe_interval"
+    );
+    assert_eq!(
+        section_error("failover", "failback_hysteresis = \"25h\"").to_string(),
+        "invalid `failover.failback_hysteresis` = 90000s: must be at most 24h"
+    );
+    assert_eq!(
+        section_error("failover", "hedge_delay = \"18446744073709551615s\"").to_string(),
+        "invalid `failover.hedge_delay` = 18446744073709551615s: must be at most 24h"
+    );
+    // As documented: at most the attempt timeout.
+    assert_eq!(
+        section_error("failover", "hedge_delay = \"3s\"").to_string(),
+        "invalid `failover.hedge_delay` = 3s: must not exceed `timeouts.attempt` (2s), or \"none\" to disable hedging"
+    );
+    Config::from_toml_str(&minimal(
+        "[timeouts]\ntotal = \"24h\"\nattempt = \"24h\"\n[failover]\nprobe_interval = \"1h\"\nprobe_timeout = \"1h\"\nfailback_hysteresis = \"24h\"\nhedge_delay = \"24h\"\n",
+    ))
+    .unwrap();
+}
+
+#[test]
+fn counts_and_sizes_have_upper_bounds() {
+    for (section, line, expected) in [
+        // Reserved 8.5 GB per region at build time.
+        ("breaker", "window_calls = 4294967295", "invalid `breaker.window_calls` = 4294967295: must hold at most 10000 calls"),
+        ("breaker", "window_duration = \"2h\"", "invalid `breaker.window_duration` = 7200s: must be at most 1h"),
+        ("breaker", "minimum_calls = 10001", "invalid `breaker.minimum_calls` = 10001: must be at most 10000"),
+        ("breaker", "half_open_calls = 4294967295", "invalid `breaker.half_open_calls` = 4294967295: must be at most 1000"),
+        ("breaker", "open_backoff_multiplier = 1e9", "invalid `breaker.open_backoff_multiplier` = 1000000000.0: must be at most 100.0"),
+        ("pool", "max_size = 4294967295", "invalid `pool.max_size` = 4294967295: must be at most 1000"),
+        ("pool", "max_size = 500\nmin_idle = 500", "invalid `pool.min_idle` = 500: must be at most 100"),
+        ("pool", "idle_timeout = \"25h\"", "invalid `pool.idle_timeout` = 90000s: must be at most 24h (or \"none\")"),
+        ("pool", "max_lifetime = \"25h\"", "invalid `pool.max_lifetime` = 90000s: must be at most 24h (or \"none\")"),
+        ("pool", "validation_timeout = \"2m\"", "invalid `pool.validation_timeout` = 120s: must be at most 1m"),
+        ("failover", "healthy_after = 4294967295", "invalid `failover.healthy_after` = 4294967295: must be at most 1000"),
+        ("failover", "unhealthy_after = 4294967295", "invalid `failover.unhealthy_after` = 4294967295: must be at most 1000"),
+        // An unlimited retry budget.
+        ("retry_budget", "min_per_second = 1e308", "invalid `retry_budget.min_per_second` = 1e308: must be a finite number between 0 and 100000"),
+        ("retry_budget", "ratio = 1e9", "invalid `retry_budget.ratio` = 1000000000.0: must be between 0.0 and 1000.0"),
+        ("retry_budget", "ratio = nan", "invalid `retry_budget.ratio` = NaN: must be between 0.0 and 1000.0"),
+        ("retry", "cap = \"25h\"", "invalid `retry.cap` = 90000s: must be at most 24h"),
+    ] {
+        assert_eq!(section_error(section, line).to_string(), expected, "{line}");
+    }
+    // The bounds themselves load.
+    let config = Config::from_toml_str(&minimal(
+        "[pool]\nmax_size = 1000\nmin_idle = 100\nidle_timeout = \"24h\"\nmax_lifetime = \"24h\"\nvalidation_timeout = \"1m\"\n\
+         [breaker]\nwindow_calls = 10000\nminimum_calls = 10000\nhalf_open_calls = 1000\nopen_backoff_multiplier = 100.0\n\
+         [failover]\nhealthy_after = 1000\nunhealthy_after = 1000\n\
+         [retry_budget]\nwindow = \"1h\"\nmin_per_second = 100000.0\nratio = 1000.0\n",
+    ))
+    .unwrap();
+    assert_eq!(config.pool.max_size, 1000);
+    assert_eq!(config.breaker.window(), WindowKind::Count(10_000));
+}

@@ -114,7 +114,8 @@ pub use self::region::{Encryption, RegionConfig, Role, DEFAULT_APPLICATION_NAME,
 pub use self::secret::{Secret, REDACTED};
 pub use self::sections::{
     BreakerConfig, FailoverConfig, JitterKind, PoolConfig, RetryBudgetConfig, RetryConfig,
-    TimeoutsConfig, MAX_REDIRECTS_LIMIT, MIN_PROBE_INTERVAL,
+    TimeoutsConfig, MAX_MIN_IDLE, MAX_POOL_SIZE, MAX_PROBES_IN_A_ROW, MAX_PROBE_INTERVAL,
+    MAX_REDIRECTS_LIMIT, MAX_VALIDATION_TIMEOUT, MIN_PROBE_INTERVAL,
 };
 use self::util::{raw, with_suffix};
 use crate::error::ConfigError;
@@ -210,6 +211,18 @@ impl Config {
         self.breaker.breaker_config("breaker")?;
         self.pool.validate()?;
         self.failover.validate()?;
+        if let Some(hedge_delay) = self.failover.hedge_delay {
+            if hedge_delay > self.timeouts.attempt {
+                return Err(ConfigError::new(
+                    "failover.hedge_delay",
+                    hedge_delay,
+                    format!(
+                        "must not exceed `timeouts.attempt` ({:?}), or \"none\" to disable hedging",
+                        self.timeouts.attempt
+                    ),
+                ));
+            }
+        }
         if self.regions.is_empty() {
             return Err(ConfigError::new(
                 "regions",
