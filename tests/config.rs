@@ -1058,3 +1058,230 @@ fn counts_and_sizes_have_upper_bounds() {
     assert_eq!(config.pool.max_size, 1000);
     assert_eq!(config.breaker.window(), WindowKind::Count(10_000));
 }
+
+#[test]
+fn login_fields_are_limited_to_what_the_tds_login_carries() {
+    let region = |field: &str, value: &str| {
+        let mut r = RegionConfig {
+            name: "westeurope".into(),
+            host: Some("db.example.com".into()),
+            user: Some("app".into()),
+            password: Some(Secret::new(PASSWORD)),
+            ..RegionConfig::default()
+        };
+        match field {
+            "host" => r.host = Some(value.into()),
+            "instance_name" => r.instance_name = Some(value.into()),
+            "database" => r.database = Some(value.into()),
+            "user" => r.user = Some(value.into()),
+            "password" => r.password = Some(Secret::new(value)),
+            "application_name" => r.application_name = Some(value.into()),
+            _ => unreachable!(),
+        }
+        r
+    };
+    // A 70,000-character application name garbled the login packet.
+    let e = region("application_name", &"a".repeat(70_000))
+        .validate()
+        .unwrap_err();
+    assert_eq!(e.field(), "application_name");
+    assert!(
+        e.to_string().ends_with(
+            "must be at most 128 characters (the limit of the TDS login packet); it has 70000"
+        ),
+        "{e}"
+    );
+    assert!(e.to_string().len() < 250, "echoed whole: {e}");
+    for field in ["host", "database", "user", "application_name"] {
+        region(field, &"a".repeat(128)).validate().unwrap();
+        let e = region(field, &"a".repeat(129)).validate().unwrap_err();
+        assert_eq!(e.field(), field, "{e}");
+        // TDS counts UTF-16 code units: 65 characters outside the BMP are 130.
+        if field != "host" {
+            region(field, &"𝄞".repeat(64)).validate().unwrap();
+            let e = region(field, &"𝄞".repeat(65)).validate().unwrap_err();
+            assert!(e.to_string().contains("it has 130"), "{e}");
+        }
+    }
+    region("password", &"p".repeat(128)).validate().unwrap();
+    let e = region("password", &"p".repeat(129)).validate().unwrap_err();
+    assert_eq!(e.to_string(), "invalid `password` = ***: must be at most 128 characters (the limit of the TDS login packet); it has 129");
+    region("instance_name", "SQLEXPRESS2022_1")
+        .validate()
+        .unwrap();
+    let e = region("instance_name", "SQLEXPRESS2022_12")
+        .validate()
+        .unwrap_err();
+    assert_eq!(e.field(), "instance_name");
+    assert!(e.to_string().contains("at most 16 characters"), "{e}");
+
+    // The same rules apply to tiberius_config(), a public constructor of its own.
+    let e = region("database", &"d".repeat(129))
+        .tiberius_config()
+        .unwrap_err();
+    assert_eq!(e.field(), "database");
+
+    // And from a file, naming the index.
+    let e = err(&minimal(&format!(
+        "application_name = \"{}\"\n",
+        "x".repeat(70_000)
+    )));
+    assert_eq!(e.field(), "regions[0].application_name");
+}
+
+#[test]
+fn control_characters_whitespace_and_empty_strings_are_rejected() {
+    for (line, field, reason) in [
+        (
+            "host = \"db\\u0000.example.com\"",
+            "host",
+            "must not contain control characters",
+        ),
+        (
+            "host = \"db.example.com\\u0000\"",
+            "host",
+            "must not contain control characters",
+        ),
+        (
+            "host = \"db .example.com\"",
+            "host",
+            "must not contain whitespace",
+        ),
+        (
+            "database = \"app\\u0000x\"",
+            "database",
+            "must not contain control characters",
+        ),
+        (
+            "database = \"\"",
+            "database",
+            "must not be empty (leave it unset instead)",
+        ),
+        (
+            "user = \"\"",
+            "user",
+            "must not be empty (leave it unset instead)",
+        ),
+        (
+            "user = \"a\\nb\"",
+            "user",
+            "must not contain control characters",
+        ),
+        (
+            "application_name = \"app\\u0007\"",
+            "application_name",
+            "must not contain control characters",
+        ),
+        ("instance_name = \"\"", "instance_name", "must not be empty"),
+        (
+            "instance_name = \"SQL EXPRESS\"",
+            "instance_name",
+            "must not contain whitespace",
+        ),
+        (
+            "password = \"pw\\u0000\"",
+            "password",
+            "must not contain control characters",
+        ),
+    ] {
+        // `minimal` sets host/user/password first; a later key of the same name would be a
+        // duplicate, so build the region here.
+        let mut fields = vec![
+            ("name", "\"westeurope\"".to_owned()),
+            ("host", "\"db.example.com\"".to_owned()),
+            ("user", "\"app\"".to_owned()),
+            ("password", format!("\"{PASSWORD}\"")),
+        ];
+        let (key, value) = line.split_once(" = ").unwrap();
+        match fields.iter_mut().find(|(k, _)| *k == key) {
+            Some(slot) => slot.1 = value.to_owned(),
+            None => fields.push((key, value.to_owned())),
+        }
+        let text: String = std::iter::once("[[regions]]\n".to_owned())
+            .chain(fields.iter().map(|(k, v)| format!("{k} = {v}\n")))
+            .collect();
+        let e = err(&text);
+        assert_eq!(e.field(), format!("regions[0].{field}"), "{line}: {e}");
+        assert!(e.to_string().contains(reason), "{line}: {e}");
+        assert_no_secret(&e.to_string());
+        assert!(!e.to_string().contains('\0'), "{line}: {e}");
+    }
+}
+
+#[test]
+fn region_names_are_bounded() {
+    let name = |n: &str| minimal("").replace("westeurope", n);
+    let e = err(&name(&"a".repeat(100_000)));
+    assert_eq!(e.field(), "regions[0].name");
+    assert!(
+        e.to_string().ends_with(
+            "must be at most 64 characters (it is used as a metric label); it has 100000"
+        ),
+        "{e}"
+    );
+    assert!(e.to_string().len() < 250, "echoed whole: {e}");
+    Config::from_toml_str(&name(&"a".repeat(64))).unwrap();
+    assert_eq!(err(&name(&"a".repeat(65))).field(), "regions[0].name");
+}
+
+#[test]
+fn connection_string_login_fields_are_limited_and_never_shown() {
+    let pw = format!("password={PASSWORD}");
+    for (cs, key) in [
+        (
+            format!("server=tcp:{}.example.com,1433;{pw}", "h".repeat(130)),
+            "server",
+        ),
+        (format!("server=tcp:h\\\\{};{pw}", "I".repeat(17)), "server"),
+        (
+            format!("server=tcp:h;database={};{pw}", "d".repeat(129)),
+            "database",
+        ),
+        (
+            format!("server=tcp:h;initial catalog={};{pw}", "d".repeat(129)),
+            "database",
+        ),
+        (
+            format!("server=tcp:h;user id={};{pw}", "u".repeat(129)),
+            "user id",
+        ),
+        (
+            format!("server=tcp:h;uid=u;password={PASSWORD}{}", "p".repeat(129)),
+            "password",
+        ),
+        (
+            format!("server=tcp:h;application name={};{pw}", "a".repeat(129)),
+            "application name",
+        ),
+    ] {
+        let e = err(&cs_region(&cs, ""));
+        assert_eq!(e.field(), "regions[0].connection_string", "{cs}: {e}");
+        assert_eq!(e.value(), "***");
+        assert!(e.to_string().contains(&format!("its `{key}`")), "{cs}: {e}");
+        assert_no_secret(&e.to_string());
+    }
+    let long = format!("server=tcp:h;{pw};x={}", "x".repeat(5000));
+    let e = err(&cs_region(&long, ""));
+    assert_eq!(
+        e.to_string(),
+        format!(
+            "invalid `regions[0].connection_string` = ***: must be at most 4096 characters; it has {}",
+            long.chars().count()
+        )
+    );
+    let e = err(&cs_region(&format!("server=tcp:h;{pw}\\u0000"), ""));
+    assert!(e.to_string().contains("control characters"), "{e}");
+    assert_no_secret(&e.to_string());
+    // The limits themselves are fine.
+    Config::from_toml_str(&cs_region(
+        &format!(
+            "server=tcp:{}\\\\{},1433;database={};user id={};{pw}",
+            "h".repeat(128),
+            "I".repeat(16),
+            "d".repeat(128),
+            "u".repeat(128)
+        ),
+        "",
+    ))
+    .unwrap();
+}

@@ -110,7 +110,11 @@ use toml::{Table, Value};
 
 use self::env::Origin;
 pub use self::env::ENV_PREFIX;
-pub use self::region::{Encryption, RegionConfig, Role, DEFAULT_APPLICATION_NAME, DEFAULT_PORT};
+pub use self::region::{
+    Encryption, RegionConfig, Role, DEFAULT_APPLICATION_NAME, DEFAULT_PORT,
+    MAX_CONNECTION_STRING_CHARS, MAX_INSTANCE_NAME_CHARS, MAX_LOGIN_FIELD_CHARS,
+    MAX_REGION_NAME_CHARS,
+};
 pub use self::secret::{Secret, REDACTED};
 pub use self::sections::{
     BreakerConfig, FailoverConfig, JitterKind, PoolConfig, RetryBudgetConfig, RetryConfig,
