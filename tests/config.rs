@@ -448,7 +448,7 @@ fn region_rules_name_the_index() {
     );
     assert_eq!(
         err(&two("name = \"b\"\nport = 70000")).to_string(),
-        "invalid `regions[1].port` = 70000: invalid value: integer `70000`, expected u16"
+        "invalid `regions[1].port` = 70000: must be a whole number from 0 to 65535"
     );
     assert_eq!(
         err(&two("name = \"b\"\nrole = \"primary\"")).field(),
@@ -1284,4 +1284,111 @@ fn connection_string_login_fields_are_limited_and_never_shown() {
         "",
     ))
     .unwrap();
+}
+
+#[test]
+fn numbers_too_large_for_toml_name_their_field() {
+    // It used to be reported on `toml`, with the number echoed whole.
+    let e = section_error("retry", "max_attempts = 99999999999999999999");
+    assert_eq!(e.field(), "retry.max_attempts");
+    assert_eq!(e.value(), "99999999999999999999");
+    assert_eq!(
+        e.to_string(),
+        "invalid `retry.max_attempts` = 99999999999999999999: is out of range: a TOML integer must fit in 64 bits (line 7, column 16)"
+    );
+    let e = section_error("retry", &format!("max_attempts = {}", "9".repeat(100_000)));
+    assert_eq!(e.field(), "retry.max_attempts");
+    assert_eq!(e.value().chars().count(), 64);
+    assert!(
+        e.to_string().contains("a TOML integer must fit in 64 bits"),
+        "{e}"
+    );
+    assert!(e.to_string().len() < 250, "echoed whole: {e}");
+    let e = section_error("retry_budget", "ratio = 1e999");
+    assert_eq!(e.field(), "retry_budget.ratio");
+    assert!(e.to_string().contains("a TOML float must be finite"), "{e}");
+    // A dotted key at the top level, and a key of the second region.
+    let e = err(&format!(
+        "retry.max_attempts = -99999999999999999999\n{}",
+        minimal("")
+    ));
+    assert_eq!(e.field(), "retry.max_attempts");
+    let e = err(&format!(
+        "{}[[regions]]\nname = \"b\"\nport = 99999999999999999999\n",
+        minimal("")
+    ));
+    assert_eq!(e.field(), "regions[1].port");
+    // An unquoted numeric password too large to parse is never shown.
+    let e = err(&format!(
+        "[[regions]]\nname = \"a\"\nhost = \"h\"\nuser = \"u\"\npassword = 98765432109876543210\n"
+    ));
+    assert_eq!(e.field(), "regions[0].password");
+    assert_eq!(e.value(), "***");
+    assert!(!e.to_string().contains("98765"), "{e}");
+    // Inside an inline table the key is not known: the number is not shown either.
+    let e = err(&format!(
+        "regions = [{{ name = \"a\", password = 98765432109876543210 }}]\n"
+    ));
+    assert_eq!(e.field(), "toml");
+    assert!(!e.to_string().contains("98765"), "{e}");
+
+    // Within 64 bits but not the field's type: the range in words.
+    assert_eq!(
+        section_error("retry", "max_attempts = 9999999999").to_string(),
+        "invalid `retry.max_attempts` = 9999999999: must be a whole number from 0 to 4294967295"
+    );
+    assert_eq!(
+        section_error("pool", "max_size = -1").to_string(),
+        "invalid `pool.max_size` = -1: must be a whole number from 0 to 4294967295"
+    );
+    // From the environment: the variable is named too.
+    let e = Config::from_toml_with_env(
+        &minimal(""),
+        env(&[(
+            "MSSQL_RESILIENCE__RETRY__MAX_ATTEMPTS",
+            "99999999999999999999",
+        )]),
+    )
+    .unwrap_err();
+    assert_eq!(e.field(), "retry.max_attempts");
+    assert!(
+        e.to_string().ends_with(
+            "must be a whole number from 0 to 4294967295 (from `MSSQL_RESILIENCE__RETRY__MAX_ATTEMPTS`)"
+        ),
+        "{e}"
+    );
+}
+
+#[test]
+fn huge_values_are_never_echoed_whole() {
+    let huge = "9".repeat(100_000);
+    // A 100,000-digit duration, from the file and from the environment.
+    for e in [
+        section_error("timeouts", &format!("total = \"{huge}s\"")),
+        Config::from_toml_with_env(
+            &minimal(""),
+            env(&[("MSSQL_RESILIENCE__TIMEOUTS__TOTAL", &format!("{huge}s"))]),
+        )
+        .unwrap_err(),
+    ] {
+        assert_eq!(e.field(), "timeouts.total");
+        assert_eq!(e.value().chars().count(), 64, "{}", e.value());
+        assert!(e.value().ends_with("99s\""), "{}", e.value());
+        assert!(e.to_string().len() < 300, "echoed whole: {e}");
+    }
+    // Messages that quote the value are cut too.
+    let big = "x".repeat(100_000);
+    for (section, line) in [
+        ("retry", format!("jitter = \"{big}\"")),
+        ("retry", format!("max_attempts = \"{big}\"")),
+        ("retry", format!("base = \"5{big}\"")),
+    ] {
+        let e = section_error(section, &line);
+        assert!(e.to_string().len() < 400, "echoed whole: {e}");
+    }
+    let e = err(&minimal(&format!("role = \"{big}\"\n")));
+    assert_eq!(e.field(), "regions[0].role");
+    assert!(e.to_string().len() < 400, "echoed whole: {e}");
+    let e = err(&minimal(&format!("{big} = 1\n")));
+    assert!(e.to_string().len() < 400, "echoed whole: {e}");
 }
