@@ -21,7 +21,15 @@
 //! invalid `timeouts.total` = "5": a duration needs a unit (ms, s, m, h)
 //! invalid `timeouts.attempt` = 6s: must not exceed `timeouts.total` (5s)
 //! invalid `regions[1].name` = "westeurope": duplicates `regions[0].name`: region names must be unique
+//! invalid `pool.max_size` = 4294967295: must be at most 1000
+//! invalid `retry.max_attempts` = 99999999999999999999: is out of range: a TOML integer must fit in 64 bits (line 7, column 16)
 //! ```
+//!
+//! Every duration, count and string has a range, written on its field (and in the
+//! README's table): durations are at most 24 h (or less, e.g. `failover.probe_interval`
+//! ≤ 1 h), counts have upper bounds (`pool.max_size` ≤ 1000, `breaker.window_calls`
+//! ≤ 10 000, …), and the strings the TDS login packet carries are at most 128 characters
+//! without control characters. A value shown in an error is cut to 64 characters.
 //!
 //! # Secrets
 //!
