@@ -1319,16 +1319,14 @@ fn numbers_too_large_for_toml_name_their_field() {
     ));
     assert_eq!(e.field(), "regions[1].port");
     // An unquoted numeric password too large to parse is never shown.
-    let e = err(&format!(
-        "[[regions]]\nname = \"a\"\nhost = \"h\"\nuser = \"u\"\npassword = 98765432109876543210\n"
-    ));
+    let e = err(
+        "[[regions]]\nname = \"a\"\nhost = \"h\"\nuser = \"u\"\npassword = 98765432109876543210\n",
+    );
     assert_eq!(e.field(), "regions[0].password");
     assert_eq!(e.value(), "***");
     assert!(!e.to_string().contains("98765"), "{e}");
     // Inside an inline table the key is not known: the number is not shown either.
-    let e = err(&format!(
-        "regions = [{{ name = \"a\", password = 98765432109876543210 }}]\n"
-    ));
+    let e = err("regions = [{ name = \"a\", password = 98765432109876543210 }]\n");
     assert_eq!(e.field(), "toml");
     assert!(!e.to_string().contains("98765"), "{e}");
 
