@@ -8,7 +8,7 @@
 //! clocks:
 //!
 //! - [`Deadline`] (outermost) fixes the call's deadline once: `now + total`, shortened by a
-//!   deadline the request already carries and by the [ambient](ambient) deadline of the
+//!   deadline the request already carries and by the [ambient] deadline of the
 //!   task. It stamps the deadline into the request's [`RequestContext`] so inner layers can
 //!   read it, and fails the call when it passes, whatever is running.
 //! - [`AttemptTimeout`] (per attempt, inside retry and failover) bounds one attempt by

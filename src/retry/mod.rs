@@ -9,7 +9,7 @@
 //!    idempotent; otherwise the error comes back with
 //!    [`Error::is_outcome_unknown`] true;
 //! 3. fewer than `max_attempts` attempts were made;
-//! 4. the next delay — the [backoff](backoff) delay, or the server's hint if longer (40501
+//! 4. the next delay — the [backoff] delay, or the server's hint if longer (40501
 //!    asks for 10 s) — plus a reserve for the attempt itself fits before the call's
 //!    deadline. If not, the layer stops *now* rather than sleep into certain failure, and
 //!    the error says so ([`RetryStop::DeadlineWouldBeExceeded`]);
