@@ -551,6 +551,11 @@ impl std::error::Error for Error {
 }
 
 /// A configuration value was rejected. Names the field, the value and the rule.
+///
+/// The value is shown as its `Debug` form, cut to [`MAX_SHOWN_VALUE_CHARS`] characters
+/// (a cut value has `…` in place of its middle), so a huge input is never echoed whole;
+/// the field name and the reason are bounded the same way (to [`MAX_SHOWN_FIELD_CHARS`] and
+/// [`MAX_SHOWN_REASON_CHARS`]). Secrets show as `***` (their `Debug`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigError {
     field: Cow<'static, str>,
@@ -558,17 +563,53 @@ pub struct ConfigError {
     reason: Cow<'static, str>,
 }
 
+/// The most characters of a rejected value that a [`ConfigError`] shows.
+pub const MAX_SHOWN_VALUE_CHARS: usize = 64;
+
+/// The most characters of a field name that a [`ConfigError`] shows.
+pub const MAX_SHOWN_FIELD_CHARS: usize = 128;
+
+/// The most characters of a reason that a [`ConfigError`] shows.
+pub const MAX_SHOWN_REASON_CHARS: usize = 1024;
+
+/// `text` cut to at most `max` characters by replacing its middle with `…`: the start
+/// and the end (a closing quote, a unit, a line number) stay readable.
+pub(crate) fn truncate_chars(text: &str, max: usize) -> Cow<'_, str> {
+    let count = text.chars().count();
+    if count <= max {
+        return Cow::Borrowed(text);
+    }
+    let keep = max.saturating_sub(1);
+    let tail = keep / 3;
+    let head = keep - tail;
+    let head_end = text.char_indices().nth(head).map_or(text.len(), |(i, _)| i);
+    let tail_start = text
+        .char_indices()
+        .nth(count - tail)
+        .map_or(text.len(), |(i, _)| i);
+    Cow::Owned(format!("{}…{}", &text[..head_end], &text[tail_start..]))
+}
+
+fn bounded(text: Cow<'static, str>, max: usize) -> Cow<'static, str> {
+    match truncate_chars(&text, max) {
+        Cow::Borrowed(_) => text,
+        Cow::Owned(cut) => Cow::Owned(cut),
+    }
+}
+
 impl ConfigError {
-    /// A rejected `field` whose `value` breaks `reason`.
+    /// A rejected `field` whose `value` breaks `reason`. The value's `Debug` form is cut
+    /// to [`MAX_SHOWN_VALUE_CHARS`] characters.
     pub fn new(
         field: impl Into<Cow<'static, str>>,
         value: impl fmt::Debug,
         reason: impl Into<Cow<'static, str>>,
     ) -> Self {
+        let value = format!("{value:?}");
         ConfigError {
-            field: field.into(),
-            value: format!("{value:?}"),
-            reason: reason.into(),
+            field: bounded(field.into(), MAX_SHOWN_FIELD_CHARS),
+            value: truncate_chars(&value, MAX_SHOWN_VALUE_CHARS).into_owned(),
+            reason: bounded(reason.into(), MAX_SHOWN_REASON_CHARS),
         }
     }
 
@@ -591,12 +632,46 @@ impl ConfigError {
         }
     }
 
-    /// Checks a count that must be at least one.
-    pub(crate) fn check_at_least_one(field: &'static str, value: u32) -> Result<(), ConfigError> {
-        if value >= 1 {
-            Ok(())
+    /// Checks a count against `min..=max`: "must be at least `min`" below,
+    /// "must be at most `max`" above.
+    pub(crate) fn check_count(
+        field: &'static str,
+        value: u32,
+        min: u32,
+        max: u32,
+    ) -> Result<(), ConfigError> {
+        if value < min {
+            Err(ConfigError::new(
+                field,
+                value,
+                format!("must be at least {min}"),
+            ))
+        } else if value > max {
+            Err(ConfigError::new(
+                field,
+                value,
+                format!("must be at most {max}"),
+            ))
         } else {
-            Err(ConfigError::new(field, value, "must be at least 1"))
+            Ok(())
+        }
+    }
+
+    /// Checks that a duration is at most `max` (written in the message as `max_text`).
+    pub(crate) fn check_at_most(
+        field: &'static str,
+        value: Duration,
+        max: Duration,
+        max_text: &str,
+    ) -> Result<(), ConfigError> {
+        if value > max {
+            Err(ConfigError::new(
+                field,
+                value,
+                format!("must be at most {max_text}"),
+            ))
+        } else {
+            Ok(())
         }
     }
 
@@ -724,6 +799,23 @@ mod tests {
         e.set_retry_context(1, RetryStop::NotIdempotent, false);
         assert!(e.is_outcome_unknown());
         assert!(e.to_string().contains("may or may not have been applied"));
+    }
+
+    #[test]
+    fn config_error_values_are_cut() {
+        assert_eq!(truncate_chars("abc", 3), "abc");
+        assert_eq!(truncate_chars("abcd", 3), "ab…");
+        assert_eq!(truncate_chars("abcdefghij", 8), "abcde…ij");
+        assert_eq!(truncate_chars("ééééé", 4), "éé…é");
+        // A cut value is cut no further.
+        let once = truncate_chars(&"x".repeat(100), 64).into_owned();
+        assert_eq!(once.chars().count(), 64);
+        assert_eq!(truncate_chars(&once, 64), once);
+        let e = ConfigError::new("f", "y".repeat(100_000), "r".repeat(5000));
+        assert_eq!(e.value().chars().count(), MAX_SHOWN_VALUE_CHARS);
+        assert!(e.value().starts_with("\"yyy") && e.value().ends_with("yy\""));
+        assert!(e.value().contains('…'));
+        assert!(e.to_string().chars().count() < 1200);
     }
 
     #[test]

@@ -346,3 +346,81 @@ fn invalid_configs_name_the_field_and_value() {
         assert_eq!(builder.build().unwrap_err().to_string(), message);
     }
 }
+
+#[test]
+fn sizes_and_counts_have_upper_bounds() {
+    use mssql_resilience::circuit_breaker::config::{
+        MAX_HALF_OPEN_CALLS, MAX_MINIMUM_CALLS, MAX_WINDOW_CALLS, MAX_WINDOW_DURATION,
+    };
+    let time = || config().window(WindowKind::Time(Duration::from_secs(10)));
+    let cases: Vec<(CircuitBreakerConfigBuilder, &str)> = vec![
+        // Would reserve gigabytes for the window at build time.
+        (
+            config().window(WindowKind::Count(u32::MAX)),
+            "invalid `breaker.window` = Count(4294967295): must hold at most 10000 calls",
+        ),
+        (
+            config().window(WindowKind::Time(Duration::MAX)),
+            "invalid `breaker.window` = Time(18446744073709551615.999999999s): must be at most 1h",
+        ),
+        (
+            time().minimum_calls(u32::MAX),
+            "invalid `breaker.minimum_calls` = 4294967295: must be at most 10000",
+        ),
+        (
+            config().half_open_calls(u32::MAX),
+            "invalid `breaker.half_open_calls` = 4294967295: must be at most 1000",
+        ),
+        (
+            config().open_backoff(f64::INFINITY, Duration::from_secs(60)),
+            "invalid `breaker.open_backoff_multiplier` = inf: must be at most 100.0",
+        ),
+        (
+            config().open_backoff(2.0, Duration::MAX),
+            "invalid `breaker.max_open_duration` = 18446744073709551615.999999999s: must be at most 24h",
+        ),
+    ];
+    for (builder, message) in cases {
+        assert_eq!(builder.build().unwrap_err().to_string(), message);
+    }
+    let long_name = "b".repeat(100_000);
+    let e = CircuitBreakerConfig::builder(long_name)
+        .build()
+        .unwrap_err();
+    assert_eq!(e.field(), "breaker.name");
+    assert!(
+        e.to_string().contains("must be at most 64 characters"),
+        "{e}"
+    );
+    assert!(e.to_string().len() < 300, "the name is echoed whole: {e}");
+
+    // The bounds themselves are accepted.
+    config()
+        .window(WindowKind::Count(MAX_WINDOW_CALLS))
+        .minimum_calls(MAX_MINIMUM_CALLS)
+        .half_open_calls(MAX_HALF_OPEN_CALLS)
+        .open_backoff(100.0, Duration::from_secs(24 * 3600))
+        .build()
+        .unwrap();
+    config()
+        .window(WindowKind::Time(MAX_WINDOW_DURATION))
+        .build()
+        .unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_longest_open_period_does_not_overflow() {
+    let (mut svc, handle) = breaker(
+        config()
+            .open_duration(Duration::from_secs(24 * 3600))
+            .open_backoff(100.0, Duration::from_secs(24 * 3600))
+            .open_jitter(0.9),
+        &Script::new([Step::Err(server(40613, 16))]),
+    );
+    for _ in 0..4 {
+        let _ = call(&mut svc).await;
+    }
+    assert_eq!(handle.state(), BreakerState::Open);
+    let until = handle.snapshot().open_until.expect("open");
+    assert!(until > Instant::now() + Duration::from_secs(3600));
+}

@@ -448,7 +448,7 @@ fn region_rules_name_the_index() {
     );
     assert_eq!(
         err(&two("name = \"b\"\nport = 70000")).to_string(),
-        "invalid `regions[1].port` = 70000: invalid value: integer `70000`, expected u16"
+        "invalid `regions[1].port` = 70000: must be a whole number from 0 to 65535"
     );
     assert_eq!(
         err(&two("name = \"b\"\nrole = \"primary\"")).field(),
@@ -952,4 +952,441 @@ fn no_error_shows_a_secret() {
     let e = err(&minimal("password = { value = \"Sup3r-Secret-Pw\" }\n"));
     assert_no_secret(&e.to_string());
     assert_eq!(e.field(), "toml"); // a duplicate key: a syntax error, no line shown
+}
+
+// ---------------------------------------------------------------------------------------
+// Bad input: every value has a range, no error echoes huge input or a secret
+// ---------------------------------------------------------------------------------------
+
+/// The error for a `key = value` line in `[section]`, as loaded from TOML.
+fn section_error(section: &str, line: &str) -> ConfigError {
+    err(&minimal(&format!("[{section}]\n{line}\n")))
+}
+
+#[test]
+fn a_budget_longer_than_max_budget_is_rejected_from_toml_and_env() {
+    // It used to load, and then every call panicked adding the budget to `now`.
+    assert_eq!(
+        message("[timeouts]\ntotal = \"9223372036854775807s\"\n"),
+        "invalid `timeouts.total` = 9223372036854775807s: must be at most 24h (`deadline::MAX_BUDGET`)"
+    );
+    let e = Config::from_toml_with_env(
+        &minimal(""),
+        env(&[("MSSQL_RESILIENCE__TIMEOUTS__TOTAL", "9223372036854775807s")]),
+    )
+    .unwrap_err();
+    assert_eq!(e.field(), "timeouts.total");
+    assert!(
+        e.to_string().ends_with(
+            "must be at most 24h (`deadline::MAX_BUDGET`) (from `MSSQL_RESILIENCE__TIMEOUTS__TOTAL`)"
+        ),
+        "{e}"
+    );
+    assert_eq!(
+        message("[timeouts]\ntotal = \"25h\"\nattempt = \"25h\"\nconnect = \"1s\"\n"),
+        "invalid `timeouts.total` = 90000s: must be at most 24h (`deadline::MAX_BUDGET`)"
+    );
+    let config = Config::from_toml_str(&minimal(
+        "[timeouts]\ntotal = \"24h\"\nattempt = \"24h\"\nconnect = \"24h\"\n",
+    ))
+    .unwrap();
+    assert_eq!(config.timeouts.budget().unwrap().total(), secs(24 * 3600));
+}
+
+#[test]
+fn failover_durations_have_upper_bounds() {
+    // The probe task panicked on an interval this long.
+    assert_eq!(
+        section_error("failover", "probe_interval = \"18446744073709551615s\"").to_string(),
+        "invalid `failover.probe_interval` = 18446744073709551615s: must be at most 1h"
+    );
+    assert_eq!(
+        section_error("failover", "probe_interval = \"61m\"").field(),
+        "failover.probe_interval"
+    );
+    assert_eq!(
+        section_error("failover", "failback_hysteresis = \"25h\"").to_string(),
+        "invalid `failover.failback_hysteresis` = 90000s: must be at most 24h"
+    );
+    assert_eq!(
+        section_error("failover", "hedge_delay = \"18446744073709551615s\"").to_string(),
+        "invalid `failover.hedge_delay` = 18446744073709551615s: must be at most 24h"
+    );
+    // As documented: at most the attempt timeout.
+    assert_eq!(
+        section_error("failover", "hedge_delay = \"3s\"").to_string(),
+        "invalid `failover.hedge_delay` = 3s: must not exceed `timeouts.attempt` (2s), or \"none\" to disable hedging"
+    );
+    Config::from_toml_str(&minimal(
+        "[timeouts]\ntotal = \"24h\"\nattempt = \"24h\"\n[failover]\nprobe_interval = \"1h\"\nprobe_timeout = \"1h\"\nfailback_hysteresis = \"24h\"\nhedge_delay = \"24h\"\n",
+    ))
+    .unwrap();
+}
+
+#[test]
+fn counts_and_sizes_have_upper_bounds() {
+    for (section, line, expected) in [
+        // Reserved 8.5 GB per region at build time.
+        ("breaker", "window_calls = 4294967295", "invalid `breaker.window_calls` = 4294967295: must hold at most 10000 calls"),
+        ("breaker", "window_duration = \"2h\"", "invalid `breaker.window_duration` = 7200s: must be at most 1h"),
+        ("breaker", "minimum_calls = 10001", "invalid `breaker.minimum_calls` = 10001: must be at most 10000"),
+        ("breaker", "half_open_calls = 4294967295", "invalid `breaker.half_open_calls` = 4294967295: must be at most 1000"),
+        ("breaker", "open_backoff_multiplier = 1e9", "invalid `breaker.open_backoff_multiplier` = 1000000000.0: must be at most 100.0"),
+        ("pool", "max_size = 4294967295", "invalid `pool.max_size` = 4294967295: must be at most 1000"),
+        ("pool", "max_size = 500\nmin_idle = 500", "invalid `pool.min_idle` = 500: must be at most 100"),
+        ("pool", "idle_timeout = \"25h\"", "invalid `pool.idle_timeout` = 90000s: must be at most 24h (or \"none\")"),
+        ("pool", "max_lifetime = \"25h\"", "invalid `pool.max_lifetime` = 90000s: must be at most 24h (or \"none\")"),
+        ("pool", "validation_timeout = \"2m\"", "invalid `pool.validation_timeout` = 120s: must be at most 1m"),
+        ("failover", "healthy_after = 4294967295", "invalid `failover.healthy_after` = 4294967295: must be at most 1000"),
+        ("failover", "unhealthy_after = 4294967295", "invalid `failover.unhealthy_after` = 4294967295: must be at most 1000"),
+        // An unlimited retry budget.
+        ("retry_budget", "min_per_second = 1e308", "invalid `retry_budget.min_per_second` = 1e308: must be a finite number between 0 and 100000"),
+        ("retry_budget", "ratio = 1e9", "invalid `retry_budget.ratio` = 1000000000.0: must be between 0.0 and 1000.0"),
+        ("retry_budget", "ratio = nan", "invalid `retry_budget.ratio` = NaN: must be between 0.0 and 1000.0"),
+        ("retry", "cap = \"25h\"", "invalid `retry.cap` = 90000s: must be at most 24h"),
+    ] {
+        assert_eq!(section_error(section, line).to_string(), expected, "{line}");
+    }
+    // The bounds themselves load.
+    let config = Config::from_toml_str(&minimal(
+        "[pool]\nmax_size = 1000\nmin_idle = 100\nidle_timeout = \"24h\"\nmax_lifetime = \"24h\"\nvalidation_timeout = \"1m\"\n\
+         [breaker]\nwindow_calls = 10000\nminimum_calls = 10000\nhalf_open_calls = 1000\nopen_backoff_multiplier = 100.0\n\
+         [failover]\nhealthy_after = 1000\nunhealthy_after = 1000\n\
+         [retry_budget]\nwindow = \"1h\"\nmin_per_second = 100000.0\nratio = 1000.0\n",
+    ))
+    .unwrap();
+    assert_eq!(config.pool.max_size, 1000);
+    assert_eq!(config.breaker.window(), WindowKind::Count(10_000));
+}
+
+#[test]
+fn login_fields_are_limited_to_what_the_tds_login_carries() {
+    let region = |field: &str, value: &str| {
+        let mut r = RegionConfig {
+            name: "westeurope".into(),
+            host: Some("db.example.com".into()),
+            user: Some("app".into()),
+            password: Some(Secret::new(PASSWORD)),
+            ..RegionConfig::default()
+        };
+        match field {
+            "host" => r.host = Some(value.into()),
+            "instance_name" => r.instance_name = Some(value.into()),
+            "database" => r.database = Some(value.into()),
+            "user" => r.user = Some(value.into()),
+            "password" => r.password = Some(Secret::new(value)),
+            "application_name" => r.application_name = Some(value.into()),
+            _ => unreachable!(),
+        }
+        r
+    };
+    // A 70,000-character application name garbled the login packet.
+    let e = region("application_name", &"a".repeat(70_000))
+        .validate()
+        .unwrap_err();
+    assert_eq!(e.field(), "application_name");
+    assert!(
+        e.to_string().ends_with(
+            "must be at most 128 characters (the limit of the TDS login packet); it has 70000"
+        ),
+        "{e}"
+    );
+    assert!(e.to_string().len() < 250, "echoed whole: {e}");
+    for field in ["host", "database", "user", "application_name"] {
+        region(field, &"a".repeat(128)).validate().unwrap();
+        let e = region(field, &"a".repeat(129)).validate().unwrap_err();
+        assert_eq!(e.field(), field, "{e}");
+        // TDS counts UTF-16 code units: 65 characters outside the BMP are 130.
+        if field != "host" {
+            region(field, &"𝄞".repeat(64)).validate().unwrap();
+            let e = region(field, &"𝄞".repeat(65)).validate().unwrap_err();
+            assert!(e.to_string().contains("it has 130"), "{e}");
+        }
+    }
+    region("password", &"p".repeat(128)).validate().unwrap();
+    let e = region("password", &"p".repeat(129)).validate().unwrap_err();
+    assert_eq!(e.to_string(), "invalid `password` = ***: must be at most 128 characters (the limit of the TDS login packet); it has 129");
+    region("instance_name", "SQLEXPRESS2022_1")
+        .validate()
+        .unwrap();
+    let e = region("instance_name", "SQLEXPRESS2022_12")
+        .validate()
+        .unwrap_err();
+    assert_eq!(e.field(), "instance_name");
+    assert!(e.to_string().contains("at most 16 characters"), "{e}");
+
+    // The same rules apply to tiberius_config(), a public constructor of its own.
+    let e = region("database", &"d".repeat(129))
+        .tiberius_config()
+        .unwrap_err();
+    assert_eq!(e.field(), "database");
+
+    // And from a file, naming the index.
+    let e = err(&minimal(&format!(
+        "application_name = \"{}\"\n",
+        "x".repeat(70_000)
+    )));
+    assert_eq!(e.field(), "regions[0].application_name");
+}
+
+#[test]
+fn control_characters_whitespace_and_empty_strings_are_rejected() {
+    for (line, field, reason) in [
+        (
+            "host = \"db\\u0000.example.com\"",
+            "host",
+            "must not contain control characters",
+        ),
+        (
+            "host = \"db.example.com\\u0000\"",
+            "host",
+            "must not contain control characters",
+        ),
+        (
+            "host = \"db .example.com\"",
+            "host",
+            "must not contain whitespace",
+        ),
+        (
+            "database = \"app\\u0000x\"",
+            "database",
+            "must not contain control characters",
+        ),
+        (
+            "database = \"\"",
+            "database",
+            "must not be empty (leave it unset instead)",
+        ),
+        (
+            "user = \"\"",
+            "user",
+            "must not be empty (leave it unset instead)",
+        ),
+        (
+            "user = \"a\\nb\"",
+            "user",
+            "must not contain control characters",
+        ),
+        (
+            "application_name = \"app\\u0007\"",
+            "application_name",
+            "must not contain control characters",
+        ),
+        ("instance_name = \"\"", "instance_name", "must not be empty"),
+        (
+            "instance_name = \"SQL EXPRESS\"",
+            "instance_name",
+            "must not contain whitespace",
+        ),
+        (
+            "password = \"pw\\u0000\"",
+            "password",
+            "must not contain control characters",
+        ),
+    ] {
+        // `minimal` sets host/user/password first; a later key of the same name would be a
+        // duplicate, so build the region here.
+        let mut fields = vec![
+            ("name", "\"westeurope\"".to_owned()),
+            ("host", "\"db.example.com\"".to_owned()),
+            ("user", "\"app\"".to_owned()),
+            ("password", format!("\"{PASSWORD}\"")),
+        ];
+        let (key, value) = line.split_once(" = ").unwrap();
+        match fields.iter_mut().find(|(k, _)| *k == key) {
+            Some(slot) => slot.1 = value.to_owned(),
+            None => fields.push((key, value.to_owned())),
+        }
+        let text: String = std::iter::once("[[regions]]\n".to_owned())
+            .chain(fields.iter().map(|(k, v)| format!("{k} = {v}\n")))
+            .collect();
+        let e = err(&text);
+        assert_eq!(e.field(), format!("regions[0].{field}"), "{line}: {e}");
+        assert!(e.to_string().contains(reason), "{line}: {e}");
+        assert_no_secret(&e.to_string());
+        assert!(!e.to_string().contains('\0'), "{line}: {e}");
+    }
+}
+
+#[test]
+fn region_names_are_bounded() {
+    let name = |n: &str| minimal("").replace("westeurope", n);
+    let e = err(&name(&"a".repeat(100_000)));
+    assert_eq!(e.field(), "regions[0].name");
+    assert!(
+        e.to_string().ends_with(
+            "must be at most 64 characters (it is used as a metric label); it has 100000"
+        ),
+        "{e}"
+    );
+    assert!(e.to_string().len() < 250, "echoed whole: {e}");
+    Config::from_toml_str(&name(&"a".repeat(64))).unwrap();
+    assert_eq!(err(&name(&"a".repeat(65))).field(), "regions[0].name");
+}
+
+#[test]
+fn connection_string_login_fields_are_limited_and_never_shown() {
+    let pw = format!("password={PASSWORD}");
+    for (cs, key) in [
+        (
+            format!("server=tcp:{}.example.com,1433;{pw}", "h".repeat(130)),
+            "server",
+        ),
+        (format!("server=tcp:h\\\\{};{pw}", "I".repeat(17)), "server"),
+        (
+            format!("server=tcp:h;database={};{pw}", "d".repeat(129)),
+            "database",
+        ),
+        (
+            format!("server=tcp:h;initial catalog={};{pw}", "d".repeat(129)),
+            "database",
+        ),
+        (
+            format!("server=tcp:h;user id={};{pw}", "u".repeat(129)),
+            "user id",
+        ),
+        (
+            format!("server=tcp:h;uid=u;password={PASSWORD}{}", "p".repeat(129)),
+            "password",
+        ),
+        (
+            format!("server=tcp:h;application name={};{pw}", "a".repeat(129)),
+            "application name",
+        ),
+    ] {
+        let e = err(&cs_region(&cs, ""));
+        assert_eq!(e.field(), "regions[0].connection_string", "{cs}: {e}");
+        assert_eq!(e.value(), "***");
+        assert!(e.to_string().contains(&format!("its `{key}`")), "{cs}: {e}");
+        assert_no_secret(&e.to_string());
+    }
+    let long = format!("server=tcp:h;{pw};x={}", "x".repeat(5000));
+    let e = err(&cs_region(&long, ""));
+    assert_eq!(
+        e.to_string(),
+        format!(
+            "invalid `regions[0].connection_string` = ***: must be at most 4096 characters; it has {}",
+            long.chars().count()
+        )
+    );
+    let e = err(&cs_region(&format!("server=tcp:h;{pw}\\u0000"), ""));
+    assert!(e.to_string().contains("control characters"), "{e}");
+    assert_no_secret(&e.to_string());
+    // The limits themselves are fine.
+    Config::from_toml_str(&cs_region(
+        &format!(
+            "server=tcp:{}\\\\{},1433;database={};user id={};{pw}",
+            "h".repeat(128),
+            "I".repeat(16),
+            "d".repeat(128),
+            "u".repeat(128)
+        ),
+        "",
+    ))
+    .unwrap();
+}
+
+#[test]
+fn numbers_too_large_for_toml_name_their_field() {
+    // It used to be reported on `toml`, with the number echoed whole.
+    let e = section_error("retry", "max_attempts = 99999999999999999999");
+    assert_eq!(e.field(), "retry.max_attempts");
+    assert_eq!(e.value(), "99999999999999999999");
+    assert_eq!(
+        e.to_string(),
+        "invalid `retry.max_attempts` = 99999999999999999999: is out of range: a TOML integer must fit in 64 bits (line 7, column 16)"
+    );
+    let e = section_error("retry", &format!("max_attempts = {}", "9".repeat(100_000)));
+    assert_eq!(e.field(), "retry.max_attempts");
+    assert_eq!(e.value().chars().count(), 64);
+    assert!(
+        e.to_string().contains("a TOML integer must fit in 64 bits"),
+        "{e}"
+    );
+    assert!(e.to_string().len() < 250, "echoed whole: {e}");
+    let e = section_error("retry_budget", "ratio = 1e999");
+    assert_eq!(e.field(), "retry_budget.ratio");
+    assert!(e.to_string().contains("a TOML float must be finite"), "{e}");
+    // A dotted key at the top level, and a key of the second region.
+    let e = err(&format!(
+        "retry.max_attempts = -99999999999999999999\n{}",
+        minimal("")
+    ));
+    assert_eq!(e.field(), "retry.max_attempts");
+    let e = err(&format!(
+        "{}[[regions]]\nname = \"b\"\nport = 99999999999999999999\n",
+        minimal("")
+    ));
+    assert_eq!(e.field(), "regions[1].port");
+    // An unquoted numeric password too large to parse is never shown.
+    let e = err(
+        "[[regions]]\nname = \"a\"\nhost = \"h\"\nuser = \"u\"\npassword = 98765432109876543210\n",
+    );
+    assert_eq!(e.field(), "regions[0].password");
+    assert_eq!(e.value(), "***");
+    assert!(!e.to_string().contains("98765"), "{e}");
+    // Inside an inline table the key is not known: the number is not shown either.
+    let e = err("regions = [{ name = \"a\", password = 98765432109876543210 }]\n");
+    assert_eq!(e.field(), "toml");
+    assert!(!e.to_string().contains("98765"), "{e}");
+
+    // Within 64 bits but not the field's type: the range in words.
+    assert_eq!(
+        section_error("retry", "max_attempts = 9999999999").to_string(),
+        "invalid `retry.max_attempts` = 9999999999: must be a whole number from 0 to 4294967295"
+    );
+    assert_eq!(
+        section_error("pool", "max_size = -1").to_string(),
+        "invalid `pool.max_size` = -1: must be a whole number from 0 to 4294967295"
+    );
+    // From the environment: the variable is named too.
+    let e = Config::from_toml_with_env(
+        &minimal(""),
+        env(&[(
+            "MSSQL_RESILIENCE__RETRY__MAX_ATTEMPTS",
+            "99999999999999999999",
+        )]),
+    )
+    .unwrap_err();
+    assert_eq!(e.field(), "retry.max_attempts");
+    assert!(
+        e.to_string().ends_with(
+            "must be a whole number from 0 to 4294967295 (from `MSSQL_RESILIENCE__RETRY__MAX_ATTEMPTS`)"
+        ),
+        "{e}"
+    );
+}
+
+#[test]
+fn huge_values_are_never_echoed_whole() {
+    let huge = "9".repeat(100_000);
+    // A 100,000-digit duration, from the file and from the environment.
+    for e in [
+        section_error("timeouts", &format!("total = \"{huge}s\"")),
+        Config::from_toml_with_env(
+            &minimal(""),
+            env(&[("MSSQL_RESILIENCE__TIMEOUTS__TOTAL", &format!("{huge}s"))]),
+        )
+        .unwrap_err(),
+    ] {
+        assert_eq!(e.field(), "timeouts.total");
+        assert_eq!(e.value().chars().count(), 64, "{}", e.value());
+        assert!(e.value().ends_with("99s\""), "{}", e.value());
+        assert!(e.to_string().len() < 300, "echoed whole: {e}");
+    }
+    // Messages that quote the value are cut too.
+    let big = "x".repeat(100_000);
+    for (section, line) in [
+        ("retry", format!("jitter = \"{big}\"")),
+        ("retry", format!("max_attempts = \"{big}\"")),
+        ("retry", format!("base = \"5{big}\"")),
+    ] {
+        let e = section_error(section, &line);
+        assert!(e.to_string().len() < 400, "echoed whole: {e}");
+    }
+    let e = err(&minimal(&format!("role = \"{big}\"\n")));
+    assert_eq!(e.field(), "regions[0].role");
+    assert!(e.to_string().len() < 400, "echoed whole: {e}");
+    let e = err(&minimal(&format!("{big} = 1\n")));
+    assert!(e.to_string().len() < 400, "echoed whole: {e}");
 }

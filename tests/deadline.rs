@@ -251,3 +251,77 @@ async fn a_stamp_only_deadline_is_still_bounded_by_the_inner_layers() {
         .service(Script::new([Step::Ok(1)]));
     assert_eq!(call(&mut bare, read()).await.unwrap(), 1);
 }
+
+// ---------------------------------------------------------------------------------------
+// No duration a caller can pass reaches a panic
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn budgets_over_max_budget_are_rejected_by_every_constructor() {
+    use mssql_resilience::deadline::MAX_BUDGET;
+    let over = MAX_BUDGET + Duration::from_nanos(1);
+    for (total, attempt, field) in [
+        (Duration::MAX, Duration::MAX, "total_timeout"),
+        (over, ms(1), "total_timeout"),
+        (MAX_BUDGET, over, "attempt_timeout"),
+    ] {
+        let e = TimeoutBudget::new(total, attempt).unwrap_err();
+        assert_eq!(e.field(), field, "{e}");
+        assert!(e.to_string().contains("must be at most 24h"), "{e}");
+    }
+    // The bound itself is accepted.
+    TimeoutBudget::new(MAX_BUDGET, MAX_BUDGET).unwrap();
+
+    let e = Deadline::new(Script::new([Step::Ok(1)]), Duration::MAX)
+        .err()
+        .expect("rejected");
+    assert_eq!(e.field(), "total_timeout");
+    assert!(e.to_string().contains("must be at most 24h"), "{e}");
+    let e = AttemptTimeout::new(Script::new([Step::Ok(1)]), over)
+        .err()
+        .expect("rejected");
+    assert_eq!(e.field(), "attempt_timeout");
+    assert!(Deadline::new(Script::new([Step::Ok(1)]), MAX_BUDGET).is_ok());
+    assert!(AttemptTimeout::new(Script::new([Step::Ok(1)]), MAX_BUDGET).is_ok());
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_longest_budget_runs_calls_without_overflow() {
+    use mssql_resilience::deadline::MAX_BUDGET;
+    let mut svc = full_stack(Script::new([Step::Ok(7)]), MAX_BUDGET, MAX_BUDGET, 3);
+    assert_eq!(call(&mut svc, read()).await.unwrap(), 7);
+    let mut svc = full_stack(Script::new([Step::Hang]), MAX_BUDGET, MAX_BUDGET, 1);
+    let err = call(&mut svc, read()).await.unwrap_err();
+    assert!(err.is_timeout(), "{err}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_ambient_budget_of_duration_max_saturates_instead_of_panicking() {
+    let now = Instant::now();
+    let deadline = ambient::with_budget(Duration::MAX, async { ambient::current() })
+        .await
+        .expect("an ambient deadline is set");
+    assert!(
+        deadline > now + Duration::from_secs(86_400 * 365),
+        "{deadline:?}"
+    );
+
+    // Calls inside it keep their own budget.
+    let script = Script::new([Step::Hang]);
+    let mut svc = full_stack(script, ms(500), ms(500), 1);
+    let start = Instant::now();
+    let err = ambient::with_budget(Duration::MAX, async { call(&mut svc, read()).await })
+        .await
+        .unwrap_err();
+    assert!(err.is_timeout(), "{err}");
+    assert_eq!(start.elapsed(), ms(500));
+}
+
+#[test]
+fn instant_after_saturates() {
+    use mssql_resilience::deadline::instant_after;
+    let now = Instant::now();
+    assert_eq!(instant_after(now, ms(5)), now + ms(5));
+    assert!(instant_after(now, Duration::MAX) > now);
+    assert!(instant_after(now, Duration::from_secs(u64::MAX / 2)) > now);
+}

@@ -243,3 +243,67 @@ fn invalid_policies_name_the_field() {
         "invalid `retry.max_attempts` = 0: must be between 1 and 100"
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn huge_reserves_and_delay_hints_stop_at_the_deadline_instead_of_panicking() {
+    use mssql_resilience::classify::Classification;
+
+    // A reserve of Duration::MAX: no retry fits, and the sum does not overflow.
+    let script = Script::new([Step::Err(server(1205, 13))]);
+    let budget = TimeoutBudget::new(ms(1000), ms(500)).unwrap();
+    let mut svc = ServiceBuilder::new()
+        .layer(budget.deadline_layer())
+        .layer(RetryLayer::new(
+            policy(3, ms(10), ms(10)).with_attempt_reserve(Duration::MAX),
+        ))
+        .layer(budget.attempt_layer())
+        .service(script.clone());
+    let err = call(&mut svc, read()).await.unwrap_err();
+    assert_eq!(script.calls(), 1);
+    assert!(matches!(
+        err.retry_stop(),
+        Some(RetryStop::DeadlineWouldBeExceeded { .. })
+    ));
+
+    // A classifier asking for a Duration::MAX pause: the same.
+    let script = Script::new([Step::Err(server(1205, 13))]);
+    let classifier = |_: &Error| Classification {
+        delay_hint: Some(Duration::MAX),
+        ..Classification::TRANSIENT
+    };
+    let mut svc = ServiceBuilder::new()
+        .layer(budget.deadline_layer())
+        .layer(
+            RetryLayer::new(policy(3, ms(10), ms(10)).with_attempt_reserve(ms(10)))
+                .with_classifier(Arc::new(classifier)),
+        )
+        .layer(budget.attempt_layer())
+        .service(script.clone());
+    let err = call(&mut svc, read()).await.unwrap_err();
+    assert_eq!(script.calls(), 1);
+    assert!(matches!(
+        err.retry_stop(),
+        Some(RetryStop::DeadlineWouldBeExceeded { .. })
+    ));
+}
+
+#[test]
+fn retry_budget_bounds_name_the_field() {
+    use mssql_resilience::retry::budget::{MAX_MIN_PER_SECOND, MAX_RATIO, MAX_WINDOW};
+    // An "unlimited" floor is no budget at all.
+    let e = RetryBudget::new(Duration::from_secs(10), 1e308, 0.2).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "invalid `retry_budget.min_per_second` = 1e308: must be a finite number between 0 and 100000"
+    );
+    let e = RetryBudget::new(Duration::from_secs(10), f64::INFINITY, 0.2).unwrap_err();
+    assert_eq!(e.field(), "retry_budget.min_per_second");
+    let e = RetryBudget::new(Duration::from_secs(10), 10.0, 1000.5).unwrap_err();
+    assert_eq!(e.field(), "retry_budget.ratio");
+    let e = RetryBudget::new(Duration::from_secs(3601), 10.0, 0.2).unwrap_err();
+    assert_eq!(e.field(), "retry_budget.window");
+    RetryBudget::new(MAX_WINDOW, MAX_MIN_PER_SECOND, MAX_RATIO).unwrap();
+    // A backoff cap over 24 h is rejected, so no delay can be longer.
+    let e = Backoff::new(ms(1), Duration::MAX, Jitter::Full).unwrap_err();
+    assert_eq!(e.field(), "backoff.cap");
+}

@@ -4,10 +4,34 @@ use std::borrow::Cow;
 use std::time::Duration;
 
 use super::window::WindowKind;
+use crate::deadline::MAX_BUDGET;
 use crate::error::ConfigError;
 
+/// The largest count window: 10 000 calls. The window is allocated up front (two bytes
+/// per call), and a larger one adds nothing a time window does not do better.
+pub const MAX_WINDOW_CALLS: u32 = 10_000;
+
+/// The shortest time window: 10 ms.
+pub const MIN_WINDOW_DURATION: Duration = Duration::from_millis(10);
+
+/// The longest time window: 1 h.
+pub const MAX_WINDOW_DURATION: Duration = Duration::from_secs(3600);
+
+/// The largest `minimum_calls`: 10 000 (and never more than a count window holds).
+pub const MAX_MINIMUM_CALLS: u32 = 10_000;
+
+/// The most probe calls while half-open: 1000.
+pub const MAX_HALF_OPEN_CALLS: u32 = 1000;
+
+/// The largest growth factor of the open duration: 100.
+pub const MAX_OPEN_BACKOFF_MULTIPLIER: f64 = 100.0;
+
+/// The longest name: 64 characters (the name is a metric label).
+pub const MAX_NAME_CHARS: usize = 64;
+
 /// How a breaker judges health and how long it stays open. Build with
-/// [`CircuitBreakerConfig::builder`]; every setter says its default.
+/// [`CircuitBreakerConfig::builder`]; every setter says its default and its range, and
+/// [`build`](CircuitBreakerConfigBuilder::build) checks them all.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CircuitBreakerConfig {
     pub(crate) name: Cow<'static, str>,
@@ -58,13 +82,15 @@ pub struct CircuitBreakerConfigBuilder {
 }
 
 impl CircuitBreakerConfigBuilder {
-    /// The sliding window. Defaults to the calls of the last 10 s.
+    /// The sliding window. Defaults to the calls of the last 10 s. A count window holds
+    /// 1–[`MAX_WINDOW_CALLS`] (10 000) calls; a time window is 10 ms–1 h.
     pub fn window(mut self, window: WindowKind) -> Self {
         self.config.window = window;
         self
     }
 
-    /// Opens when at least this fraction of the window's calls failed. Defaults to 0.5.
+    /// Opens when at least this fraction of the window's calls failed, in (0, 1].
+    /// Defaults to 0.5.
     pub fn failure_rate_threshold(mut self, rate: f64) -> Self {
         self.config.failure_rate_threshold = rate;
         self
@@ -83,35 +109,39 @@ impl CircuitBreakerConfigBuilder {
         self
     }
 
-    /// The window must hold this many calls before the breaker judges. Defaults to 10.
+    /// The window must hold this many calls before the breaker judges:
+    /// 1–[`MAX_MINIMUM_CALLS`] (10 000), and at most a count window's size. Defaults
+    /// to 10.
     pub fn minimum_calls(mut self, calls: u32) -> Self {
         self.config.minimum_calls = calls;
         self
     }
 
-    /// How long the breaker stays open the first time. Defaults to 5 s.
+    /// How long the breaker stays open the first time, > 0 and at most
+    /// `max_open_duration`. Defaults to 5 s.
     pub fn open_duration(mut self, duration: Duration) -> Self {
         self.config.open_duration = duration;
         self
     }
 
     /// Each consecutive re-opening (open → half-open → open) multiplies the open duration by
-    /// this, up to `max_open_duration`. 1.0 disables growth. Defaults to 2.0.
+    /// this (1.0–[`MAX_OPEN_BACKOFF_MULTIPLIER`]), up to `max_open_duration` (at least
+    /// `open_duration`, at most 24 h). 1.0 disables growth. Defaults to 2.0 and 60 s.
     pub fn open_backoff(mut self, multiplier: f64, max_open_duration: Duration) -> Self {
         self.config.open_backoff_multiplier = multiplier;
         self.config.max_open_duration = max_open_duration;
         self
     }
 
-    /// Spreads each open duration uniformly by ± this fraction, so a fleet's breakers do not
-    /// probe a recovering database all at once. Defaults to 0.2.
+    /// Spreads each open duration uniformly by ± this fraction, in [0, 1), so a fleet's
+    /// breakers do not probe a recovering database all at once. Defaults to 0.2.
     pub fn open_jitter(mut self, fraction: f64) -> Self {
         self.config.open_jitter = fraction;
         self
     }
 
     /// Probe calls let through while half-open; all must succeed to close. Others are
-    /// rejected at once. Defaults to 3.
+    /// rejected at once. 1–[`MAX_HALF_OPEN_CALLS`] (1000). Defaults to 3.
     pub fn half_open_calls(mut self, calls: u32) -> Self {
         self.config.half_open_calls = calls;
         self
@@ -123,7 +153,8 @@ impl CircuitBreakerConfigBuilder {
         self
     }
 
-    /// Validates and builds. Errors name the field and the value.
+    /// Validates and builds. Errors name the field and the value. The name must be
+    /// 1–[`MAX_NAME_CHARS`] characters.
     pub fn build(self) -> Result<CircuitBreakerConfig, ConfigError> {
         let c = self.config;
         let rate = |field: &'static str, v: f64| {
@@ -140,6 +171,16 @@ impl CircuitBreakerConfigBuilder {
                 "must not be empty",
             ));
         }
+        let name_chars = c.name.chars().count();
+        if name_chars > MAX_NAME_CHARS {
+            return Err(ConfigError::new(
+                "breaker.name",
+                &c.name,
+                format!(
+                    "must be at most {MAX_NAME_CHARS} characters (it is a metric label); it has {name_chars}"
+                ),
+            ));
+        }
         match c.window {
             WindowKind::Count(0) => {
                 return Err(ConfigError::new(
@@ -148,11 +189,25 @@ impl CircuitBreakerConfigBuilder {
                     "must hold at least 1 call",
                 ))
             }
-            WindowKind::Time(d) if d < Duration::from_millis(10) => {
+            WindowKind::Count(n) if n > MAX_WINDOW_CALLS => {
+                return Err(ConfigError::new(
+                    "breaker.window",
+                    c.window,
+                    format!("must hold at most {MAX_WINDOW_CALLS} calls"),
+                ))
+            }
+            WindowKind::Time(d) if d < MIN_WINDOW_DURATION => {
                 return Err(ConfigError::new(
                     "breaker.window",
                     c.window,
                     "must be at least 10ms",
+                ))
+            }
+            WindowKind::Time(d) if d > MAX_WINDOW_DURATION => {
+                return Err(ConfigError::new(
+                    "breaker.window",
+                    c.window,
+                    "must be at most 1h",
                 ))
             }
             _ => {}
@@ -169,13 +224,12 @@ impl CircuitBreakerConfigBuilder {
                 "must be greater than zero",
             ));
         }
-        if c.minimum_calls == 0 {
-            return Err(ConfigError::new(
-                "breaker.minimum_calls",
-                0,
-                "must be at least 1",
-            ));
-        }
+        ConfigError::check_count(
+            "breaker.minimum_calls",
+            c.minimum_calls,
+            1,
+            MAX_MINIMUM_CALLS,
+        )?;
         if let WindowKind::Count(n) = c.window {
             if c.minimum_calls > n {
                 return Err(ConfigError::new(
@@ -192,14 +246,21 @@ impl CircuitBreakerConfigBuilder {
                 "must be greater than zero",
             ));
         }
-        if !c.open_backoff_multiplier.is_finite() || c.open_backoff_multiplier < 1.0 {
+        if c.open_backoff_multiplier.is_nan() || c.open_backoff_multiplier < 1.0 {
             return Err(ConfigError::new(
                 "breaker.open_backoff_multiplier",
                 c.open_backoff_multiplier,
                 "must be at least 1.0",
             ));
         }
-        if c.max_open_duration > Duration::from_secs(24 * 3600) {
+        if c.open_backoff_multiplier > MAX_OPEN_BACKOFF_MULTIPLIER {
+            return Err(ConfigError::new(
+                "breaker.open_backoff_multiplier",
+                c.open_backoff_multiplier,
+                "must be at most 100.0",
+            ));
+        }
+        if c.max_open_duration > MAX_BUDGET {
             return Err(ConfigError::new(
                 "breaker.max_open_duration",
                 c.max_open_duration,
@@ -217,7 +278,12 @@ impl CircuitBreakerConfigBuilder {
             ));
         }
         ConfigError::check_fraction("breaker.open_jitter", c.open_jitter)?;
-        ConfigError::check_at_least_one("breaker.half_open_calls", c.half_open_calls)?;
+        ConfigError::check_count(
+            "breaker.half_open_calls",
+            c.half_open_calls,
+            1,
+            MAX_HALF_OPEN_CALLS,
+        )?;
         Ok(c)
     }
 }

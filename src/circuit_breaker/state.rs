@@ -431,8 +431,9 @@ impl CircuitBreakerHandle {
             .mul_f64(growth.min(1e6))
             .min(c.max_open_duration);
         let spread = 1.0 + c.open_jitter * (2.0 * m.rng.f64() - 1.0);
+        // `base` ≤ 24 h and `spread` < 2: neither can overflow, and the instant saturates.
         Phase::Open {
-            until: now + base.mul_f64(spread),
+            until: crate::deadline::instant_after(now, base.mul_f64(spread)),
         }
     }
 

@@ -162,13 +162,15 @@ impl Window {
             if elapsed < *width {
                 return;
             }
-            let steps = (elapsed.as_nanos() / width.as_nanos().max(1)) as u64;
-            for _ in 0..steps.min(TIME_BUCKETS as u64) {
+            let steps = elapsed.as_nanos() / width.as_nanos().max(1);
+            for _ in 0..steps.min(TIME_BUCKETS as u128) {
                 *current = (*current + 1) % TIME_BUCKETS;
                 totals.sub(buckets[*current]);
                 buckets[*current] = Totals::default();
             }
-            *current_start += *width * steps.min(u64::from(u32::MAX)) as u32;
+            // `steps × width ≤ elapsed`, so the new start is never after `now`.
+            let advance = width.saturating_mul(u32::try_from(steps).unwrap_or(u32::MAX));
+            *current_start = crate::deadline::instant_after(*current_start, advance);
         }
     }
 }

@@ -21,7 +21,15 @@
 //! invalid `timeouts.total` = "5": a duration needs a unit (ms, s, m, h)
 //! invalid `timeouts.attempt` = 6s: must not exceed `timeouts.total` (5s)
 //! invalid `regions[1].name` = "westeurope": duplicates `regions[0].name`: region names must be unique
+//! invalid `pool.max_size` = 4294967295: must be at most 1000
+//! invalid `retry.max_attempts` = 99999999999999999999: is out of range: a TOML integer must fit in 64 bits (line 7, column 16)
 //! ```
+//!
+//! Every duration, count and string has a range, written on its field (and in the
+//! README's table): durations are at most 24 h (or less, e.g. `failover.probe_interval`
+//! ≤ 1 h), counts have upper bounds (`pool.max_size` ≤ 1000, `breaker.window_calls`
+//! ≤ 10 000, …), and the strings the TDS login packet carries are at most 128 characters
+//! without control characters. A value shown in an error is cut to 64 characters.
 //!
 //! # Secrets
 //!
@@ -110,14 +118,19 @@ use toml::{Table, Value};
 
 use self::env::Origin;
 pub use self::env::ENV_PREFIX;
-pub use self::region::{Encryption, RegionConfig, Role, DEFAULT_APPLICATION_NAME, DEFAULT_PORT};
+pub use self::region::{
+    Encryption, RegionConfig, Role, DEFAULT_APPLICATION_NAME, DEFAULT_PORT,
+    MAX_CONNECTION_STRING_CHARS, MAX_INSTANCE_NAME_CHARS, MAX_LOGIN_FIELD_CHARS,
+    MAX_REGION_NAME_CHARS,
+};
 pub use self::secret::{Secret, REDACTED};
 pub use self::sections::{
     BreakerConfig, FailoverConfig, JitterKind, PoolConfig, RetryBudgetConfig, RetryConfig,
-    TimeoutsConfig, MAX_REDIRECTS_LIMIT, MIN_PROBE_INTERVAL,
+    TimeoutsConfig, MAX_MIN_IDLE, MAX_POOL_SIZE, MAX_PROBES_IN_A_ROW, MAX_PROBE_INTERVAL,
+    MAX_REDIRECTS_LIMIT, MAX_VALIDATION_TIMEOUT, MIN_PROBE_INTERVAL,
 };
 use self::util::{raw, with_suffix};
-use crate::error::ConfigError;
+use crate::error::{truncate_chars, ConfigError, MAX_SHOWN_VALUE_CHARS};
 
 /// The variable [`Config::from_env`] reads the configuration file's path from.
 pub const CONFIG_FILE_VAR: &str = "MSSQL_RESILIENCE_CONFIG";
@@ -210,6 +223,18 @@ impl Config {
         self.breaker.breaker_config("breaker")?;
         self.pool.validate()?;
         self.failover.validate()?;
+        if let Some(hedge_delay) = self.failover.hedge_delay {
+            if hedge_delay > self.timeouts.attempt {
+                return Err(ConfigError::new(
+                    "failover.hedge_delay",
+                    hedge_delay,
+                    format!(
+                        "must not exceed `timeouts.attempt` ({:?}), or \"none\" to disable hedging",
+                        self.timeouts.attempt
+                    ),
+                ));
+            }
+        }
         if self.regions.is_empty() {
             return Err(ConfigError::new(
                 "regions",
@@ -263,6 +288,10 @@ fn load(
 
 /// A TOML syntax error: field `toml`, the position as the value, toml's message (which
 /// describes the problem without quoting the line, so it cannot leak a password).
+///
+/// A number the parser cannot hold (an integer beyond 64 bits, a float beyond `f64`) is
+/// reported on its key instead, e.g. ``invalid `retry.max_attempts` = 99999999999999999999:
+/// is out of range …``, with the literal cut short (and `***` for a secret key).
 fn syntax_error(e: &toml::de::Error, text: &str, source: Option<&Path>) -> ConfigError {
     let position = match e.span() {
         Some(span) => {
@@ -277,7 +306,140 @@ fn syntax_error(e: &toml::de::Error, text: &str, source: Option<&Path>) -> Confi
         Some(path) => format!("{}, {position}", path.display()),
         None => position,
     };
-    ConfigError::new("toml", raw(position), e.message().trim().to_owned())
+    let message = e.message().trim();
+    const INTEGER: &str = "is out of range: a TOML integer must fit in 64 bits";
+    let out_of_range = if message.starts_with("invalid type: integer") {
+        Some(INTEGER)
+    } else if message.contains("number overflowed") {
+        Some("is out of range: a TOML float must be finite")
+    } else {
+        None
+    };
+    if let Some(reason) = out_of_range {
+        if let Some((field, literal)) = e.span().and_then(|span| number_at(text, span.start)) {
+            let value = if is_secret_key(&field) {
+                REDACTED
+            } else {
+                literal
+            };
+            // toml reports a very long run of digits as a float overflow.
+            let digits = literal.trim_start_matches(['+', '-']);
+            let integer = digits.starts_with("0x")
+                || digits.starts_with("0o")
+                || digits.starts_with("0b")
+                || digits.bytes().all(|b| b.is_ascii_digit() || b == b'_');
+            let reason = if integer { INTEGER } else { reason };
+            return ConfigError::new(field, raw(value), format!("{reason} ({position})"));
+        }
+        // Not at a plain `key = value`: say what, without quoting the number (it may be a
+        // password).
+        return ConfigError::new("toml", raw(position), format!("a number {reason}"));
+    }
+    ConfigError::new("toml", raw(position), shorten_quoted(message))
+}
+
+/// The dotted path of the key whose value is the number literal at byte `start`, and the
+/// literal, when `start` follows a plain `key =` on its line. Table headers above it give
+/// the section (`[retry]`, or `regions[i]` for the i-th `[[regions]]`).
+fn number_at(text: &str, start: usize) -> Option<(String, &str)> {
+    let start = start.min(text.len());
+    let line_start = text[..start].rfind('\n').map_or(0, |i| i + 1);
+    let key = text
+        .get(line_start..start)?
+        .trim_end()
+        .strip_suffix('=')?
+        .trim();
+    let plain = |c: char| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | ' ');
+    if key.is_empty() || !key.chars().all(plain) {
+        return None;
+    }
+    let key: Vec<&str> = key.split('.').map(str::trim).collect();
+    if key.iter().any(|k| k.is_empty()) {
+        return None;
+    }
+    let rest = &text[start..];
+    let end = rest
+        .find(|c: char| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '+' | '-' | '.')))
+        .unwrap_or(rest.len());
+    let literal = &rest[..end];
+    if literal.is_empty() {
+        return None;
+    }
+    let mut section = String::new();
+    let mut arrays: HashMap<String, usize> = HashMap::new();
+    for line in text[..line_start].lines() {
+        let line = line.trim();
+        if let Some(name) = line.strip_prefix("[[") {
+            let name = name
+                .split("]]")
+                .next()
+                .unwrap_or_default()
+                .trim()
+                .to_owned();
+            let count = arrays.entry(name.clone()).or_insert(0);
+            section = format!("{name}[{count}]");
+            *count += 1;
+        } else if let Some(name) = line.strip_prefix('[') {
+            section = name.split(']').next().unwrap_or_default().trim().to_owned();
+        }
+    }
+    let mut field = section;
+    for part in key {
+        if !field.is_empty() {
+            field.push('.');
+        }
+        field.push_str(part);
+    }
+    Some((field, literal))
+}
+
+/// True for a key whose value is a secret (`password`, `connection_string`).
+fn is_secret_key(field: &str) -> bool {
+    matches!(
+        field.rsplit('.').next(),
+        Some("password" | "connection_string")
+    )
+}
+
+/// `message` with every `` `…` `` or `"…"` part longer than
+/// [`MAX_SHOWN_VALUE_CHARS`](crate::error::MAX_SHOWN_VALUE_CHARS) cut short: serde's
+/// messages quote the rejected value (`unknown variant `…``, `invalid type: string "…"`).
+fn shorten_quoted(message: &str) -> String {
+    let mut out = String::with_capacity(message.len().min(1024));
+    let mut rest = message;
+    while let Some(open) = rest.find(['`', '"']) {
+        let quote = rest[open..].chars().next().unwrap_or('`');
+        out.push_str(&rest[..=open]);
+        rest = &rest[open + 1..];
+        match rest.find(quote) {
+            Some(close) => {
+                out.push_str(&truncate_chars(&rest[..close], MAX_SHOWN_VALUE_CHARS));
+                out.push(quote);
+                rest = &rest[close + 1..];
+            }
+            None => {
+                out.push_str(&truncate_chars(rest, MAX_SHOWN_VALUE_CHARS));
+                rest = "";
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// A friendlier message for serde's number-type mismatches, which name a Rust type
+/// (`invalid value: integer `70000`, expected u16`), and none for other messages.
+fn number_message(message: &str) -> Option<String> {
+    let expected = message.rsplit("expected ").next()?;
+    Some(match expected {
+        "u8" => "must be a whole number from 0 to 255".to_owned(),
+        "u16" => "must be a whole number from 0 to 65535".to_owned(),
+        "u32" => "must be a whole number from 0 to 4294967295".to_owned(),
+        "u64" => format!("must be a whole number from 0 to {}", u64::MAX),
+        "i64" => "must be a whole number".to_owned(),
+        "f64" | "f32" => "must be a number".to_owned(),
+        _ => return None,
+    })
 }
 
 /// Deserializes the (overlaid) table. Regions go one by one first, because toml's errors
@@ -293,10 +455,13 @@ fn deserialize(table: Table) -> Result<Config, ConfigError> {
     Config::deserialize(root.clone()).map_err(|e| de_error(&e, &root, ""))
 }
 
-/// Maps a deserialization error to the full path of the key and its value.
+/// Maps a deserialization error to the full path of the key and its value. The message
+/// is serde's, with a number-type mismatch said in words, anything it quotes cut short,
+/// and a secret's value never repeated.
 fn de_error(e: &toml::de::Error, root: &Value, prefix: &str) -> ConfigError {
     let message = e.message().trim();
     let mut keys = error_keys(e);
+    let mut secret = None;
     let value = if let Some(name) = quoted_after(message, "unknown field `") {
         keys.push(name.to_owned());
         REDACTED.to_owned()
@@ -305,10 +470,21 @@ fn de_error(e: &toml::de::Error, root: &Value, prefix: &str) -> ConfigError {
         "(missing)".to_owned()
     } else {
         match keys.last().map(String::as_str) {
-            Some("password" | "connection_string") => REDACTED.to_owned(),
+            Some("password" | "connection_string") => {
+                secret = lookup(root, &keys).map(|v| match v {
+                    Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                });
+                REDACTED.to_owned()
+            }
             _ => lookup(root, &keys).map_or_else(|| "(missing)".to_owned(), render),
         }
     };
+    let mut message = number_message(message).unwrap_or_else(|| message.to_owned());
+    if let Some(secret) = secret.filter(|s| !s.is_empty()) {
+        message = message.replace(&secret, REDACTED);
+    }
+    let message = shorten_quoted(&message);
     let mut field = prefix.to_owned();
     for key in &keys {
         if !field.is_empty() {
@@ -319,7 +495,7 @@ fn de_error(e: &toml::de::Error, root: &Value, prefix: &str) -> ConfigError {
     if field.is_empty() {
         field.push_str("toml");
     }
-    ConfigError::new(field, raw(value), message.to_owned())
+    ConfigError::new(field, raw(value), message)
 }
 
 /// The keys toml recorded on the way to the failing value. `toml::de::Error` has no
@@ -375,5 +551,50 @@ fn annotate(e: ConfigError, origins: &[Origin]) -> ConfigError {
             with_suffix(e, &suffix)
         }
         None => e,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn number_at_finds_the_key_and_its_section() {
+        let text =
+            "a = 1\n[[regions]]\nx = 1\n[[regions]]\nport = 123 # c\n[retry]\nmax_attempts=7\n";
+        let at = |needle: &str| text.find(needle).unwrap();
+        assert_eq!(
+            number_at(text, at("123")),
+            Some(("regions[1].port".to_owned(), "123"))
+        );
+        assert_eq!(
+            number_at(text, at("7\n")),
+            Some(("retry.max_attempts".to_owned(), "7"))
+        );
+        assert_eq!(number_at(text, at("1\n")), Some(("a".to_owned(), "1")));
+        // Not after a plain `key =`.
+        assert_eq!(number_at("x = [1, 2]", 5), None);
+        assert_eq!(number_at("t = { a = 1 }", 10), None);
+    }
+
+    #[test]
+    fn long_quoted_parts_are_cut() {
+        let long = "x".repeat(500);
+        let cut = shorten_quoted(&format!(
+            "unknown variant `{long}`, expected `a` or \"{long}\""
+        ));
+        assert!(cut.len() < 200, "{cut}");
+        assert!(cut.starts_with("unknown variant `xxx") && cut.contains("`, expected `a` or \""));
+        assert_eq!(shorten_quoted("no quotes"), "no quotes");
+        assert_eq!(shorten_quoted("open `quote"), "open `quote");
+    }
+
+    #[test]
+    fn number_messages_in_words() {
+        assert_eq!(
+            number_message("invalid value: integer `70000`, expected u16").as_deref(),
+            Some("must be a whole number from 0 to 65535")
+        );
+        assert_eq!(number_message("unknown variant `x`, expected `a`"), None);
     }
 }

@@ -13,6 +13,20 @@ pub const DEFAULT_PORT: u16 = 1433;
 /// The default `application_name` (SQL Server's `APP_NAME()`).
 pub const DEFAULT_APPLICATION_NAME: &str = "mssql-resilience";
 
+/// The longest region name: 64 characters (it is a metric label and a breaker name).
+pub const MAX_REGION_NAME_CHARS: usize = 64;
+
+/// The longest value of a field the TDS login packet (LOGIN7) carries: `host` (sent as the
+/// server name), `database`, `user`, `password` and `application_name`, and the same keys
+/// in a connection string. TDS counts UTF-16 code units, and so does this limit.
+pub const MAX_LOGIN_FIELD_CHARS: usize = 128;
+
+/// The longest `instance_name`: 16 characters, SQL Server's own limit on instance names.
+pub const MAX_INSTANCE_NAME_CHARS: usize = 16;
+
+/// The longest `connection_string`: 4096 characters.
+pub const MAX_CONNECTION_STRING_CHARS: usize = 4096;
+
 pub use crate::failover::Role;
 
 /// Transport security of a region's connections.
@@ -50,34 +64,43 @@ pub enum Encryption {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RegionConfig {
-    /// Lower-case `[a-z0-9_-]+`, unique; used as the breaker name and a metric label.
+    /// Lower-case `[a-z0-9_-]`, 1–64 characters, unique; used as the breaker name and a
+    /// metric label.
     pub name: String,
-    /// An ADO.NET connection string (it holds the password, hence a [`Secret`]).
+    /// An ADO.NET connection string (it holds the password, hence a [`Secret`]), at most
+    /// 4096 characters, without control characters other than tab and line breaks. The
+    /// login fields it sets (`server`'s host and instance, `database`, `user id`,
+    /// `password`, `application name`, `workstation id`) follow the limits of the fields
+    /// below.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub connection_string: Option<Secret>,
-    /// Host name or IP address.
+    /// Host name or IP address, 1–128 characters (TDS sends it as the login's server
+    /// name), without whitespace or control characters.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub host: Option<String>,
     /// TCP port, not 0. Default 1433. With `instance_name` and the default port, SQL
     /// Browser's port (1434) is asked for the instance's port instead.
     #[serde(default = "default_port")]
     pub port: u16,
-    /// A named instance (resolved through SQL Browser).
+    /// A named instance (resolved through SQL Browser), 1–16 characters, without
+    /// whitespace or control characters.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub instance_name: Option<String>,
-    /// The database; the login's default database when unset.
+    /// The database, 1–128 characters without control characters; the login's default
+    /// database when unset.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub database: Option<String>,
-    /// SQL Server login name.
+    /// SQL Server login name, 1–128 characters without control characters.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user: Option<String>,
-    /// SQL Server login password.
+    /// SQL Server login password, 0–128 characters without control characters.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub password: Option<Secret>,
     /// Default `"required"`.
     #[serde(default)]
     pub encryption: Encryption,
-    /// `APP_NAME()` on the server. Default `"mssql-resilience"`; `""` sends none.
+    /// `APP_NAME()` on the server, at most 128 characters without control characters.
+    /// Default `"mssql-resilience"`; `""` sends none.
     #[serde(
         default = "default_application_name",
         serialize_with = "serialize_application_name",
@@ -136,12 +159,69 @@ const CA_KEY: &str = "trustservercertificateca";
 const SERVER_KEYS: &[&str] = &["server", "data source"];
 const APPLICATION_NAME_KEYS: &[&str] = &["application name", "applicationname"];
 
+/// Connection-string keys whose values tiberius puts into the login packet, and the
+/// field each corresponds to (for messages).
+const LOGIN_KEYS: &[(&[&str], &str)] = &[
+    (&["database", "initial catalog", "databasename"], "database"),
+    (&["uid", "username", "user", "user id"], "user id"),
+    (&["password", "pwd"], "password"),
+    (APPLICATION_NAME_KEYS, "application name"),
+    (&["workstationid", "workstation id"], "workstation id"),
+];
+
 /// True for a name usable as a metric label: non-empty lower-case `[a-z0-9_-]`.
 pub(crate) fn is_valid_name(name: &str) -> bool {
     !name.is_empty()
         && name
             .bytes()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+}
+
+/// Length as TDS counts it: UTF-16 code units.
+fn tds_len(text: &str) -> usize {
+    text.encode_utf16().count()
+}
+
+/// What is wrong with a login-packet value, if anything: too long (over `max` UTF-16
+/// units), or holding a control character (or, when `no_spaces`, whitespace).
+fn text_problem(text: &str, max: usize, no_spaces: bool) -> Option<String> {
+    let len = tds_len(text);
+    if len > max {
+        return Some(format!(
+            "must be at most {max} characters (the limit of the TDS login packet); it has {len}"
+        ));
+    }
+    if no_spaces && text.chars().any(char::is_whitespace) {
+        return Some("must not contain whitespace".to_owned());
+    }
+    if text.chars().any(char::is_control) {
+        return Some(
+            "must not contain control characters (such as NUL or a line break)".to_owned(),
+        );
+    }
+    None
+}
+
+/// Checks an optional text field; `allow_empty` says whether `""` is a value.
+fn check_text(
+    field: &'static str,
+    value: Option<&str>,
+    max: usize,
+    no_spaces: bool,
+    allow_empty: bool,
+) -> Result<(), ConfigError> {
+    let Some(text) = value else { return Ok(()) };
+    if text.is_empty() && !allow_empty {
+        return Err(ConfigError::new(
+            field,
+            text,
+            "must not be empty (leave it unset instead)",
+        ));
+    }
+    match text_problem(text, max, no_spaces) {
+        Some(reason) => Err(ConfigError::new(field, text, reason)),
+        None => Ok(()),
+    }
 }
 
 impl RegionConfig {
@@ -155,6 +235,16 @@ impl RegionConfig {
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.name.is_empty() {
             return Err(ConfigError::new("name", &self.name, "must not be empty"));
+        }
+        let name_chars = self.name.chars().count();
+        if name_chars > MAX_REGION_NAME_CHARS {
+            return Err(ConfigError::new(
+                "name",
+                &self.name,
+                format!(
+                    "must be at most {MAX_REGION_NAME_CHARS} characters (it is used as a metric label); it has {name_chars}"
+                ),
+            ));
         }
         if !is_valid_name(&self.name) {
             return Err(ConfigError::new(
@@ -234,7 +324,8 @@ impl RegionConfig {
     }
 
     /// The tiberius configuration for this region (checked only as far as building it
-    /// needs; [`validate`](Self::validate) does the rest).
+    /// needs — including the limits on every value the login packet carries;
+    /// [`validate`](Self::validate) does the rest).
     ///
     /// From `connection_string` (through `tiberius::Config::from_ado_string`) or from the
     /// fields. Then `encryption` is applied, and it wins over the string's `encrypt` and
@@ -260,7 +351,98 @@ impl RegionConfig {
             .ok_or_else(|| ConfigError::new("host", addr, "is not a `host:port` address"))
     }
 
+    /// Checks the length and characters of every text field (not the connection string's
+    /// contents: [`build`](Self::build) does, once it is parsed).
+    fn check_texts(&self) -> Result<(), ConfigError> {
+        let max = MAX_LOGIN_FIELD_CHARS;
+        check_text("host", self.host.as_deref(), max, true, true)?;
+        check_text(
+            "instance_name",
+            self.instance_name.as_deref(),
+            MAX_INSTANCE_NAME_CHARS,
+            true,
+            false,
+        )?;
+        check_text("database", self.database.as_deref(), max, false, false)?;
+        check_text("user", self.user.as_deref(), max, false, false)?;
+        check_text(
+            "application_name",
+            self.application_name.as_deref(),
+            max,
+            false,
+            true,
+        )?;
+        if let Some(password) = &self.password {
+            if let Some(reason) = text_problem(password.expose(), max, false) {
+                return Err(ConfigError::new("password", password, reason));
+            }
+        }
+        if let Some(secret) = &self.connection_string {
+            let text = secret.expose();
+            let chars = text.chars().count();
+            if chars > MAX_CONNECTION_STRING_CHARS {
+                return Err(ConfigError::new(
+                    "connection_string",
+                    secret,
+                    format!(
+                        "must be at most {MAX_CONNECTION_STRING_CHARS} characters; it has {chars}"
+                    ),
+                ));
+            }
+            if text
+                .chars()
+                .any(|c| c.is_control() && !matches!(c, '\t' | '\n' | '\r'))
+            {
+                return Err(ConfigError::new(
+                    "connection_string",
+                    secret,
+                    "must not contain control characters (such as NUL)",
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks the login fields a parsed connection string sets, without showing them.
+    fn check_connection_string(secret: &Secret, ado: &AdoString<'_>) -> Result<(), ConfigError> {
+        let problem = |key: &str, reason: String| {
+            ConfigError::new("connection_string", secret, format!("its `{key}` {reason}"))
+        };
+        for pair in &ado.pairs {
+            if SERVER_KEYS.contains(&pair.key.as_str()) {
+                let server = pair.value.trim();
+                let server = server
+                    .get(..4)
+                    .filter(|p| p.eq_ignore_ascii_case("tcp:"))
+                    .map_or(server, |_| &server[4..]);
+                let server = server.split(',').next().unwrap_or_default().trim();
+                let (host, instance) = match server.split_once('\\') {
+                    Some((host, instance)) => (host, Some(instance)),
+                    None => (server, None),
+                };
+                if let Some(reason) = text_problem(host, MAX_LOGIN_FIELD_CHARS, true) {
+                    return Err(problem("server", format!("host {reason}")));
+                }
+                if let Some(instance) = instance {
+                    if let Some(reason) = text_problem(instance, MAX_INSTANCE_NAME_CHARS, true) {
+                        return Err(problem("server", format!("instance name {reason}")));
+                    }
+                }
+                continue;
+            }
+            for (keys, name) in LOGIN_KEYS {
+                if keys.contains(&pair.key.as_str()) {
+                    if let Some(reason) = text_problem(&pair.value, MAX_LOGIN_FIELD_CHARS, false) {
+                        return Err(problem(name, reason));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
     pub(crate) fn build(&self) -> Result<tiberius::Config, ConfigError> {
+        self.check_texts()?;
         let mut config = match &self.connection_string {
             Some(secret) => {
                 let text = secret.expose();
@@ -278,6 +460,7 @@ impl RegionConfig {
                         "has no `server` key (e.g. `server=tcp:myhost.database.windows.net,1433`)",
                     ));
                 }
+                Self::check_connection_string(secret, &ado)?;
                 let mut drop = ENCRYPTION_KEYS.to_vec();
                 if self.encryption == Encryption::TrustServerCertificate {
                     // tiberius panics on trust_cert() after a CA; no CA is needed anyway.

@@ -8,24 +8,27 @@ use serde::{Deserialize, Serialize};
 
 use super::util::{renamed, with_field};
 use crate::circuit_breaker::{CircuitBreakerConfig, WindowKind};
-use crate::deadline::TimeoutBudget;
+use crate::deadline::{TimeoutBudget, MAX_BUDGET};
 use crate::error::ConfigError;
 use crate::retry::backoff::{Backoff, Jitter};
 use crate::retry::budget::RetryBudget;
 use crate::retry::RetryPolicy;
 
 /// `[timeouts]`: the call's total budget, one attempt's bound, and one connection
-/// attempt's bound. Rule: `0 < connect ≤ attempt ≤ total`.
+/// attempt's bound. Rule: `0 < connect ≤ attempt ≤ total ≤ 24h`
+/// ([`MAX_BUDGET`](crate::deadline::MAX_BUDGET)).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct TimeoutsConfig {
-    /// The whole call: every attempt and every backoff sleep. Default `"5s"`.
+    /// The whole call: every attempt and every backoff sleep, > 0 and ≤ 24 h. Default
+    /// `"5s"`.
     #[serde(with = "super::duration")]
     pub total: Duration,
-    /// One attempt. Default `"2s"`.
+    /// One attempt, > 0 and ≤ `total`. Default `"2s"`.
     #[serde(with = "super::duration")]
     pub attempt: Duration,
-    /// Opening one connection: TCP connect + PRELOGIN (+ TLS) + login. Default `"1s"`.
+    /// Opening one connection: TCP connect + PRELOGIN (+ TLS) + login, > 0 and
+    /// ≤ `attempt`. Default `"1s"`.
     #[serde(with = "super::duration")]
     pub connect: Duration,
 }
@@ -55,7 +58,7 @@ impl TimeoutsConfig {
         })
     }
 
-    /// Checks `0 < connect ≤ attempt ≤ total`.
+    /// Checks `0 < connect ≤ attempt ≤ total ≤ 24h`.
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.budget()?;
         if self.connect.is_zero() {
@@ -120,15 +123,15 @@ impl From<Jitter> for JitterKind {
 pub struct RetryConfig {
     /// Attempts in all, 1–100 (1 = no retries). Default 3.
     pub max_attempts: u32,
-    /// The first backoff delay. Default `"50ms"`.
+    /// The first backoff delay, > 0 and ≤ `cap`. Default `"50ms"`.
     #[serde(with = "super::duration")]
     pub base: Duration,
-    /// The largest backoff delay, ≥ `base`. Default `"2s"`.
+    /// The largest backoff delay, ≥ `base` and ≤ 24 h. Default `"2s"`.
     #[serde(with = "super::duration")]
     pub cap: Duration,
     /// Default `"full"`.
     pub jitter: JitterKind,
-    /// Seeds the jitter for reproducible runs (tests). Default: random.
+    /// Seeds the jitter for reproducible runs (tests), any `u64`. Default: random.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub seed: Option<u64>,
 }
@@ -173,9 +176,9 @@ pub struct RetryBudgetConfig {
     /// The sliding window, 100 ms – 1 h. Default `"10s"`.
     #[serde(with = "super::duration")]
     pub window: Duration,
-    /// Retries per second always allowed, ≥ 0. Default 10.
+    /// Retries per second always allowed, a finite number in 0–100 000. Default 10.
     pub min_per_second: f64,
-    /// Retries allowed per call, 0–1000. Default 0.2.
+    /// Retries allowed per call, a finite number in 0–1000. Default 0.2.
     pub ratio: f64,
 }
 
@@ -204,11 +207,11 @@ impl RetryBudgetConfig {
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct BreakerConfig {
-    /// Judge the last `n` calls. Default: unset, which judges the calls of the last
-    /// `window_duration` instead.
+    /// Judge the last `n` calls, 1–10 000. Default: unset, which judges the calls of the
+    /// last `window_duration` instead.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub window_calls: Option<u32>,
-    /// The time window, used when `window_calls` is unset; ≥ 10 ms. Default `"10s"`.
+    /// The time window, used when `window_calls` is unset; 10 ms–1 h. Default `"10s"`.
     #[serde(with = "super::duration")]
     pub window_duration: Duration,
     /// Opens at this failure fraction, in (0, 1]. Default 0.5.
@@ -218,19 +221,21 @@ pub struct BreakerConfig {
     /// A call this long is slow. Default `"5s"`.
     #[serde(with = "super::duration")]
     pub slow_call_duration: Duration,
-    /// Calls in the window before the breaker judges, ≥ 1. Default 10.
+    /// Calls in the window before the breaker judges, 1–10 000 and ≤ `window_calls`.
+    /// Default 10.
     pub minimum_calls: u32,
-    /// The first open period. Default `"5s"`.
+    /// The first open period, > 0 and ≤ `max_open_duration`. Default `"5s"`.
     #[serde(with = "super::duration")]
     pub open_duration: Duration,
-    /// Growth of the open period on each re-opening, ≥ 1.0. Default 2.0.
+    /// Growth of the open period on each re-opening, 1.0–100.0. Default 2.0.
     pub open_backoff_multiplier: f64,
-    /// The longest open period, ≥ `open_duration`. Default `"60s"` (written `"1m"`).
+    /// The longest open period, ≥ `open_duration` and ≤ 24 h. Default `"60s"` (written
+    /// `"1m"`).
     #[serde(with = "super::duration")]
     pub max_open_duration: Duration,
     /// ± spread of each open period, in [0, 1). Default 0.2.
     pub open_jitter: f64,
-    /// Probe calls while half-open, ≥ 1. Default 3.
+    /// Probe calls while half-open, 1–1000. Default 3.
     pub half_open_calls: u32,
 }
 
@@ -304,22 +309,35 @@ impl BreakerConfig {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct PoolConfig {
-    /// Most connections per region, ≥ 1. Default 100 (SqlClient's default): the pool opens
-    /// them on demand, so it grows with load and latency up to this bound.
+    /// Most connections per region, 1–1000 ([`MAX_POOL_SIZE`]). Default 100 (SqlClient's
+    /// default `Max Pool Size`): the pool opens them on demand, so it grows with load and
+    /// latency up to this bound; each connection is a session on the server.
     pub max_size: u32,
-    /// Idle connections kept open, ≤ `max_size`. Default: unset (none kept on purpose).
+    /// Idle connections kept open, ≤ `max_size` and ≤ 100 ([`MAX_MIN_IDLE`]): they are
+    /// all opened at start. Default: unset (none kept on purpose).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub min_idle: Option<u32>,
-    /// Closes connections idle this long; `"none"` keeps them. Default `"10m"`.
+    /// Closes connections idle this long, > 0 and ≤ 24 h; `"none"` keeps them. Default
+    /// `"10m"`.
     #[serde(with = "super::duration::option")]
     pub idle_timeout: Option<Duration>,
-    /// Closes connections this old; `"none"` keeps them. Default `"30m"`.
+    /// Closes connections this old, > 0 and ≤ 24 h; `"none"` keeps them. Default `"30m"`.
     #[serde(with = "super::duration::option")]
     pub max_lifetime: Option<Duration>,
-    /// Bound on the health check of a checked-out connection, > 0. Default `"500ms"`.
+    /// Bound on the health check of a checked-out connection, > 0 and ≤ 1 min
+    /// ([`MAX_VALIDATION_TIMEOUT`]). Default `"500ms"`.
     #[serde(with = "super::duration")]
     pub validation_timeout: Duration,
 }
+
+/// The largest `pool.max_size`: 1000 connections per region.
+pub const MAX_POOL_SIZE: u32 = 1000;
+
+/// The largest `pool.min_idle`: 100 connections per region, all opened at start.
+pub const MAX_MIN_IDLE: u32 = 100;
+
+/// The longest `pool.validation_timeout`: 1 minute (a health check is a round trip).
+pub const MAX_VALIDATION_TIMEOUT: Duration = Duration::from_secs(60);
 
 impl Default for PoolConfig {
     fn default() -> Self {
@@ -334,12 +352,10 @@ impl Default for PoolConfig {
 }
 
 impl PoolConfig {
-    /// Checks `max_size ≥ 1`, `min_idle ≤ max_size`, `validation_timeout > 0` and that
-    /// `idle_timeout` / `max_lifetime` are not zero (bb8 panics on a zero; write `"none"`).
+    /// Checks each range listed on the fields. A zero `idle_timeout` / `max_lifetime`
+    /// is rejected (bb8 panics on a zero; write `"none"`).
     pub fn validate(&self) -> Result<(), ConfigError> {
-        if self.max_size == 0 {
-            return Err(ConfigError::new("pool.max_size", 0, "must be at least 1"));
-        }
+        ConfigError::check_count("pool.max_size", self.max_size, 1, MAX_POOL_SIZE)?;
         if let Some(min_idle) = self.min_idle {
             if min_idle > self.max_size {
                 return Err(ConfigError::new(
@@ -348,6 +364,7 @@ impl PoolConfig {
                     format!("must not exceed `pool.max_size` ({})", self.max_size),
                 ));
             }
+            ConfigError::check_count("pool.min_idle", min_idle, 0, MAX_MIN_IDLE)?;
         }
         for (field, value) in [
             ("pool.idle_timeout", self.idle_timeout),
@@ -360,6 +377,9 @@ impl PoolConfig {
                     "must be greater than zero (write \"none\" to disable it)",
                 ));
             }
+            if let Some(value) = value {
+                ConfigError::check_at_most(field, value, MAX_BUDGET, "24h (or \"none\")")?;
+            }
         }
         if self.validation_timeout.is_zero() {
             return Err(ConfigError::new(
@@ -368,6 +388,12 @@ impl PoolConfig {
                 "must be greater than zero",
             ));
         }
+        ConfigError::check_at_most(
+            "pool.validation_timeout",
+            self.validation_timeout,
+            MAX_VALIDATION_TIMEOUT,
+            "1m",
+        )?;
         Ok(())
     }
 }
@@ -376,7 +402,8 @@ impl PoolConfig {
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct FailoverConfig {
-    /// Time between health probes of a region, ≥ 100 ms. Default `"2s"`.
+    /// Time between health probes of a region, 100 ms–1 h ([`MAX_PROBE_INTERVAL`]).
+    /// Default `"2s"`.
     #[serde(with = "super::duration")]
     pub probe_interval: Duration,
     /// Bound on one probe, > 0 and ≤ `probe_interval`. Default `"1s"`.
@@ -384,19 +411,19 @@ pub struct FailoverConfig {
     pub probe_timeout: Duration,
     /// Spreads each probe interval by ± this fraction, in [0, 1). Default 0.2.
     pub probe_jitter: f64,
-    /// How long the preferred region must stay healthy before traffic moves back to it.
-    /// Default `"30s"`.
+    /// How long the preferred region must stay healthy before traffic moves back to it,
+    /// 0–24 h. Default `"30s"`.
     #[serde(with = "super::duration")]
     pub failback_hysteresis: Duration,
-    /// Failed probes in a row that mark a region unhealthy, ≥ 1. Default 1.
+    /// Failed probes in a row that mark a region unhealthy, 1–1000. Default 1.
     pub unhealthy_after: u32,
-    /// Good probes in a row that mark a region healthy again, ≥ 1. Default 2.
+    /// Good probes in a row that mark a region healthy again, 1–1000. Default 2.
     pub healthy_after: u32,
-    /// Gateway redirects followed per connection attempt, ≤ 10. Default 2.
+    /// Gateway redirects followed per connection attempt, 0–10. Default 2.
     pub max_redirects: u32,
     /// Idempotent reads still unanswered after this long are also sent to the next
     /// region (the first answer wins; each hedge draws on the retry budget), between 1 ms
-    /// and the attempt timeout, or `"none"`. Default `"250ms"`.
+    /// and `timeouts.attempt` (so at most 24 h), or `"none"`. Default `"250ms"`.
     #[serde(with = "super::duration::option")]
     pub hedge_delay: Option<Duration>,
     /// A probe round trip at or above this marks a region degraded (it still serves, but
@@ -424,11 +451,19 @@ impl Default for FailoverConfig {
 /// The shortest probe interval.
 pub const MIN_PROBE_INTERVAL: Duration = Duration::from_millis(100);
 
+/// The longest probe interval: 1 h. (A region probed less often than that is not
+/// watched.)
+pub const MAX_PROBE_INTERVAL: Duration = Duration::from_secs(3600);
+
+/// The most probes in a row `failover.healthy_after` / `unhealthy_after` may ask for.
+pub const MAX_PROBES_IN_A_ROW: u32 = 1000;
+
 /// The most redirects a connection attempt may follow.
 pub const MAX_REDIRECTS_LIMIT: u32 = 10;
 
 impl FailoverConfig {
-    /// Checks each rule listed on the fields.
+    /// Checks each rule listed on the fields, except `hedge_delay ≤ timeouts.attempt`,
+    /// which [`Config::validate`](super::Config::validate) checks.
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.probe_interval < MIN_PROBE_INTERVAL {
             return Err(ConfigError::new(
@@ -437,6 +472,12 @@ impl FailoverConfig {
                 "must be at least 100ms",
             ));
         }
+        ConfigError::check_at_most(
+            "failover.probe_interval",
+            self.probe_interval,
+            MAX_PROBE_INTERVAL,
+            "1h",
+        )?;
         if self.probe_timeout.is_zero() {
             return Err(ConfigError::new(
                 "failover.probe_timeout",
@@ -473,9 +514,28 @@ impl FailoverConfig {
                 "must be between 1ms and 1m",
             ));
         }
+        if let Some(hedge_delay) = self.hedge_delay {
+            ConfigError::check_at_most("failover.hedge_delay", hedge_delay, MAX_BUDGET, "24h")?;
+        }
+        ConfigError::check_at_most(
+            "failover.failback_hysteresis",
+            self.failback_hysteresis,
+            MAX_BUDGET,
+            "24h",
+        )?;
         ConfigError::check_fraction("failover.probe_jitter", self.probe_jitter)?;
-        ConfigError::check_at_least_one("failover.unhealthy_after", self.unhealthy_after)?;
-        ConfigError::check_at_least_one("failover.healthy_after", self.healthy_after)?;
+        ConfigError::check_count(
+            "failover.unhealthy_after",
+            self.unhealthy_after,
+            1,
+            MAX_PROBES_IN_A_ROW,
+        )?;
+        ConfigError::check_count(
+            "failover.healthy_after",
+            self.healthy_after,
+            1,
+            MAX_PROBES_IN_A_ROW,
+        )?;
         if self.max_redirects > MAX_REDIRECTS_LIMIT {
             return Err(ConfigError::new(
                 "failover.max_redirects",

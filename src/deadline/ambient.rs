@@ -21,8 +21,12 @@ pub async fn with_deadline<F: Future>(deadline: Instant, fut: F) -> F::Output {
 }
 
 /// Runs `fut` with an ambient deadline `budget` from now (or the enclosing one, if earlier).
+///
+/// Any `budget` is accepted: one too long for the clock (`Duration::MAX`) saturates to a
+/// far-future deadline (see [`instant_after`](super::instant_after)), which leaves the
+/// calls inside bounded by their own budgets.
 pub async fn with_budget<F: Future>(budget: Duration, fut: F) -> F::Output {
-    with_deadline(Instant::now() + budget, fut).await
+    with_deadline(super::instant_after(Instant::now(), budget), fut).await
 }
 
 /// The ambient deadline of the current task, if one is set.

@@ -8,15 +8,22 @@
 //! clocks:
 //!
 //! - [`Deadline`] (outermost) fixes the call's deadline once: `now + total`, shortened by a
-//!   deadline the request already carries and by the [ambient](ambient) deadline of the
+//!   deadline the request already carries and by the [ambient] deadline of the
 //!   task. It stamps the deadline into the request's [`RequestContext`] so inner layers can
 //!   read it, and fails the call when it passes, whatever is running.
 //! - [`AttemptTimeout`] (per attempt, inside retry and failover) bounds one attempt by
 //!   `min(attempt, remaining budget)`, so the retry layer gets the error back in time to
 //!   decide, and never starts an attempt with no time left.
 //!
-//! [`TimeoutBudget`] validates the pair (`attempt ≤ total`, both non-zero) and builds both
-//! layers.
+//! [`TimeoutBudget`] validates the pair (`0 < attempt ≤ total ≤` [`MAX_BUDGET`]) and builds
+//! both layers.
+//!
+//! # No value overflows the clock
+//!
+//! Every constructor rejects a budget over [`MAX_BUDGET`] (24 h), and every deadline is
+//! computed with [`instant_after`], which saturates instead of panicking, so no duration
+//! a caller can pass (not even `Duration::MAX` to [`ambient::with_budget`]) reaches an
+//! "overflow when adding duration to instant" panic.
 //!
 //! ```
 //! use std::time::Duration;
@@ -47,8 +54,58 @@ use crate::error::{ConfigError, Error, Outcome};
 use crate::observe::{emit, Event, SharedObserver};
 use crate::request::HasContext;
 
-/// The longest total budget accepted: 24 hours.
+/// The longest budget accepted: 24 hours. [`TimeoutBudget::new`], [`Deadline::new`] and
+/// [`AttemptTimeout::new`] reject a longer one (and so does the configuration's
+/// `[timeouts]` section). A call that needs longer is not a call this stack can bound
+/// meaningfully.
 pub const MAX_BUDGET: Duration = Duration::from_secs(24 * 3600);
+
+/// How far ahead [`instant_after`] answers when `now + after` is past the clock's range:
+/// about 30 years, "never" for any practical purpose (the same horizon tokio uses for a
+/// sleep that cannot be represented).
+const FAR_FUTURE: Duration = Duration::from_secs(86_400 * 365 * 30);
+
+/// `now + after`, saturating: when the sum is not representable, an instant about
+/// 30 years ahead (or, failing that, the latest instant this function can reach) instead
+/// of a panic. Use it for every deadline built from a caller's duration.
+///
+/// ```
+/// use std::time::Duration;
+/// use mssql_resilience::deadline::instant_after;
+/// use tokio::time::Instant;
+///
+/// let now = Instant::now();
+/// assert_eq!(instant_after(now, Duration::from_secs(1)), now + Duration::from_secs(1));
+/// assert!(instant_after(now, Duration::MAX) > now + Duration::from_secs(86_400 * 365));
+/// ```
+pub fn instant_after(now: Instant, after: Duration) -> Instant {
+    if let Some(at) = now.checked_add(after) {
+        return at;
+    }
+    let mut step = FAR_FUTURE.min(after);
+    while !step.is_zero() {
+        if let Some(at) = now.checked_add(step) {
+            return at;
+        }
+        step /= 2;
+    }
+    now
+}
+
+/// Rejects a zero budget and one over [`MAX_BUDGET`], naming `field`.
+fn check_budget(field: &'static str, value: Duration) -> Result<(), ConfigError> {
+    if value.is_zero() {
+        return Err(ConfigError::new(field, value, "must be greater than zero"));
+    }
+    if value > MAX_BUDGET {
+        return Err(ConfigError::new(
+            field,
+            value,
+            "must be at most 24h (`deadline::MAX_BUDGET`)",
+        ));
+    }
+    Ok(())
+}
 
 /// A validated pair of timeouts: the total budget of a call and the bound of one attempt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,22 +117,11 @@ pub struct TimeoutBudget {
 impl TimeoutBudget {
     /// `total` bounds the whole call; `attempt` bounds each attempt.
     ///
-    /// Rejects zero durations and `attempt > total`, naming the fields.
+    /// Rejects zero durations, durations over [`MAX_BUDGET`] (24 h) and `attempt > total`,
+    /// naming the fields.
     pub fn new(total: Duration, attempt: Duration) -> Result<Self, ConfigError> {
-        if total.is_zero() {
-            return Err(ConfigError::new(
-                "total_timeout",
-                total,
-                "must be greater than zero",
-            ));
-        }
-        if attempt.is_zero() {
-            return Err(ConfigError::new(
-                "attempt_timeout",
-                attempt,
-                "must be greater than zero",
-            ));
-        }
+        check_budget("total_timeout", total)?;
+        check_budget("attempt_timeout", attempt)?;
         if attempt > total {
             return Err(ConfigError::new(
                 "attempt_timeout",
@@ -133,15 +179,10 @@ impl<S: std::fmt::Debug> std::fmt::Debug for Deadline<S> {
 }
 
 impl<S> Deadline<S> {
-    /// Wraps `inner` with a total budget; `total` must be non-zero.
+    /// Wraps `inner` with a total budget; `total` must be non-zero and at most
+    /// [`MAX_BUDGET`] (24 h).
     pub fn new(inner: S, total: Duration) -> Result<Self, ConfigError> {
-        if total.is_zero() {
-            return Err(ConfigError::new(
-                "total_timeout",
-                total,
-                "must be greater than zero",
-            ));
-        }
+        check_budget("total_timeout", total)?;
         Ok(Deadline {
             inner,
             total,
@@ -182,12 +223,13 @@ where
 
     fn call(&mut self, mut req: Req) -> Self::Future {
         let now = Instant::now();
+        let own = instant_after(now, self.total);
         let ctx = req.context_mut();
-        ctx.shorten_deadline(now + self.total);
+        ctx.shorten_deadline(own);
         if let Some(ambient) = ambient::current() {
             ctx.shorten_deadline(ambient);
         }
-        let deadline = ctx.deadline().unwrap_or(now + self.total);
+        let deadline = ctx.deadline().unwrap_or(own);
         let operation = ctx.operation_cow();
         let idempotent = ctx.is_idempotent();
         if deadline <= now {
@@ -231,15 +273,10 @@ impl<S: std::fmt::Debug> std::fmt::Debug for AttemptTimeout<S> {
 }
 
 impl<S> AttemptTimeout<S> {
-    /// Wraps `inner` with a per-attempt timeout; `attempt` must be non-zero.
+    /// Wraps `inner` with a per-attempt timeout; `attempt` must be non-zero and at most
+    /// [`MAX_BUDGET`] (24 h).
     pub fn new(inner: S, attempt: Duration) -> Result<Self, ConfigError> {
-        if attempt.is_zero() {
-            return Err(ConfigError::new(
-                "attempt_timeout",
-                attempt,
-                "must be greater than zero",
-            ));
-        }
+        check_budget("attempt_timeout", attempt)?;
         Ok(AttemptTimeout {
             inner,
             attempt,
@@ -293,7 +330,7 @@ where
             Some(deadline) if deadline.saturating_duration_since(now) < attempt => {
                 (deadline, Expiry::Deadline(Some(wire)))
             }
-            _ => (now + attempt, Expiry::Attempt(attempt, wire)),
+            _ => (instant_after(now, attempt), Expiry::Attempt(attempt, wire)),
         };
         ResponseFuture::running(
             self.inner.call(req),

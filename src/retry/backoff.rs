@@ -20,6 +20,7 @@
 
 use std::time::Duration;
 
+use crate::deadline::MAX_BUDGET;
 use crate::error::ConfigError;
 
 /// How randomness is applied to the exponential envelope.
@@ -56,8 +57,9 @@ impl Default for Backoff {
 }
 
 impl Backoff {
-    /// A policy with the given base delay, cap and jitter. Rejects a zero base and a cap
-    /// below the base.
+    /// A policy with the given base delay, cap and jitter. Rejects a zero base, a cap
+    /// below the base and a cap over 24 h ([`MAX_BUDGET`]), so every delay is between
+    /// `base` and 24 h.
     pub fn new(base: Duration, cap: Duration, jitter: Jitter) -> Result<Self, ConfigError> {
         if base.is_zero() {
             return Err(ConfigError::new(
@@ -66,7 +68,7 @@ impl Backoff {
                 "must be greater than zero",
             ));
         }
-        if cap > Duration::from_secs(24 * 3600) {
+        if cap > MAX_BUDGET {
             return Err(ConfigError::new("backoff.cap", cap, "must be at most 24h"));
         }
         if cap < base {

@@ -32,6 +32,19 @@ use crate::error::ConfigError;
 
 const BUCKETS: usize = 10;
 
+/// The shortest window a [`RetryBudget`] accepts: 100 ms.
+pub const MIN_WINDOW: Duration = Duration::from_millis(100);
+
+/// The longest window a [`RetryBudget`] accepts: 1 h.
+pub const MAX_WINDOW: Duration = Duration::from_secs(3600);
+
+/// The largest `min_per_second` a [`RetryBudget`] accepts: 100 000 retries per second,
+/// far above any real floor (the default is 10); a larger one would be no budget at all.
+pub const MAX_MIN_PER_SECOND: f64 = 100_000.0;
+
+/// The largest `ratio` a [`RetryBudget`] accepts: 1000 retries per call.
+pub const MAX_RATIO: f64 = 1000.0;
+
 /// A shared retry budget. Cloning shares the same balance.
 #[derive(Clone)]
 pub struct RetryBudget {
@@ -92,24 +105,26 @@ impl Default for RetryBudget {
 
 impl RetryBudget {
     /// A budget over `window` that allows `min_per_second` retries per second plus `ratio`
-    /// retries per call. Rejects a window under 100 ms or over 1 h, a negative or
-    /// non-finite floor, and a ratio outside `0.0..=1000.0`.
+    /// retries per call. Rejects a window under 100 ms or over 1 h
+    /// ([`MAX_WINDOW`]), a floor that is not a finite number in
+    /// `0.0..=`[`MAX_MIN_PER_SECOND`] (a larger floor is no budget at all), and a ratio
+    /// that is not a finite number in `0.0..=`[`MAX_RATIO`].
     pub fn new(window: Duration, min_per_second: f64, ratio: f64) -> Result<Self, ConfigError> {
-        if window < Duration::from_millis(100) || window > Duration::from_secs(3600) {
+        if window < MIN_WINDOW || window > MAX_WINDOW {
             return Err(ConfigError::new(
                 "retry_budget.window",
                 window,
                 "must be between 100ms and 1h",
             ));
         }
-        if !min_per_second.is_finite() || min_per_second < 0.0 {
+        if !min_per_second.is_finite() || !(0.0..=MAX_MIN_PER_SECOND).contains(&min_per_second) {
             return Err(ConfigError::new(
                 "retry_budget.min_per_second",
                 min_per_second,
-                "must be a finite number of at least 0",
+                "must be a finite number between 0 and 100000",
             ));
         }
-        if !ratio.is_finite() || !(0.0..=1000.0).contains(&ratio) {
+        if !ratio.is_finite() || !(0.0..=MAX_RATIO).contains(&ratio) {
             return Err(ConfigError::new(
                 "retry_budget.ratio",
                 ratio,
@@ -189,12 +204,14 @@ impl State {
         if elapsed < width {
             return;
         }
-        let steps = (elapsed.as_nanos() / width.as_nanos().max(1)) as usize;
-        for _ in 0..steps.min(BUCKETS) {
+        let steps = elapsed.as_nanos() / width.as_nanos().max(1);
+        for _ in 0..steps.min(BUCKETS as u128) {
             self.current = (self.current + 1) % BUCKETS;
             self.buckets[self.current] = Bucket::default();
         }
-        self.current_start += width * steps.min(u32::MAX as usize) as u32;
+        // `steps × width ≤ elapsed`, so the new start is never after `now`.
+        let advance = width.saturating_mul(u32::try_from(steps).unwrap_or(u32::MAX));
+        self.current_start = crate::deadline::instant_after(self.current_start, advance);
     }
 
     fn totals(&self) -> (u64, u64) {
@@ -254,5 +271,10 @@ mod tests {
         let e = RetryBudget::new(Duration::from_secs(1), 1.0, -0.5).unwrap_err();
         assert_eq!(e.field(), "retry_budget.ratio");
         assert!(e.to_string().contains("-0.5"));
+        let e = RetryBudget::new(Duration::from_secs(1), 1e308, 0.1).unwrap_err();
+        assert_eq!(e.field(), "retry_budget.min_per_second");
+        let e = RetryBudget::new(Duration::from_secs(1), 1.0, f64::INFINITY).unwrap_err();
+        assert_eq!(e.field(), "retry_budget.ratio");
+        RetryBudget::new(MAX_WINDOW, MAX_MIN_PER_SECOND, MAX_RATIO).unwrap();
     }
 }

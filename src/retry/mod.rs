@@ -9,7 +9,7 @@
 //!    idempotent; otherwise the error comes back with
 //!    [`Error::is_outcome_unknown`] true;
 //! 3. fewer than `max_attempts` attempts were made;
-//! 4. the next delay — the [backoff](backoff) delay, or the server's hint if longer (40501
+//! 4. the next delay — the [backoff] delay, or the server's hint if longer (40501
 //!    asks for 10 s) — plus a reserve for the attempt itself fits before the call's
 //!    deadline. If not, the layer stops *now* rather than sleep into certain failure, and
 //!    the error says so ([`RetryStop::DeadlineWouldBeExceeded`]);
@@ -91,7 +91,8 @@ impl RetryPolicy {
     }
 
     /// The least time that must remain after a backoff sleep for a retry to be worth
-    /// starting. Defaults to 10 ms.
+    /// starting. Defaults to 10 ms. Any value is safe: a reserve longer than the call's
+    /// budget just means no retry fits (the sum is saturating).
     pub fn with_attempt_reserve(mut self, reserve: Duration) -> Self {
         self.attempt_reserve = reserve;
         self
@@ -236,7 +237,7 @@ where
             let delay = backoff.max(verdict.delay_hint.unwrap_or_default());
             let remaining = deadline.map(|d| d.saturating_duration_since(Instant::now()));
             match remaining {
-                Some(remaining) if delay + policy.attempt_reserve >= remaining => {
+                Some(remaining) if delay.saturating_add(policy.attempt_reserve) >= remaining => {
                     Some(RetryStop::DeadlineWouldBeExceeded {
                         next_delay: delay,
                         remaining,
