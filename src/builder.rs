@@ -161,7 +161,10 @@ impl StackBuilder {
             // A connect serves later requests too: on a region that answers slowly it may
             // take longer than one call's budget (growth past the configured connect
             // timeout needs slow answers as evidence).
-            .with_latency(latency.clone(), MAX_CONNECT_TIMEOUT.max(config.timeouts.total));
+            .with_latency(
+                latency.clone(),
+                MAX_CONNECT_TIMEOUT.max(config.timeouts.total),
+            );
             if let Some(observer) = observer {
                 manager = manager.with_observer(region.name.clone(), observer.clone());
             }

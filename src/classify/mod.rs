@@ -249,8 +249,15 @@ mod tests {
             !c.classify(&Error::deadline_exceeded(Outcome::NotSent))
                 .retryable
         );
+        // The call's own budget ran out: slow is not dead, so it counts against nothing.
         let on_the_wire = c.classify(&Error::deadline_exceeded(Outcome::Ambiguous));
-        assert!(!on_the_wire.retryable && on_the_wire.counts_as_failure);
+        assert!(!on_the_wire.retryable && !on_the_wire.counts_as_failure);
+        // A full pool is this process's limit, not the database's.
+        let full = c.classify(&Error::timeout(
+            TimeoutScope::PoolCheckout,
+            Duration::from_secs(1),
+        ));
+        assert!(full.retryable && !full.counts_as_failure);
         assert!(
             !c.classify(&Error::deadline_exceeded(Outcome::NotSent))
                 .counts_as_failure

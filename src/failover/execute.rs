@@ -271,7 +271,7 @@ impl Router {
                     running.push(candidates[next]);
                     next += 1;
                     // The new attempt gets its own hedge delay.
-                    hedge.as_mut().reset(Instant::now() + delay);
+                    hedge.as_mut().reset(crate::deadline::instant_after(Instant::now(), delay));
                     hedge_armed = true;
                 }
                 _ = &mut hedge, if hedge_armed && next < candidates.len() && pending.len() == 1 => {

@@ -20,7 +20,7 @@
 //! region only after that region has been trouble-free for `failback_hysteresis` (the
 //! 2023 incident flapped several times, and traffic that flaps with it is worse than
 //! traffic that stays put); writes follow the best writable region at once. A read that
-//! asks for [`Consistency::Latest`](crate::Consistency::Latest) never goes to a read-only
+//! asks for [`Consistency::Latest`](crate::request::Consistency) never goes to a read-only
 //! replica. A degraded or down region holding as many requests as its pool has
 //! connections takes no more (they would only queue): the request moves on, or is shed at once. If no
 //! region can take the request the call fails at once with

@@ -80,7 +80,8 @@ impl ManagerStats {
     }
 }
 
-/// A [`bb8::ManageConnection`] for tiberius. See the [module docs](self).
+/// A [`bb8::ManageConnection`] for tiberius: bounded (latency-aware) connects, redirects
+/// followed and counted, idle revalidation, and broken connections never reused.
 #[derive(Clone)]
 pub struct TiberiusManager {
     config: tiberius::Config,
