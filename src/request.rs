@@ -116,6 +116,7 @@ pub struct RequestContext {
     hedge: bool,
     deadline: Option<Instant>,
     attempt_limit: Option<std::time::Duration>,
+    breaker_bypass: bool,
     wire: Option<Arc<WireState>>,
 }
 
@@ -130,6 +131,7 @@ impl RequestContext {
             hedge: true,
             deadline: None,
             attempt_limit: None,
+            breaker_bypass: false,
             wire: None,
         }
     }
@@ -144,6 +146,7 @@ impl RequestContext {
             hedge: true,
             deadline: None,
             attempt_limit: None,
+            breaker_bypass: false,
             wire: None,
         }
     }
@@ -206,6 +209,18 @@ impl RequestContext {
     /// could take the request).
     pub fn attempt_limit(&self) -> Option<std::time::Duration> {
         self.attempt_limit
+    }
+
+    /// Whether the router let this attempt past an open (not isolated) circuit breaker:
+    /// no other region could take the request, and failing fast there would be failing
+    /// for nothing. The breaker does not record such an attempt.
+    pub fn breaker_bypass(&self) -> bool {
+        self.breaker_bypass
+    }
+
+    /// Sets [`breaker_bypass`](Self::breaker_bypass) for the next attempt.
+    pub fn set_breaker_bypass(&mut self, bypass: bool) {
+        self.breaker_bypass = bypass;
     }
 
     /// Sets the bound of the next attempt (see [`attempt_limit`](Self::attempt_limit)).

@@ -9,13 +9,15 @@ use mssql_resilience::circuit_breaker::{
     BreakerState, CircuitBreakerConfig, CircuitBreakerHandle, WindowKind,
 };
 use mssql_resilience::classify::SqlServerClassifier;
+use mssql_resilience::deadline::TimeoutBudget;
 use mssql_resilience::error::{ErrorKind, Outcome};
 use mssql_resilience::failover::probe::{ProbeFuture, Prober};
+use mssql_resilience::failover::Grade;
 use mssql_resilience::failover::{FailoverSettings, HealthPolicy, RegionSpec, Role, Router};
 use mssql_resilience::observe::{Recorded, RecordingObserver};
 use mssql_resilience::retry::budget::RetryBudget;
 use mssql_resilience::sql::{SqlRequest, SqlResponse};
-use mssql_resilience::{Error, RequestContext};
+use mssql_resilience::{Consistency, Error, RequestContext};
 use tokio::time::Instant;
 use tower::util::BoxCloneSyncService;
 use tower::ServiceExt;
@@ -122,7 +124,17 @@ impl Fake {
         let spec = RegionSpec {
             name: name.into(),
             role: Role::Auto,
-            service: BoxCloneSyncService::new(tower::Layer::layer(&breaker_layer, service)),
+            // A fixed attempt timeout far above every test's needs: the router's
+            // per-attempt limits (when `attempt_timeout` is set) replace it.
+            service: BoxCloneSyncService::new(tower::Layer::layer(
+                &breaker_layer,
+                tower::Layer::layer(
+                    &TimeoutBudget::new(Duration::from_secs(60), Duration::from_secs(60))
+                        .unwrap()
+                        .attempt_layer(),
+                    service,
+                ),
+            )),
             breaker: breaker.clone(),
             prober: Some(Arc::new(FakeProber {
                 ok: probe_ok.clone(),
@@ -174,12 +186,27 @@ fn start(
     hedge: Option<Duration>,
     budget: Option<RetryBudget>,
 ) -> (Router, Fake, Fake, RecordingObserver) {
+    start_with(settings(hedge), budget)
+}
+
+/// Latency-aware attempt limits on: 1 s at normal latency.
+fn adaptive(hedge: Option<Duration>) -> FailoverSettings {
+    FailoverSettings {
+        attempt_timeout: Some(Duration::from_secs(1)),
+        ..settings(hedge)
+    }
+}
+
+fn start_with(
+    settings: FailoverSettings,
+    budget: Option<RetryBudget>,
+) -> (Router, Fake, Fake, RecordingObserver) {
     let (west, west_spec) = Fake::new("west");
     let (north, north_spec) = Fake::new("north");
     let observer = RecordingObserver::new();
     let router = Router::start(
         vec![west_spec, north_spec],
-        settings(hedge),
+        settings,
         budget,
         Arc::new(SqlServerClassifier::new()),
         Some(observer.shared()),
@@ -392,4 +419,141 @@ async fn a_good_probe_lets_an_open_breaker_try_at_once() {
         west.breaker.is_call_permitted(),
         "the probe ended the open period early"
     );
+}
+
+fn within(ctx: RequestContext, budget: Duration) -> RequestContext {
+    ctx.with_deadline(Instant::now() + budget)
+}
+
+fn grade(router: &Router, name: &str) -> Grade {
+    router
+        .snapshot()
+        .into_iter()
+        .find(|r| r.name == name)
+        .unwrap()
+        .grade
+}
+
+#[tokio::test(start_paused = true)]
+async fn with_nowhere_better_to_go_a_slow_region_gets_the_whole_budget() {
+    let (router, west, north, _) = start_with(adaptive(None), None);
+    north.writable.store(false, Ordering::SeqCst);
+    run_for(Duration::from_millis(10)).await;
+    west.set(Mode::Slow(Duration::from_secs(3)));
+    // A read has somewhere better to go: west's attempt is cut at 1 s and north answers.
+    let r = SqlRequest::query(
+        within(RequestContext::read("r"), Duration::from_secs(5)),
+        "SELECT 1",
+        [],
+    );
+    let start = Instant::now();
+    call(&router, r).await.unwrap();
+    assert_eq!(start.elapsed(), Duration::from_secs(1));
+    assert_eq!(north.calls(), 1);
+    // The only writable region: its attempt may use the whole 5 s, so the slow write
+    // succeeds (a fixed 1 s attempt timeout would have failed it).
+    let w = SqlRequest::execute(
+        within(RequestContext::write("w"), Duration::from_secs(5)),
+        "INSERT",
+        [],
+    );
+    let start = Instant::now();
+    call(&router, w).await.unwrap();
+    assert_eq!(start.elapsed(), Duration::from_secs(3));
+}
+
+#[tokio::test(start_paused = true)]
+async fn attempt_limits_grow_with_the_regions_latency() {
+    let (router, west, north, _) = start_with(adaptive(None), None);
+    run_for(Duration::from_millis(10)).await;
+    // West answers in 600 ms for a while: its estimate grows past the 1 s floor...
+    west.set(Mode::Slow(Duration::from_millis(600)));
+    for _ in 0..5 {
+        call(&router, read()).await.unwrap();
+    }
+    // ...so a 1.5 s answer is waited for instead of failed over.
+    west.set(Mode::Slow(Duration::from_millis(1500)));
+    let r = SqlRequest::query(
+        within(RequestContext::read("r"), Duration::from_secs(5)),
+        "SELECT 1",
+        [],
+    );
+    call(&router, r).await.unwrap();
+    assert_eq!(north.calls(), 0, "west's latency-aware limit covered 1.5 s");
+}
+
+#[tokio::test(start_paused = true)]
+async fn latest_reads_never_reach_a_replica_and_stale_reads_are_counted() {
+    let (router, west, north, observer) = start(Some(Duration::from_millis(250)), None);
+    north.writable.store(false, Ordering::SeqCst);
+    run_for(Duration::from_millis(10)).await;
+    west.set(Mode::Slow(Duration::from_millis(400)));
+    let latest = SqlRequest::query(
+        RequestContext::read("r").consistency(Consistency::Latest),
+        "SELECT 1",
+        [],
+    );
+    call(&router, latest).await.unwrap();
+    assert_eq!(north.calls(), 0, "no hedge to the replica");
+    // The default allows stale reads: the slow read is hedged to the replica, and counted.
+    call(&router, read()).await.unwrap();
+    assert_eq!(north.calls(), 1);
+    assert!(observer
+        .events()
+        .iter()
+        .any(|e| matches!(e, Recorded::StaleRead { region } if region == "north")));
+}
+
+#[tokio::test(start_paused = true)]
+async fn turning_hedging_off_keeps_failover() {
+    let (router, west, north, observer) = start(Some(Duration::from_millis(250)), None);
+    run_for(Duration::from_millis(10)).await;
+    west.set(Mode::Slow(Duration::from_millis(400)));
+    let unhedged = || SqlRequest::query(RequestContext::read("r").hedge(false), "SELECT 1", []);
+    call(&router, unhedged()).await.unwrap();
+    assert_eq!(north.calls(), 0, "no hedge");
+    assert!(!observer
+        .events()
+        .iter()
+        .any(|e| matches!(e, Recorded::Hedged { .. })));
+    west.set(Mode::Fail(Outcome::NotSent));
+    call(&router, unhedged()).await.unwrap();
+    assert_eq!(north.calls(), 1, "a failure still moves the read on");
+}
+
+#[tokio::test(start_paused = true)]
+async fn writes_return_to_the_primary_at_its_first_good_probe() {
+    let (router, west, north, _) = start(None, None);
+    north.writable.store(false, Ordering::SeqCst);
+    run_for(Duration::from_millis(10)).await;
+    west.probe_ok.store(false, Ordering::SeqCst);
+    run_for(Duration::from_secs(1)).await;
+    assert_eq!(grade(&router, "west"), Grade::Down);
+    assert_eq!(serving_reads(&router).as_deref(), Some("north"));
+    west.probe_ok.store(true, Ordering::SeqCst);
+    // One probe interval: one good probe, and writes are back (reads keep the hysteresis).
+    run_for(Duration::from_secs(1)).await;
+    assert_eq!(grade(&router, "west"), Grade::Degraded);
+    let west_now = router
+        .snapshot()
+        .into_iter()
+        .find(|r| r.name == "west")
+        .unwrap();
+    assert!(west_now.serving_writes);
+    assert!(!west_now.serving_reads);
+    call(&router, write()).await.unwrap();
+    assert_eq!(west.calls(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_down_region_still_takes_writes_as_a_last_resort_and_its_answer_lifts_it() {
+    let (router, west, north, _) = start(None, None);
+    north.writable.store(false, Ordering::SeqCst);
+    run_for(Duration::from_millis(10)).await;
+    west.probe_ok.store(false, Ordering::SeqCst);
+    run_for(Duration::from_secs(1)).await;
+    assert_eq!(grade(&router, "west"), Grade::Down);
+    // The probe is wrong (say, its own connection is stuck): live writes still succeed.
+    call(&router, write()).await.unwrap();
+    assert_eq!(grade(&router, "west"), Grade::Degraded);
 }

@@ -78,6 +78,14 @@ impl<F> ResponseFuture<F> {
         }
     }
 
+    /// A call let through without a permit (the router's last resort): its result is not
+    /// recorded.
+    pub(super) fn unrecorded(inner: F) -> Self {
+        ResponseFuture {
+            state: State::Running { inner, guard: None },
+        }
+    }
+
     pub(super) fn rejected(error: Error) -> Self {
         ResponseFuture {
             state: State::Rejected { error: Some(error) },

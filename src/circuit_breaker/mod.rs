@@ -99,6 +99,7 @@ impl<S, Req> Service<Req> for CircuitBreaker<S>
 where
     S: Service<Req>,
     S::Error: Into<Error>,
+    Req: crate::request::HasContext,
 {
     type Response = S::Response;
     type Error = Error;
@@ -112,6 +113,11 @@ where
         match self.handle.acquire() {
             Ok(permit) => {
                 ResponseFuture::running(self.inner.call(req), self.handle.clone(), permit)
+            }
+            // The router's last resort: no other region can take the request, so an open
+            // (not isolated) breaker lets it through unrecorded rather than fail it fast.
+            Err(BreakerState::Open | BreakerState::HalfOpen) if req.context().breaker_bypass() => {
+                ResponseFuture::unrecorded(self.inner.call(req))
             }
             Err(state) => {
                 emit(

@@ -28,13 +28,15 @@ impl Router {
     pub(super) async fn route(self, req: SqlRequest) -> Result<SqlResponse, Error> {
         let ctx = &req.context;
         let intent = ctx.intent();
-        let candidates = self.candidates(intent, ctx.read_consistency());
+        let (candidates, past_open_breakers) = self.candidates(intent, ctx.read_consistency());
         if candidates.is_empty() {
             return Err(self.nothing_eligible(intent, ctx.read_consistency()));
         }
         let hedge_after = self.shared.hedge_delay.filter(|_| {
             intent == Intent::Read && ctx.is_idempotent() && ctx.may_hedge() && candidates.len() > 1
         });
+        let mut req = req;
+        req.context.set_breaker_bypass(past_open_breakers);
         let ended = match hedge_after {
             None => self.in_turn(&req, &candidates).await,
             Some(delay) => self.hedged(&req, &candidates, delay).await,
@@ -90,10 +92,16 @@ impl Router {
         let limit = self.attempt_limit(region, &req, last);
         req.context.set_attempt_limit(limit);
         let intent = req.context.intent();
+        let bypassed = req.context.breaker_bypass();
         let read = (intent == Intent::Read).then(|| req.context.operation_cow());
         let start = Instant::now();
         let result = region.service.clone().oneshot(req).await;
         if result.is_ok() {
+            if bypassed {
+                // It answered past its open breaker: let the breaker try it now (half-open)
+                // rather than wait out its open period.
+                region.breaker.allow_probe_now();
+            }
             region.latency.sample(start.elapsed(), 1);
             if region.health.live(false, Instant::now()) {
                 self.health_changed(index);

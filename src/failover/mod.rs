@@ -85,7 +85,7 @@ pub use self::health::{Grade, HealthPolicy, ProbeRecord, RegionSnapshot, Role};
 pub use self::latency::{LatencyEstimator, LatencySnapshot};
 use self::probe::Prober;
 use self::select::{RegionView, Selection};
-use crate::circuit_breaker::CircuitBreakerHandle;
+use crate::circuit_breaker::{BreakerState, CircuitBreakerHandle};
 use crate::classify::SharedClassifier;
 use crate::error::Error;
 use crate::observe::{emit, Event, SharedObserver};
@@ -185,9 +185,11 @@ impl Region {
             && self.pool.as_ref().is_some_and(|p| {
                 self.in_flight.load(Ordering::Relaxed) >= p.settings().max_size as usize
             });
+        let permitted = self.breaker.is_call_permitted();
         RegionView {
             grade,
-            permitted: self.breaker.is_call_permitted(),
+            permitted,
+            bypassable: !permitted && self.breaker.state() == BreakerState::Open,
             writable,
             stable: self.health.is_stable(now),
             saturated,
@@ -383,7 +385,7 @@ impl Router {
     /// The candidate regions for a request, serving region first; updates (and reports)
     /// the serving region of the intent. A read that must see the latest data follows the
     /// writes' serving region and moves nothing.
-    fn candidates(&self, intent: Intent, consistency: Consistency) -> Vec<usize> {
+    fn candidates(&self, intent: Intent, consistency: Consistency) -> (Vec<usize>, bool) {
         let now = Instant::now();
         let regions = &self.shared.regions;
         let views: Vec<RegionView> = regions.iter().map(|r| r.view(now)).collect();
@@ -397,6 +399,7 @@ impl Router {
         let Selection {
             serving: chosen,
             candidates,
+            past_open_breakers,
         } = select::select(&views, intent, consistency, current);
         if tracked && chosen != current {
             serving[slot(intent)] = chosen;
@@ -411,7 +414,7 @@ impl Router {
             );
             self.publish();
         }
-        candidates
+        (candidates, past_open_breakers)
     }
 }
 

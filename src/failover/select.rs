@@ -15,7 +15,9 @@
 //! - **Writes** have no hysteresis: the best usable writable region serves at once, so a
 //!   primary that answers again takes writes again at its first good probe or live answer.
 //! - With no usable region, the allowed ones that are not saturated are the last resort
-//!   (a `Down` region may still answer; its breaker is what cuts it off).
+//!   (a `Down` region may still answer). With none of those either, regions whose breaker
+//!   is open (not isolated by hand) are tried anyway: a breaker fails fast to protect the
+//!   caller when somewhere better exists, and there is none.
 
 use crate::failover::health::Grade;
 use crate::request::{Consistency, Intent};
@@ -27,6 +29,8 @@ pub struct RegionView {
     pub grade: Grade,
     /// Its breaker lets calls through.
     pub permitted: bool,
+    /// Its breaker is open but not isolated by hand: the very last resort may pass it.
+    pub bypassable: bool,
     /// It takes writes.
     pub writable: bool,
     /// Healthy and trouble-free for the fail-back hysteresis.
@@ -42,6 +46,9 @@ pub struct Selection {
     pub serving: Option<usize>,
     /// The regions to try, in order (indices into the views).
     pub candidates: Vec<usize>,
+    /// The candidates are regions with open breakers, tried anyway: no region could take
+    /// the request otherwise.
+    pub past_open_breakers: bool,
 }
 
 /// Selects regions for one request. `current` is the region serving this intent so far.
@@ -57,11 +64,25 @@ pub fn select(
     let mut ranked: Vec<usize> = (0..views.len()).filter(|&i| usable(&views[i])).collect();
     ranked.sort_by_key(|&i| (views[i].grade, i));
     let Some(&best) = ranked.first() else {
+        let last_resort: Vec<usize> = (0..views.len())
+            .filter(|&i| allowed(&views[i]) && !views[i].saturated)
+            .collect();
+        if !last_resort.is_empty() {
+            return Selection {
+                serving: None,
+                candidates: last_resort,
+                past_open_breakers: false,
+            };
+        }
+        // Fail fast only when there is somewhere better to go: with every eligible
+        // region's breaker open, the request still goes to them rather than nowhere.
+        let fits = |v: &RegionView| v.bypassable && (!needs_writable || v.writable);
         return Selection {
             serving: None,
             candidates: (0..views.len())
-                .filter(|&i| allowed(&views[i]) && !views[i].saturated)
+                .filter(|&i| fits(&views[i]) && !views[i].saturated)
                 .collect(),
+            past_open_breakers: true,
         };
     };
     let best_grade = views[best].grade;
@@ -86,6 +107,7 @@ pub fn select(
         candidates: std::iter::once(chosen)
             .chain(ranked.into_iter().filter(|&i| i != chosen))
             .collect(),
+        past_open_breakers: false,
     }
 }
 
@@ -96,6 +118,7 @@ mod tests {
     const HEALTHY: RegionView = RegionView {
         grade: Grade::Healthy,
         permitted: true,
+        bypassable: false,
         writable: true,
         stable: true,
         saturated: false,
@@ -192,7 +215,19 @@ mod tests {
         let mut v = [primary(Grade::Healthy), replica(Grade::Healthy)];
         v[0].permitted = false;
         assert_eq!(select(&v, Intent::Read, STALE, None).candidates, vec![1]);
-        assert!(select(&v, Intent::Write, STALE, None).candidates.is_empty());
+        assert!(
+            select(&v, Intent::Write, STALE, None).candidates.is_empty(),
+            "isolated by hand"
+        );
+        v[0].bypassable = true;
+        let s = select(&v, Intent::Write, STALE, None);
+        assert_eq!(
+            s.candidates,
+            vec![0],
+            "nowhere better to go: past the open breaker"
+        );
+        assert!(s.past_open_breakers);
+        assert!(!select(&v, Intent::Read, STALE, None).past_open_breakers);
         v[0].permitted = true;
         v[0].grade = Grade::Degraded;
         v[0].saturated = true;
