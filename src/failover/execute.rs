@@ -28,7 +28,7 @@ impl Router {
     pub(super) async fn route(self, req: SqlRequest) -> Result<SqlResponse, Error> {
         let ctx = &req.context;
         let intent = ctx.intent();
-        let (candidates, past_open_breakers) = self.candidates(intent, ctx.read_consistency());
+        let (candidates, last_resort) = self.candidates(intent, ctx.read_consistency());
         if candidates.is_empty() {
             return Err(self.nothing_eligible(intent, ctx.read_consistency()));
         }
@@ -36,7 +36,8 @@ impl Router {
             intent == Intent::Read && ctx.is_idempotent() && ctx.may_hedge() && candidates.len() > 1
         });
         let mut req = req;
-        req.context.set_breaker_bypass(past_open_breakers);
+        // Last resort: a region's open breaker may be passed (see `select`).
+        req.context.set_breaker_bypass(last_resort);
         let ended = match hedge_after {
             None => self.in_turn(&req, &candidates).await,
             Some(delay) => self.hedged(&req, &candidates, delay).await,

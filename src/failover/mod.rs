@@ -399,7 +399,7 @@ impl Router {
         let Selection {
             serving: chosen,
             candidates,
-            past_open_breakers,
+            last_resort,
         } = select::select(&views, intent, consistency, current);
         if tracked && chosen != current {
             serving[slot(intent)] = chosen;
@@ -414,7 +414,7 @@ impl Router {
             );
             self.publish();
         }
-        (candidates, past_open_breakers)
+        (candidates, last_resort)
     }
 }
 

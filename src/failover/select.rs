@@ -14,10 +14,11 @@
 //!   the fail-back hysteresis (`stable`).
 //! - **Writes** have no hysteresis: the best usable writable region serves at once, so a
 //!   primary that answers again takes writes again at its first good probe or live answer.
-//! - With no usable region, the allowed ones that are not saturated are the last resort
-//!   (a `Down` region may still answer). With none of those either, regions whose breaker
-//!   is open (not isolated by hand) are tried anyway: a breaker fails fast to protect the
-//!   caller when somewhere better exists, and there is none.
+//! - With no usable region, the last resort is every region that could take the request
+//!   and is not saturated — down ones, and ones whose breaker is open (not isolated by
+//!   hand), which the request may pass: a breaker fails fast to protect the caller when
+//!   somewhere better exists, and there is none. Best grade first, then regions whose
+//!   breaker lets calls through.
 
 use crate::failover::health::Grade;
 use crate::request::{Consistency, Intent};
@@ -46,9 +47,9 @@ pub struct Selection {
     pub serving: Option<usize>,
     /// The regions to try, in order (indices into the views).
     pub candidates: Vec<usize>,
-    /// The candidates are regions with open breakers, tried anyway: no region could take
-    /// the request otherwise.
-    pub past_open_breakers: bool,
+    /// No region is usable: the candidates are the last resort (down regions, and regions
+    /// whose breaker is open, which the request may pass).
+    pub last_resort: bool,
 }
 
 /// Selects regions for one request. `current` is the region serving this intent so far.
@@ -64,25 +65,19 @@ pub fn select(
     let mut ranked: Vec<usize> = (0..views.len()).filter(|&i| usable(&views[i])).collect();
     ranked.sort_by_key(|&i| (views[i].grade, i));
     let Some(&best) = ranked.first() else {
-        let last_resort: Vec<usize> = (0..views.len())
-            .filter(|&i| allowed(&views[i]) && !views[i].saturated)
-            .collect();
-        if !last_resort.is_empty() {
-            return Selection {
-                serving: None,
-                candidates: last_resort,
-                past_open_breakers: false,
-            };
-        }
-        // Fail fast only when there is somewhere better to go: with every eligible
-        // region's breaker open, the request still goes to them rather than nowhere.
-        let fits = |v: &RegionView| v.bypassable && (!needs_writable || v.writable);
+        // The last resort: every region that could take the request but is down,
+        // saturated-free, or behind an open (not hand-isolated) breaker, best grade
+        // first, then those whose breaker lets calls through. Failing fast is only right
+        // when there is somewhere better to go, and there is not.
+        let fits = |v: &RegionView| {
+            !v.saturated && (allowed(v) || (v.bypassable && (!needs_writable || v.writable)))
+        };
+        let mut last_resort: Vec<usize> = (0..views.len()).filter(|&i| fits(&views[i])).collect();
+        last_resort.sort_by_key(|&i| (views[i].grade, !views[i].permitted, i));
         return Selection {
             serving: None,
-            candidates: (0..views.len())
-                .filter(|&i| fits(&views[i]) && !views[i].saturated)
-                .collect(),
-            past_open_breakers: true,
+            candidates: last_resort,
+            last_resort: true,
         };
     };
     let best_grade = views[best].grade;
@@ -107,7 +102,7 @@ pub fn select(
         candidates: std::iter::once(chosen)
             .chain(ranked.into_iter().filter(|&i| i != chosen))
             .collect(),
-        past_open_breakers: false,
+        last_resort: false,
     }
 }
 
@@ -226,8 +221,8 @@ mod tests {
             vec![0],
             "nowhere better to go: past the open breaker"
         );
-        assert!(s.past_open_breakers);
-        assert!(!select(&v, Intent::Read, STALE, None).past_open_breakers);
+        assert!(s.last_resort);
+        assert!(!select(&v, Intent::Read, STALE, None).last_resort);
         v[0].permitted = true;
         v[0].grade = Grade::Degraded;
         v[0].saturated = true;
@@ -235,6 +230,18 @@ mod tests {
             select(&v, Intent::Write, STALE, None).candidates.is_empty(),
             "a saturated region sheds instead of queueing"
         );
+    }
+
+    #[test]
+    fn the_last_resort_prefers_a_degraded_region_behind_an_open_breaker_to_a_down_one() {
+        let mut v = [primary(Grade::Down), replica(Grade::Degraded)];
+        v[1].permitted = false;
+        v[1].bypassable = true;
+        let s = select(&v, Intent::Read, STALE, None);
+        assert!(s.last_resort);
+        assert_eq!(s.candidates, vec![1, 0]);
+        let w = select(&v, Intent::Write, STALE, None);
+        assert_eq!(w.candidates, vec![0], "the replica takes no writes");
     }
 
     #[test]
