@@ -92,6 +92,11 @@ impl Router {
         record_server(region);
         let limit = self.attempt_limit(region, &req, last);
         req.context.set_attempt_limit(limit);
+        if last {
+            // Nowhere better to go: an open (or full half-open) breaker would only turn
+            // this request into a failure; it passes, unrecorded.
+            req.context.set_breaker_bypass(true);
+        }
         let intent = req.context.intent();
         let bypassed = req.context.breaker_bypass();
         let read = (intent == Intent::Read).then(|| req.context.operation_cow());

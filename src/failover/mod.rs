@@ -33,7 +33,11 @@
 //! configured attempt timeout at normal latency, longer when the region is slow, never
 //! past the call's deadline — and the **whole remaining budget** when the attempt is the
 //! last candidate (no better alternative: the only writable region for a write, the last
-//! region for a read). Connects and probes adapt the same way.
+//! region for a read). Connects and probes adapt the same way. The last candidate also
+//! passes its region's open circuit breaker (unrecorded): a breaker fails fast so that a
+//! request goes somewhere better, and there is nowhere better. A region that is down is
+//! still cut off whenever another region can serve, and no region holds more requests
+//! than its pool has connections once it is not healthy.
 //!
 //! Within one call, a failure moves the request to the next candidate only when the
 //! [write-safety rule](crate::safety) allows re-sending it and moving is worth it: the
