@@ -1,0 +1,112 @@
+//! Gray failures over real TCP: testkit regions behind chaos proxies that make a region
+//! slow rather than dead. Slow is not dead: a region that answers within the call's
+//! budget must keep answering, even when a fixed timeout would call it dead. Real time
+//! (the network is real); every assertion is about outcomes within the call's deadline.
+
+mod support;
+
+use std::time::Duration;
+
+use mssql_resilience::failover::Grade;
+use mssql_resilience::sql::SqlRequest;
+use mssql_resilience::{Consistency, RequestContext, Stack};
+use mssql_testkit::chaos::Toxics;
+use support::*;
+use tokio::time::Instant;
+
+/// BASE's total budget (3 s) plus scheduling slack.
+const DEADLINE: Duration = Duration::from_millis(3_500);
+
+fn grade(stack: &Stack, region: &str) -> Grade {
+    stack
+        .health()
+        .into_iter()
+        .find(|r| r.name == region)
+        .map(|r| r.grade)
+        .expect("region exists")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_but_working_secondary_serves_reads_while_the_primary_is_down() {
+    let regions = testkit().await;
+    let config = regions.config("", 2, |_| {});
+    let stack = Stack::builder(config).build().unwrap();
+    assert!(stack.wait_for_probes(Duration::from_secs(5)).await);
+    assert_eq!(scalar(&stack, "SELECT 1").await, 1);
+    // The primary is gone; the secondary answers, 150 ms each way. A new connection
+    // there needs ~4 round trips (1.2 s): more than the configured 500 ms connect
+    // timeout, well within the 3 s budget.
+    regions.primary().chaos().set(Toxics::blackhole());
+    regions
+        .secondary()
+        .chaos()
+        .set(Toxics::latency(Duration::from_millis(150), Duration::ZERO));
+    eventually("the primary is down", Duration::from_secs(5), || {
+        grade(&stack, "westeurope") == Grade::Down
+    })
+    .await;
+    let mut ok = 0;
+    for i in 0..10 {
+        let start = Instant::now();
+        let result = stack.call(read("slow_read", "SELECT 7")).await;
+        assert!(
+            start.elapsed() <= DEADLINE,
+            "read {i} took {:?}",
+            start.elapsed()
+        );
+        if result.is_ok_and(|r| r.scalar().and_then(|v| v.as_i64()) == Some(7)) {
+            ok += 1;
+        }
+    }
+    // The first read may spend its budget learning the latency (a connect that times out
+    // once); every later one is served.
+    assert!(ok >= 9, "{ok} of 10 reads served by the slow secondary");
+    assert_eq!(
+        grade(&stack, "northeurope"),
+        Grade::Degraded,
+        "slow, not dead"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_primary_keeps_taking_writes() {
+    let regions = testkit().await;
+    // The secondary is a read-only replica: the primary is the only writable region.
+    regions.secondary().faults().set_read_only(true);
+    let config = regions.config("", 2, |_| {});
+    let stack = Stack::builder(config).build().unwrap();
+    assert!(stack.wait_for_probes(Duration::from_secs(5)).await);
+    stack
+        .call(exec("ddl", "CREATE TABLE gray_writes (id INT)", vec![]))
+        .await
+        .unwrap();
+    // 600 ms each way: one write on a pooled connection takes 1.2 s, past the configured
+    // 1 s attempt timeout, within the 3 s budget. With nowhere better to go, the write
+    // may use its whole budget.
+    regions
+        .primary()
+        .chaos()
+        .set(Toxics::latency(Duration::from_millis(600), Duration::ZERO));
+    for i in 0..5 {
+        let start = Instant::now();
+        let sql = format!("INSERT INTO gray_writes (id) VALUES ({i})");
+        stack
+            .call(exec("slow_write", &sql, vec![]))
+            .await
+            .unwrap_or_else(|e| panic!("write {i}: {e}"));
+        assert!(
+            start.elapsed() <= DEADLINE,
+            "write {i} took {:?}",
+            start.elapsed()
+        );
+    }
+    regions.primary().chaos().set(Toxics::ok());
+    // Read-your-writes: only the primary has them (the testkit regions do not replicate).
+    let count = SqlRequest::query(
+        RequestContext::read("count").consistency(Consistency::Latest),
+        "SELECT COUNT(*) FROM gray_writes",
+        [],
+    );
+    let response = stack.call(count).await.unwrap();
+    assert_eq!(response.scalar().and_then(|v| v.as_i64()), Some(5));
+}
