@@ -109,10 +109,11 @@ impl Router {
                 region.breaker.allow_probe_now();
             }
             region.latency.sample(start.elapsed(), 1);
-            if region.health.live(false, Instant::now()) {
+            let (changed, writable) = region.health.live(false, Instant::now());
+            if changed {
                 self.health_changed(index);
             }
-            if let Some(operation) = read.filter(|_| !region.health.status().1) {
+            if let Some(operation) = read.filter(|_| !writable) {
                 emit(
                     self.shared.observer.as_ref(),
                     Event::StaleRead {
@@ -149,7 +150,7 @@ impl Router {
             // No answer within the bound (Karn's rule: no sample, back the timeouts off).
             region.latency.timed_out();
         }
-        if verdict.counts_as_failure && region.health.live(true, Instant::now()) {
+        if verdict.counts_as_failure && region.health.live(true, Instant::now()).0 {
             self.health_changed(index);
         }
         let read_only =

@@ -238,13 +238,20 @@ impl Health {
     }
 
     /// Healthy and trouble-free for at least the hysteresis period.
+    #[cfg(test)]
     pub(crate) fn is_stable(&self, now: Instant) -> bool {
+        self.view(now).2
+    }
+
+    /// (grade, writable, stable) under one lock: what routing reads for every request.
+    pub(crate) fn view(&self, now: Instant) -> (Grade, bool, bool) {
         let i = self.lock();
         let since = i
             .last_trouble
             .map_or(i.healthy_since, |t| t.max(i.healthy_since));
-        i.grade == Grade::Healthy
-            && now.saturating_duration_since(since) >= self.policy.failback_hysteresis
+        let stable = i.grade == Grade::Healthy
+            && now.saturating_duration_since(since) >= self.policy.failback_hysteresis;
+        (i.grade, i.writable.unwrap_or(true), stable)
     }
 
     /// Records a good probe. Returns `true` if grade or writability changed.
@@ -287,9 +294,15 @@ impl Health {
     }
 
     /// Records a live attempt's end: `failed` when it failed in a way that counts against
-    /// health. Returns `true` if the grade changed.
-    pub(crate) fn live(&self, failed: bool, now: Instant) -> bool {
+    /// health. Returns whether the grade changed, and whether the region is writable.
+    pub(crate) fn live(&self, failed: bool, now: Instant) -> (bool, bool) {
         let mut i = self.lock();
+        // The common case, a success on a healthy region, changes nothing but the rate.
+        if !failed && i.grade == Grade::Healthy && i.live_failure_rate == 0.0 {
+            i.live_samples = i.live_samples.saturating_add(1);
+            i.live_ok_since_probe_failed = true;
+            return (false, i.writable.unwrap_or(true));
+        }
         let before = (i.grade, i.writable.unwrap_or(true));
         i.live_samples = i.live_samples.saturating_add(1);
         let x = if failed { 1.0 } else { 0.0 };
@@ -299,7 +312,13 @@ impl Health {
         } else {
             i.live_ok_since_probe_failed = true;
         }
-        i.settle(&self.policy, before, now)
+        if i.live_failure_rate < 1e-3 {
+            i.live_failure_rate = 0.0;
+        }
+        (
+            i.settle(&self.policy, before, now),
+            i.writable.unwrap_or(true),
+        )
     }
 
     /// A request or the breaker saw trouble: restarts the hysteresis clock.
@@ -401,7 +420,7 @@ mod tests {
         h.probe_failed("x".into(), Duration::ZERO, t0);
         h.probe_failed("x".into(), Duration::ZERO, t0);
         assert_eq!(h.status().0, Grade::Down);
-        assert!(h.live(false, t0));
+        assert!(h.live(false, t0).0);
         assert_eq!(h.status().0, Grade::Degraded);
         // The next failed probe with no live success since takes it down again.
         assert!(h.probe_failed("x".into(), Duration::ZERO, t0));
@@ -439,7 +458,7 @@ mod tests {
         assert_eq!(h.status().0, Grade::Healthy);
         let mut changed = false;
         for _ in 0..3 {
-            changed |= h.live(true, now);
+            changed |= h.live(true, now).0;
         }
         assert!(changed);
         assert_eq!(

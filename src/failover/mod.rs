@@ -184,7 +184,7 @@ struct Region {
 impl Region {
     /// What [`select`](select::select) needs to know, now.
     fn view(&self, now: Instant) -> RegionView {
-        let (grade, writable) = self.health.status();
+        let (grade, writable, stable) = self.health.view(now);
         let saturated = grade != Grade::Healthy
             && self.pool.as_ref().is_some_and(|p| {
                 self.in_flight.load(Ordering::Relaxed) >= p.settings().max_size as usize
@@ -195,7 +195,7 @@ impl Region {
             permitted,
             bypassable: !permitted && self.breaker.state() == BreakerState::Open,
             writable,
-            stable: self.health.is_stable(now),
+            stable,
             saturated,
         }
     }
