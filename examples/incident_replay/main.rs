@@ -16,6 +16,10 @@
 //! `--baseline-timeout D` (the baseline's per-call timeout, default 30s like ADO.NET's
 //! CommandTimeout), `--flip` (a failover-group flip at the timeline's `flip_at`),
 //! `--json FILE`, `--svg FILE` (default target/incident-replay.svg).
+//!
+//! A call counts as a success only when its answer arrives within the request's deadline
+//! (`--budget`) + 50 ms, for every arm: the API's own caller has given up by then, so a
+//! later answer is a failure labelled `late` (and, for a write, an unknown outcome).
 
 mod arms;
 mod plot;
@@ -489,11 +493,13 @@ async fn load(
             next_write.clone(),
         );
         let started = Instant::now();
+        let budget = o.budget;
         let task = tokio::spawn(async move {
             let _permit = permit;
             let result = if write {
                 let id = next_write.fetch_add(1, Ordering::Relaxed);
                 let result = arm.write(id, idempotent).await;
+                // Acknowledged by the arm (even late): it must then be in a database.
                 if result.ok {
                     acknowledged
                         .lock()
@@ -504,17 +510,22 @@ async fn load(
             } else {
                 arm.read(item).await
             };
+            // The API's caller gave up at its deadline: a later success is a failure to
+            // it (`late`), and for a write it cannot know whether it happened.
+            let latency = started.elapsed();
+            let ok = report::on_time(result.ok, latency, budget);
+            let late = result.ok && !ok;
             records
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .push(Record {
                     at,
-                    latency: started.elapsed(),
+                    latency,
                     write,
-                    ok: result.ok,
-                    outcome_unknown: result.outcome_unknown,
+                    ok,
+                    outcome_unknown: result.outcome_unknown || (late && write),
                     shed: false,
-                    error: result.error,
+                    error: if late { Some("late".into()) } else { result.error },
                 });
         });
         in_flight.push((task, at, started, write));

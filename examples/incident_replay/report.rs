@@ -6,6 +6,17 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
+/// How long past its deadline an answer may arrive and still count: the API's own
+/// caller measures the same deadline, so an answer later than this is a timeout to it.
+pub const LATE_GRACE: Duration = Duration::from_millis(50);
+
+/// The caller's view of a call that took `latency` and succeeded (`ok`): a success only
+/// when it arrived within `deadline` + [`LATE_GRACE`]. A later answer counts as a
+/// failure labelled `late`.
+pub fn on_time(ok: bool, latency: Duration, deadline: Duration) -> bool {
+    ok && latency <= deadline + LATE_GRACE
+}
+
 /// One API call as the load generator saw it.
 #[derive(Debug, Clone)]
 pub struct Record {
@@ -105,7 +116,7 @@ pub fn figures(
     latencies.sort_by(f64::total_cmp);
     let over = records
         .iter()
-        .filter(|r| !r.shed && r.latency > deadline + Duration::from_millis(50))
+        .filter(|r| !r.shed && r.latency > deadline + LATE_GRACE)
         .count();
     let attempted_in_windows = outage.iter().filter(|r| !r.shed).count();
     let mut json = json!({
@@ -271,6 +282,16 @@ mod tests {
     fn verification_finds_lost_and_duplicated_writes() {
         let v = verify(&[1, 2, 3], &[1, 1, 3, 4]);
         assert_eq!((v.lost, v.duplicated), (1, 1));
+    }
+
+    #[test]
+    fn a_success_counts_only_within_the_deadline() {
+        let d = Duration::from_secs(5);
+        assert!(on_time(true, Duration::from_millis(10), d));
+        assert!(on_time(true, d + LATE_GRACE, d));
+        assert!(!on_time(true, d + LATE_GRACE + Duration::from_millis(1), d));
+        assert!(!on_time(true, Duration::from_secs(29), d));
+        assert!(!on_time(false, Duration::from_millis(10), d));
     }
 
     #[test]
