@@ -525,7 +525,11 @@ async fn load(
                     ok,
                     outcome_unknown: result.outcome_unknown || (late && write),
                     shed: false,
-                    error: if late { Some("late".into()) } else { result.error },
+                    error: if late {
+                        Some("late".into())
+                    } else {
+                        result.error
+                    },
                 });
         });
         in_flight.push((task, at, started, write));
