@@ -32,7 +32,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use mssql_resilience::config::duration::parse_duration;
-use mssql_testkit::tds::{ErrorSpec, Trigger};
+use mssql_testkit::tds::ErrorSpec;
 use serde_json::json;
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
@@ -227,11 +227,12 @@ async fn run(o: Options) -> Result<(), Box<dyn std::error::Error>> {
             if let Some(schedule) = timeline.schedule(target)? {
                 guards.push(region.proxy.handle().run_schedule(schedule));
             }
-            for phase in timeline.login_errors(target) {
+            for (i, phase) in timeline.login_errors(target).into_iter().enumerate() {
                 let faults = region.server.faults();
+                let trigger = phase.login_trigger(o.seed.wrapping_add(i as u64));
                 tasks.push(tokio::spawn(async move {
                     tokio::time::sleep_until(start + phase.from).await;
-                    faults.fail_logins(ErrorSpec::known(phase.error), Trigger::Always);
+                    faults.fail_logins(ErrorSpec::known(phase.error), trigger);
                     tokio::time::sleep_until(start + phase.to).await;
                     faults.clear_login_faults();
                 }));
