@@ -11,7 +11,7 @@ use mssql_resilience::idempotency::{create_table_sql, idempotent_execute, DEFAUL
 use mssql_resilience::observe::{Event, Observer};
 use mssql_resilience::sql::{Param, SqlRequest};
 use mssql_resilience::{Intent, RequestContext, Stack};
-use mssql_testkit::chaos::ChaosProxy;
+use mssql_testkit::chaos::{ChaosProxy, ProxyConfig};
 use mssql_testkit::tds::{TdsServer, TdsServerConfig};
 use tiberius::{AuthMethod, Client, EncryptionLevel};
 use tokio::net::TcpStream;
@@ -31,10 +31,18 @@ pub struct Region {
 }
 
 impl Region {
-    pub async fn start(name: &'static str) -> Result<Region, Box<dyn std::error::Error>> {
+    /// Starts the region's server and its chaos proxy; `seed` seeds the proxy's jitter
+    /// and its per-connection toxicity draws (so every arm sees the same draws).
+    pub async fn start(
+        name: &'static str,
+        seed: u64,
+    ) -> Result<Region, Box<dyn std::error::Error>> {
         let server =
             TdsServer::start(TdsServerConfig::new(USER, PASSWORD).database(DATABASE)).await?;
-        let proxy = ChaosProxy::start("127.0.0.1:0".parse()?, server.addr()).await?;
+        let proxy = ChaosProxy::start_with(
+            ProxyConfig::new("127.0.0.1:0".parse()?, server.addr()).with_seed(seed),
+        )
+        .await?;
         Ok(Region {
             name,
             server,
