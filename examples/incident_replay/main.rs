@@ -26,6 +26,7 @@
 //! (`--budget`) + 50 ms, for every arm: the API's own caller has given up by then, so a
 //! later answer is a failure labelled `late` (and, for a write, an unknown outcome).
 
+mod achievable;
 mod arms;
 mod plot;
 mod report;

@@ -11,6 +11,7 @@ use serde_json::json;
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
+use crate::achievable::Oracle;
 use crate::arms::{self, Arm, Baseline, Middleware, Region};
 use crate::report::{self, Record, Series, Verification};
 use crate::timeline::{Target, Timeline};
@@ -216,6 +217,7 @@ pub async fn run_scenario(
 
     // Read the databases back (directly, not through the proxies) and compare with what
     // each arm acknowledged.
+    let oracle = Oracle::new(timeline, flip_at, o.budget);
     let mut arm_reports = serde_json::Map::new();
     let mut series = Vec::new();
     let seconds = timeline.duration.as_secs_f64().ceil() as usize;
@@ -278,6 +280,13 @@ pub async fn run_scenario(
                 )
             }
         };
+        // What an oracle could have served of the same requests.
+        let mut extra = extra;
+        if let (serde_json::Value::Object(e), serde_json::Value::Object(a)) =
+            (&mut extra, oracle.figures(&records, &windows))
+        {
+            e.extend(a);
+        }
         let figures = report::figures(
             &records,
             &windows,
