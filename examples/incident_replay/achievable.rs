@@ -469,10 +469,18 @@ mod tests {
         assert_eq!(o.achievable(at(13.0), true), 1.0, "calm");
         assert_eq!(o.achievable(at(16.0), true), 0.0, "reset");
         assert_eq!(o.achievable(at(20.0), true), 1.0, "latency 400 ms: in time");
-        assert_eq!(o.achievable(at(27.0), true), 0.0, "reset, then no login until 30 s");
+        assert_eq!(
+            o.achievable(at(27.0), true),
+            0.0,
+            "reset, then no login until 30 s"
+        );
         assert_eq!(o.achievable(at(31.0), true), 1.0);
         let with_flip = Oracle::new(&t, t.flip_at, Duration::from_secs(5));
-        assert_eq!(with_flip.achievable(at(27.0), true), 1.0, "the secondary writes");
+        assert_eq!(
+            with_flip.achievable(at(27.0), true),
+            1.0,
+            "the secondary writes"
+        );
     }
 
     #[test]

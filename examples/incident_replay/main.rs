@@ -28,6 +28,7 @@
 
 mod achievable;
 mod arms;
+mod peer;
 mod plot;
 mod report;
 mod run;

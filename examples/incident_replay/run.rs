@@ -13,9 +13,13 @@ use tokio::time::Instant;
 
 use crate::achievable::Oracle;
 use crate::arms::{self, Arm, Baseline, Middleware, Region};
+use crate::peer::Peer;
 use crate::report::{self, Record, Series, Verification};
 use crate::timeline::{Target, Timeline};
 use crate::Options;
+
+/// The arms, in the order of the report and the plot.
+pub const ARMS: [&str; 3] = ["baseline", "middleware", "peer"];
 
 /// What one replay produced.
 pub struct ScenarioRun {
@@ -63,20 +67,20 @@ pub async fn run_scenario(
     }
 
     let mut arms = Vec::new();
-    for name in ["baseline", "middleware"] {
+    for name in ARMS {
         let primary = Region::start("westeurope", o.seed).await?;
         let secondary = Region::start("northeurope", o.seed.wrapping_add(1)).await?;
         primary.seed().await?;
         secondary.seed().await?;
         // Failover-group semantics: the secondary is a read-only replica until a flip.
         secondary.server.faults().set_read_only(true);
-        let arm = if name == "baseline" {
-            Arm::Baseline(Baseline::new(
+        let arm = match name {
+            "baseline" => Arm::Baseline(Baseline::new(
                 primary.proxy.addr().port(),
                 o.baseline_timeout,
-            ))
-        } else {
-            Arm::Middleware(Middleware::new(&primary, &secondary, o.budget)?)
+            )),
+            "middleware" => Arm::Middleware(Middleware::new(&primary, &secondary, o.budget)?),
+            _ => Arm::Peer(Peer::new(&primary, &secondary, o.budget).await?),
         };
         arms.push(ArmRun {
             name,
@@ -87,13 +91,21 @@ pub async fn run_scenario(
             acknowledged: Arc::default(),
         });
     }
-    if let Arm::Middleware(m) = &*arms[1].arm {
-        m.stack.wait_for_probes(Duration::from_secs(5)).await;
+    for run in &arms {
+        match &*run.arm {
+            Arm::Middleware(m) => {
+                m.stack.wait_for_probes(Duration::from_secs(5)).await;
+            }
+            Arm::Peer(p) => p.wait_until_healthy(Duration::from_secs(5)).await,
+            Arm::Baseline(_) => {}
+        }
     }
 
     let start = Instant::now();
-    if let Arm::Middleware(m) = &*arms[1].arm {
-        *m.log.start.lock().map_err(|_| "poisoned")? = Some(start);
+    for run in &arms {
+        if let Some(log) = run.arm.attempt_log() {
+            *log.start.lock().map_err(|_| "poisoned")? = Some(start);
+        }
     }
     let mut guards = Vec::new();
     let mut tasks = Vec::new();
@@ -142,7 +154,11 @@ pub async fn run_scenario(
     // The middleware's view of its regions, sampled every 100 ms: state changes go into
     // the report (serving region, health, writability, breaker).
     let region_log: Arc<Mutex<Vec<serde_json::Value>>> = Arc::default();
-    let sampler = if let Arm::Middleware(m) = &*arms[1].arm {
+    let middleware = arms.iter().find_map(|run| match &*run.arm {
+        Arm::Middleware(m) => Some(m),
+        _ => None,
+    });
+    let sampler = if let Some(m) = middleware {
         let (stack, log) = (m.stack.clone(), region_log.clone());
         Some(tokio::spawn(async move {
             let mut last = String::new();
@@ -235,16 +251,16 @@ pub async fn run_scenario(
             .unwrap_or_default();
         let verification: Verification = report::verify(&acknowledged, &found);
         let records = run.records.lock().map(|r| r.clone()).unwrap_or_default();
-        let (attempts_in_windows, extra) = match &*run.arm {
-            Arm::Baseline(_) => (
+        let (attempts_in_windows, mut extra) = match run.arm.attempt_log() {
+            None => (
                 records
                     .iter()
                     .filter(|r| !r.shed && report::in_windows(r.at, &windows))
                     .count() as u64,
                 json!({}),
             ),
-            Arm::Middleware(m) => {
-                let attempts = m.log.attempts.lock().map(|a| a.clone()).unwrap_or_default();
+            Some(log) => {
+                let attempts = log.attempts.lock().map(|a| a.clone()).unwrap_or_default();
                 let in_windows = attempts
                     .iter()
                     .filter(|a| report::in_windows(a.at, &windows))
@@ -274,14 +290,21 @@ pub async fn run_scenario(
                         "failover_s": failover,
                         "failover_s_per_window": per_window,
                         "failback_s": failback,
-                        "retry_budget": format!("{:?}", m.stack.retry_budget().snapshot()),
-                        "region_states": region_log.lock().map(|l| l.clone()).unwrap_or_default(),
                     }),
                 )
             }
         };
+        if let (Arm::Middleware(m), serde_json::Value::Object(e)) = (&*run.arm, &mut extra) {
+            e.insert(
+                "retry_budget".into(),
+                json!(format!("{:?}", m.stack.retry_budget().snapshot())),
+            );
+            e.insert(
+                "region_states".into(),
+                json!(region_log.lock().map(|l| l.clone()).unwrap_or_default()),
+            );
+        }
         // What an oracle could have served of the same requests.
-        let mut extra = extra;
         if let (serde_json::Value::Object(e), serde_json::Value::Object(a)) =
             (&mut extra, oracle.figures(&records, &windows))
         {
