@@ -27,8 +27,9 @@
 //! **Failover** uses tower-resilience's health check, its facility for "primary/secondary
 //! databases": a `HealthCheckWrapper` over the two regions (primary first,
 //! `SelectionStrategy::FirstAvailable`), checking each with `SELECT 1` on a pooled
-//! connection every [`HEALTH_INTERVAL`] (the guides: every 5–30 s), 2 s timeout, 3
-//! failures to mark a region unhealthy and 2 successes to recover (the guides' example).
+//! connection every [`HEALTH_INTERVAL`] (the guides: every 5–30 s), with the crate's
+//! defaults otherwise: a 2 s timeout, 2 consecutive failures to mark a region unhealthy
+//! (the guides: "require 2-3 consecutive failures"), 1 success to recover.
 //!
 //! * A **read** goes to the first usable region; when that region's breaker is open
 //!   (the guides' replica-failover scenario: "circuit breaker opens, application
@@ -365,8 +366,8 @@ impl Peer {
             .with_checker(HealthCheck)
             .with_interval(HEALTH_INTERVAL)
             .with_timeout(Duration::from_secs(2))
-            .with_failure_threshold(3)
-            .with_success_threshold(2)
+            .with_failure_threshold(2)
+            .with_success_threshold(1)
             .with_selection_strategy(SelectionStrategy::FirstAvailable);
         for region in [primary, secondary] {
             let pool = bb8::Pool::builder()

@@ -437,22 +437,23 @@ async fn load(
         in_flight.push((task, at, started, write));
         in_flight.retain(|(t, ..)| !t.is_finished());
     }
-    // Give calls in flight until their API deadline to finish; calls still hanging then
-    // count as failed at the time they were abandoned (their client gave up).
-    let grace = tokio::time::sleep(o.budget + Duration::from_millis(100));
-    tokio::pin!(grace);
+    // Give each call still in flight until its own deadline (+ the grace) to finish:
+    // past that it is a failure whatever happens (`late`), so a call still hanging then
+    // is abandoned and counted as failed (its client gave up; for a write, with an
+    // unknown outcome).
     for (task, at, started, write) in in_flight {
         let abort = task.abort_handle();
+        let give_up = started + o.budget + report::LATE_GRACE + Duration::from_millis(10);
         tokio::select! {
             _ = task => {}
-            _ = &mut grace => {
+            _ = tokio::time::sleep_until(give_up) => {
                 abort.abort();
                 records.lock().unwrap_or_else(|e| e.into_inner()).push(Record {
                     at,
                     latency: started.elapsed(),
                     write,
                     ok: false,
-                    outcome_unknown: false,
+                    outcome_unknown: write,
                     shed: false,
                     error: Some("abandoned_at_end".into()),
                 });
