@@ -6,14 +6,17 @@
 //!
 //! The oracle knows every phase of the timeline in advance. It holds open, logged-in
 //! connections to both regions from the start (as many as it wants: no pool limit), and
-//! sends each request **once**, on one connection, at the moment the load generator
-//! issued it (`t`), to the best region for it:
+//! sends each request **once**, on one connection, to the best region for it, at the best
+//! moment between the moment the load generator issued it (`t`) and its deadline (it may
+//! hold a request until the network lets it through):
 //!
 //! * a **read** to either region (the read-only secondary serves reads);
-//! * a **write** only to the region writable at `t`: the primary, or the secondary from
-//!   `flip_at` on in a run with the failover-group flip.
+//! * a **write** only to the region writable when it is sent: the primary, or the
+//!   secondary from `flip_at` on in a run with the failover-group flip.
 //!
-//! A request sent to region `r` at `t` is served when all of these hold:
+//! A request issued at `t` and sent to region `r` at `s` (`t <= s`; the conditions below
+//! change only at phase boundaries, so the oracle tries `t` and every boundary up to the
+//! deadline) is served when all of these hold:
 //!
 //! 1. **A connection exists.** Connections opened before a `reset` phase are killed by
 //!    it. After the reset ends, a new one is ready once a login has gone through: the
@@ -21,13 +24,13 @@
 //!    `reset` or `refuse` and no `login_error` is in force at `s`, where `login` is
 //!    [`LOGIN_ROUND_TRIPS`] round trips plus the login's bytes at the bandwidth in force.
 //!    `login_error` and `refuse` only stop new logins: open connections keep working.
-//! 2. **The request gets there.** It leaves at `t` and reaches the server at
-//!    `t1 = t + up latency + request bytes / up bandwidth` (the phases in force at `t`);
+//! 2. **The request gets there.** It leaves at `s` and reaches the server at
+//!    `t1 = s + up latency + request bytes / up bandwidth` (the phases in force at `s`);
 //!    no phase that black-holes client → server traffic (`blackhole`, or one with
-//!    `direction = "upstream"`) overlaps `[t, t1]`.
+//!    `direction = "upstream"`) overlaps `[s, t1]`.
 //! 3. **The answer gets back.** It arrives at `t2 = t1 + down latency + answer bytes /
 //!    down bandwidth` (the phases in force at `t1`); no phase that black-holes
-//!    server → client traffic overlaps `[t1, t2]`, and no `reset` overlaps `[t, t2]`.
+//!    server → client traffic overlaps `[t1, t2]`, and no `reset` overlaps `[s, t2]`.
 //! 4. **In time.** `t2 - t` is at most the request's deadline (`--budget`).
 //!
 //! Latency is the phase's mean one-way `latency` (jitter is ignored); the bytes are
@@ -41,10 +44,16 @@
 //! uniform draw `u`, and a phase affects it when `u < p` (the chaos proxy's own rule).
 //! The request's achievable value is the probability, over `u`, that the rules above
 //! serve it (so one phase of toxicity `p` alone makes `1 - p` of the requests on that
-//! region achievable). The same draw stands for the connections to both regions, and
-//! for a login during `login_error` with a toxicity (a login then fails when `u < p`).
+//! region achievable). The same draw stands for the connections to both regions and for
+//! a connection's replacement after a reset. A `login_error` with a toxicity below 1 is
+//! different: there each login fails at random, so the oracle tries again until one goes
+//! through, and only a `login_error` of toxicity 1 stops new logins.
 //! Since the oracle sends once, an arm that retries on another connection during a
 //! partial failure can serve more than this: its `of_achievable` may exceed 100 % there.
+//!
+//! The figure is an upper bound for a client that sends each request once: no arm can
+//! serve more than the oracle, except by trying again on another connection during a
+//! partial failure.
 //!
 //! The figure per arm is the sum of the requests' achievable values over the number of
 //! requests the load generator issued (shed ones included), for reads and writes apart,
@@ -199,12 +208,18 @@ impl RegionView {
             .is_none_or(|(_, done)| *done <= t)
     }
 
-    /// Whether a request with `bytes` sent at `t` is answered within `deadline`.
-    fn serves(&self, t: f64, bytes: (f64, f64), deadline: f64) -> bool {
-        self.connected(t)
-            && self
-                .round_trip(t, bytes)
-                .is_some_and(|t2| t2 - t <= deadline)
+    /// Whether a request with `bytes` sent at `s` is answered by `by`.
+    fn serves(&self, s: f64, bytes: (f64, f64), by: f64) -> bool {
+        self.connected(s) && self.round_trip(s, bytes).is_some_and(|t2| t2 <= by)
+    }
+
+    /// The moments at which what this region does may change.
+    fn boundaries(&self) -> Vec<f64> {
+        self.phases
+            .iter()
+            .flat_map(|p| [secs(p.from), secs(p.to)])
+            .chain(self.relogins.iter().map(|(_, done)| *done))
+            .collect()
     }
 }
 
@@ -216,6 +231,8 @@ pub struct Oracle {
     views: Vec<(f64, [RegionView; 2])>,
     flip_at: Option<f64>,
     deadline: f64,
+    /// Every moment at which the network or the writable region may change, sorted.
+    boundaries: Vec<f64>,
 }
 
 impl Oracle {
@@ -224,23 +241,29 @@ impl Oracle {
     pub fn new(timeline: &Timeline, flip_at: Option<Duration>, deadline: Duration) -> Oracle {
         // Every toxicity is a breakpoint of the draw: within two neighbours the set of
         // phases acting on a connection does not change.
+        // A login error that fails only some logins stops no login of the oracle's (it
+        // tries again): leave it out.
+        let phases: Vec<&OutagePhase> = timeline
+            .phases
+            .iter()
+            .filter(|p| p.kind != Kind::LoginError || p.toxicity >= 1.0)
+            .collect();
         let mut cuts: Vec<f64> = vec![0.0, 1.0];
-        cuts.extend(timeline.phases.iter().map(|p| p.toxicity));
+        cuts.extend(phases.iter().map(|p| p.toxicity));
         cuts.sort_by(f64::total_cmp);
         cuts.dedup();
         let horizon = secs(timeline.duration + deadline);
-        let views = cuts
+        let views: Vec<(f64, [RegionView; 2])> = cuts
             .windows(2)
             .filter(|w| w[1] > w[0])
             .map(|w| {
                 // Draws in [w0, w1): a phase acts on them when its toxicity is >= w1.
                 let view = |target: Target| {
                     RegionView {
-                        phases: timeline
-                            .phases
+                        phases: phases
                             .iter()
                             .filter(|p| p.target == target && p.toxicity >= w[1])
-                            .cloned()
+                            .map(|p| (*p).clone())
                             .collect(),
                         relogins: Vec::new(),
                     }
@@ -252,27 +275,49 @@ impl Oracle {
                 )
             })
             .collect();
+        let flip_at = flip_at.map(secs);
+        let mut boundaries: Vec<f64> = views
+            .iter()
+            .flat_map(|(_, regions)| regions.iter().flat_map(RegionView::boundaries))
+            .chain(flip_at)
+            .filter(|b| b.is_finite())
+            .collect();
+        boundaries.sort_by(f64::total_cmp);
+        boundaries.dedup();
         Oracle {
             views,
-            flip_at: flip_at.map(secs),
+            flip_at,
             deadline: secs(deadline),
+            boundaries,
         }
     }
 
     /// The probability that the oracle serves a request issued at `at`.
     pub fn achievable(&self, at: Duration, write: bool) -> f64 {
         let t = secs(at);
-        let writer = usize::from(self.flip_at.is_some_and(|f| t >= f));
+        let by = t + self.deadline;
+        // Send now, or at a later boundary up to the deadline (in between, nothing
+        // changes, and sending earlier is never worse).
+        let later = self.boundaries.partition_point(|b| *b <= t);
+        let moments: Vec<f64> = std::iter::once(t)
+            .chain(
+                self.boundaries[later..]
+                    .iter()
+                    .copied()
+                    .take_while(|b| *b <= by),
+            )
+            .collect();
         self.views
             .iter()
             .filter(|(_, regions)| {
-                if write {
-                    regions[writer].serves(t, WRITE_BYTES, self.deadline)
-                } else {
-                    regions
-                        .iter()
-                        .any(|r| r.serves(t, READ_BYTES, self.deadline))
-                }
+                moments.iter().any(|&s| {
+                    if write {
+                        let writer = usize::from(self.flip_at.is_some_and(|f| s >= f));
+                        regions[writer].serves(s, WRITE_BYTES, by)
+                    } else {
+                        regions.iter().any(|r| r.serves(s, READ_BYTES, by))
+                    }
+                })
             })
             .map(|(weight, _)| weight)
             .sum()
@@ -328,11 +373,13 @@ mod tests {
         Oracle::new(&t, flip_at, Duration::from_secs(5))
     }
 
+    fn phase(from: u32, to: u32, rest: &str) -> String {
+        format!("[[phase]]\nfrom = \"{from}s\"\nto = \"{to}s\"\n{rest}\n")
+    }
+
     fn at(s: f64) -> Duration {
         Duration::from_secs_f64(s)
     }
-
-    const BLACKHOLE_10_20: &str = "[[phase]]\nfrom = \"10s\"\nto = \"20s\"\nkind = \"blackhole\"\n";
 
     #[test]
     fn a_clean_network_serves_everything() {
@@ -343,13 +390,13 @@ mod tests {
 
     #[test]
     fn a_primary_blackhole_stops_writes_not_reads() {
-        let o = oracle(BLACKHOLE_10_20, false);
-        assert_eq!(
-            o.achievable(at(15.0), false),
-            1.0,
-            "the secondary serves reads"
-        );
-        assert_eq!(o.achievable(at(15.0), true), 0.0);
+        let o = oracle(&phase(10, 20, "kind = \"blackhole\""), false);
+        assert_eq!(o.achievable(at(12.0), false), 1.0, "the secondary reads");
+        assert_eq!(o.achievable(at(12.0), true), 0.0);
+        // Held until the stall ends at 20 s, a write is answered then: too late for one
+        // issued before 15 s, in time for one issued after.
+        assert_eq!(o.achievable(at(14.9), true), 0.0);
+        assert_eq!(o.achievable(at(15.1), true), 1.0);
         assert_eq!(o.achievable(at(9.0), true), 1.0);
         // A write sent just before the stall starts is answered before it.
         assert_eq!(o.achievable(at(9.999), true), 1.0);
@@ -359,103 +406,122 @@ mod tests {
 
     #[test]
     fn writes_follow_the_flip() {
-        let phases = "[[phase]]\nfrom = \"40s\"\nto = \"50s\"\nkind = \"blackhole\"\n";
-        let o = oracle(phases, true);
-        assert_eq!(
-            o.achievable(at(45.0), true),
-            1.0,
-            "the secondary is the writer"
-        );
+        let o = oracle(&phase(40, 50, "kind = \"blackhole\""), true);
+        assert_eq!(o.achievable(at(45.0), true), 1.0, "the secondary writes");
         let o = oracle(
-            "[[phase]]\ntarget = \"secondary\"\nfrom = \"40s\"\nto = \"50s\"\nkind = \"blackhole\"\n",
+            &phase(40, 50, "kind = \"blackhole\"\ntarget = \"secondary\""),
             true,
         );
-        assert_eq!(o.achievable(at(45.0), true), 0.0);
-        assert_eq!(o.achievable(at(45.0), false), 1.0);
+        assert_eq!(o.achievable(at(42.0), true), 0.0);
+        assert_eq!(o.achievable(at(42.0), false), 1.0);
+        // Before the flip the primary writes; a write held past the flip goes to the
+        // secondary.
+        let o = oracle(&phase(20, 40, "kind = \"blackhole\""), true);
+        assert_eq!(o.achievable(at(24.0), true), 0.0);
+        assert_eq!(o.achievable(at(26.0), true), 1.0);
     }
 
     #[test]
     fn latency_counts_against_the_deadline() {
         let slow = |latency: &str| {
             oracle(
-                &format!(
-                    "[[phase]]\nfrom = \"10s\"\nto = \"20s\"\nkind = \"latency\"\nlatency = \"{latency}\"\n"
+                &phase(
+                    10,
+                    20,
+                    &format!("kind = \"latency\"\nlatency = \"{latency}\""),
                 ),
                 false,
             )
         };
         // 1 s each way: a 2 s round trip fits 5 s.
-        assert_eq!(slow("1s").achievable(at(15.0), true), 1.0);
-        // 3 s each way does not.
-        assert_eq!(slow("3s").achievable(at(15.0), true), 0.0);
-        // The answer leaves after the slow phase: only the way up is slow.
-        assert_eq!(slow("3s").achievable(at(19.9), true), 1.0);
+        assert_eq!(slow("1s").achievable(at(12.0), true), 1.0);
+        // 3 s each way does not, unless held until the slow phase ends.
+        assert_eq!(slow("3s").achievable(at(12.0), true), 0.0);
+        assert_eq!(slow("3s").achievable(at(16.0), true), 1.0);
+        // From 14 s the answer would arrive at 20 s, and holding it until the phase
+        // ends at 20 s is too late too.
+        assert_eq!(slow("3s").achievable(at(14.0), true), 0.0);
     }
 
     #[test]
     fn one_direction_and_bandwidth() {
         let o = oracle(
-            "[[phase]]\nfrom = \"10s\"\nto = \"20s\"\nkind = \"blackhole\"\ndirection = \"downstream\"\n",
+            &phase(10, 20, "kind = \"blackhole\"\ndirection = \"downstream\""),
             false,
         );
-        assert_eq!(o.achievable(at(15.0), true), 0.0);
-        let o = oracle(
-            "[[phase]]\nfrom = \"10s\"\nto = \"20s\"\nkind = \"bandwidth\"\nbandwidth = 100\n",
-            false,
-        );
+        assert_eq!(o.achievable(at(12.0), true), 0.0);
+        let bandwidth = |b: u32| {
+            oracle(
+                &phase(10, 20, &format!("kind = \"bandwidth\"\nbandwidth = {b}")),
+                false,
+            )
+        };
         // 301 bytes up at 100 B/s take 3 s, 39 down 0.39 s: in time.
-        assert_eq!(o.achievable(at(12.0), true), 1.0);
-        let o = oracle(
-            "[[phase]]\nfrom = \"10s\"\nto = \"20s\"\nkind = \"bandwidth\"\nbandwidth = 50\n",
-            false,
+        assert_eq!(bandwidth(100).achievable(at(11.0), true), 1.0);
+        assert_eq!(
+            bandwidth(50).achievable(at(11.0), true),
+            0.0,
+            "6 s up: too late"
         );
-        assert_eq!(o.achievable(at(12.0), true), 0.0, "6 s up: too late");
-        let o = oracle(
-            "[[phase]]\nfrom = \"10s\"\nto = \"20s\"\nkind = \"bandwidth\"\nbandwidth = 0\n",
-            false,
-        );
-        assert_eq!(o.achievable(at(12.0), true), 0.0, "stalled");
+        assert_eq!(bandwidth(0).achievable(at(11.0), true), 0.0, "stalled");
     }
 
     #[test]
     fn a_reset_kills_connections_until_a_login_goes_through() {
         let o = oracle(
-            "[[phase]]\nfrom = \"10s\"\nto = \"12s\"\nkind = \"reset\"\n\
-             [[phase]]\nfrom = \"12s\"\nto = \"20s\"\nkind = \"login_error\"\nerror = 40613\n",
+            &(phase(10, 12, "kind = \"reset\"")
+                + &phase(12, 20, "kind = \"login_error\"\nerror = 40613")),
             false,
         );
         assert_eq!(o.achievable(at(11.0), true), 0.0);
-        assert_eq!(o.achievable(at(15.0), true), 0.0, "no connection, no login");
+        assert_eq!(o.achievable(at(14.0), true), 0.0, "no connection, no login");
+        assert_eq!(
+            o.achievable(at(16.0), true),
+            1.0,
+            "held until a login at 20 s"
+        );
         assert_eq!(o.achievable(at(20.1), true), 1.0, "logged in again");
         // A login storm alone leaves the open connections working.
         let o = oracle(
-            "[[phase]]\nfrom = \"12s\"\nto = \"20s\"\nkind = \"login_error\"\nerror = 40613\n",
+            &phase(12, 20, "kind = \"login_error\"\nerror = 40613"),
             false,
         );
-        assert_eq!(o.achievable(at(15.0), true), 1.0);
-        // Refuse stops new connections only.
+        assert_eq!(o.achievable(at(13.0), true), 1.0);
+        // Logins that fail only at random do not stop the oracle's.
         let o = oracle(
-            "[[phase]]\nfrom = \"12s\"\nto = \"20s\"\nkind = \"refuse\"\n",
+            &(phase(10, 12, "kind = \"reset\"")
+                + &phase(
+                    12,
+                    20,
+                    "kind = \"login_error\"\nerror = 40613\ntoxicity = 0.9",
+                )),
             false,
         );
-        assert_eq!(o.achievable(at(15.0), true), 1.0);
+        assert_eq!(o.achievable(at(12.5), true), 1.0);
+        // Refuse stops new connections only.
+        let o = oracle(&phase(12, 20, "kind = \"refuse\""), false);
+        assert_eq!(o.achievable(at(13.0), true), 1.0);
     }
 
     #[test]
     fn toxicity_makes_the_complement_achievable() {
         let o = oracle(
-            "[[phase]]\nfrom = \"10s\"\nto = \"20s\"\nkind = \"blackhole\"\ntoxicity = 0.3\n",
+            &phase(10, 20, "kind = \"blackhole\"\ntoxicity = 0.3"),
             false,
         );
-        assert!((o.achievable(at(15.0), true) - 0.7).abs() < 1e-9);
-        assert_eq!(o.achievable(at(15.0), false), 1.0);
-        // Two partial phases: the draw decides both.
+        assert!((o.achievable(at(12.0), true) - 0.7).abs() < 1e-9);
+        assert_eq!(o.achievable(at(12.0), false), 1.0);
+        // Two partial phases: one draw decides both.
         let o = oracle(
-            "[[phase]]\nfrom = \"10s\"\nto = \"20s\"\nkind = \"blackhole\"\ntoxicity = 0.3\n\
-             [[phase]]\ntarget = \"secondary\"\nfrom = \"10s\"\nto = \"20s\"\nkind = \"blackhole\"\ntoxicity = 0.6\n",
+            &(phase(10, 20, "kind = \"blackhole\"\ntoxicity = 0.3")
+                + &phase(
+                    10,
+                    20,
+                    "kind = \"blackhole\"\ntoxicity = 0.6\ntarget = \"secondary\"",
+                )),
             false,
         );
-        assert!((o.achievable(at(15.0), false) - 0.7).abs() < 1e-9);
+        assert!((o.achievable(at(12.0), false) - 0.7).abs() < 1e-9);
     }
 
     #[test]
@@ -466,18 +532,32 @@ mod tests {
             assert_eq!(o.achievable(at(f64::from(s)), false), 1.0, "read at {s} s");
         }
         assert_eq!(o.achievable(at(6.0), true), 0.0, "stall");
+        assert_eq!(
+            o.achievable(at(7.5), true),
+            1.0,
+            "held until the stall ends at 12 s"
+        );
         assert_eq!(o.achievable(at(13.0), true), 1.0, "calm");
-        assert_eq!(o.achievable(at(16.0), true), 0.0, "reset");
+        assert_eq!(
+            o.achievable(at(16.0), true),
+            1.0,
+            "held past the reset (15-18 s)"
+        );
         assert_eq!(o.achievable(at(20.0), true), 1.0, "latency 400 ms: in time");
         assert_eq!(
-            o.achievable(at(27.0), true),
+            o.achievable(at(24.5), true),
             0.0,
             "reset, then no login until 30 s"
+        );
+        assert_eq!(
+            o.achievable(at(25.5), true),
+            1.0,
+            "held until a login at 30 s"
         );
         assert_eq!(o.achievable(at(31.0), true), 1.0);
         let with_flip = Oracle::new(&t, t.flip_at, Duration::from_secs(5));
         assert_eq!(
-            with_flip.achievable(at(27.0), true),
+            with_flip.achievable(at(24.5), true),
             1.0,
             "the secondary writes"
         );
@@ -485,7 +565,7 @@ mod tests {
 
     #[test]
     fn figures_sum_over_requests() {
-        let o = oracle(BLACKHOLE_10_20, false);
+        let o = oracle(&phase(10, 20, "kind = \"blackhole\""), false);
         let rec = |s: f64, write: bool, ok: bool| Record {
             at: at(s),
             latency: Duration::ZERO,
@@ -497,9 +577,9 @@ mod tests {
         };
         let records = vec![
             rec(5.0, true, true),
-            rec(15.0, true, false),
-            rec(15.0, false, true),
-            rec(16.0, true, false),
+            rec(11.0, true, false),
+            rec(11.0, false, true),
+            rec(12.0, true, false),
         ];
         let windows = vec![(at(10.0), at(20.0))];
         let f = o.figures(&records, &windows);

@@ -140,12 +140,16 @@ impl CallResult {
 
 /// What the arms can do.
 pub enum Arm {
+    /// bb8 + tiberius + a per-call timeout, primary only.
     Baseline(Baseline),
+    /// The full mssql-resilience stack with default settings.
     Middleware(Middleware),
+    /// tower-resilience over plain bb8 pools (see `peer.rs`).
     Peer(Peer),
 }
 
 impl Arm {
+    /// A read of the item `id`.
     pub async fn read(&self, id: i32) -> CallResult {
         match self {
             Arm::Baseline(b) => b.read(id).await,

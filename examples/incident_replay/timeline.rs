@@ -25,19 +25,29 @@ use serde::Deserialize;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
+/// The region a phase acts on.
 pub enum Target {
+    /// The primary (westeurope), writable until a flip.
     Primary,
+    /// The secondary (northeurope), a read-only replica until a flip.
     Secondary,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
+/// What a phase does.
 pub enum Kind {
+    /// Nothing gets through, nothing is closed (or only one `direction`).
     Blackhole,
+    /// Open connections get an RST, new ones are reset at once.
     Reset,
+    /// New connections are reset at once; open ones are left alone.
     Refuse,
+    /// `latency` ± `jitter` each way (or one `direction`).
     Latency,
+    /// A cap in bytes per second per connection and direction.
     Bandwidth,
+    /// New logins fail with `error`; open connections keep working.
     LoginError,
 }
 
@@ -87,13 +97,21 @@ struct TimelineFile {
 /// One outage phase.
 #[derive(Debug, Clone)]
 pub struct OutagePhase {
+    /// The phase's `name`, or its kind.
     pub label: String,
+    /// Start, from the beginning of the run.
     pub from: Duration,
+    /// End (exclusive).
     pub to: Duration,
+    /// The region it acts on.
     pub target: Target,
+    /// What it does.
     pub kind: Kind,
+    /// One-way latency (a `latency` phase).
     pub latency: Duration,
+    /// Jitter around the latency.
     pub jitter: Duration,
+    /// The SQL error number of a `login_error` phase.
     pub error: u32,
     /// Share of connections (or, for `login_error`, of logins) affected, 0 to 1.
     pub toxicity: f64,
@@ -121,9 +139,13 @@ impl OutagePhase {
 /// A validated timeline.
 #[derive(Debug, Clone)]
 pub struct Timeline {
+    /// Its `name`.
     pub name: String,
+    /// How long the run lasts.
     pub duration: Duration,
+    /// When the failover-group flip happens in a run with the flip.
     pub flip_at: Option<Duration>,
+    /// The phases, by start time.
     pub phases: Vec<OutagePhase>,
 }
 
@@ -132,6 +154,8 @@ fn dur(field: &str, text: &str) -> Result<Duration, String> {
 }
 
 impl Timeline {
+    /// Parses and validates a timeline; errors start with `origin` and name the phase,
+    /// the field and the value.
     pub fn parse(text: &str, origin: &str) -> Result<Timeline, String> {
         let file: TimelineFile = toml::from_str(text).map_err(|e| {
             // Name the line (key and value) the parser stopped at.
@@ -249,6 +273,7 @@ impl Timeline {
         })
     }
 
+    /// Reads and parses a timeline file.
     pub fn load(path: &str) -> Result<Timeline, String> {
         let text = std::fs::read_to_string(path).map_err(|e| format!("{path}: {e}"))?;
         Timeline::parse(&text, path)
