@@ -10,6 +10,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 out=target/replay-smoke
 mkdir -p "$out"
+# The replay's own unit tests (timeline format, oracle, report, suite): `cargo test
+# --workspace` builds examples but does not run their tests.
+cargo test --example incident_replay
 cargo build --example incident_replay
 bin="$out/incident_replay"
 # A private copy: the target directory may be shared with other builds.
