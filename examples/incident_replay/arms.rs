@@ -1,5 +1,6 @@
-//! The two arms: what a team writes without the crate (bb8 + tiberius + a per-call
-//! timeout, one region), and the full mssql-resilience stack with default settings.
+//! The arms: what a team writes without the crate (bb8 + tiberius + a per-call
+//! timeout, one region), the full mssql-resilience stack with default settings, and
+//! (in `peer.rs`) what a careful team builds with tower-resilience.
 
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
@@ -11,12 +12,14 @@ use mssql_resilience::idempotency::{create_table_sql, idempotent_execute, DEFAUL
 use mssql_resilience::observe::{Event, Observer};
 use mssql_resilience::sql::{Param, SqlRequest};
 use mssql_resilience::{Intent, RequestContext, Stack};
-use mssql_testkit::chaos::ChaosProxy;
+use mssql_testkit::chaos::{ChaosProxy, ProxyConfig};
 use mssql_testkit::tds::{TdsServer, TdsServerConfig};
 use tiberius::{AuthMethod, Client, EncryptionLevel};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tokio_util::compat::{Compat, TokioAsyncWriteCompatExt};
+
+use crate::peer::Peer;
 
 pub const USER: &str = "api";
 pub const PASSWORD: &str = "replay-only";
@@ -31,10 +34,18 @@ pub struct Region {
 }
 
 impl Region {
-    pub async fn start(name: &'static str) -> Result<Region, Box<dyn std::error::Error>> {
+    /// Starts the region's server and its chaos proxy; `seed` seeds the proxy's jitter
+    /// and its per-connection toxicity draws (so every arm sees the same draws).
+    pub async fn start(
+        name: &'static str,
+        seed: u64,
+    ) -> Result<Region, Box<dyn std::error::Error>> {
         let server =
             TdsServer::start(TdsServerConfig::new(USER, PASSWORD).database(DATABASE)).await?;
-        let proxy = ChaosProxy::start("127.0.0.1:0".parse()?, server.addr()).await?;
+        let proxy = ChaosProxy::start_with(
+            ProxyConfig::new("127.0.0.1:0".parse()?, server.addr()).with_seed(seed),
+        )
+        .await?;
         Ok(Region {
             name,
             server,
@@ -108,7 +119,8 @@ pub struct CallResult {
 }
 
 impl CallResult {
-    fn ok() -> Self {
+    /// A success.
+    pub fn ok() -> Self {
         CallResult {
             ok: true,
             outcome_unknown: false,
@@ -116,7 +128,8 @@ impl CallResult {
         }
     }
 
-    fn failed(error: impl Into<String>, outcome_unknown: bool) -> Self {
+    /// A failure labelled `error`.
+    pub fn failed(error: impl Into<String>, outcome_unknown: bool) -> Self {
         CallResult {
             ok: false,
             outcome_unknown,
@@ -125,24 +138,42 @@ impl CallResult {
     }
 }
 
-/// What the two arms can do.
+/// What the arms can do.
 pub enum Arm {
+    /// bb8 + tiberius + a per-call timeout, primary only.
     Baseline(Baseline),
+    /// The full mssql-resilience stack with default settings.
     Middleware(Middleware),
+    /// tower-resilience over plain bb8 pools (see `peer.rs`).
+    Peer(Peer),
 }
 
 impl Arm {
+    /// A read of the item `id`.
     pub async fn read(&self, id: i32) -> CallResult {
         match self {
             Arm::Baseline(b) => b.read(id).await,
             Arm::Middleware(m) => m.read(id).await,
+            Arm::Peer(p) => p.read(id).await,
         }
     }
 
+    /// A write; only the middleware can use an idempotency key (`idempotent`).
     pub async fn write(&self, write_id: i64, idempotent: bool) -> CallResult {
         match self {
             Arm::Baseline(b) => b.write(write_id).await,
             Arm::Middleware(m) => m.write(write_id, idempotent).await,
+            Arm::Peer(p) => p.write(write_id).await,
+        }
+    }
+
+    /// Every database attempt the arm made, when it keeps a log of them (the baseline
+    /// makes exactly one per request it does not shed).
+    pub fn attempt_log(&self) -> Option<&AttemptLog> {
+        match self {
+            Arm::Baseline(_) => None,
+            Arm::Middleware(m) => Some(&m.log),
+            Arm::Peer(p) => Some(&p.log),
         }
     }
 }
@@ -152,6 +183,13 @@ impl Arm {
 /// A minimal bb8 manager, as teams write it (bb8-tiberius style: never "broken").
 pub struct PlainManager {
     port: u16,
+}
+
+impl PlainManager {
+    /// Connections to 127.0.0.1:`port`.
+    pub fn new(port: u16) -> Self {
+        PlainManager { port }
+    }
 }
 
 impl bb8::ManageConnection for PlainManager {
@@ -187,7 +225,7 @@ impl Baseline {
     pub fn new(primary_port: u16, timeout: Duration) -> Baseline {
         let pool = bb8::Pool::builder()
             .max_size(10)
-            .build_unchecked(PlainManager { port: primary_port });
+            .build_unchecked(PlainManager::new(primary_port));
         Baseline { pool, timeout }
     }
 
@@ -250,11 +288,65 @@ pub struct Attempt {
     pub ok: bool,
 }
 
-/// Attempts seen by the stack's observer.
+/// Attempts seen by the stack's observer (or logged by the peer arm).
 #[derive(Default)]
 pub struct AttemptLog {
     pub start: Mutex<Option<Instant>>,
     pub attempts: Mutex<Vec<Attempt>>,
+}
+
+impl AttemptLog {
+    fn push(&self, at: Duration, region: &str, read: bool, ok: bool) {
+        if let Ok(mut attempts) = self.attempts.lock() {
+            attempts.push(Attempt {
+                at,
+                region: region.to_owned(),
+                read,
+                ok,
+            });
+        }
+    }
+
+    /// An attempt starting now; it is logged (at its start time) when finished, or as
+    /// failed when dropped unfinished (cancelled by a timeout). Nothing is logged before
+    /// the run's start is set.
+    pub fn begin(self: &Arc<Self>, region: &'static str, read: bool) -> AttemptGuard {
+        let at = self.start.lock().ok().and_then(|s| *s).map(|s| s.elapsed());
+        AttemptGuard {
+            log: self.clone(),
+            at,
+            region,
+            read,
+            done: false,
+        }
+    }
+}
+
+/// An attempt in progress (see [`AttemptLog::begin`]).
+pub struct AttemptGuard {
+    log: Arc<AttemptLog>,
+    at: Option<Duration>,
+    region: &'static str,
+    read: bool,
+    done: bool,
+}
+
+impl AttemptGuard {
+    /// Logs the attempt with its outcome.
+    pub fn finish(mut self, ok: bool) {
+        self.done = true;
+        if let Some(at) = self.at {
+            self.log.push(at, self.region, self.read, ok);
+        }
+    }
+}
+
+impl Drop for AttemptGuard {
+    fn drop(&mut self) {
+        if let (false, Some(at)) = (self.done, self.at) {
+            self.log.push(at, self.region, self.read, false);
+        }
+    }
 }
 
 impl Observer for AttemptLog {

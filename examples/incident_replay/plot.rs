@@ -1,9 +1,18 @@
-//! An SVG plot: success rate and p99 latency per second for both arms, outages shaded.
+//! An SVG plot: success rate and p99 latency per second for every arm, outages shaded.
 
 use std::fmt::Write;
-use std::time::Duration;
 
-type Series = Vec<(Option<f64>, Option<f64>)>;
+use crate::run::ScenarioRun;
+
+/// Line colour and legend text of an arm.
+fn style(arm: &str) -> (&'static str, &'static str) {
+    match arm {
+        "baseline" => ("#d62728", "baseline (bb8 + tiberius + per-call timeout)"),
+        "middleware" => ("#1f77b4", "mssql-resilience (defaults)"),
+        "peer" => ("#2ca02c", "peer (tower-resilience)"),
+        _ => ("#7f7f7f", "other"),
+    }
+}
 
 const W: f64 = 960.0;
 const PANEL_H: f64 = 220.0;
@@ -26,19 +35,15 @@ fn polyline(points: &[(f64, f64)], color: &str) -> String {
     )
 }
 
-pub fn svg(
-    title: &str,
-    seconds: usize,
-    windows: &[(Duration, Duration)],
-    baseline: &Series,
-    middleware: &Series,
-) -> String {
+/// The plot of one replay: a line per arm in each panel.
+pub fn svg(title: &str, run: &ScenarioRun) -> String {
+    let (seconds, windows) = (run.seconds, &run.windows);
     let plot_w = W - LEFT - RIGHT;
     let x = |s: f64| LEFT + plot_w * s / seconds.max(1) as f64;
     let max_latency = nice_ceiling(
-        baseline
+        run.series
             .iter()
-            .chain(middleware.iter())
+            .flat_map(|(_, series)| series.iter())
             .filter_map(|(_, l)| *l)
             .fold(100.0_f64, f64::max),
     );
@@ -104,7 +109,8 @@ pub fn svg(
                 y + 4.0
             );
         }
-        for (series, color) in [(baseline, "#d62728"), (middleware, "#1f77b4")] {
+        for (arm, series) in &run.series {
+            let color = style(arm).0;
             let points: Vec<(f64, f64)> = series
                 .iter()
                 .enumerate()
@@ -129,25 +135,23 @@ pub fn svg(
         }
     }
     let legend_y = height - 14.0;
+    let mut legend_x = LEFT;
+    for (arm, _) in &run.series {
+        let (color, text) = style(arm);
+        let _ = write!(
+            out,
+            r##"<rect x="{legend_x:.1}" y="{:.1}" width="14" height="4" fill="{color}"/><text x="{:.1}" y="{legend_y:.1}">{}</text>"##,
+            legend_y - 8.0,
+            legend_x + 20.0,
+            escape(text)
+        );
+        legend_x += 30.0 + 6.5 * text.chars().count() as f64;
+    }
     let _ = write!(
         out,
-        r##"<rect x="{LEFT}" y="{:.1}" width="14" height="4" fill="#d62728"/><text x="{:.1}" y="{legend_y:.1}">baseline (bb8 + tiberius + per-call timeout)</text>"##,
-        legend_y - 8.0,
-        LEFT + 20.0
-    );
-    let _ = write!(
-        out,
-        r##"<rect x="{:.1}" y="{:.1}" width="14" height="4" fill="#1f77b4"/><text x="{:.1}" y="{legend_y:.1}">mssql-resilience (defaults)</text>"##,
-        LEFT + 330.0,
-        legend_y - 8.0,
-        LEFT + 350.0
-    );
-    let _ = write!(
-        out,
-        r##"<rect x="{:.1}" y="{:.1}" width="14" height="10" fill="#d0d0d0"/><text x="{:.1}" y="{legend_y:.1}">primary outage</text>"##,
-        LEFT + 560.0,
+        r##"<rect x="{legend_x:.1}" y="{:.1}" width="14" height="10" fill="#d0d0d0"/><text x="{:.1}" y="{legend_y:.1}">primary outage</text>"##,
         legend_y - 10.0,
-        LEFT + 580.0
+        legend_x + 20.0
     );
     out.push_str("</svg>\n");
     out

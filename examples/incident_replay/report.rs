@@ -6,6 +6,17 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
+/// How long past its deadline an answer may arrive and still count: the API's own
+/// caller measures the same deadline, so an answer later than this is a timeout to it.
+pub const LATE_GRACE: Duration = Duration::from_millis(50);
+
+/// The caller's view of a call that took `latency` and succeeded (`ok`): a success only
+/// when it arrived within `deadline` + [`LATE_GRACE`]. A later answer counts as a
+/// failure labelled `late`.
+pub fn on_time(ok: bool, latency: Duration, deadline: Duration) -> bool {
+    ok && latency <= deadline + LATE_GRACE
+}
+
 /// One API call as the load generator saw it.
 #[derive(Debug, Clone)]
 pub struct Record {
@@ -105,7 +116,7 @@ pub fn figures(
     latencies.sort_by(f64::total_cmp);
     let over = records
         .iter()
-        .filter(|r| !r.shed && r.latency > deadline + Duration::from_millis(50))
+        .filter(|r| !r.shed && r.latency > deadline + LATE_GRACE)
         .count();
     let attempted_in_windows = outage.iter().filter(|r| !r.shed).count();
     let mut json = json!({
@@ -138,8 +149,12 @@ pub fn figures(
     ArmFigures { json }
 }
 
+/// Per second: the success rate and the p99 latency (ms), `None` for a second without
+/// requests.
+pub type Series = Vec<(Option<f64>, Option<f64>)>;
+
 /// Per-second success rate and p99 latency (ms), by request start.
-pub fn per_second(records: &[Record], seconds: usize) -> Vec<(Option<f64>, Option<f64>)> {
+pub fn per_second(records: &[Record], seconds: usize) -> Series {
     let mut buckets: Vec<Vec<&Record>> = vec![Vec::new(); seconds];
     for r in records {
         let s = r.at.as_secs() as usize;
@@ -165,100 +180,95 @@ pub fn per_second(records: &[Record], seconds: usize) -> Vec<(Option<f64>, Optio
         .collect()
 }
 
-fn pct(v: &Value) -> String {
+/// A share as a percentage with two decimals, `-` when absent.
+pub fn pct(v: &Value) -> String {
     v.as_f64()
         .map_or("-".into(), |x| format!("{:.2} %", x * 100.0))
 }
 
-fn num(v: &Value, digits: usize) -> String {
+/// A number with `digits` decimals, `-` when absent.
+pub fn num(v: &Value, digits: usize) -> String {
     v.as_f64().map_or("-".into(), |x| format!("{x:.digits$}"))
 }
 
-/// The human table.
+/// A JSON value at a path of keys (`Null` when missing).
+pub fn at<'a>(v: &'a Value, path: &[&str]) -> &'a Value {
+    path.iter().fold(v, |v, k| &v[*k])
+}
+
+/// The human table of one replay: a column per arm.
 pub fn table(report: &Value) -> String {
-    let b = &report["arms"]["baseline"];
-    let m = &report["arms"]["middleware"];
-    let rows: Vec<(&str, String, String)> = vec![
-        (
-            "reads ok (whole run)",
-            pct(&b["reads"]["success_rate"]),
-            pct(&m["reads"]["success_rate"]),
-        ),
-        (
-            "reads ok (outage windows)",
-            pct(&b["outage"]["reads"]["success_rate"]),
-            pct(&m["outage"]["reads"]["success_rate"]),
-        ),
-        (
-            "writes ok (whole run)",
-            pct(&b["writes"]["success_rate"]),
-            pct(&m["writes"]["success_rate"]),
-        ),
-        (
-            "writes ok (outage windows)",
-            pct(&b["outage"]["writes"]["success_rate"]),
-            pct(&m["outage"]["writes"]["success_rate"]),
-        ),
-        (
-            "latency p50 (ms)",
-            num(&b["latency_ms"]["p50"], 2),
-            num(&m["latency_ms"]["p50"], 2),
-        ),
-        (
-            "latency p99 (ms)",
-            num(&b["latency_ms"]["p99"], 1),
-            num(&m["latency_ms"]["p99"], 1),
-        ),
-        (
-            "latency max (ms)",
-            num(&b["latency_ms"]["max"], 1),
-            num(&m["latency_ms"]["max"], 1),
-        ),
-        (
-            "calls over deadline (+50 ms)",
-            num(&b["over_deadline"], 0),
-            num(&m["over_deadline"], 0),
-        ),
-        (
-            "shed (client at its limit)",
-            num(&b["shed"], 0),
-            num(&m["shed"], 0),
-        ),
-        (
-            "DB attempts / request (outages)",
-            num(&b["db_attempts_per_request"], 2),
-            num(&m["db_attempts_per_request"], 2),
-        ),
-        (
-            "outcome unknown (writes)",
-            num(&b["outcome_unknown"], 0),
-            num(&m["outcome_unknown"], 0),
-        ),
-        (
-            "lost writes (verified)",
-            num(&b["lost_writes"], 0),
-            num(&m["lost_writes"], 0),
-        ),
-        (
-            "duplicate writes (verified)",
-            num(&b["duplicate_writes"], 0),
-            num(&m["duplicate_writes"], 0),
-        ),
-        (
-            "failover: outage -> secondary (s)",
-            "-".into(),
-            num(&m["failover_s"], 3),
-        ),
-        (
-            "fail-back: calm -> primary (s)",
-            "-".into(),
-            num(&m["failback_s"], 3),
-        ),
+    let arms: Vec<(&String, &Value)> = report["arms"]
+        .as_object()
+        .map(|m| m.iter().collect())
+        .unwrap_or_default();
+    type Cell = fn(&Value) -> String;
+    let rows: Vec<(&str, Cell)> = vec![
+        ("reads ok (whole run)", |a| {
+            pct(at(a, &["reads", "success_rate"]))
+        }),
+        ("reads ok (outage windows)", |a| {
+            pct(at(a, &["outage", "reads", "success_rate"]))
+        }),
+        ("writes ok (whole run)", |a| {
+            pct(at(a, &["writes", "success_rate"]))
+        }),
+        ("writes ok (outage windows)", |a| {
+            pct(at(a, &["outage", "writes", "success_rate"]))
+        }),
+        ("reads achievable (whole run)", |a| {
+            pct(at(a, &["achievable", "reads"]))
+        }),
+        ("writes achievable (whole run)", |a| {
+            pct(at(a, &["achievable", "writes"]))
+        }),
+        ("reads ok / achievable", |a| {
+            pct(at(a, &["of_achievable", "reads"]))
+        }),
+        ("writes ok / achievable", |a| {
+            pct(at(a, &["of_achievable", "writes"]))
+        }),
+        ("latency p50 (ms)", |a| {
+            num(at(a, &["latency_ms", "p50"]), 2)
+        }),
+        ("latency p99 (ms)", |a| {
+            num(at(a, &["latency_ms", "p99"]), 1)
+        }),
+        ("latency max (ms)", |a| {
+            num(at(a, &["latency_ms", "max"]), 1)
+        }),
+        ("calls over deadline (+50 ms)", |a| {
+            num(&a["over_deadline"], 0)
+        }),
+        ("shed (client at its limit)", |a| num(&a["shed"], 0)),
+        ("DB attempts / request (outages)", |a| {
+            num(&a["db_attempts_per_request"], 2)
+        }),
+        ("outcome unknown (writes)", |a| {
+            num(&a["outcome_unknown"], 0)
+        }),
+        ("lost writes (verified)", |a| num(&a["lost_writes"], 0)),
+        ("duplicate writes (verified)", |a| {
+            num(&a["duplicate_writes"], 0)
+        }),
+        ("failover: outage -> secondary (s)", |a| {
+            num(&a["failover_s"], 3)
+        }),
+        ("fail-back: calm -> primary (s)", |a| {
+            num(&a["failback_s"], 3)
+        }),
     ];
-    let mut out = format!("{:<36} {:>14} {:>14}\n", "", "baseline", "middleware");
-    out.push_str(&format!("{}\n", "-".repeat(66)));
-    for (name, b, m) in rows {
-        out.push_str(&format!("{name:<36} {b:>14} {m:>14}\n"));
+    let mut out = format!("{:<36}", "");
+    for (name, _) in &arms {
+        out.push_str(&format!(" {name:>14}"));
+    }
+    out.push_str(&format!("\n{}\n", "-".repeat(36 + 15 * arms.len())));
+    for (label, cell) in rows {
+        out.push_str(&format!("{label:<36}"));
+        for (_, arm) in &arms {
+            out.push_str(&format!(" {:>14}", cell(arm)));
+        }
+        out.push('\n');
     }
     out
 }
@@ -271,6 +281,16 @@ mod tests {
     fn verification_finds_lost_and_duplicated_writes() {
         let v = verify(&[1, 2, 3], &[1, 1, 3, 4]);
         assert_eq!((v.lost, v.duplicated), (1, 1));
+    }
+
+    #[test]
+    fn a_success_counts_only_within_the_deadline() {
+        let d = Duration::from_secs(5);
+        assert!(on_time(true, Duration::from_millis(10), d));
+        assert!(on_time(true, d + LATE_GRACE, d));
+        assert!(!on_time(true, d + LATE_GRACE + Duration::from_millis(1), d));
+        assert!(!on_time(true, Duration::from_secs(29), d));
+        assert!(!on_time(false, Duration::from_millis(10), d));
     }
 
     #[test]

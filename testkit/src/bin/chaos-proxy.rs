@@ -31,7 +31,7 @@ OPTIONS:
     --schedule FILE.toml      play this timeline of phases from start-up
     --control ADDR            serve the HTTP/JSON control API on this loopback address
     --toxics JSON             initial toxics, e.g. '{\"mode\":\"blackhole\"}' (default: ok)
-    --seed N                  seed of the jitter RNG (default: 0)
+    --seed N                  seed of the jitter and toxicity RNGs (default: 0)
     --connect-timeout DUR     upstream connect timeout (default: 10s)
     -h, --help                print this help
 

@@ -27,7 +27,10 @@ use super::toxics::Toxics;
 /// | `POST /schedule` (TOML schedule) | play it from now, replacing any other | `{"running": true, "phases": N, "outages": [...]}` |
 /// | `DELETE /schedule` | stop the schedule (toxics stay) | `{"cancelled": bool}` |
 ///
-/// Request bodies are read whatever their `Content-Type`.
+/// Request bodies are read whatever their `Content-Type`. Toxics take every key of
+/// the [toxics form](super::toxics), `toxicity` included: `PUT /toxics` with
+/// `{"mode": "reset", "toxicity": 0.3}` resets about 30 % of the connections (a
+/// seeded choice, see [`Toxicity`](super::Toxicity)).
 ///
 /// [`ChaosProxy::serve_control`]: super::ChaosProxy::serve_control
 /// [`CountersSnapshot`]: super::CountersSnapshot

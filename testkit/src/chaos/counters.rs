@@ -32,6 +32,10 @@ pub struct CountersSnapshot {
     pub bytes_down: u64,
     /// Bytes read and thrown away by a black-hole.
     pub bytes_discarded: u64,
+    /// Connections accepted while toxics were in force that their
+    /// [`Toxicity`](super::Toxicity) left alone (a partial failure spared them).
+    #[serde(default)]
+    pub spared: u64,
 }
 
 /// The live counters behind [`CountersSnapshot`].
@@ -47,6 +51,7 @@ pub(crate) struct Counters {
     pub(crate) bytes_up: AtomicU64,
     pub(crate) bytes_down: AtomicU64,
     pub(crate) bytes_discarded: AtomicU64,
+    pub(crate) spared: AtomicU64,
 }
 
 impl Counters {
@@ -71,6 +76,7 @@ impl Counters {
             bytes_up: get(&self.bytes_up),
             bytes_down: get(&self.bytes_down),
             bytes_discarded: get(&self.bytes_discarded),
+            spared: get(&self.spared),
         }
     }
 }

@@ -4,7 +4,9 @@
 //! upstream (`HOST:PORT`). Its behaviour is a [`Toxics`] value: a connection-level
 //! [`Mode`] (`ok`, `blackhole`, `reset`, `refuse`) plus per-[`Direction`] toxics
 //! (latency with jitter, bandwidth cap, cut after N bytes, slow close, one-way
-//! black-hole). Switch it at run time through a [`ChaosHandle`] — changes reach
+//! black-hole), applied to every connection or, with a [`Toxicity`] below 1, to a
+//! seeded share of them (a partial failure). Switch it at run time through a
+//! [`ChaosHandle`] — changes reach
 //! connections that are already open — or script an outage with a [`Schedule`]
 //! (a TOML timeline played on tokio's clock), or drive it over HTTP with the
 //! [control API](control_router). [`CountersSnapshot`] tells what happened.
@@ -55,4 +57,6 @@ pub use proxy::{ChaosHandle, ChaosProxy, ProxyConfig};
 pub use schedule::{
     OutageWindow, Phase, RunningSchedule, Schedule, ScheduleError, ScheduleErrorKind, ScheduleGuard,
 };
-pub use toxics::{Direction, DirectionToxics, FieldError, Mode, Toxics};
+pub use toxics::{
+    connection_draws, Direction, DirectionToxics, FieldError, Mode, Toxicity, Toxics,
+};

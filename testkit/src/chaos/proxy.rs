@@ -25,7 +25,9 @@ pub struct ProxyConfig {
     pub upstream: String,
     /// Toxics in force from the start (default: ok).
     pub toxics: Toxics,
-    /// Seed of the RNG used for jitter (default: 0, so runs are reproducible).
+    /// Seed of the RNGs used for jitter and for the per-connection draws that decide
+    /// which connections toxics with a [`Toxicity`](super::Toxicity) below 1 affect
+    /// (default: 0, so runs are reproducible).
     pub seed: u64,
     /// Give up dialling the upstream after this long and reset the client
     /// (default: 10s).
@@ -50,7 +52,7 @@ impl ProxyConfig {
         self
     }
 
-    /// Sets the jitter RNG seed.
+    /// Sets the seed of the jitter and toxicity RNGs.
     pub fn with_seed(mut self, seed: u64) -> Self {
         self.seed = seed;
         self
@@ -357,6 +359,7 @@ async fn accept_loop(
     seed: u64,
 ) {
     let mut rng = fastrand::Rng::with_seed(seed);
+    let mut draws = super::toxics::connection_draws(seed);
     let mut connections = JoinSet::new();
     loop {
         let accepted = tokio::select! {
@@ -374,12 +377,22 @@ async fn accept_loop(
             }
         };
         Counters::bump(&shared.counters.accepted);
+        // One draw per accepted connection, whatever the toxics: the n-th connection
+        // always gets the n-th draw.
+        let draw = draws.next().unwrap_or(0.0);
         // Subscribing marks the current values as seen: only later changes (and
         // the mode now in force, checked below) affect this connection.
         let toxics = shared.toxics.subscribe();
         let kill = shared.kill.subscribe();
-        let mode = toxics.borrow().mode;
-        tracing::trace!(%peer, %mode, "chaos: accepted");
+        let mode = {
+            let current = toxics.borrow();
+            let effective = current.for_draw(draw);
+            if !current.is_ok() && effective.is_ok() {
+                Counters::bump(&shared.counters.spared);
+            }
+            effective.mode
+        };
+        tracing::trace!(%peer, %mode, draw, "chaos: accepted");
         match mode {
             Mode::Refuse | Mode::Reset => {
                 Counters::bump(&shared.counters.refused);
@@ -387,7 +400,13 @@ async fn accept_loop(
                 drop(socket);
             }
             Mode::Blackhole => {
-                connections.spawn(pump::sink_connection(socket, shared.clone(), toxics, kill));
+                connections.spawn(pump::sink_connection(
+                    socket,
+                    shared.clone(),
+                    toxics,
+                    kill,
+                    draw,
+                ));
             }
             Mode::Ok => {
                 connections.spawn(pump::proxy_connection(
@@ -396,6 +415,7 @@ async fn accept_loop(
                     toxics,
                     kill,
                     rng.u64(..),
+                    draw,
                 ));
             }
         }

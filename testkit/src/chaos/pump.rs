@@ -7,6 +7,11 @@
 //! black-hole, cut and bandwidth from the *current* toxics, and writes. Latency
 //! therefore delays bytes without throttling throughput, and toxics switched at
 //! run time take effect on the next chunk.
+//!
+//! Every connection carries its draw (see [`Toxicity`](super::Toxicity)): wherever
+//! the toxics are read, they are read through [`Toxics::for_draw`], so toxics with a
+//! toxicity below 1 act on the connections their toxicity covers and leave the others
+//! clean.
 
 use std::io;
 use std::sync::Arc;
@@ -49,11 +54,13 @@ enum Event {
     Other,
 }
 
-/// Waits for the next change of toxics or a one-shot reset.
+/// Waits for the next change of toxics (as they act on a connection with `draw`) or a
+/// one-shot reset.
 async fn next_event(
     toxics: &mut watch::Receiver<Toxics>,
     kill: &mut watch::Receiver<u64>,
     was_blackhole: &mut bool,
+    draw: f64,
 ) -> Event {
     tokio::select! {
         changed = toxics.changed() => {
@@ -61,7 +68,7 @@ async fn next_event(
                 // The proxy is gone; its tasks are being dropped.
                 return std::future::pending().await;
             }
-            let mode = toxics.borrow_and_update().mode;
+            let mode = toxics.borrow_and_update().for_draw(draw).mode;
             let began = mode == Mode::Blackhole && !*was_blackhole;
             *was_blackhole = mode == Mode::Blackhole;
             match mode {
@@ -81,10 +88,14 @@ async fn next_event(
 }
 
 /// Resolves when the connection must be reset.
-async fn wait_kill(toxics: &mut watch::Receiver<Toxics>, kill: &mut watch::Receiver<u64>) {
+async fn wait_kill(
+    toxics: &mut watch::Receiver<Toxics>,
+    kill: &mut watch::Receiver<u64>,
+    draw: f64,
+) {
     let mut was_blackhole = false;
     loop {
-        if let Event::Kill = next_event(toxics, kill, &mut was_blackhole).await {
+        if let Event::Kill = next_event(toxics, kill, &mut was_blackhole, draw).await {
             return;
         }
     }
@@ -97,6 +108,7 @@ pub(crate) async fn sink_connection(
     shared: Arc<Shared>,
     mut toxics: watch::Receiver<Toxics>,
     mut kill: watch::Receiver<u64>,
+    draw: f64,
 ) {
     let counters = &shared.counters;
     let _active = ActiveGuard::new(counters);
@@ -107,12 +119,12 @@ pub(crate) async fn sink_connection(
     loop {
         tokio::select! {
             read = client.read(&mut buf), if !eof => match read {
-                Ok(0) if toxics.borrow().mode != Mode::Blackhole => return,
+                Ok(0) if toxics.borrow().for_draw(draw).mode != Mode::Blackhole => return,
                 Ok(0) => eof = true,
                 Ok(n) => Counters::add(&counters.bytes_discarded, n),
                 Err(_) => return,
             },
-            event = next_event(&mut toxics, &mut kill, &mut was_blackhole) => match event {
+            event = next_event(&mut toxics, &mut kill, &mut was_blackhole, draw) => match event {
                 Event::Kill => {
                     Counters::bump(&counters.reset);
                     reset(&client);
@@ -147,6 +159,7 @@ pub(crate) async fn proxy_connection(
     mut toxics: watch::Receiver<Toxics>,
     mut kill: watch::Receiver<u64>,
     seed: u64,
+    draw: f64,
 ) {
     let counters = &shared.counters;
     let _active = ActiveGuard::new(counters);
@@ -171,7 +184,7 @@ pub(crate) async fn proxy_connection(
                 return;
             }
         },
-        () = wait_kill(&mut toxics, &mut kill) => {
+        () = wait_kill(&mut toxics, &mut kill, draw) => {
             Counters::bump(&counters.reset);
             reset(&client);
             return;
@@ -192,6 +205,7 @@ pub(crate) async fn proxy_connection(
             toxics.clone(),
             counters,
             up_seed,
+            draw,
         );
         let down = pump(
             Direction::Downstream,
@@ -200,9 +214,10 @@ pub(crate) async fn proxy_connection(
             toxics.clone(),
             counters,
             down_seed,
+            draw,
         );
         tokio::pin!(up, down);
-        let initial = toxics.borrow_and_update().mode;
+        let initial = toxics.borrow_and_update().for_draw(draw).mode;
         let mut was_blackhole = initial == Mode::Blackhole;
         if was_blackhole {
             Counters::bump(&counters.blackholed);
@@ -223,7 +238,7 @@ pub(crate) async fn proxy_connection(
                         PumpEnd::Cut => break Outcome::Cut,
                         PumpEnd::Error(e) => break Outcome::Error(e),
                     },
-                    event = next_event(&mut toxics, &mut kill, &mut was_blackhole) => match event {
+                    event = next_event(&mut toxics, &mut kill, &mut was_blackhole, draw) => match event {
                         Event::Kill => break Outcome::Reset,
                         Event::BlackholeBegan => Counters::bump(&counters.blackholed),
                         Event::Other => {}
@@ -282,6 +297,7 @@ async fn pump<R, W>(
     toxics: watch::Receiver<Toxics>,
     counters: &Counters,
     seed: u64,
+    draw: f64,
 ) -> PumpEnd
 where
     R: AsyncRead + Unpin,
@@ -295,8 +311,9 @@ where
         toxics.clone(),
         counters,
         fastrand::Rng::with_seed(seed),
+        draw,
     );
-    let writer = write_side(dir, dst, queue, toxics, counters);
+    let writer = write_side(dir, dst, queue, toxics, counters, draw);
     tokio::pin!(reader, writer);
     tokio::select! {
         biased;
@@ -315,13 +332,15 @@ async fn read_side<R: AsyncRead + Unpin>(
     toxics: watch::Receiver<Toxics>,
     counters: &Counters,
     mut rng: fastrand::Rng,
+    draw: f64,
 ) -> io::Result<()> {
     let mut last_due = Instant::now();
     loop {
         let mut buf = BytesMut::with_capacity(CHUNK);
         let n = src.read_buf(&mut buf).await?;
         let (discard, delay) = {
-            let t = toxics.borrow();
+            let current = toxics.borrow();
+            let t = current.for_draw(draw);
             (t.blackholes(dir), t.direction(dir).sample_delay(&mut rng))
         };
         let due = (Instant::now() + delay).max(last_due);
@@ -354,13 +373,14 @@ async fn write_side<W: AsyncWrite + Unpin>(
     mut queue: mpsc::Receiver<Item>,
     mut toxics: watch::Receiver<Toxics>,
     counters: &Counters,
+    draw: f64,
 ) -> PumpEnd {
     let forwarded = match dir {
         Direction::Upstream => &counters.bytes_up,
         Direction::Downstream => &counters.bytes_down,
     };
     // `cut_after` counts from when its current value was set.
-    let mut cut_limit = toxics.borrow().direction(dir).cut_after;
+    let mut cut_limit = toxics.borrow().for_draw(draw).direction(dir).cut_after;
     let mut cut_sent: u64 = 0;
     let mut next_free = Instant::now();
     while let Some(item) = queue.recv().await {
@@ -374,7 +394,8 @@ async fn write_side<W: AsyncWrite + Unpin>(
                         sleep_until(next_free).await;
                     }
                     let (discard, limit, rate) = {
-                        let t = toxics.borrow_and_update();
+                        let current = toxics.borrow_and_update();
+                        let t = current.for_draw(draw);
                         let d = t.direction(dir);
                         (t.blackholes(dir), d.cut_after, d.bandwidth)
                     };
@@ -426,14 +447,14 @@ async fn write_side<W: AsyncWrite + Unpin>(
                 }
                 // A black-hole never closes: hold the close until it ends.
                 loop {
-                    if !toxics.borrow_and_update().blackholes(dir) {
+                    if !toxics.borrow_and_update().for_draw(draw).blackholes(dir) {
                         break;
                     }
                     if toxics.changed().await.is_err() {
                         break;
                     }
                 }
-                let delay = toxics.borrow().direction(dir).slow_close;
+                let delay = toxics.borrow().for_draw(draw).direction(dir).slow_close;
                 if !delay.is_zero() {
                     sleep(delay).await;
                 }

@@ -29,11 +29,17 @@
 //! to = "25s"
 //! mode = "refuse"
 //! downstream = { cut_after = 1024 }
+//!
+//! [[phase]]
+//! from = "25s"
+//! to = "30s"
+//! mode = "reset"
+//! toxicity = 0.3        # only ~30 % of the connections (seeded; see Toxicity)
 //! ```
 //!
 //! Each phase has `from` and `to` (humane durations since the schedule started;
 //! the phase covers `from <= t < to`), an optional `name`, and any keys of the
-//! [toxics form](super::toxics) (`mode`, `latency`, `jitter`, `bandwidth`,
+//! [toxics form](super::toxics) (`mode`, `toxicity`, `latency`, `jitter`, `bandwidth`,
 //! `cut_after`, `slow_close`, `blackhole`, `upstream`, `downstream`). Phases must be
 //! in order and must not overlap; a gap between phases, and the time after the last
 //! phase of a non-repeating schedule, is "ok". Errors name the phase index (from 0),

@@ -13,6 +13,10 @@
 //! ```
 //!
 //! * `mode`: `"ok"` (default), `"blackhole"`, `"reset"` or `"refuse"`; see [`Mode`].
+//! * `toxicity`: the share of connections the toxics apply to, a number from 0 to 1
+//!   (default 1: every connection); see [`Toxicity`]. `{"mode": "blackhole",
+//!   "toxicity": 0.3}` black-holes about 30 % of the connections and leaves the others
+//!   alone (a partial failure).
 //! * Direction keys, valid at the top level (then they apply to **both** directions)
 //!   and inside `upstream` (client → server) / `downstream` (server → client), where
 //!   they override the top-level value:
@@ -155,6 +159,16 @@ pub struct DirectionToxics {
 }
 
 impl DirectionToxics {
+    /// No toxics, as a constant.
+    const CLEAN: DirectionToxics = DirectionToxics {
+        latency: Duration::ZERO,
+        jitter: Duration::ZERO,
+        bandwidth: None,
+        cut_after: None,
+        slow_close: Duration::ZERO,
+        blackhole: false,
+    };
+
     /// No toxics.
     pub fn new() -> Self {
         Self::default()
@@ -241,14 +255,105 @@ impl fmt::Display for DirectionToxics {
     }
 }
 
+/// The share of connections a [`Toxics`] value applies to: a number from 0 to 1
+/// (default 1, every connection).
+///
+/// # Which connections
+///
+/// The proxy gives every connection it accepts a *draw*, a number in `[0, 1)`: the
+/// n-th connection accepted gets the n-th value of [`connection_draws`]`(seed)`, where
+/// `seed` is the proxy's [`ProxyConfig::seed`](super::ProxyConfig::seed). The draw is
+/// made once, at accept time, whatever the toxics are then. A connection is affected by
+/// toxics of toxicity `p` exactly when its draw is below `p`: so for as long as it is
+/// open, the toxics in force apply to it whole or not at all, and a run with the same
+/// seed and the same order of connections affects the same connections. Toxics that
+/// change at run time keep this rule: with a lower toxicity, the affected connections
+/// are a subset of those affected with a higher one.
+///
+/// For an affected connection, the toxics act as without a toxicity; an unaffected one
+/// sees a clean pass-through (no mode, no latency, nothing).
+#[derive(Clone, Copy, Debug, PartialEq, PartialOrd)]
+pub struct Toxicity(f64);
+
+// Never NaN (checked by `Toxicity::new`), so equality is total.
+impl Eq for Toxicity {}
+
+impl Default for Toxicity {
+    fn default() -> Self {
+        Toxicity::ALL
+    }
+}
+
+impl Toxicity {
+    /// Every connection (the default).
+    pub const ALL: Toxicity = Toxicity(1.0);
+    /// No connection.
+    pub const NONE: Toxicity = Toxicity(0.0);
+
+    /// A toxicity of `share` (0 to 1); anything else (including NaN) is an error.
+    pub fn new(share: f64) -> Result<Self, String> {
+        if (0.0..=1.0).contains(&share) {
+            // `-0.0` is in the range; store it as `0.0` so that equality is plain.
+            Ok(Toxicity(share + 0.0))
+        } else {
+            Err("expected a number from 0 to 1 (the share of connections affected)".to_owned())
+        }
+    }
+
+    /// The share, from 0 to 1.
+    pub fn get(self) -> f64 {
+        self.0
+    }
+
+    /// True for the default (every connection).
+    pub fn is_all(&self) -> bool {
+        self.0 >= 1.0
+    }
+
+    /// Whether a connection with this draw (from [`connection_draws`]) is affected.
+    pub fn affects(self, draw: f64) -> bool {
+        draw < self.0
+    }
+}
+
+impl Serialize for Toxicity {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_f64(self.0)
+    }
+}
+
+impl fmt::Display for Toxicity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+/// The per-connection draws of a proxy started with `seed`: the n-th connection the
+/// proxy accepts gets the n-th value (uniform in `[0, 1)`), and is affected by toxics
+/// of [`Toxicity`] `p` when that value is below `p`. Public so that tests and reports
+/// can tell in advance which connections a partial failure will hit.
+pub fn connection_draws(seed: u64) -> impl Iterator<Item = f64> {
+    // Its own stream, apart from the jitter RNG, so that adding a toxicity changes no
+    // delay a run without one would have drawn.
+    let mut rng = fastrand::Rng::with_seed(seed ^ DRAW_SEED_SALT);
+    std::iter::repeat_with(move || rng.f64())
+}
+
+/// Mixed into the proxy's seed for the draw stream ("toxicity" in ASCII).
+const DRAW_SEED_SALT: u64 = 0x746f_7869_6369_7479;
+
 /// Everything the proxy does to traffic: a connection-level [`Mode`] plus toxics
-/// for each direction. `Toxics::default()` is a clean pass-through ("ok").
+/// for each direction, applied to a share of the connections (the [`Toxicity`]).
+/// `Toxics::default()` is a clean pass-through ("ok").
 ///
 /// See the [module documentation](self) for the JSON/TOML form.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct Toxics {
     /// Connection-level behaviour.
     pub mode: Mode,
+    /// The share of connections everything here applies to (default: all).
+    #[serde(skip_serializing_if = "Toxicity::is_all")]
+    pub toxicity: Toxicity,
     /// Toxics for client → server traffic.
     pub upstream: DirectionToxics,
     /// Toxics for server → client traffic.
@@ -263,6 +368,14 @@ impl From<Mode> for Toxics {
         }
     }
 }
+
+/// What an unaffected connection sees (see [`Toxics::for_draw`]).
+static CLEAN: Toxics = Toxics {
+    mode: Mode::Ok,
+    toxicity: Toxicity::ALL,
+    upstream: DirectionToxics::CLEAN,
+    downstream: DirectionToxics::CLEAN,
+};
 
 impl Toxics {
     /// A clean pass-through.
@@ -289,6 +402,7 @@ impl Toxics {
     pub fn both(toxics: DirectionToxics) -> Self {
         Toxics {
             mode: Mode::Ok,
+            toxicity: Toxicity::ALL,
             upstream: toxics.clone(),
             downstream: toxics,
         }
@@ -316,6 +430,22 @@ impl Toxics {
     pub fn with_mode(mut self, mode: Mode) -> Self {
         self.mode = mode;
         self
+    }
+
+    /// Applies these toxics to a share of the connections only (see [`Toxicity`]).
+    pub fn with_toxicity(mut self, toxicity: Toxicity) -> Self {
+        self.toxicity = toxicity;
+        self
+    }
+
+    /// The toxics as they act on a connection whose draw is `draw`: these toxics when
+    /// their [`Toxicity`] affects it, else a clean pass-through.
+    pub fn for_draw(&self, draw: f64) -> &Toxics {
+        if self.toxicity.affects(draw) {
+            self
+        } else {
+            &CLEAN
+        }
     }
 
     /// The toxics of one direction.
@@ -371,6 +501,9 @@ impl fmt::Display for Toxics {
             if !self.downstream.is_clean() {
                 parts.push(format!("down: {}", self.downstream));
             }
+        }
+        if !self.toxicity.is_all() {
+            parts.push(format!("toxicity {}", self.toxicity));
         }
         if parts.is_empty() {
             f.write_str("ok")
@@ -464,6 +597,7 @@ pub(crate) const DIRECTION_KEYS: &[&str] = &[
 /// All keys of a toxics object.
 pub(crate) const TOXICS_KEYS: &[&str] = &[
     "mode",
+    "toxicity",
     "latency",
     "jitter",
     "bandwidth",
@@ -515,6 +649,23 @@ pub(crate) fn parse_toxics_map<'a>(
                             &path,
                             Some(v),
                             "expected one of \"ok\", \"blackhole\", \"reset\", \"refuse\"",
+                        ))
+                    }
+                }
+            }
+            "toxicity" => {
+                toxics.toxicity = match v {
+                    Value::Null => Toxicity::ALL,
+                    Value::Number(n) => n
+                        .as_f64()
+                        .ok_or_else(|| "expected a number from 0 to 1".to_owned())
+                        .and_then(Toxicity::new)
+                        .map_err(|reason| FieldError::new(&path, Some(v), reason))?,
+                    _ => {
+                        return Err(FieldError::new(
+                            &path,
+                            Some(v),
+                            "expected a number from 0 to 1 (the share of connections affected)",
                         ))
                     }
                 }
@@ -718,6 +869,75 @@ mod tests {
         assert_eq!(back, t);
         let via_toml: Toxics = toml::from_str(&toml::to_string(&t).unwrap()).unwrap();
         assert_eq!(via_toml, t);
+    }
+
+    #[test]
+    fn toxicity_parses_serialises_and_is_validated() {
+        let t = parse(json!({"mode": "blackhole", "toxicity": 0.3})).unwrap();
+        assert_eq!(t.mode, Mode::Blackhole);
+        assert_eq!(t.toxicity.get(), 0.3);
+        assert_eq!(
+            serde_json::to_string(&t).unwrap(),
+            r#"{"mode":"blackhole","toxicity":0.3,"upstream":{},"downstream":{}}"#
+        );
+        let back: Toxics = serde_json::from_str(&serde_json::to_string(&t).unwrap()).unwrap();
+        assert_eq!(back, t);
+        let via_toml: Toxics = toml::from_str(&toml::to_string(&t).unwrap()).unwrap();
+        assert_eq!(via_toml, t);
+        assert_eq!(t.to_string(), "blackhole; toxicity 0.3");
+        assert_eq!(
+            parse(json!({"toxicity": 1})).unwrap().toxicity,
+            Toxicity::ALL
+        );
+        assert_eq!(
+            parse(json!({"toxicity": 0})).unwrap().toxicity,
+            Toxicity::NONE
+        );
+        assert_eq!(
+            parse(json!({"toxicity": null})).unwrap().toxicity,
+            Toxicity::ALL
+        );
+
+        let e = parse(json!({"mode": "reset", "toxicity": 1.5})).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "toxicity = 1.5: expected a number from 0 to 1 (the share of connections affected)"
+        );
+        let e = parse(json!({"toxicity": -0.1})).unwrap_err();
+        assert_eq!(e.path, "toxicity");
+        let e = parse(json!({"toxicity": "30%"})).unwrap_err();
+        assert_eq!(e.path, "toxicity");
+        assert_eq!(e.value.as_deref(), Some("\"30%\""));
+        let e = parse(json!({"upstream": {"toxicity": 0.5}})).unwrap_err();
+        assert_eq!(e.path, "upstream.toxicity");
+        assert!(e.reason.starts_with("unknown key"), "{e}");
+        assert!(Toxicity::new(f64::NAN).is_err());
+        assert_eq!(Toxicity::new(-0.0).unwrap(), Toxicity::NONE);
+    }
+
+    #[test]
+    fn for_draw_applies_all_or_nothing() {
+        let t = Toxics::blackhole()
+            .with_downstream(DirectionToxics::new().with_bandwidth(10))
+            .with_toxicity(Toxicity::new(0.25).unwrap());
+        assert_eq!(t.for_draw(0.1), &t);
+        assert_eq!(t.for_draw(0.25), &Toxics::ok());
+        assert_eq!(t.for_draw(0.9), &Toxics::ok());
+        let all = Toxics::reset();
+        assert_eq!(all.for_draw(0.999_999), &all);
+        let none = Toxics::reset().with_toxicity(Toxicity::NONE);
+        assert_eq!(none.for_draw(0.0), &Toxics::ok());
+    }
+
+    #[test]
+    fn connection_draws_are_seeded_and_uniform() {
+        let a: Vec<f64> = connection_draws(7).take(1000).collect();
+        let b: Vec<f64> = connection_draws(7).take(1000).collect();
+        assert_eq!(a, b);
+        assert_ne!(a, connection_draws(8).take(1000).collect::<Vec<_>>());
+        assert!(a.iter().all(|d| (0.0..1.0).contains(d)));
+        let below = a.iter().filter(|d| **d < 0.3).count();
+        assert!((250..=350).contains(&below), "{below}");
     }
 
     #[test]
