@@ -192,7 +192,10 @@ impl StackBuilder {
             let service = ServiceBuilder::new()
                 .layer(CircuitBreakerLayer::new(breaker.clone()))
                 .layer(attempt)
-                .service(SqlService::new(pool.clone(), region.name.as_str()));
+                .service(
+                    SqlService::new(pool.clone(), region.name.as_str())
+                        .with_latency(latency.clone()),
+                );
             specs.push(RegionSpec {
                 name: region.name.clone().into(),
                 role: region.role,

@@ -7,10 +7,13 @@ mod support;
 
 use std::time::Duration;
 
+use mssql_resilience::deadline::ambient;
+use mssql_resilience::error::Outcome;
 use mssql_resilience::failover::Grade;
 use mssql_resilience::sql::SqlRequest;
 use mssql_resilience::{Consistency, RequestContext, Stack};
 use mssql_testkit::chaos::Toxics;
+use mssql_testkit::tds::{ErrorSpec, Trigger};
 use support::*;
 use tokio::time::Instant;
 
@@ -109,4 +112,46 @@ async fn a_slow_primary_keeps_taking_writes() {
     );
     let response = stack.call(count).await.unwrap();
     assert_eq!(response.scalar().and_then(|v| v.as_i64()), Some(5));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cut_short_request_is_drained_and_its_connection_survives_a_login_storm() {
+    let regions = testkit().await;
+    let config = regions.config("", 1, |c| c.retry.max_attempts = 1);
+    let stack = Stack::builder(config).probes(false).build().unwrap();
+    assert_eq!(scalar(&stack, "SELECT 1").await, 1);
+    let pool = stack.pools()[0].1.clone();
+    assert_eq!(pool.state().statistics.connections_created, 1);
+    // New logins fail from now on: only the pooled connection can serve.
+    regions
+        .primary()
+        .faults()
+        .fail_logins(ErrorSpec::known(40613), Trigger::Always);
+    regions
+        .primary()
+        .chaos()
+        .set(Toxics::latency(Duration::from_millis(150), Duration::ZERO));
+    // The caller gives up after 100 ms, long before the 300 ms round trip answers.
+    let err = ambient::with_budget(
+        Duration::from_millis(100),
+        stack.call(read("cut_short", "SELECT 2")),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(err.outcome(), Outcome::Ambiguous, "{err}");
+    // The request finishes in the background and its connection returns to the pool.
+    eventually(
+        "the connection is back in the pool",
+        Duration::from_secs(5),
+        || {
+            let state = pool.state();
+            state.connections == 1 && state.idle_connections == 1
+        },
+    )
+    .await;
+    regions.primary().chaos().set(Toxics::ok());
+    assert_eq!(scalar(&stack, "SELECT 3").await, 3);
+    let stats = pool.state().statistics;
+    assert_eq!(stats.connections_created, 1, "no new login was needed");
+    assert_eq!(stats.connections_closed_broken, 0);
 }

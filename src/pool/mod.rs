@@ -25,7 +25,7 @@ pub use self::connector::{
 };
 use self::manager::EventSink;
 pub use self::manager::{Connection, ManagerStats, TiberiusManager};
-pub use self::service::{materialize, SqlService};
+pub use self::service::{materialize, DrainOnDrop, SqlService, DRAIN_CEILING, DRAIN_FLOOR};
 pub use self::stream::TrackedStream;
 use crate::error::{Error, ErrorKind, TimeoutScope};
 

@@ -12,6 +12,7 @@ use tokio::time::Instant;
 
 use super::Pool;
 use crate::error::{Error, ErrorKind, Outcome};
+use crate::failover::latency::LatencyEstimator;
 use crate::sql::{Param, ResultSet, SqlRequest, SqlResponse, Value};
 
 /// Runs a [`SqlRequest`] on a connection from its [`Pool`].
@@ -21,11 +22,26 @@ use crate::sql::{Param, ResultSet, SqlRequest, SqlResponse, Value};
 /// every result before answering, and hands a connection back to the pool only when the
 /// request finished cleanly: a timed-out, cancelled or failed-I/O connection is dropped,
 /// and so is one whose unit of work failed (it may hold an open transaction).
+///
+/// **A request cut short after it was sent is drained, not discarded.** When the caller
+/// stops waiting (its attempt timed out, or a hedge answered first) after the request
+/// reached the server, the request is finished in the background — for at most a few of
+/// the region's round trips, bounded by [`DRAIN_FLOOR`] × up to 4 without evidence of
+/// slowness and [`DRAIN_CEILING`] — and its connection goes back to the pool. Dropping it
+/// would discard a working connection, and while new logins fail (a 40613 storm) a pool
+/// that discards its connections empties and fails every request. The caller's outcome
+/// is unchanged: ambiguous.
 #[derive(Clone, Debug)]
 pub struct SqlService {
     pool: Pool,
     region: Arc<str>,
+    latency: Option<Arc<LatencyEstimator>>,
 }
+
+/// The least time a cut-short request is given to finish in the background.
+pub const DRAIN_FLOOR: Duration = Duration::from_secs(1);
+/// The most time a cut-short request is given to finish in the background.
+pub const DRAIN_CEILING: Duration = Duration::from_secs(30);
 
 impl SqlService {
     /// A service over `pool`, labelling errors with `region`.
@@ -33,7 +49,16 @@ impl SqlService {
         SqlService {
             pool,
             region: region.into(),
+            latency: None,
         }
+    }
+
+    /// Bounds the background drain of cut-short requests by the region's latency: two
+    /// round trips of its estimate (at least [`DRAIN_FLOOR`], at most [`DRAIN_CEILING`]).
+    /// Without it the drain gets [`DRAIN_FLOOR`].
+    pub fn with_latency(mut self, latency: Arc<LatencyEstimator>) -> Self {
+        self.latency = Some(latency);
+        self
     }
 
     /// The pool.
@@ -47,7 +72,7 @@ type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 impl tower::Service<SqlRequest> for SqlService {
     type Response = SqlResponse;
     type Error = Error;
-    type Future = BoxFuture<Result<SqlResponse, Error>>;
+    type Future = DrainOnDrop;
 
     fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Error>> {
         Poll::Ready(Ok(()))
@@ -56,11 +81,68 @@ impl tower::Service<SqlRequest> for SqlService {
     fn call(&mut self, req: SqlRequest) -> Self::Future {
         let pool = self.pool.clone();
         let region = self.region.clone();
-        Box::pin(async move {
-            run(&pool, &req)
-                .await
-                .map_err(|e| e.with_region(region.to_string()))
-        })
+        let wire = req.context.wire().cloned();
+        DrainOnDrop {
+            inner: Some(Box::pin(async move {
+                run(&pool, &req)
+                    .await
+                    .map_err(|e| e.with_region(region.to_string()))
+            })),
+            wire,
+            latency: self.latency.clone(),
+        }
+    }
+}
+
+/// The future of [`SqlService`]: if dropped after its request was sent, it finishes the
+/// request in the background (bounded) so the connection returns to the pool.
+pub struct DrainOnDrop {
+    inner: Option<BoxFuture<Result<SqlResponse, Error>>>,
+    wire: Option<Arc<crate::request::WireState>>,
+    latency: Option<Arc<LatencyEstimator>>,
+}
+
+impl std::fmt::Debug for DrainOnDrop {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DrainOnDrop")
+            .field("running", &self.inner.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Future for DrainOnDrop {
+    type Output = Result<SqlResponse, Error>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let Some(inner) = self.inner.as_mut() else {
+            return Poll::Pending;
+        };
+        let result = std::task::ready!(inner.as_mut().poll(cx));
+        self.inner = None;
+        Poll::Ready(result)
+    }
+}
+
+impl Drop for DrainOnDrop {
+    fn drop(&mut self) {
+        let Some(inner) = self.inner.take() else {
+            return;
+        };
+        // Not sent yet (still waiting for a connection): nothing to finish.
+        if !self.wire.as_ref().is_some_and(|w| w.is_sent()) {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let limit = self
+            .latency
+            .as_ref()
+            .map_or(DRAIN_FLOOR, |l| l.timeout(2, DRAIN_FLOOR, DRAIN_CEILING));
+        runtime.spawn(async move {
+            // Its result has no one to go to; finishing returns the connection clean.
+            let _ = tokio::time::timeout(limit, inner).await;
+        });
     }
 }
 
