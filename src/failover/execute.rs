@@ -236,7 +236,7 @@ impl Router {
 
     /// The candidates with hedging: while one attempt is running and still unanswered
     /// after `delay`, the next region is asked too; the first answer wins and the slower
-    /// attempt is dropped (its connection discarded). A failure moves on as in
+    /// attempt is dropped (its request drained in the background). A failure moves on as in
     /// [`in_turn`](Self::in_turn), and restarts the hedge timer for the new attempt; a
     /// failure that cannot move on ends the request only when no other attempt is still
     /// running (that one may yet answer).

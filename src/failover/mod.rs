@@ -49,7 +49,8 @@
 //!
 //! **Hedging**: an idempotent read (that allows it: [`RequestContext::hedge`]) still
 //! unanswered after `hedge_delay` (default 250 ms) is also sent to the next candidate,
-//! and the first answer wins; the slower attempt is dropped and its connection discarded.
+//! and the first answer wins; the slower attempt is dropped (the pool drains its request
+//! in the background and keeps the connection).
 //! Hedges draw on the retry budget, so a slow-but-alive fleet cannot double its own load.
 //!
 //! # Probes
