@@ -421,8 +421,21 @@ async fn a_good_probe_lets_an_open_breaker_try_at_once() {
     );
 }
 
-fn within(ctx: RequestContext, budget: Duration) -> RequestContext {
-    ctx.with_deadline(Instant::now() + budget)
+/// A read (or a write) whose caller waits `budget` from now.
+fn within(intent: mssql_resilience::Intent, budget: Duration) -> SqlRequest {
+    let deadline = Instant::now() + budget;
+    match intent {
+        mssql_resilience::Intent::Read => SqlRequest::query(
+            RequestContext::read("r").with_deadline(deadline),
+            "SELECT 1",
+            [],
+        ),
+        mssql_resilience::Intent::Write => SqlRequest::execute(
+            RequestContext::write("w").with_deadline(deadline),
+            "INSERT",
+            [],
+        ),
+    }
 }
 
 fn grade(router: &Router, name: &str) -> Grade {
@@ -441,22 +454,14 @@ async fn with_nowhere_better_to_go_a_slow_region_gets_the_whole_budget() {
     run_for(Duration::from_millis(10)).await;
     west.set(Mode::Slow(Duration::from_secs(3)));
     // A read has somewhere better to go: west's attempt is cut at 1 s and north answers.
-    let r = SqlRequest::query(
-        within(RequestContext::read("r"), Duration::from_secs(5)),
-        "SELECT 1",
-        [],
-    );
+    let r = within(mssql_resilience::Intent::Read, Duration::from_secs(5));
     let start = Instant::now();
     call(&router, r).await.unwrap();
     assert_eq!(start.elapsed(), Duration::from_secs(1));
     assert_eq!(north.calls(), 1);
     // The only writable region: its attempt may use the whole 5 s, so the slow write
     // succeeds (a fixed 1 s attempt timeout would have failed it).
-    let w = SqlRequest::execute(
-        within(RequestContext::write("w"), Duration::from_secs(5)),
-        "INSERT",
-        [],
-    );
+    let w = within(mssql_resilience::Intent::Write, Duration::from_secs(5));
     let start = Instant::now();
     call(&router, w).await.unwrap();
     assert_eq!(start.elapsed(), Duration::from_secs(3));
@@ -473,11 +478,7 @@ async fn attempt_limits_grow_with_the_regions_latency() {
     }
     // ...so a 1.5 s answer is waited for instead of failed over.
     west.set(Mode::Slow(Duration::from_millis(1500)));
-    let r = SqlRequest::query(
-        within(RequestContext::read("r"), Duration::from_secs(5)),
-        "SELECT 1",
-        [],
-    );
+    let r = within(mssql_resilience::Intent::Read, Duration::from_secs(5));
     call(&router, r).await.unwrap();
     assert_eq!(north.calls(), 0, "west's latency-aware limit covered 1.5 s");
 }
