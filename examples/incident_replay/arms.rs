@@ -409,7 +409,7 @@ impl Middleware {
         match ambient::with_budget(self.budget, self.stack.call(request)).await {
             Ok(r) if r.first().is_some_and(|s| s.rows.len() == 1) => CallResult::ok(),
             Ok(_) => CallResult::failed("wrong_row_count", false),
-            Err(e) => CallResult::failed(e.kind().as_str(), false),
+            Err(e) => CallResult::failed(error_label(&e), false),
         }
     }
 
@@ -427,7 +427,16 @@ impl Middleware {
         };
         match ambient::with_budget(self.budget, self.stack.call(request)).await {
             Ok(_) => CallResult::ok(),
-            Err(e) => CallResult::failed(e.kind().as_str(), e.is_outcome_unknown()),
+            Err(e) => CallResult::failed(error_label(&e), e.is_outcome_unknown()),
         }
+    }
+}
+
+/// A short, bounded label for a failed call: the error kind, with the server's error
+/// number for server errors (`server_1205`), so the report says which one.
+fn error_label(e: &mssql_resilience::Error) -> String {
+    match e.server_number() {
+        Some(n) => format!("server_{n}"),
+        None => e.kind().as_str().to_owned(),
     }
 }

@@ -534,3 +534,44 @@ async fn many_concurrent_sessions() {
     assert_eq!(rows[0][0].get::<i32, _>(0), Some(320));
     assert_eq!(server.counters().logins, 33);
 }
+
+#[tokio::test]
+async fn a_second_transaction_waits_for_the_first_instead_of_deadlocking() {
+    let server = start().await;
+    let mut a = connect(&server).await;
+    let mut b = connect(&server).await;
+    batch(&mut a, "CREATE TABLE k (id INT NOT NULL PRIMARY KEY)")
+        .await
+        .unwrap();
+    // The idempotency helper's shape: look the key up under UPDLOCK, HOLDLOCK, then insert.
+    batch(&mut a, "BEGIN TRANSACTION").await.unwrap();
+    batch(
+        &mut a,
+        "SELECT id FROM k WITH (UPDLOCK, HOLDLOCK) WHERE id = 1",
+    )
+    .await
+    .unwrap();
+    let second = tokio::spawn(async move {
+        batch(&mut b, "BEGIN TRANSACTION").await?;
+        batch(
+            &mut b,
+            "SELECT id FROM k WITH (UPDLOCK, HOLDLOCK) WHERE id = 2",
+        )
+        .await?;
+        batch(&mut b, "INSERT INTO k (id) VALUES (2)").await?;
+        batch(&mut b, "COMMIT TRANSACTION").await
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    // Without the write lock taken at BEGIN, both sessions held read locks and this insert
+    // failed at once with 1205.
+    batch(&mut a, "INSERT INTO k (id) VALUES (1)")
+        .await
+        .unwrap();
+    batch(&mut a, "COMMIT TRANSACTION").await.unwrap();
+    second
+        .await
+        .unwrap()
+        .expect("the second transaction ran after the first");
+    let rows = batch(&mut a, "SELECT COUNT(*) FROM k").await.unwrap();
+    assert_eq!(rows[0][0].get::<i32, _>(0), Some(2));
+}
