@@ -596,11 +596,7 @@ impl Session {
 
     async fn begin_now(&mut self, w: &mut TokenWriter) -> Result<(), SqlError> {
         if self.trancount == 0 {
-            // IMMEDIATE: the transaction takes SQLite's write lock at once, so a second
-            // writer waits (up to the busy timeout, then 1222) instead of both taking read
-            // locks and failing each other with an instant "deadlock" when they upgrade —
-            // SQL Server's UPDLOCK makes contenders wait the same way.
-            self.exec_simple("BEGIN IMMEDIATE").await?;
+            self.exec_simple("BEGIN").await?;
             self.tran_desc = self.tran_desc.wrapping_add(1).max(1);
             w.env_change_bytes(8, &self.desc(), &[]);
         }
