@@ -135,7 +135,7 @@ impl fmt::Debug for RegionSpec {
 /// Probe, health and timeout settings.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct FailoverSettings {
-    /// Time between probes of a region.
+    /// Time between probes of a region (at least 100 ms; smaller values are raised).
     pub probe_interval: Duration,
     /// Bound of one probe at normal latency (it grows with the region's latency).
     pub probe_timeout: Duration,

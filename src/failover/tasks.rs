@@ -3,6 +3,7 @@
 //! re-evaluate the serving regions.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -25,10 +26,15 @@ pub(super) fn spawn(
         let weak = Arc::downgrade(&router.shared);
         let region = &router.shared.regions[index];
         if let Some(prober) = prober {
+            // `FailoverSettings` is a plain struct: values the configuration would reject
+            // are raised to the smallest sane ones here rather than spin or never answer.
+            let timeout = settings.probe_timeout.max(Duration::from_millis(1));
             let probe_settings = ProbeSettings {
-                interval: settings.probe_interval,
-                timeout: settings.probe_timeout,
-                max_timeout: settings.max_probe_timeout.max(settings.probe_timeout),
+                interval: settings
+                    .probe_interval
+                    .max(crate::config::MIN_PROBE_INTERVAL),
+                timeout,
+                max_timeout: settings.max_probe_timeout.max(timeout),
                 jitter: settings.probe_jitter,
                 seed: process_seed ^ index as u64,
             };
