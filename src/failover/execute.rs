@@ -63,16 +63,16 @@ impl Router {
             .map(|d| d.saturating_duration_since(Instant::now()));
         match remaining {
             Some(remaining) if last => Some(remaining),
-            Some(remaining) => Some(
-                region
-                    .latency
-                    .timeout(ATTEMPT_ROUND_TRIPS, floor, remaining),
-            ),
-            None => Some(
-                region
-                    .latency
-                    .timeout(ATTEMPT_ROUND_TRIPS, floor, Duration::MAX),
-            ),
+            Some(remaining) => Some(region.latency.timeout_on_evidence(
+                ATTEMPT_ROUND_TRIPS,
+                floor,
+                remaining,
+            )),
+            None => Some(region.latency.timeout_on_evidence(
+                ATTEMPT_ROUND_TRIPS,
+                floor,
+                Duration::MAX,
+            )),
         }
     }
 

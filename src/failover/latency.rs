@@ -127,6 +127,27 @@ impl LatencyEstimator {
         }
     }
 
+    /// The timeout for an operation that has somewhere better to go (an attempt with
+    /// another region after it, a health probe): `round_trips × rto × 2^backoff`, at least
+    /// `floor`, at most `ceiling` — the configured floor itself never grows without a
+    /// slow answer as evidence. Backing off on timeouts alone is right when the same path
+    /// must be tried again (a connect), not when it delays finding out a region is gone.
+    pub fn timeout_on_evidence(
+        &self,
+        round_trips: u32,
+        floor: Duration,
+        ceiling: Duration,
+    ) -> Duration {
+        let snap = self.snapshot();
+        let estimate = snap.rto.map_or(Duration::ZERO, |rto| {
+            rto.saturating_mul(round_trips)
+                .saturating_mul(1 << snap.backoff)
+        });
+        estimate
+            .max(floor)
+            .min(ceiling.max(Duration::from_millis(1)))
+    }
+
     /// The timeout for an operation needing `round_trips` round trips: the larger of
     /// `round_trips × rto × 2^backoff` (evidence: the region answered that slowly) and
     /// `floor × 2^min(backoff, 2)` (no evidence: timeouts alone grow the configured value
@@ -215,6 +236,24 @@ mod tests {
             floor,
             "an answer resets the back-off"
         );
+    }
+
+    #[test]
+    fn timeouts_alone_never_lengthen_an_operation_with_an_alternative() {
+        let e = LatencyEstimator::new();
+        e.sample(MS, 1);
+        let floor = Duration::from_secs(1);
+        let cap = Duration::from_secs(30);
+        for _ in 0..5 {
+            e.timed_out();
+        }
+        assert_eq!(e.timeout_on_evidence(5, floor, cap), floor);
+        assert_eq!(e.timeout(5, floor, cap), 4 * floor, "connects do back off");
+        for _ in 0..20 {
+            e.sample(600 * MS, 1);
+        }
+        assert!(e.timeout_on_evidence(5, floor, cap) >= 5 * 600 * MS);
+        assert_eq!(e.timeout_on_evidence(5, floor, 700 * MS), 700 * MS);
     }
 
     #[test]

@@ -114,7 +114,8 @@ pub(crate) struct ProbeSettings {
 /// Runs `prober` every `interval` (± `jitter`, a fraction), or at once when `nudge` fires,
 /// and reports each result to `report`. Each probe is bounded by a latency-aware timeout
 /// (the region's round-trip estimate × the round trips of a login and a query, at least
-/// `timeout`, at most `max_timeout`); answers feed the estimate and timeouts back it off.
+/// `timeout`, at most `max_timeout`; timeouts alone never lengthen it, so a black hole is
+/// found within one probe timeout); answers feed the estimate.
 pub(crate) async fn run(
     prober: Arc<dyn Prober>,
     settings: ProbeSettings,
@@ -125,7 +126,11 @@ pub(crate) async fn run(
     let mut rng = fastrand::Rng::with_seed(settings.seed);
     loop {
         let start = Instant::now();
-        let timeout = latency.timeout(ATTEMPT_ROUND_TRIPS, settings.timeout, settings.max_timeout);
+        let timeout = latency.timeout_on_evidence(
+            ATTEMPT_ROUND_TRIPS,
+            settings.timeout,
+            settings.max_timeout,
+        );
         let result = match tokio::time::timeout(timeout, prober.probe()).await {
             Ok(Ok(answer)) => {
                 let elapsed = start.elapsed();

@@ -25,9 +25,9 @@ use crate::sql::{Param, ResultSet, SqlRequest, SqlResponse, Value};
 ///
 /// **A request cut short after it was sent is drained, not discarded.** When the caller
 /// stops waiting (its attempt timed out, or a hedge answered first) after the request
-/// reached the server, the request is finished in the background — for at most a few of
-/// the region's round trips, bounded by [`DRAIN_FLOOR`] × up to 4 without evidence of
-/// slowness and [`DRAIN_CEILING`] — and its connection goes back to the pool. Dropping it
+/// reached the server, the request is finished in the background — for at most two of
+/// the region's round trips, at least [`DRAIN_FLOOR`] and at most [`DRAIN_CEILING`] — and
+/// its connection goes back to the pool. Dropping it
 /// would discard a working connection, and while new logins fail (a 40613 storm) a pool
 /// that discards its connections empties and fails every request. The caller's outcome
 /// is unchanged: ambiguous.
@@ -135,10 +135,9 @@ impl Drop for DrainOnDrop {
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             return;
         };
-        let limit = self
-            .latency
-            .as_ref()
-            .map_or(DRAIN_FLOOR, |l| l.timeout(2, DRAIN_FLOOR, DRAIN_CEILING));
+        let limit = self.latency.as_ref().map_or(DRAIN_FLOOR, |l| {
+            l.timeout_on_evidence(2, DRAIN_FLOOR, DRAIN_CEILING)
+        });
         runtime.spawn(async move {
             // Its result has no one to go to; finishing returns the connection clean.
             let _ = tokio::time::timeout(limit, inner).await;
