@@ -438,13 +438,27 @@ fn within(intent: mssql_resilience::Intent, budget: Duration) -> SqlRequest {
     }
 }
 
-fn grade(router: &Router, name: &str) -> Grade {
+fn region_now(router: &Router, name: &str) -> mssql_resilience::failover::RegionSnapshot {
     router
         .snapshot()
         .into_iter()
         .find(|r| r.name == name)
         .unwrap()
-        .grade
+}
+
+fn grade(router: &Router, name: &str) -> Grade {
+    region_now(router, name).grade
+}
+
+/// West is the only writable region and its probes say it is down.
+async fn start_with_the_only_writable_region_down() -> (Router, Fake, Fake) {
+    let (router, west, north, _) = start(None, None);
+    north.writable.store(false, Ordering::SeqCst);
+    run_for(Duration::from_millis(10)).await;
+    west.probe_ok.store(false, Ordering::SeqCst);
+    run_for(Duration::from_secs(1)).await;
+    assert_eq!(grade(&router, "west"), Grade::Down);
+    (router, west, north)
 }
 
 #[tokio::test(start_paused = true)]
@@ -524,22 +538,13 @@ async fn turning_hedging_off_keeps_failover() {
 
 #[tokio::test(start_paused = true)]
 async fn writes_return_to_the_primary_at_its_first_good_probe() {
-    let (router, west, north, _) = start(None, None);
-    north.writable.store(false, Ordering::SeqCst);
-    run_for(Duration::from_millis(10)).await;
-    west.probe_ok.store(false, Ordering::SeqCst);
-    run_for(Duration::from_secs(1)).await;
-    assert_eq!(grade(&router, "west"), Grade::Down);
+    let (router, west, _north) = start_with_the_only_writable_region_down().await;
     assert_eq!(serving_reads(&router).as_deref(), Some("north"));
     west.probe_ok.store(true, Ordering::SeqCst);
     // One probe interval: one good probe, and writes are back (reads keep the hysteresis).
     run_for(Duration::from_secs(1)).await;
     assert_eq!(grade(&router, "west"), Grade::Degraded);
-    let west_now = router
-        .snapshot()
-        .into_iter()
-        .find(|r| r.name == "west")
-        .unwrap();
+    let west_now = region_now(&router, "west");
     assert!(west_now.serving_writes);
     assert!(!west_now.serving_reads);
     call(&router, write()).await.unwrap();
@@ -548,12 +553,7 @@ async fn writes_return_to_the_primary_at_its_first_good_probe() {
 
 #[tokio::test(start_paused = true)]
 async fn a_down_region_still_takes_writes_as_a_last_resort_and_its_answer_lifts_it() {
-    let (router, west, north, _) = start(None, None);
-    north.writable.store(false, Ordering::SeqCst);
-    run_for(Duration::from_millis(10)).await;
-    west.probe_ok.store(false, Ordering::SeqCst);
-    run_for(Duration::from_secs(1)).await;
-    assert_eq!(grade(&router, "west"), Grade::Down);
+    let (router, _west, _north) = start_with_the_only_writable_region_down().await;
     // The probe is wrong (say, its own connection is stuck): live writes still succeed.
     call(&router, write()).await.unwrap();
     assert_eq!(grade(&router, "west"), Grade::Degraded);

@@ -255,12 +255,13 @@ impl bb8::ManageConnection for TiberiusManager {
                 Err(Error::timeout(TimeoutScope::Connect, limit))
             }
         };
+        let duration = start.elapsed();
         if let (Ok(_), Some(latency)) = (&result, &self.latency) {
-            latency.sample(start.elapsed(), CONNECT_ROUND_TRIPS);
+            latency.sample(duration, CONNECT_ROUND_TRIPS);
         }
         self.events.emit(|region| Event::ConnectFinished {
             region,
-            duration: start.elapsed(),
+            duration,
             ok: result.is_ok(),
         });
         match &result {

@@ -20,17 +20,17 @@ use crate::sql::{Param, ResultSet, SqlRequest, SqlResponse, Value};
 /// It waits for a connection no longer than the request's remaining budget, tracks whether
 /// request bytes reached the wire (so each failure carries the right [`Outcome`]), reads
 /// every result before answering, and hands a connection back to the pool only when the
-/// request finished cleanly: a timed-out, cancelled or failed-I/O connection is dropped,
-/// and so is one whose unit of work failed (it may hold an open transaction).
+/// request finished cleanly: a connection with a failed I/O is dropped, and so is one
+/// whose unit of work failed (it may hold an open transaction).
 ///
 /// **A request cut short after it was sent is drained, not discarded.** When the caller
 /// stops waiting (its attempt timed out, or a hedge answered first) after the request
 /// reached the server, the request is finished in the background — for at most two of
 /// the region's round trips, at least [`DRAIN_FLOOR`] and at most [`DRAIN_CEILING`] — and
-/// its connection goes back to the pool. Dropping it
-/// would discard a working connection, and while new logins fail (a 40613 storm) a pool
-/// that discards its connections empties and fails every request. The caller's outcome
-/// is unchanged: ambiguous.
+/// its connection goes back to the pool; one that does not finish in time is dropped.
+/// Dropping at once would discard a working connection, and while new logins fail (a
+/// 40613 storm) a pool that discards its connections empties and fails every request.
+/// The caller's outcome is unchanged: ambiguous.
 #[derive(Clone, Debug)]
 pub struct SqlService {
     pool: Pool,
