@@ -176,8 +176,8 @@ impl StackBuilder {
                     idle_timeout: config.pool.idle_timeout,
                     max_lifetime: config.pool.max_lifetime,
                     // Each attempt's own (latency-aware) bound cuts a checkout short; the
-                    // pool itself never waits past the total budget.
-                    checkout_timeout: config.timeouts.total,
+                    // pool itself never waits past the longest budget a request may get.
+                    checkout_timeout: budget.max_total(),
                 },
             );
             let breaker = CircuitBreakerHandle::with_parts(
