@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! tds-server --listen 127.0.0.1:PORT --user U --password P [--database NAME]
-//!            [--db-file PATH] [--control 127.0.0.1:PORT]
+//!            [--db-file PATH] [--control 127.0.0.1:PORT] [--access-token T]...
 //! ```
 //! Prints `listening on ADDR` as its first line (and `control on ADDR` when a control
 //! endpoint is requested), then serves until SIGINT or SIGTERM.
@@ -12,7 +12,7 @@ use std::io::Write;
 use std::net::SocketAddr;
 use std::process::ExitCode;
 
-const USAGE: &str = "usage: tds-server --listen 127.0.0.1:PORT --user U --password P [--database NAME] [--db-file PATH] [--control 127.0.0.1:PORT]
+const USAGE: &str = "usage: tds-server --listen 127.0.0.1:PORT --user U --password P [--database NAME] [--db-file PATH] [--control 127.0.0.1:PORT] [--access-token T]...
 
 A SQL Server wire-protocol (TDS 7.4, plaintext) test server backed by SQLite.
 Prints `listening on ADDR` as its first line; port 0 picks a free port.
@@ -23,11 +23,13 @@ Prints `listening on ADDR` as its first line; port 0 picks a free port.
   --database NAME   database name (default: testdb)
   --db-file PATH    SQLite file to use and keep (default: a temporary file)
   --control ADDR    serve the HTTP/JSON control endpoint on ADDR
+  --access-token T  also accept Microsoft Entra ID (FEDAUTH) logins with token T
+                    (repeatable; other tokens fail with 18456)
   --help            show this help";
 
 enum Parsed {
     Help,
-    Run(TdsServerConfig),
+    Run(Box<TdsServerConfig>),
 }
 
 fn parse_args(args: &[String]) -> Result<Parsed, String> {
@@ -54,6 +56,7 @@ fn parse_args(args: &[String]) -> Result<Parsed, String> {
             "--database" => cfg.database = value("--database")?,
             "--db-file" => cfg.db_file = Some(value("--db-file")?.into()),
             "--control" => cfg.control = Some(addr("--control", value("--control")?)?),
+            "--access-token" => cfg.access_tokens.push(value("--access-token")?),
             other => return Err(format!("unknown argument {other:?} (try --help)")),
         }
     }
@@ -63,7 +66,7 @@ fn parse_args(args: &[String]) -> Result<Parsed, String> {
     if cfg.database.is_empty() {
         return Err("--database must not be empty".into());
     }
-    Ok(Parsed::Run(cfg))
+    Ok(Parsed::Run(Box::new(cfg)))
 }
 
 fn main() -> ExitCode {
@@ -73,7 +76,7 @@ fn main() -> ExitCode {
             println!("{USAGE}");
             return ExitCode::SUCCESS;
         }
-        Ok(Parsed::Run(cfg)) => cfg,
+        Ok(Parsed::Run(cfg)) => *cfg,
         Err(e) => {
             eprintln!("tds-server: {e}");
             return ExitCode::from(2);

@@ -37,6 +37,10 @@ pub struct TdsServerConfig {
     /// How long a statement waits for a lock held by another session before failing
     /// (1222, or 1205 inside a transaction). Default 5 s.
     pub busy_timeout: Duration,
+    /// Microsoft Entra ID access tokens accepted by a FEDAUTH login (any other token fails
+    /// with 18456, as an expired or foreign token does on Azure SQL). Default none: token
+    /// logins fail.
+    pub access_tokens: Vec<String>,
 }
 
 impl Default for TdsServerConfig {
@@ -50,6 +54,7 @@ impl Default for TdsServerConfig {
             control: None,
             server_name: "mssql-testkit".into(),
             busy_timeout: Duration::from_secs(5),
+            access_tokens: Vec::new(),
         }
     }
 }
@@ -62,6 +67,12 @@ impl TdsServerConfig {
             password: password.into(),
             ..Default::default()
         }
+    }
+
+    /// Accepts `token` from a Microsoft Entra ID (FEDAUTH) login too.
+    pub fn access_token(mut self, token: impl Into<String>) -> Self {
+        self.access_tokens.push(token.into());
+        self
     }
 
     /// Sets the database name.
@@ -135,6 +146,7 @@ impl TdsServer {
             shared: shared.clone(),
             user: config.user.clone(),
             password: config.password.clone(),
+            access_tokens: config.access_tokens.clone(),
             database: config.database.clone(),
             db_path,
             busy_timeout: config.busy_timeout,
