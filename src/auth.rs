@@ -36,7 +36,7 @@
 //! ```
 //!
 //! A provider error (or an empty token) fails that connect with
-//! [`ErrorKind::AccessToken`](crate::ErrorKind::AccessToken): nothing was sent to the
+//! [`crate::ErrorKind::AccessToken`]: nothing was sent to the
 //! database, so the request may be retried or moved to another region, and it does not
 //! count against the region's circuit breaker (the database is not at fault). The time the
 //! provider takes counts against the connect timeout.
