@@ -172,6 +172,11 @@ async fn an_exhausted_pool_fails_fast_with_a_clear_error() {
         err.to_string().contains("pool_checkout") || err.to_string().contains("deadline"),
         "{err}"
     );
+    // The checkout the caller's budget cut short is counted as timed out and no longer
+    // pending (bb8's own statistics would show it pending forever).
+    let stats = stack.pools()[0].1.checkout_stats();
+    assert_eq!(stats.timed_out, 1, "{stats:?}");
+    assert_eq!(stats.pending, 0, "{stats:?}");
     holder.abort();
 }
 
