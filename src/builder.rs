@@ -204,7 +204,12 @@ impl StackBuilder {
                 },
             );
             let breaker = CircuitBreakerHandle::with_parts(
-                config.breaker.breaker_config(region.name.clone())?,
+                config
+                    .breaker
+                    .breaker_config(region.name.clone())?
+                    .with_slow_call_duration(
+                        config.breaker.slow_call_duration_for(config.timeouts.total),
+                    ),
                 self.classifier.clone(),
                 observer.clone(),
             );

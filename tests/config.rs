@@ -145,7 +145,10 @@ fn omitted_sections_take_the_documented_defaults() {
         (c.failure_rate_threshold, c.slow_call_rate_threshold),
         (0.5, 1.0)
     );
-    assert_eq!((c.slow_call_duration, c.minimum_calls), (secs(5), 10));
+    assert_eq!((c.slow_call_duration, c.minimum_calls), (None, 10));
+    assert_eq!(c.slow_call_duration_for(secs(5)), secs(2));
+    // A budget too short for the default halves it, so the rule can still fire.
+    assert_eq!(c.slow_call_duration_for(ms(1500)), ms(750));
     assert_eq!(
         (
             c.open_duration,
@@ -1408,5 +1411,20 @@ fn huge_values_are_never_echoed_whole() {
     assert_eq!(e.field(), "regions[0].role");
     assert!(e.to_string().len() < 400, "echoed whole: {e}");
     let e = err(&minimal(&format!("{big} = 1\n")));
-    assert!(e.to_string().len() < 400, "echoed whole: {e}");
+    // The message lists the region's known fields, so its bound grows with them.
+    assert!(e.to_string().len() < 500, "echoed whole: {e}");
+}
+
+#[test]
+fn a_slow_call_duration_no_call_can_reach_is_rejected() {
+    assert_eq!(
+        message("[breaker]\nslow_call_duration = \"5s\"\n"),
+        "invalid `breaker.slow_call_duration` = 5s: must be less than `timeouts.total` (5s): no call lasts that long, so the slow-call rule could never fire"
+    );
+    // The default follows a short budget instead of failing it.
+    Config::from_toml_str(&minimal(
+        "[timeouts]\ntotal = \"1s\"\nattempt = \"1s\"\nconnect = \"1s\"\n",
+    ))
+    .unwrap();
+    Config::from_toml_str(&minimal("[breaker]\nslow_call_duration = \"4s\"\n")).unwrap();
 }

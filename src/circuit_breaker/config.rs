@@ -49,6 +49,12 @@ pub struct CircuitBreakerConfig {
 }
 
 impl CircuitBreakerConfig {
+    /// The same configuration with another slow-call duration (validated by the caller).
+    pub(crate) fn with_slow_call_duration(mut self, duration: Duration) -> Self {
+        self.slow_call_duration = duration;
+        self
+    }
+
     /// A builder with the defaults below, for a breaker called `name` (e.g. the region).
     pub fn builder(name: impl Into<Cow<'static, str>>) -> CircuitBreakerConfigBuilder {
         CircuitBreakerConfigBuilder {
@@ -57,7 +63,7 @@ impl CircuitBreakerConfig {
                 window: WindowKind::Time(Duration::from_secs(10)),
                 failure_rate_threshold: 0.5,
                 slow_call_rate_threshold: 1.0,
-                slow_call_duration: Duration::from_secs(5),
+                slow_call_duration: Duration::from_secs(2),
                 minimum_calls: 10,
                 open_duration: Duration::from_secs(5),
                 open_backoff_multiplier: 2.0,
@@ -103,7 +109,8 @@ impl CircuitBreakerConfigBuilder {
         self
     }
 
-    /// A call taking at least this long is slow. Defaults to 5 s.
+    /// A call taking at least this long is slow. Defaults to 2 s (the stack's default
+    /// attempt timeout: an answer that takes longer than an ordinary attempt may).
     pub fn slow_call_duration(mut self, duration: Duration) -> Self {
         self.config.slow_call_duration = duration;
         self

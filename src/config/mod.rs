@@ -126,8 +126,9 @@ pub use self::region::{
 pub use self::secret::{Secret, REDACTED};
 pub use self::sections::{
     BreakerConfig, FailoverConfig, JitterKind, PoolConfig, RetryBudgetConfig, RetryConfig,
-    TimeoutsConfig, DEFAULT_MAX_TOTAL, MAX_MIN_IDLE, MAX_POOL_SIZE, MAX_PROBES_IN_A_ROW,
-    MAX_PROBE_INTERVAL, MAX_REDIRECTS_LIMIT, MAX_VALIDATION_TIMEOUT, MIN_PROBE_INTERVAL,
+    TimeoutsConfig, DEFAULT_MAX_TOTAL, DEFAULT_SLOW_CALL_DURATION, MAX_MIN_IDLE, MAX_POOL_SIZE,
+    MAX_PROBES_IN_A_ROW, MAX_PROBE_INTERVAL, MAX_REDIRECTS_LIMIT, MAX_VALIDATION_TIMEOUT,
+    MIN_PROBE_INTERVAL,
 };
 use self::util::{raw, with_suffix};
 use crate::error::{truncate_chars, ConfigError, MAX_SHOWN_VALUE_CHARS};
@@ -221,6 +222,19 @@ impl Config {
         self.retry.policy()?;
         self.retry_budget.budget()?;
         self.breaker.breaker_config("breaker")?;
+        let slow = self.breaker.slow_call_duration_for(self.timeouts.total);
+        if slow >= self.timeouts.total {
+            // The breaker sees attempts, and no attempt outlives the call's budget: the
+            // slow-call rule could never fire.
+            return Err(ConfigError::new(
+                "breaker.slow_call_duration",
+                slow,
+                format!(
+                    "must be less than `timeouts.total` ({:?}): no call lasts that long, so the slow-call rule could never fire",
+                    self.timeouts.total
+                ),
+            ));
+        }
         self.pool.validate()?;
         self.failover.validate()?;
         if let Some(hedge_delay) = self.failover.hedge_delay {

@@ -240,9 +240,15 @@ pub struct BreakerConfig {
     pub failure_rate_threshold: f64,
     /// Opens at this slow-call fraction, in (0, 1]. Default 1.0.
     pub slow_call_rate_threshold: f64,
-    /// A call this long is slow. Default `"5s"`.
-    #[serde(with = "super::duration")]
-    pub slow_call_duration: Duration,
+    /// A call this long is slow, > 0 and < `timeouts.total` (every call ends by then, so a
+    /// longer one could never be seen). Default (unset or `"none"`): 2 s, or half of
+    /// `timeouts.total` when that is shorter — see
+    /// [`slow_call_duration_for`](Self::slow_call_duration_for).
+    #[serde(
+        with = "super::duration::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub slow_call_duration: Option<Duration>,
     /// Calls in the window before the breaker judges, 1–10 000 and ≤ `window_calls`.
     /// Default 10.
     pub minimum_calls: u32,
@@ -274,7 +280,7 @@ impl Default for BreakerConfig {
             window_duration,
             failure_rate_threshold: d.failure_rate_threshold,
             slow_call_rate_threshold: d.slow_call_rate_threshold,
-            slow_call_duration: d.slow_call_duration,
+            slow_call_duration: None,
             minimum_calls: d.minimum_calls,
             open_duration: d.open_duration,
             open_backoff_multiplier: d.open_backoff_multiplier,
@@ -285,7 +291,19 @@ impl Default for BreakerConfig {
     }
 }
 
+/// The default of `breaker.slow_call_duration` (unless half of `timeouts.total` is
+/// shorter): 2 s, the default attempt timeout.
+pub const DEFAULT_SLOW_CALL_DURATION: Duration = Duration::from_secs(2);
+
 impl BreakerConfig {
+    /// The slow-call duration for calls whose budget is `total`: the configured one, or
+    /// [`DEFAULT_SLOW_CALL_DURATION`] capped at half of `total` (a default that could never
+    /// be reached would switch the slow-call rule off unnoticed).
+    pub fn slow_call_duration_for(&self, total: Duration) -> Duration {
+        self.slow_call_duration
+            .unwrap_or_else(|| DEFAULT_SLOW_CALL_DURATION.min(total / 2))
+    }
+
     /// The window as the breaker takes it.
     pub fn window(&self) -> WindowKind {
         match self.window_calls {
@@ -304,7 +322,10 @@ impl BreakerConfig {
             .window(self.window())
             .failure_rate_threshold(self.failure_rate_threshold)
             .slow_call_rate_threshold(self.slow_call_rate_threshold)
-            .slow_call_duration(self.slow_call_duration)
+            .slow_call_duration(
+                self.slow_call_duration
+                    .unwrap_or(DEFAULT_SLOW_CALL_DURATION),
+            )
             .minimum_calls(self.minimum_calls)
             .open_duration(self.open_duration)
             .open_backoff(self.open_backoff_multiplier, self.max_open_duration)
