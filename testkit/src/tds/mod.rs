@@ -26,9 +26,14 @@
 //! ```
 
 mod control;
+mod convert;
 mod counters;
+mod datetime;
+mod dec;
 mod errors;
 mod faults;
+mod functions;
+mod hints;
 mod login7;
 mod packet;
 mod prelogin;
@@ -38,6 +43,8 @@ mod session;
 mod sql;
 mod tokens;
 mod translate;
+mod types;
+mod typing;
 
 pub use counters::Counters;
 pub use errors::ErrorSpec;

@@ -3,6 +3,7 @@
 //! `@@VERSION`, `DB_NAME()`, `OBJECT_ID()`, `(MAX)` types, table hints, …).
 
 use super::errors::ErrorSpec;
+use super::{hints, typing};
 use std::time::Duration;
 
 /// A T-SQL token.
@@ -40,14 +41,14 @@ impl Tok {
     }
 
     /// Name of an identifier-like token (bare or delimited).
-    fn ident_name(&self) -> Option<&str> {
+    pub(crate) fn ident_name(&self) -> Option<&str> {
         match self {
             Tok::Word(w) | Tok::Ident(w) => Some(w),
             _ => None,
         }
     }
 
-    fn render(&self) -> String {
+    pub(crate) fn render(&self) -> String {
         match self {
             Tok::Word(w) if w.starts_with('#') => quote_ident(w),
             Tok::Word(w) => w.clone(),
@@ -628,12 +629,22 @@ fn action_inner(toks: &[Tok], ctx: &Ctx) -> Result<Action, ErrorSpec> {
             );
             Kind::Delete
         }
-        "CREATE" => Kind::Create,
+        "CREATE" => {
+            if k1 == "TABLE" {
+                typing::add_column_checks(&mut toks, ctx);
+            }
+            Kind::Create
+        }
         "DROP" => Kind::Drop,
         "ALTER" => Kind::Alter,
         _ => Kind::Other,
     };
     let sql = rewrite(&toks, ctx)?;
+    let sql = if kind == Kind::Select {
+        hints::encode(sql, &typing::select_hints(&toks))
+    } else {
+        sql
+    };
     Ok(Action::Sql { sql, kind })
 }
 
@@ -674,7 +685,7 @@ pub(crate) fn parse_delay(s: &str) -> Result<Duration, ErrorSpec> {
 }
 
 /// Index of the `)` matching the `(` at `open`.
-fn matching_paren(toks: &[Tok], open: usize) -> Option<usize> {
+pub(crate) fn matching_paren(toks: &[Tok], open: usize) -> Option<usize> {
     let mut depth = 0;
     for (j, t) in toks.iter().enumerate().skip(open) {
         if t.is_punct("(") {
@@ -743,6 +754,14 @@ pub(crate) fn rewrite(toks: &[Tok], ctx: &Ctx) -> Result<String, ErrorSpec> {
                 }
                 out.push(")".into());
             }
+            // `+` next to a string literal concatenates (SQLite's `+` is numeric only).
+            Tok::Punct(p)
+                if p == "+"
+                    && (matches!(next, Some(Tok::Str(_)))
+                        || matches!(i.checked_sub(1).map(|j| &toks[j]), Some(Tok::Str(_)))) =>
+            {
+                out.push("||".into());
+            }
             Tok::Punct(p) if p == "," => {
                 if identity_level == Some(level) {
                     if !identity_has_pk {
@@ -790,8 +809,16 @@ pub(crate) fn rewrite(toks: &[Tok], ctx: &Ctx) -> Result<String, ErrorSpec> {
                         i += 2;
                     }
                     "NEWID" if empty_call => {
-                        out.push("upper(hex(randomblob(16)))".into());
+                        out.push("tk_newid()".into());
                         i += 2;
+                    }
+                    "CAST" | "CONVERT" | "TRY_CAST" | "TRY_CONVERT" if call => {
+                        if let Some((text, close)) = typing::rewrite_cast(toks, i, ctx)? {
+                            out.push(text);
+                            i = close;
+                        } else {
+                            out.push(t.render());
+                        }
                     }
                     "DB_NAME" if empty_call => {
                         out.push(quote_str(&ctx.database));
