@@ -64,6 +64,99 @@ fn cast(ctx: &Context<'_>) -> rusqlite::Result<Value> {
     Ok(convert::cut(v, ty))
 }
 
+/// One catalog attribute of a declared column type (`sys.columns`,
+/// `INFORMATION_SCHEMA.COLUMNS`): `data_type`, `system_type_id`, `max_length`,
+/// `precision`, `scale`, `collation_name`, `character_maximum_length`,
+/// `character_octet_length`, `numeric_precision`, `numeric_scale`,
+/// `datetime_precision`.
+fn type_info(decl: &str, field: &str) -> Value {
+    use super::types::Len;
+    let Some(ty) = SqlType::parse_decl(decl, false) else {
+        return Value::Null;
+    };
+    let int = |v: i64| Value::Int(v);
+    let base = decl
+        .split('(')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    let (id, max_len, precision, scale): (i64, i64, i64, i64) = match ty {
+        SqlType::TinyInt => (48, 1, 3, 0),
+        SqlType::SmallInt => (52, 2, 5, 0),
+        SqlType::Int => (56, 4, 10, 0),
+        SqlType::BigInt => (127, 8, 19, 0),
+        SqlType::Real => (59, 4, 24, 0),
+        SqlType::Float => (62, 8, 53, 0),
+        SqlType::Bit => (104, 1, 1, 0),
+        SqlType::Decimal(p, s) => (
+            if base == "numeric" { 108 } else { 106 },
+            super::types::decimal_len(p) as i64,
+            p as i64,
+            s as i64,
+        ),
+        SqlType::Money => (60, 8, 19, 4),
+        SqlType::SmallMoney => (122, 4, 10, 4),
+        SqlType::NVarChar(Len::N(n)) => (231, 2 * n as i64, 0, 0),
+        SqlType::NVarChar(Len::Max) => (231, -1, 0, 0),
+        SqlType::VarChar(Len::N(n)) => (167, n as i64, 0, 0),
+        SqlType::VarChar(Len::Max) => (167, -1, 0, 0),
+        SqlType::NChar(n) => (239, 2 * n as i64, 0, 0),
+        SqlType::Char(n) => (175, n as i64, 0, 0),
+        SqlType::VarBinary(Len::N(n)) => (165, n as i64, 0, 0),
+        SqlType::VarBinary(Len::Max) => (165, -1, 0, 0),
+        SqlType::Binary(n) => (173, n as i64, 0, 0),
+        SqlType::UniqueIdentifier => (36, 16, 0, 0),
+        SqlType::Date => (40, 3, 10, 0),
+        SqlType::Time(s) => (41, 5, 16, s as i64),
+        SqlType::DateTime2(s) => (42, 8, 27, s as i64),
+        SqlType::DateTimeOffset(s) => (43, 10, 34, s as i64),
+        SqlType::DateTime => (61, 8, 23, 3),
+        SqlType::SmallDateTime => (58, 4, 16, 0),
+        SqlType::Xml => (241, -1, 0, 0),
+    };
+    let is_date = matches!(
+        ty,
+        SqlType::Date
+            | SqlType::Time(_)
+            | SqlType::DateTime2(_)
+            | SqlType::DateTimeOffset(_)
+            | SqlType::DateTime
+            | SqlType::SmallDateTime
+    );
+    let is_num = precision > 0 && !is_date;
+    let is_char = matches!(
+        ty,
+        SqlType::NVarChar(_) | SqlType::VarChar(_) | SqlType::NChar(_) | SqlType::Char(_)
+    );
+    let is_bin = matches!(ty, SqlType::VarBinary(_) | SqlType::Binary(_));
+    let chars = if max_len < 0 {
+        -1
+    } else if matches!(ty, SqlType::NVarChar(_) | SqlType::NChar(_)) {
+        max_len / 2
+    } else {
+        max_len
+    };
+    match field {
+        "data_type" => Value::Text(match ty {
+            SqlType::Decimal(..) if base == "numeric" => "numeric".into(),
+            SqlType::Decimal(..) => "decimal".into(),
+            other => other.name().into(),
+        }),
+        "system_type_id" => int(id),
+        "max_length" => int(max_len),
+        "precision" => int(precision),
+        "scale" => int(scale),
+        "collation_name" if is_char => Value::Text("SQL_Latin1_General_CP1_CI_AS".into()),
+        "character_maximum_length" if is_char || is_bin => int(chars),
+        "character_octet_length" if is_char || is_bin => int(max_len),
+        "numeric_precision" if is_num => int(precision),
+        "numeric_scale" if is_num => int(scale),
+        "datetime_precision" if is_date => int(if ty == SqlType::Date { 0 } else { scale }),
+        _ => Value::Null,
+    }
+}
+
 /// Registers the functions on a connection.
 pub(crate) fn register(conn: &Connection) -> rusqlite::Result<()> {
     let pure = FunctionFlags::SQLITE_UTF8
@@ -86,6 +179,11 @@ pub(crate) fn register(conn: &Connection) -> rusqlite::Result<()> {
         let v = convert::coerce(v, ty).map_err(fail)?;
         convert::check_length(&v, ty, &table, &column).map_err(fail)?;
         Ok(1i64)
+    })?;
+    conn.create_scalar_function("tk_type_info", 2, pure, |ctx| {
+        let decl: Option<String> = ctx.get(0)?;
+        let field: String = ctx.get(1)?;
+        Ok(type_info(decl.as_deref().unwrap_or_default(), &field))
     })?;
     conn.create_scalar_function(
         "tk_newid",

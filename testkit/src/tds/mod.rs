@@ -25,6 +25,7 @@
 //! # }
 //! ```
 
+mod catalog;
 mod control;
 mod convert;
 mod counters;
@@ -37,6 +38,7 @@ mod hints;
 mod login7;
 mod packet;
 mod prelogin;
+mod procs;
 mod rpc;
 mod server;
 mod session;

@@ -15,18 +15,6 @@ pub(crate) enum Proc {
 }
 
 impl Proc {
-    /// Whether this is `sp_executesql` (ProcID 10 or by name).
-    pub fn is_executesql(&self) -> bool {
-        match self {
-            Proc::Id(id) => *id == 10,
-            Proc::Name(n) => {
-                let n = n.to_ascii_lowercase();
-                let n = n.trim_start_matches("sys.").trim_start_matches("dbo.");
-                n == "sp_executesql"
-            }
-        }
-    }
-
     pub fn display(&self) -> String {
         match self {
             Proc::Id(id) => match id {
@@ -527,7 +515,7 @@ mod tests {
         p.push(0);
         p.push(0x1F);
         let req = parse(&p).unwrap();
-        assert!(req.proc.is_executesql());
+        assert_eq!(req.proc, Proc::Id(10));
         assert_eq!(req.params.len(), 2);
         assert_eq!(req.params[0].value, Value::Int(7));
         assert_eq!(req.params[1].value, Value::Null);

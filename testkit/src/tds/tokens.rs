@@ -12,6 +12,7 @@ pub(crate) use super::types::COLLATION;
 /// Token type bytes (MS-TDS 2.2.7).
 pub(crate) mod tok {
     pub const RETURNSTATUS: u8 = 0x79;
+    pub const RETURNVALUE: u8 = 0xAC;
     pub const COLMETADATA: u8 = 0x81;
     pub const ERROR: u8 = 0xAA;
     pub const INFO: u8 = 0xAB;
@@ -172,6 +173,18 @@ impl TokenWriter {
     pub fn return_status(&mut self, v: i32) {
         self.buf.push(tok::RETURNSTATUS);
         self.buf.extend_from_slice(&v.to_le_bytes());
+    }
+
+    /// RETURNVALUE: an output parameter of the RPC.
+    pub fn return_value(&mut self, ordinal: u16, name: &str, ty: SqlType, v: &Value) {
+        self.buf.push(tok::RETURNVALUE);
+        self.buf.extend_from_slice(&ordinal.to_le_bytes());
+        b_varchar(&mut self.buf, name);
+        self.buf.push(0x01); // output parameter
+        self.buf.extend_from_slice(&0u32.to_le_bytes()); // user type
+        self.buf.extend_from_slice(&0x0001u16.to_le_bytes()); // nullable
+        ty.type_info(&mut self.buf);
+        self.cell(ty, v);
     }
 
     /// COLMETADATA for a result set.

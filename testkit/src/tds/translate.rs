@@ -3,7 +3,7 @@
 //! `@@VERSION`, `DB_NAME()`, `OBJECT_ID()`, `(MAX)` types, table hints, …).
 
 use super::errors::ErrorSpec;
-use super::{hints, typing};
+use super::{catalog, hints, typing};
 use std::time::Duration;
 
 /// A T-SQL token.
@@ -578,6 +578,9 @@ fn action_inner(toks: &[Tok], ctx: &Ctx) -> Result<Action, ErrorSpec> {
             }
         }
         "EXEC" | "EXECUTE" => {
+            if let Some(inner) = exec_sql(toks)? {
+                return action_inner(&inner, ctx);
+            }
             let name = toks.get(1).map(|t| t.render()).unwrap_or_default();
             return Err(ErrorSpec::new(
                 2812,
@@ -646,6 +649,96 @@ fn action_inner(toks: &[Tok], ctx: &Ctx) -> Result<Action, ErrorSpec> {
         sql
     };
     Ok(Action::Sql { sql, kind })
+}
+
+/// `EXEC sp_executesql N'stmt' [, N'@a int, …' [, @a = value | value, …]]` in a batch:
+/// the statement's tokens with the (literal) arguments substituted for its
+/// parameters; `None` for any other procedure. The statement must be a single
+/// statement.
+fn exec_sql(toks: &[Tok]) -> Result<Option<Vec<Tok>>, ErrorSpec> {
+    let mut i = 1;
+    // Optional `@rc =`, then [master.][sys.|dbo.]sp_executesql
+    if toks
+        .get(i)
+        .is_some_and(|t| matches!(t, Tok::Word(w) if w.starts_with('@')))
+        && toks.get(i + 1).is_some_and(|t| t.is_punct("="))
+    {
+        i += 2;
+    }
+    while toks.get(i + 1).is_some_and(|t| t.is_punct("."))
+        && toks.get(i).and_then(|t| t.ident_name()).is_some_and(|n| {
+            ["master", "sys", "dbo"]
+                .iter()
+                .any(|p| n.eq_ignore_ascii_case(p))
+        })
+    {
+        i += 2;
+    }
+    if !toks
+        .get(i)
+        .and_then(|t| t.ident_name())
+        .is_some_and(|n| n.eq_ignore_ascii_case("sp_executesql"))
+    {
+        return Ok(None);
+    }
+    let args = typing::split_commas(toks.get(i + 1..).unwrap_or_default());
+    let stmt = match args.first() {
+        Some([Tok::Str(s)]) => s.clone(),
+        _ => {
+            return Err(ErrorSpec::new(
+                214,
+                16,
+                "Procedure expects parameter '@statement' of type 'ntext/nchar/nvarchar'.",
+            ))
+        }
+    };
+    let decl = match args.get(1) {
+        Some([Tok::Str(s)]) => s.clone(),
+        _ => String::new(),
+    };
+    let declared = super::rpc::declared_names(&decl);
+    let mut values: Vec<(String, Vec<Tok>)> = Vec::new();
+    for (k, arg) in args.iter().skip(2).enumerate() {
+        let (name, value) = match arg {
+            [Tok::Word(n), eq, rest @ ..] if eq.is_punct("=") && n.starts_with('@') => {
+                (n.clone(), rest.to_vec())
+            }
+            other => (declared.get(k).cloned().unwrap_or_default(), other.to_vec()),
+        };
+        let literal = matches!(
+            value.as_slice(),
+            [Tok::Num(_) | Tok::Str(_) | Tok::Hex(_)] | [Tok::Punct(_), Tok::Num(_)]
+        ) || value.len() == 1 && value[0].is_kw("NULL");
+        if !literal {
+            return Err(unsupported("sp_executesql arguments other than literals"));
+        }
+        values.push((name, value));
+    }
+    let mut out = Vec::new();
+    for t in tokenize(&stmt)? {
+        match &t {
+            Tok::Word(w) if w.starts_with('@') && !w.starts_with("@@") => {
+                match values.iter().find(|(n, _)| n.eq_ignore_ascii_case(w)) {
+                    Some((_, v)) => out.extend(v.iter().cloned()),
+                    None => {
+                        return Err(ErrorSpec::new(
+                            137,
+                            15,
+                            format!("Must declare the scalar variable \"{w}\"."),
+                        ))
+                    }
+                }
+            }
+            _ => out.push(t),
+        }
+    }
+    let text = out.iter().map(Tok::render).collect::<Vec<_>>().join(" ");
+    match parse_batch(&text)?.as_slice() {
+        [Stmt::Simple(t)] => Ok(Some(t.clone())),
+        _ => Err(unsupported(
+            "several statements in sp_executesql inside a batch",
+        )),
+    }
 }
 
 fn unsupported(what: &str) -> ErrorSpec {
@@ -775,6 +868,14 @@ pub(crate) fn rewrite(toks: &[Tok], ctx: &Ctx) -> Result<String, ErrorSpec> {
                 let up = t.ident_name().unwrap_or_default().to_ascii_uppercase();
                 let call = next.is_some_and(|n| n.is_punct("("));
                 let empty_call = call && toks.get(i + 2).is_some_and(|n| n.is_punct(")"));
+                // The system catalog and metadata functions.
+                if let Some((text, end)) =
+                    catalog::rewrite(toks, i, ctx).or_else(|| catalog::builtin(toks, i, ctx))
+                {
+                    out.push(text);
+                    i = end + 1;
+                    continue;
+                }
                 // Schema prefix dbo. / [dbo]. is dropped.
                 if up == "DBO" && next.is_some_and(|n| n.is_punct(".")) {
                     i += 2;

@@ -59,7 +59,7 @@ fn top_level(toks: &[Tok], f: impl Fn(&Tok) -> bool) -> Option<usize> {
 }
 
 /// Splits at commas of paren depth 0.
-fn split_commas(toks: &[Tok]) -> Vec<&[Tok]> {
+pub(crate) fn split_commas(toks: &[Tok]) -> Vec<&[Tok]> {
     let mut out = Vec::new();
     let mut rest = toks;
     while let Some(i) = top_level(rest, |t| t.is_punct(",")) {
