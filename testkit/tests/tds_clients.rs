@@ -123,3 +123,60 @@ async fn exec_sp_executesql_inside_a_batch() {
     }
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn odbc_type_info_and_exact_literals() {
+    let server = start().await;
+    let mut c = connect_with(server.addr(), server.user(), server.password(), "master")
+        .await
+        .unwrap();
+    // What FreeTDS ODBC runs for SQLGetTypeInfo(SQL_TYPE_TIMESTAMP): SQL Server's rows,
+    // in SQL Server's order (so drivers size DATETIME parameters as SQL Server makes them).
+    let rows = batch(&mut c, "sp_datatype_info_100 93,3")
+        .await
+        .unwrap()
+        .remove(0);
+    let names: Vec<(&str, Option<i32>)> = rows
+        .iter()
+        .map(|r| {
+            (
+                r.get::<&str, _>("TYPE_NAME").unwrap(),
+                r.get::<i32, _>("PRECISION"),
+            )
+        })
+        .collect();
+    assert_eq!(
+        names,
+        vec![
+            ("datetime", Some(23)),
+            ("datetime2", Some(27)),
+            ("smalldatetime", Some(16))
+        ]
+    );
+    // Literals are DECIMAL(p, s), exact past 15 digits, negative ones too.
+    let row = batch(
+        &mut c,
+        "SELECT 1.5 AS a, -12345678901234567890.12345 AS b, 12345678901234567890123 AS c",
+    )
+    .await
+    .unwrap()
+    .remove(0)
+    .remove(0);
+    use tiberius::numeric::Numeric;
+    assert_eq!(
+        row.get::<Numeric, _>("a"),
+        Some(Numeric::new_with_scale(15, 1))
+    );
+    assert_eq!(
+        row.get::<Numeric, _>("b"),
+        Some(Numeric::new_with_scale(
+            -1_234_567_890_123_456_789_012_345,
+            5
+        ))
+    );
+    assert_eq!(
+        row.get::<Numeric, _>("c"),
+        Some(Numeric::new_with_scale(12_345_678_901_234_567_890_123, 0))
+    );
+    server.shutdown().await;
+}

@@ -243,6 +243,358 @@ pub(crate) fn builtin(toks: &[Tok], i: usize, ctx: &Ctx) -> Option<(String, usiz
     }
 }
 
+/// `sp_datatype_info` / `sp_datatype_info_100` rows (what ODBC's SQLGetTypeInfo runs):
+/// type name, ODBC type, column size, literal prefix and suffix, create params,
+/// case sensitive, searchable, unsigned, money, minimum and maximum scale, SQL data
+/// type, datetime subcode, radix.
+#[allow(clippy::type_complexity)]
+const DATATYPES: &[(
+    &str,
+    i32,
+    i64,
+    &str,
+    &str,
+    &str,
+    u8,
+    u8,
+    &str,
+    u8,
+    &str,
+    &str,
+    i32,
+    &str,
+    &str,
+)] = &[
+    (
+        "bigint", -5, 19, "", "", "", 0, 2, "0", 0, "0", "0", -5, "", "10",
+    ),
+    (
+        "binary", -2, 8000, "0x", "", "length", 0, 2, "", 0, "", "", -2, "", "",
+    ),
+    ("bit", -7, 1, "", "", "", 0, 2, "", 0, "0", "0", -7, "", ""),
+    (
+        "char", 1, 8000, "'", "'", "length", 0, 3, "", 0, "", "", 1, "", "",
+    ),
+    (
+        "date", 91, 10, "'", "'", "", 0, 3, "", 0, "", "", 9, "1", "",
+    ),
+    (
+        "datetime", 93, 23, "'", "'", "", 0, 3, "", 0, "3", "3", 9, "3", "",
+    ),
+    (
+        "datetime2",
+        93,
+        27,
+        "'",
+        "'",
+        "scale",
+        0,
+        3,
+        "",
+        0,
+        "0",
+        "7",
+        9,
+        "3",
+        "",
+    ),
+    (
+        "datetimeoffset",
+        -155,
+        34,
+        "'",
+        "'",
+        "scale",
+        0,
+        3,
+        "",
+        0,
+        "0",
+        "7",
+        -155,
+        "0",
+        "",
+    ),
+    (
+        "decimal",
+        3,
+        38,
+        "",
+        "",
+        "precision,scale",
+        0,
+        2,
+        "0",
+        0,
+        "0",
+        "38",
+        3,
+        "",
+        "10",
+    ),
+    ("float", 6, 53, "", "", "", 0, 2, "0", 0, "", "", 6, "", "2"),
+    (
+        "image",
+        -4,
+        2_147_483_647,
+        "0x",
+        "",
+        "",
+        0,
+        0,
+        "",
+        0,
+        "",
+        "",
+        -4,
+        "",
+        "",
+    ),
+    (
+        "int", 4, 10, "", "", "", 0, 2, "0", 0, "0", "0", 4, "", "10",
+    ),
+    (
+        "money", 3, 19, "$", "", "", 0, 2, "0", 1, "4", "4", 3, "", "10",
+    ),
+    (
+        "nchar", -8, 4000, "N'", "'", "length", 0, 3, "", 0, "", "", -8, "", "",
+    ),
+    (
+        "ntext",
+        -10,
+        1_073_741_823,
+        "N'",
+        "'",
+        "",
+        0,
+        1,
+        "",
+        0,
+        "",
+        "",
+        -10,
+        "",
+        "",
+    ),
+    (
+        "numeric",
+        2,
+        38,
+        "",
+        "",
+        "precision,scale",
+        0,
+        2,
+        "0",
+        0,
+        "0",
+        "38",
+        2,
+        "",
+        "10",
+    ),
+    (
+        "nvarchar",
+        -9,
+        4000,
+        "N'",
+        "'",
+        "max length",
+        0,
+        3,
+        "",
+        0,
+        "",
+        "",
+        -9,
+        "",
+        "",
+    ),
+    ("real", 7, 24, "", "", "", 0, 2, "0", 0, "", "", 7, "", "2"),
+    (
+        "smalldatetime",
+        93,
+        16,
+        "'",
+        "'",
+        "",
+        0,
+        3,
+        "",
+        0,
+        "0",
+        "0",
+        9,
+        "3",
+        "",
+    ),
+    (
+        "smallint", 5, 5, "", "", "", 0, 2, "0", 0, "0", "0", 5, "", "10",
+    ),
+    (
+        "smallmoney",
+        3,
+        10,
+        "$",
+        "",
+        "",
+        0,
+        2,
+        "0",
+        1,
+        "4",
+        "4",
+        3,
+        "",
+        "10",
+    ),
+    (
+        "sysname", -9, 128, "N'", "'", "", 0, 3, "", 0, "", "", -9, "", "",
+    ),
+    (
+        "text",
+        -1,
+        2_147_483_647,
+        "'",
+        "'",
+        "",
+        0,
+        1,
+        "",
+        0,
+        "",
+        "",
+        -1,
+        "",
+        "",
+    ),
+    (
+        "time", -154, 16, "'", "'", "scale", 0, 3, "", 0, "0", "7", -154, "0", "",
+    ),
+    (
+        "tinyint", -6, 3, "", "", "", 0, 2, "1", 0, "0", "0", -6, "", "10",
+    ),
+    (
+        "uniqueidentifier",
+        -11,
+        36,
+        "'",
+        "'",
+        "",
+        0,
+        2,
+        "",
+        0,
+        "",
+        "",
+        -11,
+        "",
+        "",
+    ),
+    (
+        "varbinary",
+        -3,
+        8000,
+        "0x",
+        "",
+        "max length",
+        0,
+        2,
+        "",
+        0,
+        "",
+        "",
+        -3,
+        "",
+        "",
+    ),
+    (
+        "varchar",
+        12,
+        8000,
+        "'",
+        "'",
+        "max length",
+        0,
+        3,
+        "",
+        0,
+        "",
+        "",
+        12,
+        "",
+        "",
+    ),
+    (
+        "xml", -152, 0, "N'", "'", "", 0, 0, "", 0, "", "", -152, "", "",
+    ),
+];
+
+/// `[EXEC] sp_datatype_info[_100] [type [, odbc_version]]`: the SELECT answering it, or
+/// `None` if the statement is something else.
+pub(crate) fn datatype_info(toks: &[Tok]) -> Option<String> {
+    let mut i = 0;
+    if toks
+        .first()
+        .is_some_and(|t| t.is_kw("EXEC") || t.is_kw("EXECUTE"))
+    {
+        i = 1;
+    }
+    while toks.get(i + 1).is_some_and(|t| t.is_punct(".")) {
+        i += 2;
+    }
+    let name = word(toks.get(i))?;
+    if name != "SP_DATATYPE_INFO" && name != "SP_DATATYPE_INFO_100" {
+        return None;
+    }
+    let mut filter: Option<i64> = None;
+    match (toks.get(i + 1), toks.get(i + 2)) {
+        (Some(Tok::Num(n)), _) => filter = n.parse().ok(),
+        (Some(t), Some(Tok::Num(n))) if t.is_punct("-") => {
+            filter = n.parse::<i64>().ok().map(|v| -v)
+        }
+        _ => {}
+    }
+    let opt = |s: &str| {
+        if s.is_empty() {
+            "NULL".to_string()
+        } else {
+            quote_str(s)
+        }
+    };
+    let num = |s: &str| {
+        if s.is_empty() {
+            "NULL".to_string()
+        } else {
+            s.to_string()
+        }
+    };
+    let rows: Vec<String> = DATATYPES
+        .iter()
+        .filter(|r| filter.is_none_or(|f| f == 0 || f == r.1 as i64))
+        .map(|r| {
+            format!(
+                "SELECT {} AS TYPE_NAME, {} AS DATA_TYPE, {} AS PRECISION, {} AS LITERAL_PREFIX, \
+                 {} AS LITERAL_SUFFIX, {} AS CREATE_PARAMS, 1 AS NULLABLE, {} AS CASE_SENSITIVE, \
+                 {} AS SEARCHABLE, {} AS UNSIGNED_ATTRIBUTE, {} AS MONEY, 0 AS AUTO_INCREMENT, \
+                 {} AS LOCAL_TYPE_NAME, {} AS MINIMUM_SCALE, {} AS MAXIMUM_SCALE, {} AS SQL_DATA_TYPE, \
+                 {} AS SQL_DATETIME_SUB, {} AS NUM_PREC_RADIX, NULL AS INTERVAL_PRECISION, 0 AS USERTYPE",
+                quote_str(r.0), r.1, r.2, opt(r.3), opt(r.4), opt(r.5), r.6, r.7, num(r.8), r.9,
+                quote_str(r.0), num(r.10), num(r.11), r.12, num(r.13), num(r.14)
+            )
+        })
+        .collect();
+    if rows.is_empty() {
+        return Some(
+            "SELECT NULL AS TYPE_NAME, NULL AS DATA_TYPE, NULL AS PRECISION WHERE 0".into(),
+        );
+    }
+    Some(format!(
+        "SELECT * FROM ({}) ORDER BY DATA_TYPE, TYPE_NAME",
+        rows.join(" UNION ALL ")
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -169,9 +169,8 @@ impl Dec {
 
     /// Truncated toward zero to an integer, if it fits i64.
     pub fn trunc_i64(&self) -> Option<i64> {
-        let int = self.mag / pow10(self.scale as u32)?;
-        let v = i64::try_from(int).ok()?;
-        Some(if self.neg { -v } else { v })
+        let int = i128::try_from(self.mag / pow10(self.scale as u32)?).ok()?;
+        i64::try_from(if self.neg { -int } else { int }).ok()
     }
 
     /// The nearest float.

@@ -55,6 +55,12 @@ pub(crate) enum RpcError {
     Malformed,
     /// A parameter of a type the server does not handle (reported as error 8009).
     UnsupportedType { index: usize, name: String, ty: u8 },
+    /// A parameter value outside its type's range (reported as error 8023).
+    InvalidValue {
+        index: usize,
+        name: String,
+        ty: String,
+    },
 }
 
 /// Skips the ALL_HEADERS block (present in TDS 7.2+ for SQLBatch, RPC and TM requests).
@@ -97,6 +103,11 @@ pub(crate) fn parse(payload: &[u8]) -> Result<RpcRequest, RpcError> {
                 name: name.clone(),
                 ty,
             },
+            ValueError::Invalid(ty) => RpcError::InvalidValue {
+                index: index + 1,
+                name: name.clone(),
+                ty: ty.name().to_string(),
+            },
         })?;
         params.push(Param { name, value, ty });
     }
@@ -106,6 +117,7 @@ pub(crate) fn parse(payload: &[u8]) -> Result<RpcRequest, RpcError> {
 enum ValueError {
     Malformed,
     Unsupported(u8),
+    Invalid(SqlType),
 }
 
 fn m<T>(o: Option<T>) -> Result<T, ValueError> {
@@ -458,6 +470,14 @@ fn read_value(r: &mut Reader<'_>) -> Result<(Value, SqlType), ValueError> {
         }
         other => return Err(ValueError::Unsupported(other)),
     };
+    // Dates past 9999-12-31 (e.g. a client's 24-bit -1) are not values of the type.
+    let day = match v.0 {
+        Value::Date(d) | Value::DateTime(d, _) | Value::DateTimeOffset(d, _, _) => Some(d),
+        _ => None,
+    };
+    if day.is_some_and(|d| !(0..=dt::MAX_DAY).contains(&d)) {
+        return Err(ValueError::Invalid(v.1));
+    }
     Ok(v)
 }
 

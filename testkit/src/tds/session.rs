@@ -364,6 +364,19 @@ impl Session {
                 self.close_after = true;
                 return Ok(());
             }
+            Err(RpcError::InvalidValue { index, name, ty }) => {
+                let e = ErrorSpec::new(
+                    8023,
+                    16,
+                    format!(
+                        "The incoming tabular data stream (TDS) remote procedure call (RPC) protocol stream is incorrect. Parameter {index} (\"{name}\"): The supplied value is not a valid instance of data type {ty}. Check the source data for invalid values. An example of an invalid value is data of numeric type with scale greater than precision."
+                    ),
+                );
+                let mut w = TokenWriter::new();
+                self.error(&mut w, &e);
+                w.done(tok::DONEPROC, done::ERROR, 0, 0);
+                return self.send(&w.buf).await;
+            }
             Err(RpcError::UnsupportedType { index, name, ty }) => {
                 let e = ErrorSpec::new(
                     8009,

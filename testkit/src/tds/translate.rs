@@ -531,6 +531,12 @@ fn kw_at(toks: &[Tok], i: usize) -> String {
 }
 
 fn action_inner(toks: &[Tok], ctx: &Ctx) -> Result<Action, ErrorSpec> {
+    if let Some(sql) = catalog::datatype_info(toks) {
+        return Ok(Action::Sql {
+            sql,
+            kind: Kind::Select,
+        });
+    }
     let k0 = kw_at(toks, 0);
     let k1 = kw_at(toks, 1);
     match k0.as_str() {
@@ -846,6 +852,39 @@ pub(crate) fn rewrite(toks: &[Tok], ctx: &Ctx) -> Result<String, ErrorSpec> {
                     }
                 }
                 out.push(")".into());
+            }
+            // A numeric literal longer than a float holds is an exact DECIMAL, as in
+            // SQL Server (SQLite would read it as a float).
+            // …negative ones too (unary minus before a long literal).
+            Tok::Punct(p)
+                if p == "-"
+                    && matches!(next, Some(Tok::Num(n)) if typing::exact_literal(n).is_some())
+                    && (i == 0
+                        || matches!(&toks[i - 1], Tok::Punct(q) if q != ")")
+                        || toks[i - 1].kw().is_some_and(|k| {
+                            STARTS.contains(&k.as_str())
+                                || matches!(
+                                    k.as_str(),
+                                    "VALUES"
+                                        | "AND"
+                                        | "OR"
+                                        | "WHEN"
+                                        | "THEN"
+                                        | "ELSE"
+                                        | "RETURN"
+                                        | "NOT"
+                                        | "IN"
+                                        | "BETWEEN"
+                                )
+                        })) =>
+            {
+                if let Some(Tok::Num(n)) = next {
+                    out.push(typing::exact_literal(&format!("-{n}")).unwrap_or_default());
+                }
+                i += 1;
+            }
+            Tok::Num(n) if typing::exact_literal(n).is_some() => {
+                out.push(typing::exact_literal(n).unwrap_or_default());
             }
             // `+` next to a string literal concatenates (SQLite's `+` is numeric only).
             Tok::Punct(p)

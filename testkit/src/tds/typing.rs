@@ -43,6 +43,38 @@ fn known_type(toks: &[Tok]) -> Result<String, ErrorSpec> {
     }
 }
 
+/// A numeric literal with more than 15 significant digits (no exponent), as an exact
+/// DECIMAL(p, s) conversion; `None` for literals a float holds exactly enough.
+pub(crate) fn exact_literal(n: &str) -> Option<String> {
+    if n.contains(['e', 'E']) {
+        return None;
+    }
+    let body = n.trim_start_matches('-');
+    let (int, frac) = body.split_once('.').unwrap_or((body, ""));
+    let int = int.trim_start_matches('0');
+    let digits = int.len() + frac.len();
+    if digits <= 15 || digits > 38 {
+        return None;
+    }
+    Some(format!(
+        "tk_cast({}, 'DECIMAL({digits},{})')",
+        quote_str(n),
+        frac.len()
+    ))
+}
+
+/// The type of a numeric literal that SQL Server types as DECIMAL(digits, fraction
+/// digits): one with a decimal point, or an integer outside INT's range.
+fn decimal_literal_type(n: &str) -> Option<String> {
+    if n.contains(['e', 'E']) || (!n.contains('.') && n.parse::<i32>().is_ok()) {
+        return None;
+    }
+    let (int, frac) = n.split_once('.').unwrap_or((n, ""));
+    let int = int.trim_start_matches('0');
+    let p = (int.len() + frac.len()).max(frac.len()).max(1);
+    (p <= 38).then(|| format!("DECIMAL({p},{})", frac.len()))
+}
+
 /// Index of the first token at paren depth 0 in `toks` satisfying `f`.
 fn top_level(toks: &[Tok], f: impl Fn(&Tok) -> bool) -> Option<usize> {
     let mut depth = 0i32;
@@ -141,6 +173,16 @@ fn expr_type(e: &[Tok]) -> Option<Hint> {
         "GETDATE" | "GETUTCDATE" if spans_call() => Some(Hint::Type("datetime".into())),
         "SYSDATETIME" | "SYSUTCDATETIME" if spans_call() => Some(Hint::Type("datetime2(7)".into())),
         "CASE" if e.last().is_some_and(|t| t.is_kw("END")) => case_type(e),
+        // A decimal literal is NUMERIC(p, s) in SQL Server.
+        _ if matches!(e, [Tok::Num(_)])
+            || (matches!(e, [Tok::Punct(_), Tok::Num(_)])
+                && (e[0].is_punct("-") || e[0].is_punct("+"))) =>
+        {
+            let Some(Tok::Num(n)) = e.last() else {
+                return None;
+            };
+            decimal_literal_type(n).map(Hint::Type)
+        }
         _ if e.len() == 1 => match first {
             Tok::Word(w) if w.starts_with('@') && !w.starts_with("@@") => {
                 Some(Hint::Param(w.clone()))
