@@ -369,7 +369,7 @@ fn read_value(r: &mut Reader<'_>) -> Result<(Value, SqlType), ValueError> {
                     return Err(ValueError::Malformed);
                 }
                 let b = m(r.bytes(len))?;
-                let ticks = m(time_ticks(&b[..tl], scale))?;
+                let ticks = time_ticks(&b[..tl], scale).ok_or(ValueError::Invalid(sql_ty))?;
                 let v = match ty {
                     0x29 => Value::Time(ticks),
                     0x2A => Value::DateTime(le_uint(&b[tl..tl + 3]) as i32, ticks),

@@ -206,7 +206,7 @@ fn type_columns(
             });
         let ty = match (declared, hinted) {
             (Some(d), _) => widen(d, values),
-            (None, Some(h)) => h,
+            (None, Some(h)) => widen(h, values),
             (None, None) => from_values(values),
         };
         // Unaliased expressions have no name in SQL Server.
