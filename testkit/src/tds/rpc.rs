@@ -541,6 +541,48 @@ mod tests {
         assert_eq!(req.params[1].value, Value::Null);
     }
 
+    fn unnamed(p: &mut Vec<u8>) {
+        p.push(0); // name length
+        p.push(0); // status
+    }
+
+    #[test]
+    fn parses_ntext_dates_and_rejects_bad_days() {
+        let mut p = all_headers();
+        p.extend_from_slice(&0xFFFFu16.to_le_bytes());
+        p.extend_from_slice(&13u16.to_le_bytes()); // sp_prepexec
+        p.extend_from_slice(&0u16.to_le_bytes());
+        // NTEXT "ab": max length, collation, length, UTF-16.
+        unnamed(&mut p);
+        p.push(0x63);
+        p.extend_from_slice(&0x7FFF_FFFFu32.to_le_bytes());
+        p.extend_from_slice(&COLLATION_BYTES);
+        p.extend_from_slice(&4u32.to_le_bytes());
+        p.extend_from_slice(&[b'a', 0, b'b', 0]);
+        // DATETIME2(7) 2024-01-02 00:00:00.0000001
+        unnamed(&mut p);
+        p.extend_from_slice(&[0x2A, 7, 8, 1, 0, 0, 0, 0]);
+        p.extend_from_slice(&738_886u32.to_le_bytes()[..3]);
+        let req = parse(&p).unwrap();
+        assert_eq!(req.params[0].value, Value::Text("ab".into()));
+        assert_eq!(req.params[0].ty, SqlType::NVarChar(Len::Max));
+        assert_eq!(req.params[1].value, Value::DateTime(738_886, 1));
+        assert_eq!(req.params[1].ty, SqlType::DateTime2(7));
+        // DATEN with day 0xFFFFFF (past 9999-12-31): 8023, not a closed session.
+        let mut bad = all_headers();
+        bad.extend_from_slice(&0xFFFFu16.to_le_bytes());
+        bad.extend_from_slice(&10u16.to_le_bytes());
+        bad.extend_from_slice(&0u16.to_le_bytes());
+        unnamed(&mut bad);
+        bad.extend_from_slice(&[0x28, 3, 0xFF, 0xFF, 0xFF]);
+        assert!(matches!(
+            parse(&bad),
+            Err(RpcError::InvalidValue { index: 1, .. })
+        ));
+    }
+
+    const COLLATION_BYTES: [u8; 5] = [0x09, 0x04, 0xD0, 0x00, 0x34];
+
     #[test]
     fn truncated_is_malformed() {
         let mut p = all_headers();
