@@ -56,6 +56,18 @@ cur.execute("SELECT id FROM py_items WHERE id >= 10 ORDER BY id")
 print("transactions:", cur.fetchall())
 tx.close()
 
+# Prepared statements by RPC, as ODBC drivers use them; the handle is an output parameter.
+prep = cur.callproc("sp_prepare", (pytds.output(value=None, param_type="int"), "@P1 int", "SELECT @P1 + 1 AS y"))
+handle = prep[0]
+cur.callproc("sp_execute", (handle, 41))
+print("sp_prepare/sp_execute:", cur.fetchall())
+cur.callproc("sp_unprepare", (handle,))
+try:
+    cur.callproc("sp_execute", (handle, 41))
+    print("sp_unprepare: still prepared")
+except pytds.Error as e:
+    print("sp_unprepare: then", e.msg_no)
+
 try:
     connect(pw="wrong-password")
     print("wrong password: logged in")

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Conformance check: the tds-server binary against two TDS clients nobody here wrote,
-# FreeTDS `tsql` (TDS 7.4) and python-tds (pytds). Installs them when missing,
+# Conformance check: the tds-server binary against TDS clients nobody here wrote:
+# FreeTDS `tsql` (TDS 7.4), python-tds (pytds), pyodbc over FreeTDS ODBC, pymssql, and
+# SQLAlchemy 2 over pyodbc and over pymssql. Installs them when missing,
 # starts the server on a free port, compares every client's output exactly with
 # what is expected, and always stops the server on exit.
 set -euo pipefail
@@ -25,8 +26,19 @@ if ! python3 -c 'import pytds' >/dev/null 2>&1; then
     echo "installing python-tds"
     python3 -m pip install --quiet python-tds
 fi
+if ! odbcinst -q -d 2>/dev/null | grep -q '^\[FreeTDS\]'; then
+    echo "installing FreeTDS ODBC (tdsodbc, unixodbc)"
+    as_root apt-get update -qq
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq tdsodbc unixodbc unixodbc-dev >/dev/null
+fi
+for module in pyodbc pymssql sqlalchemy; do
+    if ! python3 -c "import $module" >/dev/null 2>&1; then
+        echo "installing $module"
+        python3 -m pip install --quiet "$module"
+    fi
+done
 
-(cd "$ROOT" && cargo build --quiet -p mssql-testkit --bin tds-server)
+(cd "$ROOT" && ${CARGO:-cargo} build --quiet -p mssql-testkit --bin tds-server)
 BIN="$TARGET_DIR/debug/tds-server"
 
 WORK="$(mktemp -d)"
@@ -116,6 +128,20 @@ set -e
 check "pytds: checks" "$HERE/pytds_expected.txt" "$WORK/py.out"
 check "pytds: exit status 0" "$WORK/rc0.expected" "$WORK/py.rc"
 if [ "$(cat "$WORK/py.rc")" != 0 ]; then sed 's/^/       /' "$WORK/py.err"; fi
+
+# --- pyodbc (FreeTDS ODBC), pymssql, SQLAlchemy 2 over both ------------------------------
+for stack in pyodbc sqlalchemy-pyodbc pymssql sqlalchemy-pymssql; do
+    expected="$HERE/clients_expected.txt"
+    if [ "$stack" = pymssql ]; then expected="$HERE/clients_expected_pymssql.txt"; fi
+    set +e
+    timeout 120 python3 "$HERE/clients_check.py" "$stack" 127.0.0.1 "$PORT" "$USER_NAME" "$PASSWORD" "$DATABASE" \
+        >"$WORK/$stack.out" 2>"$WORK/$stack.err"
+    echo "$?" >"$WORK/$stack.rc"
+    set -e
+    check "$stack: checks" "$expected" "$WORK/$stack.out"
+    check "$stack: exit status 0" "$WORK/rc0.expected" "$WORK/$stack.rc"
+    if [ "$(cat "$WORK/$stack.rc")" != 0 ]; then sed 's/^/       /' "$WORK/$stack.err"; fi
+done
 
 if [ "$FAILED" != 0 ]; then
     echo "conformance: FAILED"

@@ -2,9 +2,10 @@
 //! programmable faults.
 //!
 //! The server speaks enough of the protocol for the real `tiberius` client, FreeTDS
-//! (`tsql`) and `python-tds` to log in, run SQL batches and parameterised
-//! `sp_executesql` RPCs, and read result sets; a small T-SQL surface is translated
-//! onto SQLite (see `testkit/README.md` for exactly what is supported). Faults —
+//! (`tsql`, ODBC), `python-tds`, pymssql and SQLAlchemy to log in, run SQL batches and
+//! parameterised RPCs (`sp_executesql`, `sp_prepexec`, …) with every common SQL Server
+//! data type, and read typed result sets; a T-SQL surface is translated onto SQLite
+//! (see `testkit/README.md` for exactly what is supported). Faults —
 //! failed or redirected logins, failing or slow queries, read-only mode, connections
 //! dropped mid-response, a listener that stops accepting, killed sessions — are set
 //! in-process through [`Faults`] or at run time through the HTTP control endpoint.
@@ -25,20 +26,29 @@
 //! # }
 //! ```
 
+mod catalog;
 mod control;
+mod convert;
 mod counters;
+mod datetime;
+mod dec;
 mod errors;
 mod faults;
 mod fedauth;
+mod functions;
+mod hints;
 mod login7;
 mod packet;
 mod prelogin;
+mod procs;
 mod rpc;
 mod server;
 mod session;
 mod sql;
 mod tokens;
 mod translate;
+mod types;
+mod typing;
 
 pub use counters::Counters;
 pub use errors::ErrorSpec;
