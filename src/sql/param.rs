@@ -205,6 +205,9 @@ impl Param {
                 }
                 Ok(())
             }
+            Param::Numeric(Some(n)) if n.precision() > 38 => {
+                Err("a DECIMAL value must have at most 38 digits (integer digits + scale)".into())
+            }
             Param::F32(Some(v)) if !v.is_finite() => Err("a REAL value must be finite".into()),
             Param::F64(Some(v)) if !v.is_finite() => Err("a FLOAT value must be finite".into()),
             _ => Ok(()),
