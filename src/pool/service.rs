@@ -182,7 +182,9 @@ async fn run(pool: &Pool, req: &SqlRequest, limits: ResultLimits) -> Result<SqlR
     // Until the request completes, the connection counts as broken: if this future is
     // dropped mid-request (a timeout), bb8 discards it instead of reusing a corrupt stream.
     conn.broken = true;
-    let mut result = execute(&mut conn, req, limits).await;
+    // Boxed: the driver's futures are large, and inline they would make this future (moved
+    // into its box on every call) tens of kilobytes — copied per call.
+    let mut result = Box::pin(execute(&mut conn, req, limits)).await;
     if let (Err(error), Some(sink)) = (&mut result, sink) {
         if sink.delivered() > 0 {
             let cause = std::mem::replace(error, Error::new(ErrorKind::Other, Outcome::Ambiguous));
@@ -195,13 +197,13 @@ async fn run(pool: &Pool, req: &SqlRequest, limits: ResultLimits) -> Result<SqlR
         Ok(response) if req.is_unit_of_work() => {
             // A unit of work must end what it begins: one left open would hold its locks
             // and be rolled back whenever the connection finally closes.
-            match open_transactions(&mut conn.client).await {
+            match Box::pin(open_transactions(&mut conn.client)).await {
                 Ok(0) => {
                     conn.mark_clean();
                     Ok(response)
                 }
                 Ok(open) => {
-                    if crate::sql::batch(&mut conn.client, "ROLLBACK TRANSACTION")
+                    if Box::pin(crate::sql::batch(&mut conn.client, "ROLLBACK TRANSACTION"))
                         .await
                         .is_ok()
                     {
@@ -228,11 +230,13 @@ async fn run(pool: &Pool, req: &SqlRequest, limits: ResultLimits) -> Result<SqlR
                 // once no transaction is left open (a batch that failed after its
                 // BEGIN TRANSACTION would otherwise leak it into the next request).
                 ErrorKind::Server { class, .. } if *class < 20 && !req.is_unit_of_work() => {
-                    let clean = match open_transactions(&mut conn.client).await {
+                    let clean = match Box::pin(open_transactions(&mut conn.client)).await {
                         Ok(0) => true,
-                        Ok(_) => crate::sql::batch(&mut conn.client, "ROLLBACK TRANSACTION")
-                            .await
-                            .is_ok(),
+                        Ok(_) => {
+                            Box::pin(crate::sql::batch(&mut conn.client, "ROLLBACK TRANSACTION"))
+                                .await
+                                .is_ok()
+                        }
                         Err(_) => false,
                     };
                     if clean {
