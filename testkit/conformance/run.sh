@@ -26,7 +26,7 @@ if ! python3 -c 'import pytds' >/dev/null 2>&1; then
     python3 -m pip install --quiet python-tds
 fi
 
-(cd "$ROOT" && cargo build --quiet -p mssql-testkit --bin tds-server)
+(cd "$ROOT" && ${CARGO:-cargo} build --quiet -p mssql-testkit --bin tds-server)
 BIN="$TARGET_DIR/debug/tds-server"
 
 WORK="$(mktemp -d)"

@@ -17,6 +17,17 @@ pub(crate) struct Login7 {
     pub sspi: bool,
 }
 
+/// Whether a session may use the database a client names (in LOGIN7 or `USE`): the
+/// server's one database, by name (case-insensitive), or `master` — the default of
+/// many clients and tools, which every SQL Server has — which is mapped onto it, or
+/// none at all.
+pub(crate) fn database_accepted(requested: &str, configured: &str) -> bool {
+    let requested = requested.trim_matches(|c| c == '[' || c == ']');
+    requested.is_empty()
+        || requested.eq_ignore_ascii_case(configured)
+        || requested.eq_ignore_ascii_case("master")
+}
+
 /// Reverses the password obfuscation: XOR with 0xA5, then swap the nibbles.
 fn deobfuscate(b: &[u8]) -> Vec<u8> {
     b.iter()

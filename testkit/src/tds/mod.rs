@@ -25,19 +25,28 @@
 //! # }
 //! ```
 
+mod catalog;
 mod control;
+mod convert;
 mod counters;
+mod datetime;
+mod dec;
 mod errors;
 mod faults;
+mod functions;
+mod hints;
 mod login7;
 mod packet;
 mod prelogin;
+mod procs;
 mod rpc;
 mod server;
 mod session;
 mod sql;
 mod tokens;
 mod translate;
+mod types;
+mod typing;
 
 pub use counters::Counters;
 pub use errors::ErrorSpec;

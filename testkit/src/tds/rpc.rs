@@ -1,7 +1,11 @@
 //! RPC request parsing: procedure name or id, and parameters (MS-TDS 2.2.6.6).
 
+use super::convert;
+use super::datetime as dt;
+use super::dec::Dec;
 use super::sql::Value;
 use super::tokens::{utf16_lossy, Reader};
+use super::types::{cp1252_decode, time_len, Len, SqlType};
 
 /// Which procedure an RPC names.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -11,18 +15,6 @@ pub(crate) enum Proc {
 }
 
 impl Proc {
-    /// Whether this is `sp_executesql` (ProcID 10 or by name).
-    pub fn is_executesql(&self) -> bool {
-        match self {
-            Proc::Id(id) => *id == 10,
-            Proc::Name(n) => {
-                let n = n.to_ascii_lowercase();
-                let n = n.trim_start_matches("sys.").trim_start_matches("dbo.");
-                n == "sp_executesql"
-            }
-        }
-    }
-
     pub fn display(&self) -> String {
         match self {
             Proc::Id(id) => match id {
@@ -45,6 +37,8 @@ impl Proc {
 pub(crate) struct Param {
     pub name: String,
     pub value: Value,
+    /// The type the client declared for it.
+    pub ty: SqlType,
 }
 
 /// A parsed RPC request.
@@ -96,7 +90,7 @@ pub(crate) fn parse(payload: &[u8]) -> Result<RpcRequest, RpcError> {
         let name = r.b_varchar().ok_or(RpcError::Malformed)?;
         let _status = r.u8().ok_or(RpcError::Malformed)?;
         let index = params.len();
-        let value = read_value(&mut r).map_err(|e| match e {
+        let (value, ty) = read_value(&mut r).map_err(|e| match e {
             ValueError::Malformed => RpcError::Malformed,
             ValueError::Unsupported(ty) => RpcError::UnsupportedType {
                 index: index + 1,
@@ -104,7 +98,7 @@ pub(crate) fn parse(payload: &[u8]) -> Result<RpcRequest, RpcError> {
                 ty,
             },
         })?;
-        params.push(Param { name, value });
+        params.push(Param { name, value, ty });
     }
     Ok(RpcRequest { proc, params })
 }
@@ -132,6 +126,11 @@ fn le_int(b: &[u8]) -> i64 {
     }
 }
 
+/// Little-endian unsigned integer of up to 8 bytes.
+fn le_uint(b: &[u8]) -> u64 {
+    b.iter().rev().fold(0u64, |acc, &x| (acc << 8) | x as u64)
+}
+
 fn le_float(b: &[u8]) -> Option<f64> {
     match b.len() {
         4 => Some(f32::from_le_bytes([b[0], b[1], b[2], b[3]]) as f64),
@@ -144,7 +143,8 @@ fn le_float(b: &[u8]) -> Option<f64> {
     }
 }
 
-fn money(b: &[u8]) -> Option<f64> {
+/// MONEY (8 bytes: high then low 32 bits) or SMALLMONEY (4 bytes), scaled by 10^4.
+fn money(b: &[u8]) -> Option<Dec> {
     let raw = match b.len() {
         4 => i32::from_le_bytes([b[0], b[1], b[2], b[3]]) as i64,
         8 => {
@@ -154,7 +154,34 @@ fn money(b: &[u8]) -> Option<f64> {
         }
         _ => return None,
     };
-    Some(raw as f64 / 10_000.0)
+    Some(Dec::from_scaled(raw as i128, 4))
+}
+
+/// DATETIME (8 bytes) or SMALLDATETIME (4 bytes).
+fn datetime(b: &[u8]) -> Option<Value> {
+    match b.len() {
+        8 => {
+            let days = i32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+            let t300 = u32::from_le_bytes([b[4], b[5], b[6], b[7]]);
+            Some(Value::DateTime(
+                dt::DAY_1900.checked_add(days)?,
+                dt::from_datetime_ticks(t300),
+            ))
+        }
+        4 => {
+            let days = u16::from_le_bytes([b[0], b[1]]) as i32;
+            let mins = u16::from_le_bytes([b[2], b[3]]) as u64;
+            Some(Value::DateTime(dt::DAY_1900 + days, mins * 60 * 10_000_000))
+        }
+        _ => None,
+    }
+}
+
+/// A TIME(scale) value's bytes as 100 ns ticks.
+fn time_ticks(b: &[u8], scale: u8) -> Option<u64> {
+    let units = le_uint(b);
+    let ticks = units.checked_mul(10u64.pow(7 - scale.min(7) as u32))?;
+    (ticks < dt::TICKS_PER_DAY).then_some(ticks)
 }
 
 /// Reads a length-prefixed (u16, 0xFFFF = NULL) or PLP value.
@@ -166,6 +193,11 @@ fn var_bytes(r: &mut Reader<'_>, max_len: u16) -> Result<Option<Vec<u8>>, ValueE
         }
         return Ok(Some(m(r.bytes(len as usize))?.to_vec()));
     }
+    plp(r)
+}
+
+/// A PLP value: total length (all ones = NULL), chunks, zero terminator.
+fn plp(r: &mut Reader<'_>) -> Result<Option<Vec<u8>>, ValueError> {
     let total = m(r.u64le())?;
     if total == u64::MAX {
         return Ok(None);
@@ -181,100 +213,252 @@ fn var_bytes(r: &mut Reader<'_>, max_len: u16) -> Result<Option<Vec<u8>>, ValueE
     Ok(Some(out))
 }
 
-fn read_value(r: &mut Reader<'_>) -> Result<Value, ValueError> {
+/// A TEXT/NTEXT/IMAGE value: a 4-byte length (all ones = NULL), then the bytes.
+fn long_bytes(r: &mut Reader<'_>) -> Result<Option<Vec<u8>>, ValueError> {
+    let len = m(r.u32le())?;
+    if len == u32::MAX {
+        return Ok(None);
+    }
+    Ok(Some(m(r.bytes(len as usize))?.to_vec()))
+}
+
+fn text_len(max_bytes: u16, unit: u16) -> Len {
+    if max_bytes == 0xFFFF {
+        Len::Max
+    } else {
+        Len::N((max_bytes / unit).max(1))
+    }
+}
+
+/// Reads one parameter's TYPE_INFO and value: the value and its declared type.
+fn read_value(r: &mut Reader<'_>) -> Result<(Value, SqlType), ValueError> {
     let ty = m(r.u8())?;
     let v = match ty {
-        0x1F => Value::Null,
+        0x1F => (Value::Null, SqlType::Int),
         // Fixed-length types.
-        0x30 => Value::Int(m(r.u8())? as i64),
-        0x32 => Value::Int((m(r.u8())? != 0) as i64),
-        0x34 => Value::Int(le_int(m(r.bytes(2))?)),
-        0x38 => Value::Int(le_int(m(r.bytes(4))?)),
-        0x7F => Value::Int(le_int(m(r.bytes(8))?)),
-        0x3B => Value::Float(m(le_float(m(r.bytes(4))?))?),
-        0x3E => Value::Float(m(le_float(m(r.bytes(8))?))?),
-        0x3C => Value::Float(m(money(m(r.bytes(8))?))?),
-        0x7A => Value::Float(m(money(m(r.bytes(4))?))?),
-        // INTN, BITN, FLTN, MONEYN, GUID: max length byte, then length-prefixed value.
-        0x26 | 0x68 | 0x6D | 0x6E | 0x24 => {
-            let _max = m(r.u8())?;
+        0x30 => (Value::Int(m(r.u8())? as i64), SqlType::TinyInt),
+        0x32 => (Value::Int((m(r.u8())? != 0) as i64), SqlType::Bit),
+        0x34 => (Value::Int(le_int(m(r.bytes(2))?)), SqlType::SmallInt),
+        0x38 => (Value::Int(le_int(m(r.bytes(4))?)), SqlType::Int),
+        0x7F => (Value::Int(le_int(m(r.bytes(8))?)), SqlType::BigInt),
+        0x3B => (Value::Float(m(le_float(m(r.bytes(4))?))?), SqlType::Real),
+        0x3E => (Value::Float(m(le_float(m(r.bytes(8))?))?), SqlType::Float),
+        0x3C => (Value::Dec(m(money(m(r.bytes(8))?))?), SqlType::Money),
+        0x7A => (Value::Dec(m(money(m(r.bytes(4))?))?), SqlType::SmallMoney),
+        0x3D => (m(datetime(m(r.bytes(8))?))?, SqlType::DateTime),
+        0x3A => (m(datetime(m(r.bytes(4))?))?, SqlType::SmallDateTime),
+        // INTN, BITN, FLTN, MONEYN, GUID, DATETIMN: max length, then a length byte.
+        0x26 | 0x68 | 0x6D | 0x6E | 0x24 | 0x6F => {
+            let max = m(r.u8())?;
+            let sql_ty = match (ty, max) {
+                (0x26, 1) => SqlType::TinyInt,
+                (0x26, 2) => SqlType::SmallInt,
+                (0x26, 4) => SqlType::Int,
+                (0x26, 8) => SqlType::BigInt,
+                (0x68, 1) => SqlType::Bit,
+                (0x6D, 4) => SqlType::Real,
+                (0x6D, 8) => SqlType::Float,
+                (0x6E, 4) => SqlType::SmallMoney,
+                (0x6E, 8) => SqlType::Money,
+                (0x24, 16) => SqlType::UniqueIdentifier,
+                (0x6F, 4) => SqlType::SmallDateTime,
+                (0x6F, 8) => SqlType::DateTime,
+                _ => return Err(ValueError::Malformed),
+            };
             let len = m(r.u8())? as usize;
             if len == 0 {
-                Value::Null
+                (Value::Null, sql_ty)
             } else {
+                if len != max as usize {
+                    return Err(ValueError::Malformed);
+                }
                 let b = m(r.bytes(len))?;
-                match ty {
+                let v = match ty {
+                    0x26 if len == 1 => Value::Int(b[0] as i64),
                     0x26 => Value::Int(le_int(b)),
                     0x68 => Value::Int((b[0] != 0) as i64),
                     0x6D => Value::Float(m(le_float(b))?),
-                    0x6E => Value::Float(m(money(b))?),
-                    _ => Value::Text(guid_text(b)),
-                }
+                    0x6E => Value::Dec(m(money(b))?),
+                    0x6F => m(datetime(b))?,
+                    _ => {
+                        let mut w = [0u8; 16];
+                        w.copy_from_slice(b);
+                        Value::Guid(convert::guid_wire(&w))
+                    }
+                };
+                (v, sql_ty)
             }
         }
         // DECIMALN / NUMERICN.
         0x6A | 0x6C => {
             let _max = m(r.u8())?;
-            let _precision = m(r.u8())?;
+            let precision = m(r.u8())?;
             let scale = m(r.u8())?;
+            if !(1..=38).contains(&precision) || scale > precision {
+                return Err(ValueError::Malformed);
+            }
+            let sql_ty = SqlType::Decimal(precision, scale);
             let len = m(r.u8())? as usize;
             if len == 0 {
-                Value::Null
+                (Value::Null, sql_ty)
             } else {
                 let b = m(r.bytes(len))?;
+                if len > 17 {
+                    return Err(ValueError::Malformed);
+                }
                 let positive = b[0] == 1;
-                let mut mag: u128 = 0;
-                for (i, byte) in b[1..].iter().enumerate().take(16) {
-                    mag |= (*byte as u128) << (8 * i);
+                let mag = b[1..]
+                    .iter()
+                    .rev()
+                    .fold(0u128, |acc, &x| (acc << 8) | x as u128);
+                let d = Dec {
+                    neg: !positive && mag != 0,
+                    mag,
+                    scale,
+                };
+                (Value::Dec(d), sql_ty)
+            }
+        }
+        // DATEN: length 0 or 3.
+        0x28 => {
+            let len = m(r.u8())? as usize;
+            if len == 0 {
+                (Value::Null, SqlType::Date)
+            } else if len == 3 {
+                let days = le_uint(m(r.bytes(3))?) as i32;
+                (Value::Date(days), SqlType::Date)
+            } else {
+                return Err(ValueError::Malformed);
+            }
+        }
+        // TIMEN, DATETIME2N, DATETIMEOFFSETN: scale, length, time [, date [, offset]].
+        0x29..=0x2B => {
+            let scale = m(r.u8())?;
+            if scale > 7 {
+                return Err(ValueError::Malformed);
+            }
+            let tl = time_len(scale);
+            let len = m(r.u8())? as usize;
+            let sql_ty = match ty {
+                0x29 => SqlType::Time(scale),
+                0x2A => SqlType::DateTime2(scale),
+                _ => SqlType::DateTimeOffset(scale),
+            };
+            if len == 0 {
+                (Value::Null, sql_ty)
+            } else {
+                let want = tl
+                    + match ty {
+                        0x29 => 0,
+                        0x2A => 3,
+                        _ => 5,
+                    };
+                if len != want {
+                    return Err(ValueError::Malformed);
                 }
-                if scale == 0 && mag <= i64::MAX as u128 {
-                    let v = mag as i64;
-                    Value::Int(if positive { v } else { -v })
-                } else {
-                    let v = mag as f64 / 10f64.powi(scale as i32);
-                    Value::Float(if positive { v } else { -v })
-                }
+                let b = m(r.bytes(len))?;
+                let ticks = m(time_ticks(&b[..tl], scale))?;
+                let v = match ty {
+                    0x29 => Value::Time(ticks),
+                    0x2A => Value::DateTime(le_uint(&b[tl..tl + 3]) as i32, ticks),
+                    _ => {
+                        // Sent in UTC; kept as local time plus offset.
+                        let days = le_uint(&b[tl..tl + 3]) as i64;
+                        let offset = i16::from_le_bytes([b[tl + 3], b[tl + 4]]);
+                        let utc = days * dt::TICKS_PER_DAY as i64 + ticks as i64;
+                        let local = utc + offset as i64 * 60 * 10_000_000;
+                        let per_day = dt::TICKS_PER_DAY as i64;
+                        Value::DateTimeOffset(
+                            local.div_euclid(per_day) as i32,
+                            local.rem_euclid(per_day) as u64,
+                            offset,
+                        )
+                    }
+                };
+                (v, sql_ty)
             }
         }
         // NVARCHAR / NCHAR: max length, collation, value (PLP when max is 0xFFFF).
         0xE7 | 0xEF => {
             let max = m(r.u16le())?;
             m(r.skip(5))?;
+            let sql_ty = if ty == 0xEF {
+                SqlType::NChar((max / 2).max(1))
+            } else {
+                SqlType::NVarChar(text_len(max, 2))
+            };
             match var_bytes(r, max)? {
-                None => Value::Null,
-                Some(b) => Value::Text(utf16_lossy(&b)),
+                None => (Value::Null, sql_ty),
+                Some(b) => (Value::Text(utf16_lossy(&b)), sql_ty),
             }
         }
-        // VARCHAR / CHAR: single-byte text, decoded as Latin-1.
+        // VARCHAR / CHAR: code page 1252 text.
         0xA7 | 0xAF => {
             let max = m(r.u16le())?;
             m(r.skip(5))?;
+            let sql_ty = if ty == 0xAF {
+                SqlType::Char(max.max(1))
+            } else {
+                SqlType::VarChar(text_len(max, 1))
+            };
             match var_bytes(r, max)? {
-                None => Value::Null,
-                Some(b) => Value::Text(b.iter().map(|&c| c as char).collect()),
+                None => (Value::Null, sql_ty),
+                Some(b) => (Value::Text(cp1252_decode(&b)), sql_ty),
             }
         }
         // VARBINARY / BINARY.
         0xA5 | 0xAD => {
             let max = m(r.u16le())?;
+            let sql_ty = if ty == 0xAD {
+                SqlType::Binary(max.max(1))
+            } else {
+                SqlType::VarBinary(text_len(max, 1))
+            };
             match var_bytes(r, max)? {
-                None => Value::Null,
-                Some(b) => Value::Blob(b),
+                None => (Value::Null, sql_ty),
+                Some(b) => (Value::Blob(b), sql_ty),
+            }
+        }
+        // NTEXT / TEXT (4-byte max length, collation) and IMAGE (4-byte max length),
+        // as FreeTDS sends long strings and the statement of sp_prepexec.
+        0x63 | 0x23 | 0x22 => {
+            let _max = m(r.u32le())?;
+            if ty != 0x22 {
+                m(r.skip(5))?;
+            }
+            let (sql_ty, v) = match (ty, long_bytes(r)?) {
+                (0x63, v) => (
+                    SqlType::NVarChar(Len::Max),
+                    v.map(|b| Value::Text(utf16_lossy(&b))),
+                ),
+                (0x23, v) => (
+                    SqlType::VarChar(Len::Max),
+                    v.map(|b| Value::Text(cp1252_decode(&b))),
+                ),
+                (_, v) => (SqlType::VarBinary(Len::Max), v.map(Value::Blob)),
+            };
+            (v.unwrap_or(Value::Null), sql_ty)
+        }
+        // XML: schema info (optional), then PLP UTF-16 text.
+        0xF1 => {
+            if m(r.u8())? == 1 {
+                m(r.b_varchar())?;
+                m(r.b_varchar())?;
+                let n = m(r.u16le())? as usize;
+                m(r.utf16(n))?;
+            }
+            match plp(r)? {
+                None => (Value::Null, SqlType::Xml),
+                Some(b) => {
+                    let t = utf16_lossy(&b);
+                    let t = t.strip_prefix('\u{FEFF}').map(str::to_string).unwrap_or(t);
+                    (Value::Text(t), SqlType::Xml)
+                }
             }
         }
         other => return Err(ValueError::Unsupported(other)),
     };
     Ok(v)
-}
-
-fn guid_text(b: &[u8]) -> String {
-    if b.len() != 16 {
-        return String::new();
-    }
-    format!(
-        "{:02X}{:02X}{:02X}{:02X}-{:02X}{:02X}-{:02X}{:02X}-{:02X}{:02X}-{:02X}{:02X}{:02X}{:02X}{:02X}{:02X}",
-        b[3], b[2], b[1], b[0], b[5], b[4], b[7], b[6], b[8], b[9], b[10], b[11], b[12], b[13], b[14], b[15]
-    )
 }
 
 /// Parameter names declared in an `sp_executesql` @params string, in order
@@ -331,7 +515,7 @@ mod tests {
         p.push(0);
         p.push(0x1F);
         let req = parse(&p).unwrap();
-        assert!(req.proc.is_executesql());
+        assert_eq!(req.proc, Proc::Id(10));
         assert_eq!(req.params.len(), 2);
         assert_eq!(req.params[0].value, Value::Int(7));
         assert_eq!(req.params[1].value, Value::Null);

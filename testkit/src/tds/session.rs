@@ -10,7 +10,7 @@ use super::rpc::{self, Param, RpcError};
 use super::sql::{self, SqlError, Value};
 use super::tokens::{done, tok, utf16_lossy, Reader, TokenWriter, COLLATION};
 use super::translate::{self, Action, Kind, Stmt};
-use super::{login7, prelogin};
+use super::{login7, prelogin, procs};
 use rusqlite::{Connection, InterruptHandle};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -63,6 +63,8 @@ struct Session {
     nocount: bool,
     /// Close the connection once the current response is written.
     close_after: bool,
+    /// Prepared statements and RPC output parameters.
+    procs: procs::ProcState,
 }
 
 /// Serves one connection until it ends.
@@ -126,6 +128,7 @@ pub(crate) async fn serve(ctx: Arc<ServerCtx>, stream: TcpStream, ctl: Arc<Sessi
         tran_desc: 0,
         nocount: false,
         close_after: false,
+        procs: procs::ProcState::default(),
     };
     if let Err(e) = s.run(&mut rx).await {
         debug!(?peer, error = %e, "session ended with an I/O error");
@@ -306,7 +309,7 @@ impl Session {
             LoginFate::Proceed => {}
         }
         let creds_ok = !l.sspi && l.user == self.ctx.user && l.password == self.ctx.password;
-        let db_ok = l.database.is_empty() || l.database.eq_ignore_ascii_case(&self.ctx.database);
+        let db_ok = login7::database_accepted(&l.database, &self.ctx.database);
         if !creds_ok || !db_ok {
             bump(&counters.failed_logins);
             if creds_ok {
@@ -375,49 +378,16 @@ impl Session {
                 return self.send(&w.buf).await;
             }
         };
-        if !req.proc.is_executesql() {
-            let e = ErrorSpec::new(
-                2812,
-                16,
-                format!("Could not find stored procedure '{}'.", req.proc.display()),
-            );
-            let mut w = TokenWriter::new();
-            self.error(&mut w, &e);
-            w.done(tok::DONEPROC, done::ERROR, 0, 0);
-            return self.send(&w.buf).await;
-        }
-        let mut params = req.params.into_iter();
-        let stmt = match params.next().map(|p| p.value) {
-            Some(Value::Text(s)) => s,
-            _ => {
-                let e = ErrorSpec::new(
-                    214,
-                    16,
-                    "Procedure expects parameter '@statement' of type 'ntext/nchar/nvarchar'.",
-                );
+        let (stmt, values) = match self.procs.resolve(req) {
+            Ok(procs::Call::Run { stmt, params }) => (stmt, params),
+            Ok(procs::Call::Nothing) => (String::new(), Vec::new()),
+            Err(e) => {
                 let mut w = TokenWriter::new();
                 self.error(&mut w, &e);
                 w.done(tok::DONEPROC, done::ERROR, 0, 0);
                 return self.send(&w.buf).await;
             }
         };
-        let decl = match params.next().map(|p| p.value) {
-            Some(Value::Text(s)) => s,
-            _ => String::new(),
-        };
-        let declared = rpc::declared_names(&decl);
-        let values: Vec<Param> = params
-            .enumerate()
-            .map(|(i, mut p)| {
-                if p.name.is_empty() {
-                    p.name = declared.get(i).cloned().unwrap_or_default();
-                }
-                if !p.name.starts_with('@') && !p.name.is_empty() {
-                    p.name.insert(0, '@');
-                }
-                p
-            })
-            .collect();
         self.request(stmt, values, true).await
     }
 
@@ -498,6 +468,9 @@ impl Session {
             let failed = matches!(outcome, Err(Stop::Error));
             if !failed {
                 w.return_status(0);
+            }
+            for r in self.procs.take_returns() {
+                w.return_value(r.ordinal, &r.name, r.ty, &r.value);
             }
             final_done = w.len();
             w.done(
@@ -747,7 +720,7 @@ impl Session {
             }
             Action::SetIgnored => (0, 0xB9, 0),
             Action::Use(db) => {
-                if !db.eq_ignore_ascii_case(&self.ctx.database) {
+                if !login7::database_accepted(&db, &self.ctx.database) {
                     return Err(self.fail(w, dones, done_tok, ErrorSpec::new(911, 16, format!("Database '{db}' does not exist. Make sure that the name is entered correctly."))));
                 }
                 let name = self.ctx.database.clone();

@@ -1,15 +1,21 @@
 //! Running translated statements on SQLite: parameter binding, result-set typing and
 //! the mapping of SQLite errors onto SQL Server error numbers.
 
+use super::convert;
+use super::dec::Dec;
 use super::errors::ErrorSpec;
+use super::functions;
+use super::hints::{self, Hint};
 use super::rpc::Param;
 use super::translate::Kind;
+use super::types::{Len, SqlType};
 use rusqlite::types::{ToSqlOutput, ValueRef};
 use rusqlite::{Connection, OpenFlags};
 use std::path::Path;
 use std::time::Duration;
 
-/// A SQL value (parameters and result cells).
+/// A SQL value (parameters and result cells). The first five are SQLite's storage
+/// shapes; the others are typed values from RPC parameters or converted for output.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum Value {
     Null,
@@ -17,38 +23,46 @@ pub(crate) enum Value {
     Float(f64),
     Text(String),
     Blob(Vec<u8>),
+    /// DECIMAL/NUMERIC/MONEY, exact.
+    Dec(Dec),
+    /// UNIQUEIDENTIFIER in canonical (printed) byte order.
+    Guid([u8; 16]),
+    /// DATE: days since 0001-01-01.
+    Date(i32),
+    /// TIME: 100 ns ticks since midnight.
+    Time(u64),
+    /// DATETIME2/DATETIME/SMALLDATETIME: days and 100 ns ticks.
+    DateTime(i32, u64),
+    /// DATETIMEOFFSET: local days and ticks, offset in minutes.
+    DateTimeOffset(i32, u64, i16),
 }
 
 impl rusqlite::ToSql for Value {
+    /// How a value is stored in SQLite: integers, floats, text and blobs as themselves;
+    /// decimals as an integer when whole, a float when 15 significant digits hold them
+    /// exactly, otherwise as their ASCII text in a blob (SQLite's NUMERIC affinity would
+    /// round longer text to a float); GUIDs and dates/times as canonical text, which
+    /// sorts in time order.
     fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        use rusqlite::types::Value as Owned;
         Ok(match self {
             Value::Null => ToSqlOutput::Borrowed(ValueRef::Null),
             Value::Int(i) => ToSqlOutput::Borrowed(ValueRef::Integer(*i)),
             Value::Float(f) => ToSqlOutput::Borrowed(ValueRef::Real(*f)),
             Value::Text(s) => ToSqlOutput::Borrowed(ValueRef::Text(s.as_bytes())),
             Value::Blob(b) => ToSqlOutput::Borrowed(ValueRef::Blob(b)),
+            Value::Dec(d) => match d.trunc_i64() {
+                Some(i) if d.is_integral() => ToSqlOutput::Owned(Owned::Integer(i)),
+                _ if d.digits() <= 15 => ToSqlOutput::Owned(Owned::Real(d.to_f64())),
+                _ => ToSqlOutput::Owned(Owned::Blob(d.to_string().into_bytes())),
+            },
+            other => ToSqlOutput::Owned(Owned::Text(convert::text_of(other).unwrap_or_default())),
         })
     }
 }
 
 /// Column type on the wire.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum ColType {
-    /// INTN of 1, 2, 4 or 8 bytes.
-    Int(u8),
-    /// FLTN of 4 or 8 bytes.
-    Float(u8),
-    /// BITN.
-    Bit,
-    /// NVARCHAR(n), n ≤ 4000 characters.
-    NVarChar(u16),
-    /// NVARCHAR(MAX), sent as PLP.
-    NVarCharMax,
-    /// VARBINARY(n), n ≤ 8000.
-    VarBinary(u16),
-    /// VARBINARY(MAX), sent as PLP.
-    VarBinaryMax,
-}
+pub(crate) type ColType = SqlType;
 
 /// A result-set column.
 #[derive(Debug, Clone, PartialEq)]
@@ -92,6 +106,7 @@ pub(crate) fn open(path: &Path, busy_timeout: Duration) -> rusqlite::Result<Conn
     )?;
     conn.busy_timeout(busy_timeout)?;
     conn.execute_batch("PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL;")?;
+    functions::register(&conn)?;
     Ok(conn)
 }
 
@@ -146,18 +161,12 @@ pub(crate) fn run(
         while let Some(row) = q.next().map_err(map)? {
             let mut vals = Vec::with_capacity(ncols);
             for i in 0..ncols {
-                vals.push(match row.get_ref(i).map_err(map)? {
-                    ValueRef::Null => Value::Null,
-                    ValueRef::Integer(v) => Value::Int(v),
-                    ValueRef::Real(v) => Value::Float(v),
-                    ValueRef::Text(t) => Value::Text(String::from_utf8_lossy(t).into_owned()),
-                    ValueRef::Blob(b) => Value::Blob(b.to_vec()),
-                });
+                vals.push(functions::from_ref(row.get_ref(i).map_err(map)?));
             }
             rows.push(vals);
         }
     }
-    let columns = type_columns(&meta, &mut rows, sql)?;
+    let columns = type_columns(&meta, &mut rows, sql, params)?;
     Ok(Outcome {
         changes: rows.len() as u64,
         result: Some(ResultSet { columns, rows }),
@@ -172,19 +181,33 @@ fn is_identifier(s: &str) -> bool {
         && chars.all(|c| c.is_alphanumeric() || c == '_' || c == '@' || c == '#' || c == '$')
 }
 
-/// Chooses wire types from declared types (or, for expressions, from the values) and
-/// converts the values to them.
+/// Chooses wire types — the column's declared type, else the translation's hint, else
+/// one inferred from the values — and converts the values to them.
 fn type_columns(
     meta: &[(String, Option<String>)],
     rows: &mut [Vec<Value>],
     sql: &str,
+    params: &[Param],
 ) -> Result<Vec<Column>, SqlError> {
+    let hints = hints::decode(sql);
     let mut cols = Vec::with_capacity(meta.len());
     for (idx, (name, decl)) in meta.iter().enumerate() {
         let values = rows.iter().map(|r| &r[idx]);
-        let ty = match decl {
-            Some(d) => from_decl(d, values),
-            None => from_values(values),
+        let declared = decl.as_deref().and_then(|d| SqlType::parse_decl(d, false));
+        let hinted = hints
+            .iter()
+            .find(|(i, _)| *i == idx)
+            .and_then(|(_, h)| match h {
+                Hint::Param(p) => params
+                    .iter()
+                    .find(|x| x.name.eq_ignore_ascii_case(p))
+                    .map(|x| x.ty),
+                other => hints::fixed(other),
+            });
+        let ty = match (declared, hinted) {
+            (Some(d), _) => widen(d, values),
+            (None, Some(h)) => h,
+            (None, None) => from_values(values),
         };
         // Unaliased expressions have no name in SQL Server.
         let name = if decl.is_none()
@@ -197,11 +220,29 @@ fn type_columns(
         };
         for row in rows.iter_mut() {
             let v = std::mem::replace(&mut row[idx], Value::Null);
-            row[idx] = convert(v, ty)?;
+            let v = convert::coerce(v, ty).map_err(SqlError::Error)?;
+            row[idx] = pad(v, ty);
         }
         cols.push(Column { name, ty });
     }
     Ok(cols)
+}
+
+/// NCHAR/CHAR values are blank-padded to their length, as SQL Server stores them.
+fn pad(v: Value, ty: SqlType) -> Value {
+    match (ty, v) {
+        (SqlType::NChar(n), Value::Text(mut t)) => {
+            let len = t.encode_utf16().count();
+            t.extend(std::iter::repeat_n(' ', (n as usize).saturating_sub(len)));
+            Value::Text(t)
+        }
+        (SqlType::Char(n), Value::Text(mut t)) => {
+            let len = t.chars().count();
+            t.extend(std::iter::repeat_n(' ', (n as usize).saturating_sub(len)));
+            Value::Text(t)
+        }
+        (_, v) => v,
+    }
 }
 
 fn fits_i32(v: &Value) -> bool {
@@ -212,84 +253,48 @@ fn fits_i32(v: &Value) -> bool {
     }
 }
 
-fn decl_len(d: &str) -> Option<u32> {
-    let open = d.find('(')?;
-    let close = d[open..].find(')')? + open;
-    d[open + 1..close].split(',').next()?.trim().parse().ok()
-}
-
-fn from_decl<'a>(decl: &str, mut values: impl Iterator<Item = &'a Value> + Clone) -> ColType {
-    let d: String = decl.to_ascii_uppercase().split_whitespace().collect();
-    let base = d.split('(').next().unwrap_or_default();
-    match base {
-        "BIT" => ColType::Bit,
-        "TINYINT" => ColType::Int(1),
-        "SMALLINT" => ColType::Int(2),
-        "BIGINT" => ColType::Int(8),
-        "INT" | "INTEGER" => {
-            if values.all(fits_i32) {
-                ColType::Int(4)
-            } else {
-                ColType::Int(8)
-            }
-        }
-        "REAL" => ColType::Float(4),
-        "FLOAT" | "DOUBLE" | "DOUBLEPRECISION" | "DECIMAL" | "NUMERIC" | "MONEY" | "SMALLMONEY" => {
-            ColType::Float(8)
-        }
-        "BINARY" | "VARBINARY" | "BLOB" | "IMAGE" | "ROWVERSION" | "TIMESTAMP" => {
-            match decl_len(&d) {
-                Some(n) if n <= 8000 => ColType::VarBinary(n.max(1) as u16),
-                _ => ColType::VarBinaryMax,
-            }
-        }
-        "NVARCHAR" | "VARCHAR" | "NCHAR" | "CHAR" | "CHARACTER" | "NATIONALCHARACTER" => {
-            match decl_len(&d) {
-                // SQLite does not enforce the length; a longer stored value widens the
-                // column rather than being cut.
-                Some(n) if n <= 4000 => match longest_text(values) {
-                    l if l <= n as usize => ColType::NVarChar(n.max(1) as u16),
-                    l if l <= 4000 => ColType::NVarChar(4000),
-                    _ => ColType::NVarCharMax,
-                },
-                Some(_) => ColType::NVarCharMax,
-                None if base.starts_with('N') || base == "CHAR" => {
-                    ColType::NVarChar(1.max(max_chars(values) as u16))
-                }
-                None => ColType::NVarChar(1),
-            }
-        }
-        "TEXT" | "NTEXT" | "CLOB" | "XML" => ColType::NVarCharMax,
-        "DATE" | "TIME" | "DATETIME" | "DATETIME2" | "SMALLDATETIME" | "DATETIMEOFFSET"
-        | "UNIQUEIDENTIFIER" => ColType::NVarChar(64),
-        _ => from_values(values),
+fn text_units(v: &Value) -> usize {
+    match v {
+        Value::Text(t) => t.encode_utf16().count(),
+        Value::Int(_) | Value::Float(_) => 24,
+        Value::Blob(b) => b.len(),
+        _ => 0,
     }
 }
 
-fn longest_text<'a>(values: impl Iterator<Item = &'a Value>) -> usize {
-    values
-        .map(|v| match v {
-            Value::Text(t) => t.encode_utf16().count(),
-            Value::Int(_) | Value::Float(_) => 24,
-            Value::Blob(b) => b.len(),
-            Value::Null => 0,
-        })
-        .max()
-        .unwrap_or(0)
+/// A declared type, widened where SQLite holds values SQL Server would have refused
+/// (tables created before length checks, or written by other tools): an INT column
+/// holding 64-bit values reads as BIGINT, a text column holding longer text as the
+/// next wider type, rather than cutting or failing.
+fn widen<'a>(ty: SqlType, mut values: impl Iterator<Item = &'a Value> + Clone) -> SqlType {
+    match ty {
+        SqlType::Int if !values.all(fits_i32) => SqlType::BigInt,
+        SqlType::NVarChar(Len::N(n)) | SqlType::NChar(n) => {
+            match values.map(text_units).max().unwrap_or(0) {
+                l if l <= n as usize => ty,
+                l if l <= 4000 => SqlType::NVarChar(Len::N(4000)),
+                _ => SqlType::NVarChar(Len::Max),
+            }
+        }
+        SqlType::VarChar(Len::N(n)) | SqlType::Char(n) => {
+            match values.map(text_units).max().unwrap_or(0) {
+                l if l <= n as usize => ty,
+                l if l <= 8000 => SqlType::VarChar(Len::N(8000)),
+                _ => SqlType::VarChar(Len::Max),
+            }
+        }
+        SqlType::VarBinary(Len::N(n)) | SqlType::Binary(n) => {
+            match values.map(text_units).max().unwrap_or(0) {
+                l if l <= n as usize => ty,
+                l if l <= 8000 => SqlType::VarBinary(Len::N(8000)),
+                _ => SqlType::VarBinary(Len::Max),
+            }
+        }
+        other => other,
+    }
 }
 
-fn max_chars<'a>(values: impl Iterator<Item = &'a Value>) -> usize {
-    values
-        .map(|v| match v {
-            Value::Text(t) => t.encode_utf16().count(),
-            _ => 30,
-        })
-        .max()
-        .unwrap_or(1)
-        .min(4000)
-}
-
-fn from_values<'a>(values: impl Iterator<Item = &'a Value> + Clone) -> ColType {
+fn from_values<'a>(values: impl Iterator<Item = &'a Value> + Clone) -> SqlType {
     let (mut ints, mut floats, mut texts, mut blobs) = (false, false, false, false);
     let mut wide = false;
     let mut long_text = false;
@@ -302,133 +307,35 @@ fn from_values<'a>(values: impl Iterator<Item = &'a Value> + Clone) -> ColType {
                 wide |= i32::try_from(*i).is_err();
             }
             Value::Float(_) => floats = true,
-            Value::Text(t) => {
-                texts = true;
-                long_text |= t.len() > 4000 && t.encode_utf16().count() > 4000;
-            }
             Value::Blob(b) => {
                 blobs = true;
                 long_blob |= b.len() > 8000;
+            }
+            other => {
+                texts = true;
+                let t = convert::text_of(other).unwrap_or_default();
+                long_text |= t.len() > 4000 && t.encode_utf16().count() > 4000;
             }
         }
     }
     if texts {
         if long_text {
-            ColType::NVarCharMax
+            SqlType::NVarChar(Len::Max)
         } else {
-            ColType::NVarChar(4000)
+            SqlType::NVarChar(Len::N(4000))
         }
     } else if blobs {
         if long_blob {
-            ColType::VarBinaryMax
+            SqlType::VarBinary(Len::Max)
         } else {
-            ColType::VarBinary(8000)
+            SqlType::VarBinary(Len::N(8000))
         }
     } else if floats {
-        ColType::Float(8)
+        SqlType::Float
     } else if ints && wide {
-        ColType::Int(8)
+        SqlType::BigInt
     } else {
-        ColType::Int(4)
-    }
-}
-
-fn conversion_failed(v: &Value, to: &str) -> SqlError {
-    let shown = match v {
-        Value::Text(t) => t.clone(),
-        Value::Float(f) => f.to_string(),
-        Value::Int(i) => i.to_string(),
-        _ => String::new(),
-    };
-    SqlError::Error(ErrorSpec::new(
-        245,
-        16,
-        format!(
-            "Conversion failed when converting the nvarchar value '{shown}' to data type {to}."
-        ),
-    ))
-}
-
-fn convert(v: Value, ty: ColType) -> Result<Value, SqlError> {
-    Ok(match (ty, v) {
-        (_, Value::Null) => Value::Null,
-        (ColType::Int(_), Value::Int(i)) => Value::Int(i),
-        (ColType::Int(_), Value::Float(f)) => Value::Int(f.trunc() as i64),
-        (ColType::Int(_), v @ Value::Text(_)) => match &v {
-            Value::Text(t) => match t.trim().parse::<i64>() {
-                Ok(i) => Value::Int(i),
-                Err(_) => return Err(conversion_failed(&v, "int")),
-            },
-            _ => Value::Null,
-        },
-        (ColType::Float(_), Value::Float(f)) => Value::Float(f),
-        (ColType::Float(_), Value::Int(i)) => Value::Float(i as f64),
-        (ColType::Float(_), v @ Value::Text(_)) => match &v {
-            Value::Text(t) => match t.trim().parse::<f64>() {
-                Ok(f) => Value::Float(f),
-                Err(_) => return Err(conversion_failed(&v, "float")),
-            },
-            _ => Value::Null,
-        },
-        (ColType::Bit, Value::Int(i)) => Value::Int((i != 0) as i64),
-        (ColType::Bit, Value::Float(f)) => Value::Int((f != 0.0) as i64),
-        (ColType::Bit, v @ Value::Text(_)) => match &v {
-            Value::Text(t) if t.eq_ignore_ascii_case("true") => Value::Int(1),
-            Value::Text(t) if t.eq_ignore_ascii_case("false") => Value::Int(0),
-            Value::Text(t) => match t.trim().parse::<i64>() {
-                Ok(i) => Value::Int((i != 0) as i64),
-                Err(_) => return Err(conversion_failed(&v, "bit")),
-            },
-            _ => Value::Null,
-        },
-        (ColType::NVarChar(_) | ColType::NVarCharMax, Value::Text(t)) => Value::Text(t),
-        (ColType::NVarChar(_) | ColType::NVarCharMax, Value::Int(i)) => Value::Text(i.to_string()),
-        (ColType::NVarChar(_) | ColType::NVarCharMax, Value::Float(f)) => {
-            Value::Text(f.to_string())
-        }
-        (ColType::NVarChar(_) | ColType::NVarCharMax, Value::Blob(b)) => {
-            Value::Text(String::from_utf8_lossy(&b).into_owned())
-        }
-        (ColType::VarBinary(_) | ColType::VarBinaryMax, Value::Blob(b)) => Value::Blob(b),
-        (ColType::VarBinary(_) | ColType::VarBinaryMax, Value::Text(t)) => {
-            Value::Blob(t.into_bytes())
-        }
-        (ColType::VarBinary(_) | ColType::VarBinaryMax, Value::Int(i)) => {
-            Value::Blob(i.to_be_bytes().to_vec())
-        }
-        (ColType::VarBinary(_) | ColType::VarBinaryMax, Value::Float(f)) => {
-            Value::Blob(f.to_be_bytes().to_vec())
-        }
-        (_, Value::Blob(_)) => {
-            return Err(SqlError::Error(ErrorSpec::new(
-                206,
-                16,
-                "Operand type clash: varbinary is incompatible with the column type.",
-            )))
-        }
-    }
-    .clamp_text(ty))
-}
-
-trait ClampText {
-    fn clamp_text(self, ty: ColType) -> Value;
-}
-
-impl ClampText for Value {
-    /// Text longer than an NVARCHAR(n) column is cut, as SQL Server would have refused
-    /// to store it in the first place.
-    fn clamp_text(self, ty: ColType) -> Value {
-        match (ty, self) {
-            (ColType::NVarChar(n), Value::Text(t)) if t.encode_utf16().count() > n as usize => {
-                let units: Vec<u16> = t.encode_utf16().take(n as usize).collect();
-                Value::Text(String::from_utf16_lossy(&units))
-            }
-            (ColType::VarBinary(n), Value::Blob(mut b)) if b.len() > n as usize => {
-                b.truncate(n as usize);
-                Value::Blob(b)
-            }
-            (_, v) => v,
-        }
+        SqlType::Int
     }
 }
 
@@ -462,6 +369,9 @@ pub(crate) fn map_error(e: &rusqlite::Error, kind: Kind, database: &str) -> SqlE
         Some(ErrorCode::OperationInterrupted) => return SqlError::Interrupted,
         Some(ErrorCode::ReadOnly) => return SqlError::Error(ErrorSpec::read_only(database)),
         _ => {}
+    }
+    if let Some(spec) = functions::decode_error(&msg) {
+        return SqlError::Error(spec);
     }
     let verb = kind.verb();
     let err = |n: u32, class: u8, m: String| SqlError::Error(ErrorSpec::new(n, class, m));
@@ -556,6 +466,7 @@ mod tests {
 
     fn db() -> Connection {
         let c = Connection::open_in_memory().unwrap();
+        functions::register(&c).unwrap();
         c.execute_batch(
             "CREATE TABLE t (id INTEGER PRIMARY KEY AUTOINCREMENT, n NVARCHAR(10) NOT NULL, b BIT, f FLOAT, big BIGINT)",
         )
@@ -588,13 +499,13 @@ mod tests {
         assert_eq!(
             tys,
             vec![
-                ColType::Int(4),
-                ColType::NVarChar(10),
-                ColType::Bit,
-                ColType::Float(8),
-                ColType::Int(8),
-                ColType::Int(4),
-                ColType::NVarChar(4000)
+                SqlType::Int,
+                SqlType::NVarChar(Len::N(10)),
+                SqlType::Bit,
+                SqlType::Float,
+                SqlType::BigInt,
+                SqlType::Int,
+                SqlType::NVarChar(Len::N(4000))
             ]
         );
         assert_eq!(rs.columns[5].name, "");
@@ -610,7 +521,7 @@ mod tests {
             .unwrap()
             .result
             .unwrap();
-        assert_eq!(rs.columns[0].ty, ColType::NVarChar(4000));
+        assert_eq!(rs.columns[0].ty, SqlType::NVarChar(Len::N(4000)));
         assert_eq!(rs.rows[0][0], Value::Text("0123456789abcdef".into()));
     }
 

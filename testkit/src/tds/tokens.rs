@@ -1,12 +1,18 @@
 //! Token-stream encoding (server → client) and a bounds-checked reader for client
 //! payloads (client → server).
 
+use super::convert;
+use super::datetime as dt;
 use super::errors::ErrorSpec;
-use super::sql::{ColType, Column, Value};
+use super::sql::{Column, Value};
+use super::types::{cp1252_encode, decimal_len, time_len, Len, SqlType};
+
+pub(crate) use super::types::COLLATION;
 
 /// Token type bytes (MS-TDS 2.2.7).
 pub(crate) mod tok {
     pub const RETURNSTATUS: u8 = 0x79;
+    pub const RETURNVALUE: u8 = 0xAC;
     pub const COLMETADATA: u8 = 0x81;
     pub const ERROR: u8 = 0xAA;
     pub const INFO: u8 = 0xAB;
@@ -26,10 +32,6 @@ pub(crate) mod done {
     pub const COUNT: u16 = 0x10;
     pub const ATTN: u16 = 0x20;
 }
-
-/// Collation sent for NVARCHAR columns and the login ENVCHANGE:
-/// SQL_Latin1_General_CP1_CI_AS (LCID 0x0409, flags 0xD0, sort id 52).
-pub(crate) const COLLATION: [u8; 5] = [0x09, 0x04, 0xD0, 0x00, 0x34];
 
 /// Appends UTF-16LE code units of `s`, returning how many units were written.
 fn put_utf16(buf: &mut Vec<u8>, s: &str) -> usize {
@@ -57,6 +59,12 @@ pub(crate) fn us_varchar(buf: &mut Vec<u8>, s: &str) {
     for u in units {
         buf.extend_from_slice(&u.to_le_bytes());
     }
+}
+
+/// Appends a TIME(scale) value (already rounded) in `len` bytes.
+fn put_time(b: &mut Vec<u8>, ticks: u64, scale: u8, len: usize) {
+    let units = ticks / 10u64.pow(7 - scale.min(7) as u32);
+    b.extend_from_slice(&units.to_le_bytes()[..len]);
 }
 
 /// Builds a token stream.
@@ -167,6 +175,18 @@ impl TokenWriter {
         self.buf.extend_from_slice(&v.to_le_bytes());
     }
 
+    /// RETURNVALUE: an output parameter of the RPC.
+    pub fn return_value(&mut self, ordinal: u16, name: &str, ty: SqlType, v: &Value) {
+        self.buf.push(tok::RETURNVALUE);
+        self.buf.extend_from_slice(&ordinal.to_le_bytes());
+        b_varchar(&mut self.buf, name);
+        self.buf.push(0x01); // output parameter
+        self.buf.extend_from_slice(&0u32.to_le_bytes()); // user type
+        self.buf.extend_from_slice(&0x0001u16.to_le_bytes()); // nullable
+        ty.type_info(&mut self.buf);
+        self.cell(ty, v);
+    }
+
     /// COLMETADATA for a result set.
     pub fn col_metadata(&mut self, cols: &[Column]) {
         self.buf.push(tok::COLMETADATA);
@@ -175,29 +195,7 @@ impl TokenWriter {
         for c in cols.iter().take(4096) {
             self.buf.extend_from_slice(&0u32.to_le_bytes()); // user type
             self.buf.extend_from_slice(&0x0009u16.to_le_bytes()); // nullable | updateable unknown
-            match c.ty {
-                ColType::Int(n) => self.buf.extend_from_slice(&[0x26, n]),
-                ColType::Float(n) => self.buf.extend_from_slice(&[0x6D, n]),
-                ColType::Bit => self.buf.extend_from_slice(&[0x68, 1]),
-                ColType::NVarChar(chars) => {
-                    self.buf.push(0xE7);
-                    self.buf.extend_from_slice(&(chars * 2).to_le_bytes());
-                    self.buf.extend_from_slice(&COLLATION);
-                }
-                ColType::NVarCharMax => {
-                    self.buf.push(0xE7);
-                    self.buf.extend_from_slice(&0xFFFFu16.to_le_bytes());
-                    self.buf.extend_from_slice(&COLLATION);
-                }
-                ColType::VarBinary(n) => {
-                    self.buf.push(0xA5);
-                    self.buf.extend_from_slice(&n.to_le_bytes());
-                }
-                ColType::VarBinaryMax => {
-                    self.buf.push(0xA5);
-                    self.buf.extend_from_slice(&0xFFFFu16.to_le_bytes());
-                }
-            }
+            c.ty.type_info(&mut self.buf);
             b_varchar(&mut self.buf, &c.name);
         }
     }
@@ -206,52 +204,142 @@ impl TokenWriter {
     pub fn row(&mut self, cols: &[Column], values: &[Value]) {
         self.buf.push(tok::ROW);
         for (c, v) in cols.iter().zip(values) {
-            match (c.ty, v) {
-                (ColType::Int(_), Value::Null)
-                | (ColType::Float(_), Value::Null)
-                | (ColType::Bit, Value::Null) => self.buf.push(0),
-                (ColType::Int(n), Value::Int(i)) => {
-                    self.buf.push(n);
-                    let bytes = i.to_le_bytes();
-                    self.buf.extend_from_slice(&bytes[..n as usize]);
-                }
-                (ColType::Float(4), Value::Float(f)) => {
-                    self.buf.push(4);
-                    self.buf.extend_from_slice(&(*f as f32).to_le_bytes());
-                }
-                (ColType::Float(_), Value::Float(f)) => {
-                    self.buf.push(8);
-                    self.buf.extend_from_slice(&f.to_le_bytes());
-                }
-                (ColType::Bit, Value::Int(i)) => self.buf.extend_from_slice(&[1, (*i != 0) as u8]),
-                (ColType::NVarChar(_), Value::Text(s)) => {
-                    let start = self.buf.len();
-                    self.buf.extend_from_slice(&[0, 0]);
-                    let n = put_utf16(&mut self.buf, s);
-                    let bytes = ((n * 2) as u16).to_le_bytes();
-                    self.buf[start..start + 2].copy_from_slice(&bytes);
-                }
-                (ColType::VarBinary(_), Value::Blob(b)) => {
-                    self.buf.extend_from_slice(&(b.len() as u16).to_le_bytes());
-                    self.buf.extend_from_slice(b);
-                }
-                (ColType::NVarChar(_), _) | (ColType::VarBinary(_), _) => {
-                    self.buf.extend_from_slice(&0xFFFFu16.to_le_bytes())
-                }
-                (ColType::NVarCharMax, Value::Text(s)) => {
-                    let mut data = Vec::with_capacity(s.len() * 2);
-                    put_utf16(&mut data, s);
-                    self.plp(&data);
-                }
-                (ColType::VarBinaryMax, Value::Blob(b)) => self.plp(b),
-                (ColType::NVarCharMax, _) | (ColType::VarBinaryMax, _) => {
-                    self.buf.extend_from_slice(&u64::MAX.to_le_bytes())
-                }
-                // Values are converted before encoding; anything else is sent as NULL.
-                (ColType::Int(_), _) | (ColType::Float(_), _) | (ColType::Bit, _) => {
-                    self.buf.push(0)
-                }
+            self.cell(c.ty, v);
+        }
+    }
+
+    /// One value in the encoding of its column's type; a value of another shape (which
+    /// conversion never produces) is sent as NULL.
+    fn cell(&mut self, ty: SqlType, v: &Value) {
+        let b = &mut self.buf;
+        match (ty, v) {
+            (SqlType::TinyInt, Value::Int(i)) => b.extend_from_slice(&[1, *i as u8]),
+            (SqlType::SmallInt, Value::Int(i)) => {
+                b.push(2);
+                b.extend_from_slice(&(*i as i16).to_le_bytes());
             }
+            (SqlType::Int, Value::Int(i)) => {
+                b.push(4);
+                b.extend_from_slice(&(*i as i32).to_le_bytes());
+            }
+            (SqlType::BigInt, Value::Int(i)) => {
+                b.push(8);
+                b.extend_from_slice(&i.to_le_bytes());
+            }
+            (SqlType::Real, Value::Float(f)) => {
+                b.push(4);
+                b.extend_from_slice(&(*f as f32).to_le_bytes());
+            }
+            (SqlType::Float, Value::Float(f)) => {
+                b.push(8);
+                b.extend_from_slice(&f.to_le_bytes());
+            }
+            (SqlType::Bit, Value::Int(i)) => b.extend_from_slice(&[1, (*i != 0) as u8]),
+            (SqlType::Decimal(p, s), Value::Dec(d)) => {
+                let d = d.rescale(s).unwrap_or(*d);
+                let len = decimal_len(p);
+                b.push(len);
+                b.push(if d.neg { 0 } else { 1 });
+                b.extend_from_slice(&d.mag.to_le_bytes()[..len as usize - 1]);
+            }
+            (SqlType::Money, Value::Dec(d)) => {
+                let x = d.scaled_i64(4).unwrap_or(0);
+                b.push(8);
+                b.extend_from_slice(&((x >> 32) as i32).to_le_bytes());
+                b.extend_from_slice(&(x as u32).to_le_bytes());
+            }
+            (SqlType::SmallMoney, Value::Dec(d)) => {
+                b.push(4);
+                b.extend_from_slice(&(d.scaled_i64(4).unwrap_or(0) as i32).to_le_bytes());
+            }
+            (SqlType::NVarChar(Len::N(_)) | SqlType::NChar(_), Value::Text(s)) => {
+                let start = b.len();
+                b.extend_from_slice(&[0, 0]);
+                let n = put_utf16(b, s);
+                let bytes = ((n * 2).min(0xFFFE) as u16).to_le_bytes();
+                b[start..start + 2].copy_from_slice(&bytes);
+            }
+            (SqlType::NVarChar(Len::Max) | SqlType::Xml, Value::Text(s)) => {
+                let mut data = Vec::with_capacity(s.len() * 2);
+                put_utf16(&mut data, s);
+                self.plp(&data);
+            }
+            (SqlType::VarChar(Len::N(_)) | SqlType::Char(_), Value::Text(s)) => {
+                let data = cp1252_encode(s);
+                b.extend_from_slice(&(data.len().min(0xFFFE) as u16).to_le_bytes());
+                b.extend_from_slice(&data);
+            }
+            (SqlType::VarChar(Len::Max), Value::Text(s)) => {
+                let data = cp1252_encode(s);
+                self.plp(&data);
+            }
+            (SqlType::VarBinary(Len::N(_)) | SqlType::Binary(_), Value::Blob(x)) => {
+                b.extend_from_slice(&(x.len().min(0xFFFE) as u16).to_le_bytes());
+                b.extend_from_slice(x);
+            }
+            (SqlType::VarBinary(Len::Max), Value::Blob(x)) => self.plp(x),
+            (SqlType::UniqueIdentifier, Value::Guid(g)) => {
+                b.push(16);
+                b.extend_from_slice(&convert::guid_wire(g));
+            }
+            (SqlType::Date, Value::Date(d)) => {
+                b.push(3);
+                b.extend_from_slice(&d.to_le_bytes()[..3]);
+            }
+            (SqlType::Time(s), Value::Time(t)) => {
+                let (_, t) = dt::round(0, *t, s);
+                let tl = time_len(s);
+                b.push(tl as u8);
+                put_time(b, t, s, tl);
+            }
+            (SqlType::DateTime2(s), Value::DateTime(d, t)) => {
+                let (d, t) = dt::round(*d, *t, s);
+                let tl = time_len(s);
+                b.push(tl as u8 + 3);
+                put_time(b, t, s, tl);
+                b.extend_from_slice(&d.to_le_bytes()[..3]);
+            }
+            (SqlType::DateTimeOffset(s), Value::DateTimeOffset(d, t, o)) => {
+                let (d, t) = dt::round(*d, *t, s);
+                // Sent as UTC plus the offset.
+                let per_day = dt::TICKS_PER_DAY as i64;
+                let utc = d as i64 * per_day + t as i64 - *o as i64 * 60 * 10_000_000;
+                let tl = time_len(s);
+                b.push(tl as u8 + 5);
+                put_time(b, utc.rem_euclid(per_day) as u64, s, tl);
+                b.extend_from_slice(&(utc.div_euclid(per_day) as i32).to_le_bytes()[..3]);
+                b.extend_from_slice(&o.to_le_bytes());
+            }
+            (SqlType::DateTime, Value::DateTime(d, t)) => {
+                let (d, t300) = dt::to_datetime_ticks(*d, *t);
+                b.push(8);
+                b.extend_from_slice(&(d - dt::DAY_1900).to_le_bytes());
+                b.extend_from_slice(&t300.to_le_bytes());
+            }
+            (SqlType::SmallDateTime, Value::DateTime(d, t)) => {
+                let (d, min) = dt::to_minutes(*d, *t);
+                b.push(4);
+                b.extend_from_slice(&((d - dt::DAY_1900) as u16).to_le_bytes());
+                b.extend_from_slice(&min.to_le_bytes());
+            }
+            // NULL (and any unconverted value).
+            (
+                SqlType::NVarChar(Len::N(_))
+                | SqlType::NChar(_)
+                | SqlType::VarChar(Len::N(_))
+                | SqlType::Char(_)
+                | SqlType::VarBinary(Len::N(_))
+                | SqlType::Binary(_),
+                _,
+            ) => b.extend_from_slice(&0xFFFFu16.to_le_bytes()),
+            (
+                SqlType::NVarChar(Len::Max)
+                | SqlType::VarChar(Len::Max)
+                | SqlType::VarBinary(Len::Max)
+                | SqlType::Xml,
+                _,
+            ) => b.extend_from_slice(&u64::MAX.to_le_bytes()),
+            _ => b.push(0),
         }
     }
 

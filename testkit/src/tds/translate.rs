@@ -3,6 +3,7 @@
 //! `@@VERSION`, `DB_NAME()`, `OBJECT_ID()`, `(MAX)` types, table hints, …).
 
 use super::errors::ErrorSpec;
+use super::{catalog, hints, typing};
 use std::time::Duration;
 
 /// A T-SQL token.
@@ -40,14 +41,14 @@ impl Tok {
     }
 
     /// Name of an identifier-like token (bare or delimited).
-    fn ident_name(&self) -> Option<&str> {
+    pub(crate) fn ident_name(&self) -> Option<&str> {
         match self {
             Tok::Word(w) | Tok::Ident(w) => Some(w),
             _ => None,
         }
     }
 
-    fn render(&self) -> String {
+    pub(crate) fn render(&self) -> String {
         match self {
             Tok::Word(w) if w.starts_with('#') => quote_ident(w),
             Tok::Word(w) => w.clone(),
@@ -577,6 +578,9 @@ fn action_inner(toks: &[Tok], ctx: &Ctx) -> Result<Action, ErrorSpec> {
             }
         }
         "EXEC" | "EXECUTE" => {
+            if let Some(inner) = exec_sql(toks)? {
+                return action_inner(&inner, ctx);
+            }
             let name = toks.get(1).map(|t| t.render()).unwrap_or_default();
             return Err(ErrorSpec::new(
                 2812,
@@ -628,13 +632,113 @@ fn action_inner(toks: &[Tok], ctx: &Ctx) -> Result<Action, ErrorSpec> {
             );
             Kind::Delete
         }
-        "CREATE" => Kind::Create,
+        "CREATE" => {
+            if k1 == "TABLE" {
+                typing::add_column_checks(&mut toks, ctx);
+            }
+            Kind::Create
+        }
         "DROP" => Kind::Drop,
         "ALTER" => Kind::Alter,
         _ => Kind::Other,
     };
     let sql = rewrite(&toks, ctx)?;
+    let sql = if kind == Kind::Select {
+        hints::encode(sql, &typing::select_hints(&toks))
+    } else {
+        sql
+    };
     Ok(Action::Sql { sql, kind })
+}
+
+/// `EXEC sp_executesql N'stmt' [, N'@a int, …' [, @a = value | value, …]]` in a batch:
+/// the statement's tokens with the (literal) arguments substituted for its
+/// parameters; `None` for any other procedure. The statement must be a single
+/// statement.
+fn exec_sql(toks: &[Tok]) -> Result<Option<Vec<Tok>>, ErrorSpec> {
+    let mut i = 1;
+    // Optional `@rc =`, then [master.][sys.|dbo.]sp_executesql
+    if toks
+        .get(i)
+        .is_some_and(|t| matches!(t, Tok::Word(w) if w.starts_with('@')))
+        && toks.get(i + 1).is_some_and(|t| t.is_punct("="))
+    {
+        i += 2;
+    }
+    while toks.get(i + 1).is_some_and(|t| t.is_punct("."))
+        && toks.get(i).and_then(|t| t.ident_name()).is_some_and(|n| {
+            ["master", "sys", "dbo"]
+                .iter()
+                .any(|p| n.eq_ignore_ascii_case(p))
+        })
+    {
+        i += 2;
+    }
+    if !toks
+        .get(i)
+        .and_then(|t| t.ident_name())
+        .is_some_and(|n| n.eq_ignore_ascii_case("sp_executesql"))
+    {
+        return Ok(None);
+    }
+    let args = typing::split_commas(toks.get(i + 1..).unwrap_or_default());
+    let stmt = match args.first() {
+        Some([Tok::Str(s)]) => s.clone(),
+        _ => {
+            return Err(ErrorSpec::new(
+                214,
+                16,
+                "Procedure expects parameter '@statement' of type 'ntext/nchar/nvarchar'.",
+            ))
+        }
+    };
+    let decl = match args.get(1) {
+        Some([Tok::Str(s)]) => s.clone(),
+        _ => String::new(),
+    };
+    let declared = super::rpc::declared_names(&decl);
+    let mut values: Vec<(String, Vec<Tok>)> = Vec::new();
+    for (k, arg) in args.iter().skip(2).enumerate() {
+        let (name, value) = match arg {
+            [Tok::Word(n), eq, rest @ ..] if eq.is_punct("=") && n.starts_with('@') => {
+                (n.clone(), rest.to_vec())
+            }
+            other => (declared.get(k).cloned().unwrap_or_default(), other.to_vec()),
+        };
+        let literal = matches!(
+            value.as_slice(),
+            [Tok::Num(_) | Tok::Str(_) | Tok::Hex(_)] | [Tok::Punct(_), Tok::Num(_)]
+        ) || value.len() == 1 && value[0].is_kw("NULL");
+        if !literal {
+            return Err(unsupported("sp_executesql arguments other than literals"));
+        }
+        values.push((name, value));
+    }
+    let mut out = Vec::new();
+    for t in tokenize(&stmt)? {
+        match &t {
+            Tok::Word(w) if w.starts_with('@') && !w.starts_with("@@") => {
+                match values.iter().find(|(n, _)| n.eq_ignore_ascii_case(w)) {
+                    Some((_, v)) => out.extend(v.iter().cloned()),
+                    None => {
+                        return Err(ErrorSpec::new(
+                            137,
+                            15,
+                            format!("Must declare the scalar variable \"{w}\"."),
+                        ))
+                    }
+                }
+            }
+            _ => out.push(t),
+        }
+    }
+    let text = out.iter().map(Tok::render).collect::<Vec<_>>().join(" ");
+    match parse_batch(&text)?.as_slice() {
+        [Stmt::Simple(t)] => Ok(Some(t.clone())),
+        _ => Err(unsupported(
+            "several statements in sp_executesql inside a batch",
+        )),
+    }
 }
 
 fn unsupported(what: &str) -> ErrorSpec {
@@ -674,7 +778,7 @@ pub(crate) fn parse_delay(s: &str) -> Result<Duration, ErrorSpec> {
 }
 
 /// Index of the `)` matching the `(` at `open`.
-fn matching_paren(toks: &[Tok], open: usize) -> Option<usize> {
+pub(crate) fn matching_paren(toks: &[Tok], open: usize) -> Option<usize> {
     let mut depth = 0;
     for (j, t) in toks.iter().enumerate().skip(open) {
         if t.is_punct("(") {
@@ -743,6 +847,14 @@ pub(crate) fn rewrite(toks: &[Tok], ctx: &Ctx) -> Result<String, ErrorSpec> {
                 }
                 out.push(")".into());
             }
+            // `+` next to a string literal concatenates (SQLite's `+` is numeric only).
+            Tok::Punct(p)
+                if p == "+"
+                    && (matches!(next, Some(Tok::Str(_)))
+                        || matches!(i.checked_sub(1).map(|j| &toks[j]), Some(Tok::Str(_)))) =>
+            {
+                out.push("||".into());
+            }
             Tok::Punct(p) if p == "," => {
                 if identity_level == Some(level) {
                     if !identity_has_pk {
@@ -756,6 +868,14 @@ pub(crate) fn rewrite(toks: &[Tok], ctx: &Ctx) -> Result<String, ErrorSpec> {
                 let up = t.ident_name().unwrap_or_default().to_ascii_uppercase();
                 let call = next.is_some_and(|n| n.is_punct("("));
                 let empty_call = call && toks.get(i + 2).is_some_and(|n| n.is_punct(")"));
+                // The system catalog and metadata functions.
+                if let Some((text, end)) =
+                    catalog::rewrite(toks, i, ctx).or_else(|| catalog::builtin(toks, i, ctx))
+                {
+                    out.push(text);
+                    i = end + 1;
+                    continue;
+                }
                 // Schema prefix dbo. / [dbo]. is dropped.
                 if up == "DBO" && next.is_some_and(|n| n.is_punct(".")) {
                     i += 2;
@@ -790,8 +910,16 @@ pub(crate) fn rewrite(toks: &[Tok], ctx: &Ctx) -> Result<String, ErrorSpec> {
                         i += 2;
                     }
                     "NEWID" if empty_call => {
-                        out.push("upper(hex(randomblob(16)))".into());
+                        out.push("tk_newid()".into());
                         i += 2;
+                    }
+                    "CAST" | "CONVERT" | "TRY_CAST" | "TRY_CONVERT" if call => {
+                        if let Some((text, close)) = typing::rewrite_cast(toks, i, ctx)? {
+                            out.push(text);
+                            i = close;
+                        } else {
+                            out.push(t.render());
+                        }
                     }
                     "DB_NAME" if empty_call => {
                         out.push(quote_str(&ctx.database));
