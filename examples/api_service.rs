@@ -16,7 +16,9 @@
 //! `DECIMAL(18, 2)` (amounts travel as strings in JSON, so they stay exact), `DATETIME2`,
 //! `NVARCHAR` and `VARCHAR`; rows map into an `Order` struct with
 //! [`FromRow`](mssql_resilience::sql::FromRow). The lookup by `sku` sends a `VARCHAR`
-//! parameter ([`Param::varchar`]) so SQL Server can seek the `VARCHAR` index.
+//! parameter ([`Param::varchar`]) so SQL Server can seek the `VARCHAR` index; it needs a
+//! real server (the embedded testkit runs `EXEC sp_executesql` only with literal
+//! arguments, and answers that route with error 214).
 //! Each HTTP request's time budget (the `X-Request-Timeout-Ms` header, default 2000)
 //! becomes the ambient deadline of every database call it makes.
 
