@@ -293,7 +293,7 @@ async fn rows_map_into_a_struct_with_every_type() {
         float: -2.25,
         flag: true,
         amount: Decimal::new(123_456_789_012_345_678, 2),
-        wide: Numeric::new_with_scale(12_345_678_90123_456_789_012_345_6789_012_345_678, 4),
+        wide: Numeric::new_with_scale(12_345_678_901_234_567_890_123_456_789_012_345_678, 4),
         price: Decimal::new(123_456_789, 4),
         note: Some("Ünïcødé note".to_owned()),
         sku: "AB-1234".to_owned(),

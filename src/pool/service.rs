@@ -315,7 +315,7 @@ async fn execute(
 }
 
 /// Reads every result set of a tiberius stream, keeping column names even for empty ones.
-/// Not capped: see [`materialize_within`].
+/// Not capped (the stack caps its responses with `[results]`).
 pub async fn materialize(stream: tiberius::QueryStream<'_>) -> Result<SqlResponse, Error> {
     materialize_within(
         stream,
@@ -330,7 +330,7 @@ pub async fn materialize(stream: tiberius::QueryStream<'_>) -> Result<SqlRespons
 /// Reads every result set of a tiberius stream, keeping column names even for empty ones,
 /// and fails with [`ErrorKind::ResponseTooLarge`] as soon as the rows or their bytes pass
 /// `limits` (the rest is not read).
-pub async fn materialize_within(
+pub(crate) async fn materialize_within(
     mut stream: tiberius::QueryStream<'_>,
     limits: ResultLimits,
 ) -> Result<SqlResponse, Error> {
