@@ -7,8 +7,18 @@
 //! cargo run --example api_service -- --config examples/regions.toml   # your regions
 //! ```
 //!
-//! Routes: `GET /orders/{id}`, `POST /orders` (JSON `{"id": 1, "note": "…"}`; an
-//! `Idempotency-Key` header makes it safe to retry), `GET /metrics`, `GET /health`.
+//! Routes: `GET /orders/{id}`, `GET /orders/by-sku/{sku}`, `POST /orders` (JSON `{"id": 1,
+//! "customer_id": "<uuid>", "amount": "12.50", "note": "…", "sku": "AB-1"}`; only `id` is
+//! required; an `Idempotency-Key` header makes it safe to retry), `GET /metrics`,
+//! `GET /health`.
+//!
+//! The `orders` table has the types a real one has: `INT`, `UNIQUEIDENTIFIER`,
+//! `DECIMAL(18, 2)` (amounts travel as strings in JSON, so they stay exact), `DATETIME2`,
+//! `NVARCHAR` and `VARCHAR`; rows map into an `Order` struct with
+//! [`FromRow`](mssql_resilience::sql::FromRow). The lookup by `sku` sends a `VARCHAR`
+//! parameter ([`Param::varchar`]) so SQL Server can seek the `VARCHAR` index; it needs a
+//! real server (the embedded testkit runs `EXEC sp_executesql` only with literal
+//! arguments, and answers that route with error 214).
 //! Each HTTP request's time budget (the `X-Request-Timeout-Ms` header, default 2000)
 //! becomes the ambient deadline of every database call it makes.
 
@@ -22,18 +32,65 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use metrics_exporter_prometheus::PrometheusHandle;
+use mssql_resilience::chrono::{DateTime, NaiveDateTime, Utc};
 use mssql_resilience::config::Config;
 use mssql_resilience::deadline::ambient;
 use mssql_resilience::error::ErrorKind;
 use mssql_resilience::idempotency::{create_table_sql, idempotent_execute, DEFAULT_TABLE};
-use mssql_resilience::sql::{Param, SqlRequest};
+use mssql_resilience::rust_decimal::Decimal;
+use mssql_resilience::sql::{FromRow, Param, Row, RowError, SqlRequest};
 use mssql_resilience::telemetry::{health, record_gauges};
+use mssql_resilience::uuid::Uuid;
 use mssql_resilience::{Error, RequestContext, Stack};
 use mssql_testkit::chaos::ChaosProxy;
 use mssql_testkit::tds::{TdsServer, TdsServerConfig};
 use serde_json::json;
 
-const SCHEMA: &str = "CREATE TABLE orders (id INT NOT NULL PRIMARY KEY, note NVARCHAR(200) NULL)";
+const SCHEMA: &str = "CREATE TABLE orders (\
+    id INT NOT NULL PRIMARY KEY, \
+    customer_id UNIQUEIDENTIFIER NOT NULL, \
+    amount DECIMAL(18, 2) NOT NULL, \
+    created_at DATETIME2 NOT NULL, \
+    note NVARCHAR(200) NULL, \
+    sku VARCHAR(20) NULL)";
+
+const ORDER_COLUMNS: &str = "id, customer_id, amount, created_at, note, sku";
+
+/// One row of `orders`.
+struct Order {
+    id: i32,
+    customer_id: Uuid,
+    amount: Decimal,
+    created_at: NaiveDateTime,
+    note: Option<String>,
+    sku: Option<String>,
+}
+
+impl FromRow for Order {
+    fn from_row(row: &Row) -> Result<Self, RowError> {
+        Ok(Order {
+            id: row.try_get("id")?,
+            customer_id: row.try_get("customer_id")?,
+            amount: row.try_get("amount")?,
+            created_at: row.try_get("created_at")?,
+            note: row.try_get("note")?,
+            sku: row.try_get("sku")?,
+        })
+    }
+}
+
+impl Order {
+    fn to_json(&self) -> serde_json::Value {
+        json!({
+            "id": self.id,
+            "customer_id": self.customer_id.to_string(),
+            "amount": self.amount.to_string(),
+            "created_at": self.created_at.format("%Y-%m-%dT%H:%M:%S%.f").to_string(),
+            "note": self.note,
+            "sku": self.sku,
+        })
+    }
+}
 
 #[derive(Clone)]
 struct App {
@@ -111,6 +168,7 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     let router = Router::new()
         .route("/orders/{id}", get(get_order))
         .route("/orders", axum::routing::post(create_order))
+        .route("/orders/by-sku/{sku}", get(find_orders))
         .route("/metrics", get(render_metrics))
         .layer(axum::middleware::from_fn(request_budget))
         .with_state(app)
@@ -182,18 +240,17 @@ async fn request_budget(request: Request, next: Next) -> Response {
 }
 
 async fn get_order(State(app): State<App>, Path(id): Path<i32>) -> Response {
-    let request = SqlRequest::query(
-        RequestContext::read("get_order"),
-        "SELECT id, note FROM orders WHERE id = @P1",
-        [Param::from(id)],
-    );
-    match app.stack.call(request).await {
-        Ok(response) => match response.first().and_then(|set| set.rows.first()) {
-            Some(row) => Json(json!({
-                "id": row[0].as_i64(),
-                "note": row[1].as_str(),
-            }))
-            .into_response(),
+    let orders = app
+        .stack
+        .query_as::<Order>(
+            RequestContext::read("get_order"),
+            format!("SELECT {ORDER_COLUMNS} FROM orders WHERE id = @P1"),
+            [Param::from(id)],
+        )
+        .await;
+    match orders {
+        Ok(orders) => match orders.first() {
+            Some(order) => Json(order.to_json()).into_response(),
             None => (
                 StatusCode::NOT_FOUND,
                 Json(json!({"error": "no such order"})),
@@ -204,10 +261,46 @@ async fn get_order(State(app): State<App>, Path(id): Path<i32>) -> Response {
     }
 }
 
+/// Orders by SKU: the parameter is sent as `VARCHAR`, like the column, so the server does
+/// not convert the column (which would scan instead of seek).
+async fn find_orders(State(app): State<App>, Path(sku): Path<String>) -> Response {
+    let orders = app
+        .stack
+        .query_as::<Order>(
+            RequestContext::read("find_orders_by_sku"),
+            format!("SELECT TOP 100 {ORDER_COLUMNS} FROM orders WHERE sku = @P1 ORDER BY id"),
+            [Param::varchar(sku)],
+        )
+        .await;
+    match orders {
+        Ok(orders) => Json(json!({
+            "orders": orders.iter().map(Order::to_json).collect::<Vec<_>>()
+        }))
+        .into_response(),
+        Err(e) => error_response(&e),
+    }
+}
+
 #[derive(serde::Deserialize)]
 struct NewOrder {
     id: i32,
+    /// The anonymous customer (the nil UUID) when absent.
+    customer_id: Option<String>,
+    /// A decimal string (exact); `"0.00"` when absent.
+    amount: Option<String>,
     note: Option<String>,
+    sku: Option<String>,
+}
+
+/// The creation time of an order: wall-clock time by nature (the crate's own code never
+/// reads the wall clock; timeouts use the tokio clock).
+#[allow(clippy::disallowed_methods)]
+fn now_utc() -> NaiveDateTime {
+    DateTime::<Utc>::from(std::time::SystemTime::now()).naive_utc()
+}
+
+fn bad_request(message: String) -> Response {
+    (StatusCode::BAD_REQUEST, Json(json!({"error": message}))).into_response()
 }
 
 async fn create_order(
@@ -215,19 +308,40 @@ async fn create_order(
     headers: HeaderMap,
     Json(order): Json<NewOrder>,
 ) -> Response {
-    let sql = "INSERT INTO orders (id, note) VALUES (@P1, @P2)";
-    let params = [Param::from(order.id), Param::from(order.note)];
+    let customer_id = match order.customer_id.as_deref().map(Uuid::parse_str) {
+        None => Uuid::nil(),
+        Some(Ok(id)) => id,
+        Some(Err(_)) => return bad_request("customer_id must be a UUID".into()),
+    };
+    let amount = match order.amount.as_deref().map(str::parse::<Decimal>) {
+        None => Decimal::ZERO,
+        Some(Ok(amount)) if amount.scale() <= 2 => amount,
+        Some(_) => return bad_request("amount must be a decimal with at most 2 places".into()),
+    };
+    if order
+        .sku
+        .as_ref()
+        .is_some_and(|s| s.len() > 20 || !s.is_ascii())
+    {
+        return bad_request("sku must be at most 20 ASCII characters".into());
+    }
+    let sql = "INSERT INTO orders (id, customer_id, amount, created_at, note, sku) \
+               VALUES (@P1, @P2, @P3, @P4, @P5, @P6)";
+    // `sku` goes in as NVARCHAR: an INSERT converts the value, not the column, so the
+    // VARCHAR parameter (needed for seeks, see `find_orders`) buys nothing here.
+    let params = mssql_resilience::params![
+        order.id,
+        customer_id,
+        amount,
+        now_utc(),
+        order.note,
+        order.sku,
+    ];
     let context = RequestContext::write("create_order");
     let request = match headers.get("idempotency-key").and_then(|v| v.to_str().ok()) {
         Some(key) => match idempotent_execute(context, DEFAULT_TABLE, key, sql, params) {
             Ok(request) => request,
-            Err(e) => {
-                return (
-                    StatusCode::BAD_REQUEST,
-                    Json(json!({"error": e.to_string()})),
-                )
-                    .into_response()
-            }
+            Err(e) => return bad_request(e.to_string()),
         },
         None => SqlRequest::execute(context, sql, params),
     };

@@ -222,7 +222,8 @@ impl StackBuilder {
                 .layer(attempt)
                 .service(
                     SqlService::new(pool.clone(), region.name.as_str())
-                        .with_latency(latency.clone()),
+                        .with_latency(latency.clone())
+                        .with_limits(config.results.limits()),
                 );
             specs.push(RegionSpec {
                 name: region.name.clone().into(),

@@ -132,6 +132,21 @@ pub enum ErrorKind {
     /// empty token) while a connection was being opened: nothing was sent, and the
     /// database is not at fault.
     AccessToken,
+    /// A response grew past the configured cap (`[results]` in the config): the rest was
+    /// not read and the connection was closed. Not retryable; stream the query instead
+    /// ([`Stack::stream`](crate::Stack::stream)) or narrow it.
+    ResponseTooLarge {
+        /// Which limit: `"rows"` or `"bytes"`.
+        limit: &'static str,
+        /// The configured maximum.
+        max: u64,
+    },
+    /// A streamed query failed after it had handed rows to the caller: it is not re-sent
+    /// (see [`RowStream`](crate::sql::RowStream)). The cause is the error's source.
+    StreamInterrupted {
+        /// Rows handed over before the failure.
+        rows: u64,
+    },
     /// Anything else (a foreign error from an inner service).
     Other,
 }
@@ -156,6 +171,8 @@ impl ErrorKind {
             ErrorKind::CircuitOpen { .. } => "circuit_open",
             ErrorKind::NoRegionAvailable { .. } => "no_region_available",
             ErrorKind::AccessToken => "access_token",
+            ErrorKind::ResponseTooLarge { .. } => "response_too_large",
+            ErrorKind::StreamInterrupted { .. } => "stream_interrupted",
             ErrorKind::Other => "other",
         }
     }
@@ -504,7 +521,16 @@ impl fmt::Display for Error {
             }
             ErrorKind::Tls => f.write_str("tls handshake failed")?,
             ErrorKind::Protocol => f.write_str("protocol error")?,
-            ErrorKind::Conversion => f.write_str("value conversion failed")?,
+            ErrorKind::Conversion => {
+                f.write_str("value conversion failed")?;
+                // The crate's own conversion errors name the column or parameter and the
+                // types, never the value (tiberius's may hold the value: left out).
+                if let Some(source) = self.inner.source.as_deref() {
+                    if source.is::<crate::sql::RowError>() || source.is::<crate::sql::ParamError>() {
+                        write!(f, ": {source}")?;
+                    }
+                }
+            }
             ErrorKind::CircuitOpen { name } => write!(f, "circuit breaker `{name}` is open")?,
             ErrorKind::NoRegionAvailable { reason } => write!(f, "no region available: {reason}")?,
             ErrorKind::AccessToken => {
@@ -513,6 +539,14 @@ impl fmt::Display for Error {
                     write!(f, ": {}", truncate_chars(&source.to_string(), 200))?;
                 }
             }
+            ErrorKind::ResponseTooLarge { limit, max } => write!(
+                f,
+                "the response has more than {max} {limit} (the `results.max_{limit}` cap); stream it or narrow the query"
+            )?,
+            ErrorKind::StreamInterrupted { rows } => write!(
+                f,
+                "the row stream failed after {rows} row(s) were handed over; not re-sent"
+            )?,
             ErrorKind::Other => f.write_str("inner service failed")?,
         }
         if let Some(region) = &self.inner.region {
@@ -543,8 +577,13 @@ impl fmt::Display for Error {
             }
         }
         f.write_str(")")?;
-        if let (Some(source), ErrorKind::Other | ErrorKind::Protocol | ErrorKind::Tls) =
-            (&self.inner.source, &self.inner.kind)
+        if let (
+            Some(source),
+            ErrorKind::Other
+            | ErrorKind::Protocol
+            | ErrorKind::Tls
+            | ErrorKind::StreamInterrupted { .. },
+        ) = (&self.inner.source, &self.inner.kind)
         {
             write!(f, ": {source}")?;
         }

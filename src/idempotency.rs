@@ -27,11 +27,12 @@
 
 use std::sync::Arc;
 
-use tiberius::ToSql;
-
 use crate::error::Error;
 use crate::request::RequestContext;
-use crate::sql::{batch, Client, Param, SqlRequest, SqlResponse, UnitOfWork, WorkFuture};
+use crate::sql::{
+    batch, check_params, Client, Param, SqlRequest, SqlResponse, UnitOfWork, WireStatement,
+    WorkFuture,
+};
 
 /// The default dedupe table name.
 pub const DEFAULT_TABLE: &str = "mssql_resilience_idempotency";
@@ -135,12 +136,13 @@ pub fn idempotent_execute(
             "invalid idempotency table name {table:?}: use letters, digits, '_' and '.'"
         )));
     }
+    let params: Arc<[Param]> = params.into_iter().collect();
     let write = IdempotentWrite {
         table: table.into(),
         key: key.into(),
         operation: context.operation().into(),
         sql: sql.into(),
-        params: params.into_iter().collect(),
+        params,
     };
     Ok(SqlRequest::unit_of_work(context.idempotent(true), write))
 }
@@ -148,13 +150,23 @@ pub fn idempotent_execute(
 impl UnitOfWork for IdempotentWrite {
     fn run<'a>(&'a self, client: &'a mut Client) -> WorkFuture<'a> {
         Box::pin(async move {
+            // Refused before anything is sent, naming the parameter.
+            check_params(&self.params).map_err(|e| {
+                Error::new(
+                    crate::error::ErrorKind::Conversion,
+                    crate::error::Outcome::NotSent,
+                )
+                .with_source(e)
+            })?;
             batch(client, "BEGIN TRANSACTION").await?;
             if let Some(recorded) = self.recorded(client).await? {
                 batch(client, "ROLLBACK TRANSACTION").await?;
                 return Ok(replay(recorded));
             }
-            let params: Vec<&dyn ToSql> = self.params.iter().map(|p| p as &dyn ToSql).collect();
-            let written = client.execute(self.sql.as_ref(), &params).await?;
+            let statement = WireStatement::new(&self.sql, &self.params);
+            let written = client
+                .execute(statement.sql.as_ref(), &statement.params())
+                .await?;
             let rows: u64 = written.rows_affected().iter().sum();
             let insert = format!(
                 "INSERT INTO {} (idempotency_key, operation, rows_affected) VALUES (@P1, @P2, @P3)",

@@ -64,5 +64,16 @@ pub mod telemetry;
 struct ReadmeDoctests;
 
 pub use crate::builder::{Stack, StackBuilder};
+pub use crate::sql::{FromRow, Param, Row, RowError, RowStream, SqlRequest, SqlResponse, Value};
+
 pub use crate::error::{ConfigError, Error, ErrorKind, Outcome};
 pub use crate::request::{Consistency, HasContext, Intent, RequestContext, WithContext};
+/// Date and time types for parameters and rows (see [`sql`](crate::sql#types)).
+pub use chrono;
+/// Exact decimals for `DECIMAL`/`NUMERIC`/`MONEY` parameters and rows.
+pub use rust_decimal;
+/// The driver, re-exported so a unit of work names the same version the crate uses
+/// (`tiberius::numeric::Numeric`, `tiberius::xml::XmlData`, `tiberius::ToSql`, …).
+pub use tiberius;
+/// `UNIQUEIDENTIFIER` values.
+pub use uuid;

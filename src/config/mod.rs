@@ -1,7 +1,7 @@
 //! Configuration of the whole stack: one TOML file, overridable by environment variables.
 //!
 //! [`Config`] has one section per layer (`[timeouts]`, `[retry]`, `[retry_budget]`,
-//! `[breaker]`, `[pool]`, `[failover]`) and a `[[regions]]` list. Every section is
+//! `[breaker]`, `[pool]`, `[failover]`, `[results]`) and a `[[regions]]` list. Every section is
 //! optional and defaults to the values documented on its fields; `regions` is required
 //! and must hold at least one region. Unknown keys are errors (a misspelled key must not
 //! silently leave a default in place). `examples/regions.toml` is a complete, commented
@@ -106,6 +106,7 @@ mod ado;
 pub mod duration;
 mod env;
 mod region;
+mod results;
 mod secret;
 mod sections;
 mod util;
@@ -123,6 +124,7 @@ pub use self::region::{
     MAX_CONNECTION_STRING_CHARS, MAX_INSTANCE_NAME_CHARS, MAX_LOGIN_FIELD_CHARS,
     MAX_REGION_NAME_CHARS,
 };
+pub use self::results::{ResultsConfig, MAX_RESULT_BYTES, MAX_RESULT_ROWS, MIN_RESULT_BYTES};
 pub use self::secret::{Secret, REDACTED};
 pub use self::sections::{
     BreakerConfig, FailoverConfig, JitterKind, PoolConfig, RetryBudgetConfig, RetryConfig,
@@ -161,6 +163,9 @@ pub struct Config {
     /// `[failover]`.
     #[serde(default)]
     pub failover: FailoverConfig,
+    /// `[results]`: caps on one materialized response.
+    #[serde(default)]
+    pub results: ResultsConfig,
     /// `[[regions]]`, in order of preference. Required, at least one.
     pub regions: Vec<RegionConfig>,
 }
@@ -237,6 +242,7 @@ impl Config {
         }
         self.pool.validate()?;
         self.failover.validate()?;
+        self.results.validate()?;
         if let Some(hedge_delay) = self.failover.hedge_delay {
             if hedge_delay > self.timeouts.attempt {
                 return Err(ConfigError::new(

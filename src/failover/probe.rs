@@ -87,8 +87,7 @@ impl Prober for SqlProber {
                 .result_sets
                 .get(1)
                 .and_then(|set| set.rows.first())
-                .and_then(|row| row.first())
-                .cloned()
+                .and_then(|row| row.value(0))
                 .unwrap_or(Value::Null);
             *slot = Some(conn);
             Ok(ProbeAnswer {

@@ -302,7 +302,10 @@ impl bb8::ManageConnection for TiberiusManager {
                 .await?;
             Ok::<_, tiberius::error::Error>(())
         };
-        match tokio::time::timeout(self.validation_timeout, check).await {
+        // Boxed: this future sits inside every checkout's future, and the driver's query
+        // future inline would make each checkout (and each call) kilobytes larger — copied
+        // on every call, though the check itself runs only after `revalidate_after`.
+        match Box::pin(tokio::time::timeout(self.validation_timeout, check)).await {
             Ok(Ok(())) => {
                 conn.mark_clean();
                 Ok(())

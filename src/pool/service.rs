@@ -7,13 +7,13 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use futures_util::TryStreamExt;
-use tiberius::{QueryItem, ToSql};
+use tiberius::QueryItem;
 use tokio::time::Instant;
 
 use super::Pool;
 use crate::error::{Error, ErrorKind, Outcome};
 use crate::failover::latency::LatencyEstimator;
-use crate::sql::{Param, ResultSet, SqlRequest, SqlResponse, Value};
+use crate::sql::{ResultLimits, ResultSet, Row, SqlRequest, SqlResponse, WireStatement};
 
 /// Runs a [`SqlRequest`] on a connection from its [`Pool`].
 ///
@@ -36,6 +36,7 @@ pub struct SqlService {
     pool: Pool,
     region: Arc<str>,
     latency: Option<Arc<LatencyEstimator>>,
+    limits: ResultLimits,
 }
 
 /// The least time a cut-short request is given to finish in the background.
@@ -50,7 +51,16 @@ impl SqlService {
             pool,
             region: region.into(),
             latency: None,
+            limits: ResultLimits::default(),
         }
+    }
+
+    /// Caps what one response may materialize (default: [`ResultLimits::default`]); a
+    /// response past a cap fails with [`ErrorKind::ResponseTooLarge`] and its connection
+    /// is closed (the rest of the result is not read).
+    pub fn with_limits(mut self, limits: ResultLimits) -> Self {
+        self.limits = limits;
+        self
     }
 
     /// Bounds the background drain of cut-short requests by the region's latency: two
@@ -82,9 +92,10 @@ impl tower::Service<SqlRequest> for SqlService {
         let pool = self.pool.clone();
         let region = self.region.clone();
         let wire = req.context.wire().cloned();
+        let limits = self.limits;
         DrainOnDrop {
             inner: Some(Box::pin(async move {
-                run(&pool, &req)
+                run(&pool, &req, limits)
                     .await
                     .map_err(|e| e.with_region(region.to_string()))
             })),
@@ -145,10 +156,22 @@ impl Drop for DrainOnDrop {
     }
 }
 
-async fn run(pool: &Pool, req: &SqlRequest) -> Result<SqlResponse, Error> {
+async fn run(pool: &Pool, req: &SqlRequest, limits: ResultLimits) -> Result<SqlResponse, Error> {
     let wire = req.context.wire().cloned();
     if let Some(wire) = &wire {
         wire.mark_not_sent();
+    }
+    req.check_params()?;
+    let sink = match &req.body {
+        crate::sql::request::Body::Statement {
+            returns: crate::sql::request::Returns::Stream(sink),
+            ..
+        } => Some(sink),
+        _ => None,
+    };
+    // A stream that handed rows over is never re-sent (another attempt would repeat them).
+    if let Some(sink) = sink.filter(|s| s.delivered() > 0) {
+        return Err(sink.interrupted(None));
     }
     let within = req.context.deadline().map_or(Duration::MAX, |d| {
         d.saturating_duration_since(Instant::now())
@@ -159,20 +182,28 @@ async fn run(pool: &Pool, req: &SqlRequest) -> Result<SqlResponse, Error> {
     // Until the request completes, the connection counts as broken: if this future is
     // dropped mid-request (a timeout), bb8 discards it instead of reusing a corrupt stream.
     conn.broken = true;
-    let result = execute(&mut conn, req).await;
+    // Boxed: the driver's futures are large, and inline they would make this future (moved
+    // into its box on every call) tens of kilobytes — copied per call.
+    let mut result = Box::pin(execute(&mut conn, req, limits)).await;
+    if let (Err(error), Some(sink)) = (&mut result, sink) {
+        if sink.delivered() > 0 {
+            let cause = std::mem::replace(error, Error::new(ErrorKind::Other, Outcome::Ambiguous));
+            *error = sink.interrupted(Some(cause));
+        }
+    }
     conn.tap.detach();
     let sent = conn.tap.written() > written_before;
     match result {
         Ok(response) if req.is_unit_of_work() => {
             // A unit of work must end what it begins: one left open would hold its locks
             // and be rolled back whenever the connection finally closes.
-            match open_transactions(&mut conn.client).await {
+            match Box::pin(open_transactions(&mut conn.client)).await {
                 Ok(0) => {
                     conn.mark_clean();
                     Ok(response)
                 }
                 Ok(open) => {
-                    if crate::sql::batch(&mut conn.client, "ROLLBACK TRANSACTION")
+                    if Box::pin(crate::sql::batch(&mut conn.client, "ROLLBACK TRANSACTION"))
                         .await
                         .is_ok()
                     {
@@ -199,11 +230,13 @@ async fn run(pool: &Pool, req: &SqlRequest) -> Result<SqlResponse, Error> {
                 // once no transaction is left open (a batch that failed after its
                 // BEGIN TRANSACTION would otherwise leak it into the next request).
                 ErrorKind::Server { class, .. } if *class < 20 && !req.is_unit_of_work() => {
-                    let clean = match open_transactions(&mut conn.client).await {
+                    let clean = match Box::pin(open_transactions(&mut conn.client)).await {
                         Ok(0) => true,
-                        Ok(_) => crate::sql::batch(&mut conn.client, "ROLLBACK TRANSACTION")
-                            .await
-                            .is_ok(),
+                        Ok(_) => {
+                            Box::pin(crate::sql::batch(&mut conn.client, "ROLLBACK TRANSACTION"))
+                                .await
+                                .is_ok()
+                        }
                         Err(_) => false,
                     };
                     if clean {
@@ -241,42 +274,69 @@ async fn open_transactions(client: &mut crate::sql::Client) -> Result<i64, tiber
 async fn execute(
     conn: &mut bb8::PooledConnection<'static, super::TiberiusManager>,
     req: &SqlRequest,
+    limits: ResultLimits,
 ) -> Result<SqlResponse, Error> {
     use crate::sql::request::{Body, Returns};
     let client = &mut conn.client;
     match &req.body {
         Body::Statement {
-            returns: Returns::Rows,
+            returns,
             sql,
             params,
         } => {
-            let params = as_sql(params);
-            let stream = client.query(sql.as_ref(), &params).await?;
-            materialize(stream).await
-        }
-        Body::Statement {
-            returns: Returns::RowsAffected,
-            sql,
-            params,
-        } => {
-            let params = as_sql(params);
-            let result = client.execute(sql.as_ref(), &params).await?;
-            Ok(SqlResponse {
-                rows_affected: result.rows_affected().to_vec(),
-                ..SqlResponse::default()
-            })
+            let statement = WireStatement::new(sql, params);
+            let params = statement.params();
+            let sql = statement.sql.as_ref();
+            match returns {
+                Returns::Rows => {
+                    let stream = client.query(sql, &params).await?;
+                    materialize_within(stream, limits).await
+                }
+                Returns::RowsAffected => {
+                    let result = client.execute(sql, &params).await?;
+                    Ok(SqlResponse {
+                        rows_affected: result.rows_affected().to_vec(),
+                        ..SqlResponse::default()
+                    })
+                }
+                Returns::Stream(sink) => {
+                    let mut stream = client.query(sql, &params).await?;
+                    while let Some(item) = stream.try_next().await? {
+                        if let QueryItem::Row(row) = item {
+                            sink.send(Row::from(row)).await?;
+                        }
+                    }
+                    Ok(SqlResponse::default())
+                }
+            }
         }
         Body::Work(work) => work.run(client).await,
     }
 }
 
-fn as_sql(params: &[Param]) -> Vec<&dyn ToSql> {
-    params.iter().map(|p| p as &dyn ToSql).collect()
+/// Reads every result set of a tiberius stream, keeping column names even for empty ones.
+/// Not capped (the stack caps its responses with `[results]`).
+pub async fn materialize(stream: tiberius::QueryStream<'_>) -> Result<SqlResponse, Error> {
+    materialize_within(
+        stream,
+        ResultLimits {
+            max_rows: u32::MAX,
+            max_bytes: u64::MAX,
+        },
+    )
+    .await
 }
 
-/// Reads every result set of a tiberius stream, keeping column names even for empty ones.
-pub async fn materialize(mut stream: tiberius::QueryStream<'_>) -> Result<SqlResponse, Error> {
+/// Reads every result set of a tiberius stream, keeping column names even for empty ones,
+/// and fails with [`ErrorKind::ResponseTooLarge`] as soon as the rows or their bytes pass
+/// `limits` (the rest is not read).
+pub(crate) async fn materialize_within(
+    mut stream: tiberius::QueryStream<'_>,
+    limits: ResultLimits,
+) -> Result<SqlResponse, Error> {
     let mut sets: Vec<ResultSet> = Vec::new();
+    let mut rows: u32 = 0;
+    let mut bytes: u64 = 0;
     while let Some(item) = stream.try_next().await? {
         match item {
             QueryItem::Metadata(meta) => sets.push(ResultSet {
@@ -284,12 +344,26 @@ pub async fn materialize(mut stream: tiberius::QueryStream<'_>) -> Result<SqlRes
                 rows: Vec::new(),
             }),
             QueryItem::Row(row) => {
-                if sets.is_empty() {
-                    sets.push(ResultSet::default());
+                let row = Row::from(row);
+                rows = rows.saturating_add(1);
+                bytes = bytes.saturating_add(row.size_estimate() as u64);
+                if rows > limits.max_rows || bytes > limits.max_bytes {
+                    let (limit, max) = if rows > limits.max_rows {
+                        ("rows", u64::from(limits.max_rows))
+                    } else {
+                        ("bytes", limits.max_bytes)
+                    };
+                    return Err(Error::new(
+                        ErrorKind::ResponseTooLarge { limit, max },
+                        Outcome::Ambiguous,
+                    ));
                 }
-                let values = row.cells().map(|(_, d)| Value::from_column(d)).collect();
-                if let Some(set) = sets.last_mut() {
-                    set.rows.push(values);
+                match sets.last_mut() {
+                    Some(set) => set.rows.push(row),
+                    None => sets.push(ResultSet {
+                        columns: row.columns().map(str::to_owned).collect(),
+                        rows: vec![row],
+                    }),
                 }
             }
         }

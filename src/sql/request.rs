@@ -1,12 +1,11 @@
-use std::borrow::Cow;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use tiberius::{ColumnData, ToSql};
-
+use super::param::Param;
 use super::response::SqlResponse;
+use super::stream::RowSink;
 use crate::error::Error;
 use crate::pool::TrackedStream;
 use crate::request::{HasContext, RequestContext};
@@ -14,8 +13,10 @@ use crate::request::{HasContext, RequestContext};
 /// The tiberius client a [`UnitOfWork`] is given.
 pub type Client = tiberius::Client<tokio_util::compat::Compat<TrackedStream>>;
 
-/// The future a [`UnitOfWork`] returns.
-pub type WorkFuture<'a> = Pin<Box<dyn Future<Output = Result<SqlResponse, Error>> + Send + 'a>>;
+/// The future a [`UnitOfWork`] returns: a [`SqlResponse`], or your own type `T` for work
+/// run with [`Stack::run`](crate::Stack::run).
+pub type WorkFuture<'a, T = SqlResponse> =
+    Pin<Box<dyn Future<Output = Result<T, Error>> + Send + 'a>>;
 
 /// Work run on one pooled connection: typically `BEGIN TRAN … COMMIT`.
 ///
@@ -60,9 +61,12 @@ where
 /// );
 /// # let _ = transfer;
 /// ```
-pub fn work<F>(f: F) -> F
+///
+/// It also names closures for [`Stack::run`](crate::Stack::run), which return a type of
+/// your own.
+pub fn work<T, F>(f: F) -> F
 where
-    F: for<'a> Fn(&'a mut Client) -> WorkFuture<'a> + Send + Sync + 'static,
+    F: for<'a> Fn(&'a mut Client) -> WorkFuture<'a, T> + Send + Sync + 'static,
 {
     f
 }
@@ -75,52 +79,15 @@ pub async fn batch(client: &mut Client, sql: &str) -> Result<(), Error> {
     Ok(())
 }
 
-/// A typed statement parameter (`@P1`, `@P2`, … in order).
-#[derive(Debug, Clone, PartialEq)]
-pub enum Param {
-    /// `INT` (32-bit).
-    I32(Option<i32>),
-    /// `BIGINT`.
-    I64(Option<i64>),
-    /// `FLOAT`.
-    F64(Option<f64>),
-    /// `BIT`.
-    Bool(Option<bool>),
-    /// `NVARCHAR` (`NVARCHAR(MAX)` when long).
-    Text(Option<String>),
-}
-
-impl ToSql for Param {
-    fn to_sql(&self) -> ColumnData<'_> {
-        match self {
-            Param::I32(v) => ColumnData::I32(*v),
-            Param::I64(v) => ColumnData::I64(*v),
-            Param::F64(v) => ColumnData::F64(*v),
-            Param::Bool(v) => ColumnData::Bit(*v),
-            Param::Text(v) => ColumnData::String(v.as_deref().map(Cow::Borrowed)),
-        }
-    }
-}
-
-macro_rules! param_from {
-    ($($t:ty => $v:ident),*) => {$(
-        impl From<$t> for Param {
-            fn from(v: $t) -> Self { Param::$v(Some(v.into())) }
-        }
-        impl From<Option<$t>> for Param {
-            fn from(v: Option<$t>) -> Self { Param::$v(v.map(Into::into)) }
-        }
-    )*};
-}
-param_from!(i32 => I32, i64 => I64, f64 => F64, bool => Bool, String => Text, &str => Text);
-
 /// What a statement's response carries.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug)]
 pub(crate) enum Returns {
     /// Result sets.
     Rows,
     /// Rows-affected counts.
     RowsAffected,
+    /// Rows handed one by one to a [`RowStream`](super::RowStream).
+    Stream(Arc<RowSink>),
 }
 
 #[derive(Clone)]
@@ -192,6 +159,20 @@ impl SqlRequest {
                 sql,
                 params: params.into_iter().collect(),
             },
+        }
+    }
+
+    /// Checks every parameter fits its SQL type (before anything is sent).
+    pub(crate) fn check_params(&self) -> Result<(), Error> {
+        match &self.body {
+            Body::Statement { params, .. } => super::param::check_params(params).map_err(|e| {
+                Error::new(
+                    crate::error::ErrorKind::Conversion,
+                    crate::error::Outcome::NotSent,
+                )
+                .with_source(e)
+            }),
+            Body::Work(_) => Ok(()),
         }
     }
 
