@@ -239,7 +239,9 @@ async fn a_failed_batch_never_leaks_its_open_transaction_into_the_next_request()
         ))
         .await
         .unwrap();
-    // BEGIN, one row, then a failing statement: the COMMIT never runs.
+    // BEGIN, one row, a duplicate, COMMIT. As on SQL Server (XACT_ABORT OFF), the
+    // duplicate key is a statement-level error: the batch goes on and COMMIT runs, so
+    // row 1 is committed although the call reports 2627.
     let err = stack
         .call(exec(
             "batch",
@@ -249,6 +251,18 @@ async fn a_failed_batch_never_leaks_its_open_transaction_into_the_next_request()
         .await
         .unwrap_err();
     assert_eq!(err.server_number(), Some(2627), "{err}");
+    assert_eq!(scalar(&stack, "SELECT COUNT(*) FROM ledger").await, 1);
+    // A batch-aborting error that leaves the transaction open (208, an object missing
+    // at run time): the COMMIT never runs.
+    let err = stack
+        .call(exec(
+            "batch",
+            "BEGIN TRANSACTION; INSERT INTO ledger (id) VALUES (10); SELECT * FROM no_such_table; COMMIT TRANSACTION",
+            vec![],
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(err.server_number(), Some(208), "{err}");
     // The one pooled connection is reused: it must not still be inside that transaction.
     stack
         .call(exec("next", "INSERT INTO ledger (id) VALUES (2)", vec![]))
@@ -259,7 +273,12 @@ async fn a_failed_batch_never_leaks_its_open_transaction_into_the_next_request()
         0,
         "no transaction left open"
     );
-    assert_eq!(scalar(&stack, "SELECT COUNT(*) FROM ledger").await, 1);
+    assert_eq!(
+        scalar(&stack, "SELECT COUNT(*) FROM ledger WHERE id = 10").await,
+        0,
+        "the open transaction was rolled back, not committed by a later request"
+    );
+    assert_eq!(scalar(&stack, "SELECT COUNT(*) FROM ledger").await, 2);
 
     // A unit of work that forgets to commit is rolled back and reported.
     let forgetful = SqlRequest::unit_of_work(

@@ -25,6 +25,7 @@
 //! # }
 //! ```
 
+mod batch;
 mod control;
 mod counters;
 mod errors;
@@ -41,5 +42,7 @@ mod translate;
 
 pub use counters::Counters;
 pub use errors::ErrorSpec;
-pub use faults::{AcceptMode, DropPoint, Faults, QueryFault, Trigger};
+pub use faults::{
+    AcceptMode, DisconnectMode, DropPoint, Faults, QueryFault, StallFault, StallPoint, Trigger,
+};
 pub use server::{TdsServer, TdsServerConfig};
