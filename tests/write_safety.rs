@@ -11,7 +11,7 @@ use mssql_resilience::error::RetryStop;
 use mssql_resilience::idempotency::{ensure_table, idempotent_execute, DEFAULT_TABLE};
 use mssql_resilience::sql::{batch, work, SqlRequest, SqlResponse};
 use mssql_resilience::{Outcome, RequestContext, Stack};
-use mssql_testkit::tds::{DropPoint, ErrorSpec, QueryFault, Trigger};
+use mssql_testkit::tds::{DisconnectMode, DropPoint, ErrorSpec, QueryFault, Trigger};
 use support::*;
 
 async fn setup(regions: &Backend) -> Stack {
@@ -69,6 +69,87 @@ async fn a_reset_after_a_non_idempotent_write_was_sent_is_outcome_unknown() {
     );
     // Here the server did run it: the reconciliation read finds exactly one.
     assert_eq!(rows, 1);
+}
+
+/// Sends a non-idempotent INSERT that the server holds for 500 ms, resets the connection
+/// (chaos proxy) while the server still works on it, and returns the caller's error once
+/// the server has finished with every session, so the table shows the final outcome.
+async fn write_cut_off_mid_flight(
+    regions: &Backend,
+    stack: &Stack,
+    id: i32,
+) -> mssql_resilience::Error {
+    let primary = regions.primary();
+    primary.faults().set_query_delay(Duration::from_millis(500));
+    let requests_before = {
+        let c = primary.faults().counters();
+        c.batches + c.rpcs
+    };
+    let call = {
+        let stack = stack.clone();
+        tokio::spawn(async move {
+            stack
+                .call(exec(
+                    "create_payment",
+                    "INSERT INTO payments (id, amount) VALUES (@P1, @P2)",
+                    vec![id.into(), 100i64.into()],
+                ))
+                .await
+        })
+    };
+    eventually(
+        "the server holds the INSERT",
+        Duration::from_secs(5),
+        || {
+            let c = primary.faults().counters();
+            c.batches + c.rpcs > requests_before
+        },
+    )
+    .await;
+    primary.chaos().reset_connections();
+    let err = call.await.unwrap().unwrap_err();
+    primary.faults().set_query_delay(Duration::ZERO);
+    // Every connection went through the proxy, so every session ends — the held one
+    // only once its work is over (rolled back or committed, depending on the mode).
+    eventually(
+        "the server ends its sessions",
+        Duration::from_secs(5),
+        || primary.faults().counters().connections_open == 0,
+    )
+    .await;
+    err
+}
+
+fn assert_unknown_and_not_retried(err: &mssql_resilience::Error) {
+    assert_eq!(err.outcome(), Outcome::Ambiguous, "{err}");
+    assert!(err.is_outcome_unknown(), "{err}");
+    assert_eq!(err.retry_stop(), Some(RetryStop::NotIdempotent), "{err}");
+    assert_eq!(err.attempts(), 1, "never retried: {err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_disconnect_mid_write_is_outcome_unknown_when_the_write_did_not_happen() {
+    let regions = testkit().await;
+    let stack = setup(&regions).await;
+    // Default: the server interrupts the statement when the client goes away.
+    let err = write_cut_off_mid_flight(&regions, &stack, 1).await;
+    assert_unknown_and_not_retried(&err);
+    assert_eq!(scalar(&stack, "SELECT COUNT(*) FROM payments").await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_disconnect_mid_write_is_outcome_unknown_when_the_write_did_happen() {
+    let regions = testkit().await;
+    let stack = setup(&regions).await;
+    // As a real server may: the statement runs on after the client left, and commits.
+    regions
+        .primary()
+        .faults()
+        .set_disconnect_mode(DisconnectMode::Complete);
+    let err = write_cut_off_mid_flight(&regions, &stack, 1).await;
+    assert_unknown_and_not_retried(&err);
+    // Exactly one row: it happened, and the crate did not add a second one.
+    assert_eq!(scalar(&stack, "SELECT COUNT(*) FROM payments").await, 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

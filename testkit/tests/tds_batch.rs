@@ -64,7 +64,11 @@ async fn other_statement_level_errors_continue_too() {
     )
     .await
     .unwrap_err();
-    assert_eq!(code(&err), Some(515), "the first error is the one reported: {err}");
+    assert_eq!(
+        code(&err),
+        Some(515),
+        "the first error is the one reported: {err}"
+    );
     assert_eq!(scalar(&mut c, "SELECT COUNT(*) FROM t").await, 3);
 }
 
@@ -155,14 +159,18 @@ async fn error_reads_the_last_statement_and_resets() {
     let server = start().await;
     let mut c = connect(&server).await;
     setup(&mut c).await;
-    batch(&mut c, "INSERT INTO t (id) VALUES (1)").await.unwrap();
+    batch(&mut c, "INSERT INTO t (id) VALUES (1)")
+        .await
+        .unwrap();
     let _ = batch(
         &mut c,
         "INSERT INTO t (id) VALUES (1); INSERT INTO log (n) SELECT @@ERROR; INSERT INTO log (n) SELECT @@ERROR",
     )
     .await
     .unwrap_err();
-    let rows = batch(&mut c, "SELECT n FROM log ORDER BY rowid").await.unwrap();
+    let rows = batch(&mut c, "SELECT n FROM log ORDER BY rowid")
+        .await
+        .unwrap();
     let got: Vec<Option<i32>> = rows[0].iter().map(|r| r.get::<i32, _>(0)).collect();
     assert_eq!(got, vec![Some(2627), Some(0)]);
 }

@@ -137,7 +137,11 @@ mod tests {
     #[test]
     fn statement_errors_continue_unless_xact_abort() {
         for n in [2627, 2601, 547, 515, 1222, 8134, 2628, 3902, 2714] {
-            assert_eq!(effect(n, 16, "INSERT", false), ErrorEffect::Statement, "{n}");
+            assert_eq!(
+                effect(n, 16, "INSERT", false),
+                ErrorEffect::Statement,
+                "{n}"
+            );
             assert_eq!(
                 effect(n, 16, "INSERT", true),
                 ErrorEffect::AbortBatchRollback,
@@ -171,10 +175,7 @@ mod tests {
 
     #[test]
     fn raiserror_continues_and_throw_aborts() {
-        assert_eq!(
-            effect(50000, 16, "RAISERROR", true),
-            ErrorEffect::Statement
-        );
+        assert_eq!(effect(50000, 16, "RAISERROR", true), ErrorEffect::Statement);
         assert_eq!(effect(50001, 16, "THROW", false), ErrorEffect::AbortBatch);
         assert_eq!(
             effect(50001, 16, "THROW", true),

@@ -124,8 +124,8 @@ pub enum DropPoint {
 #[serde(rename_all = "snake_case")]
 pub enum StallPoint {
     /// Send every token up to and including the `n`-th row (counted over the whole
-    /// response) as complete packets, then nothing more. A response with fewer rows is
-    /// sent whole except its final DONE. The client can read those rows; after an
+    /// response) as complete packets, then nothing more; 0 sends nothing at all. A
+    /// response with fewer rows is sent whole except its final DONE. The client can read those rows; after an
     /// attention the server answers DONE(ATTN) and the connection stays usable.
     AfterRows(usize),
     /// Send this many bytes of the framed response (a partial packet if the count is
@@ -174,6 +174,7 @@ pub enum DisconnectMode {
     /// The running statement is interrupted at once and rolled back, as is any open
     /// transaction (the testkit's historical behaviour).
     #[default]
+    #[serde(rename = "rollback")]
     RollBack,
     /// The request in flight runs to its end: an autocommit statement commits; an open
     /// explicit transaction is still rolled back when the session then ends. This is
@@ -257,9 +258,7 @@ impl Shared {
             accept: watch::Sender::new(AcceptMode::Normal),
             next_session: AtomicU64::new(1),
             default_disconnect,
-            disconnect_completes: AtomicBool::new(
-                default_disconnect == DisconnectMode::Complete,
-            ),
+            disconnect_completes: AtomicBool::new(default_disconnect == DisconnectMode::Complete),
         }
     }
 

@@ -584,15 +584,17 @@ impl Session {
     ) -> std::io::Result<()> {
         let (wire, resumable) = match point {
             StallPoint::AfterRows(n) => {
-                let cut = match n.checked_sub(1).and_then(|i| self.row_ends.get(i)) {
-                    Some(&end) => end,
-                    None => final_done,
+                let cut = match n.checked_sub(1) {
+                    None => 0,
+                    Some(i) => self.row_ends.get(i).copied().unwrap_or(final_done),
                 };
                 let cut = cut.min(final_done);
-                (
-                    packet::frame(&tokens[..cut], self.packet_size, self.spid, false),
-                    true,
-                )
+                let wire = if cut == 0 {
+                    Vec::new()
+                } else {
+                    packet::frame(&tokens[..cut], self.packet_size, self.spid, false)
+                };
+                (wire, true)
             }
             StallPoint::AfterBytes(n) => {
                 let mut wire = packet::frame(tokens, self.packet_size, self.spid, true);
@@ -856,7 +858,11 @@ impl Session {
             }
             Action::Commit => {
                 if self.trancount == 0 {
-                    let e = ErrorSpec::new(3902, 16, "The COMMIT TRANSACTION request has no corresponding BEGIN TRANSACTION.");
+                    let e = ErrorSpec::new(
+                        3902,
+                        16,
+                        "The COMMIT TRANSACTION request has no corresponding BEGIN TRANSACTION.",
+                    );
                     return self.report(w, dones, done_tok, e, &first_kw).await;
                 }
                 if self.trancount == 1 {
@@ -870,7 +876,11 @@ impl Session {
             }
             Action::Rollback => {
                 if self.trancount == 0 {
-                    let e = ErrorSpec::new(3903, 16, "The ROLLBACK TRANSACTION request has no corresponding BEGIN TRANSACTION.");
+                    let e = ErrorSpec::new(
+                        3903,
+                        16,
+                        "The ROLLBACK TRANSACTION request has no corresponding BEGIN TRANSACTION.",
+                    );
                     return self.report(w, dones, done_tok, e, &first_kw).await;
                 }
                 self.rollback_now(w).await;
