@@ -11,7 +11,9 @@ use mssql_resilience::error::RetryStop;
 use mssql_resilience::idempotency::{ensure_table, idempotent_execute, DEFAULT_TABLE};
 use mssql_resilience::sql::{batch, work, SqlRequest, SqlResponse};
 use mssql_resilience::{Outcome, RequestContext, Stack};
-use mssql_testkit::tds::{DisconnectMode, DropPoint, ErrorSpec, QueryFault, Trigger};
+use mssql_testkit::tds::{
+    DisconnectMode, DropPoint, ErrorSpec, QueryFault, StallFault, StallPoint, Trigger,
+};
 use support::*;
 
 async fn setup(regions: &Backend) -> Stack {
@@ -150,6 +152,63 @@ async fn a_disconnect_mid_write_is_outcome_unknown_when_the_write_did_happen() {
     assert_unknown_and_not_retried(&err);
     // Exactly one row: it happened, and the crate did not add a second one.
     assert_eq!(scalar(&stack, "SELECT COUNT(*) FROM payments").await, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_whose_answer_stalls_is_outcome_unknown_when_the_deadline_fires() {
+    let regions = testkit().await;
+    let stack = setup(&regions).await;
+    // The server runs (and commits) the INSERT, then its answer never comes.
+    regions.primary().faults().stall_responses(
+        StallFault::new(StallPoint::AfterRows(0), Trigger::Next(1))
+            .matching("INSERT INTO payments"),
+    );
+    let err = stack
+        .call(exec(
+            "create_payment",
+            "INSERT INTO payments (id, amount) VALUES (@P1, @P2)",
+            vec![1.into(), 100i64.into()],
+        ))
+        .await
+        .unwrap_err();
+    // One region: the attempt may use the whole budget, so the call's deadline fires.
+    assert!(err.is_timeout(), "the deadline fired: {err}");
+    assert_eq!(err.outcome(), Outcome::Ambiguous, "{err}");
+    assert!(err.is_outcome_unknown(), "{err}");
+    assert_eq!(err.attempts(), 1, "never retried: {err}");
+    assert_eq!(regions.primary().faults().counters().responses_stalled, 1);
+    assert_eq!(scalar(&stack, "SELECT COUNT(*) FROM payments").await, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_whose_result_stalls_after_its_first_rows_ends_at_the_deadline() {
+    let regions = testkit().await;
+    let stack = setup(&regions).await;
+    stack
+        .call(exec(
+            "seed",
+            "INSERT INTO payments (id, amount) VALUES (1, 10), (2, 20), (3, 30)",
+            vec![],
+        ))
+        .await
+        .unwrap();
+    let faults = regions.primary().faults();
+    // The first row arrives, then nothing: the call ends with its deadline, not a hang.
+    faults.stall_responses(
+        StallFault::new(StallPoint::AfterRows(1), Trigger::Next(1)).matching("ORDER BY id"),
+    );
+    let err = stack
+        .call(read("list", "SELECT id FROM payments ORDER BY id"))
+        .await
+        .unwrap_err();
+    assert!(err.is_timeout(), "{err}");
+    assert_eq!(faults.counters().responses_stalled, 1);
+    // The stalled connection is not reused in a corrupt state: the next read is whole.
+    let response = stack
+        .call(read("list", "SELECT id FROM payments ORDER BY id"))
+        .await
+        .unwrap();
+    assert_eq!(response.first().map(|s| s.rows.len()), Some(3));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
