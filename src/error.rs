@@ -209,6 +209,8 @@ struct Inner {
     idempotent: Option<bool>,
     /// Raised by a pooled connection's check, not by a connect.
     validation: bool,
+    /// A rejected request whose effects the error does not prove undone.
+    may_have_applied: bool,
 }
 
 impl Error {
@@ -224,6 +226,7 @@ impl Error {
                 region: None,
                 idempotent: None,
                 validation: false,
+                may_have_applied: false,
             }),
         }
     }
@@ -286,8 +289,31 @@ impl Error {
 
     /// True when the request may or may not have taken effect and was not retried because
     /// it is not idempotent: the caller must reconcile (read back, or use an idempotency key).
+    /// That is an [`Outcome::Ambiguous`] failure, or an [`Outcome::Rejected`] one that
+    /// [`may_have_applied`](Self::may_have_applied).
     pub fn is_outcome_unknown(&self) -> bool {
-        self.inner.outcome == Outcome::Ambiguous && self.inner.idempotent == Some(false)
+        let unknown = match self.inner.outcome {
+            Outcome::Ambiguous => true,
+            Outcome::Rejected => self.inner.may_have_applied,
+            Outcome::NotSent => false,
+        };
+        unknown && self.inner.idempotent == Some(false)
+    }
+
+    /// For an [`Outcome::Rejected`] failure: the server's error does not prove that the
+    /// request left nothing applied — e.g. a unit of work whose `COMMIT` had completed
+    /// before a later statement failed, or a batch in which an earlier statement had
+    /// committed before another one failed. The write-safety rule re-sends such a request
+    /// only when it is idempotent. See [`classify::rollback`](crate::classify::rollback)
+    /// for what counts as proof. False for other outcomes, and for rejected errors built
+    /// with [`Error::new`] (a service that reports `Rejected` vouches that nothing applied).
+    pub fn may_have_applied(&self) -> bool {
+        self.inner.outcome == Outcome::Rejected && self.inner.may_have_applied
+    }
+
+    /// Records whether a rejected request may have left effects behind.
+    pub(crate) fn set_may_have_applied(&mut self, may: bool) {
+        self.inner.may_have_applied = may;
     }
 
     /// True for a deadline or timeout of any scope.
@@ -453,6 +479,7 @@ impl From<BoxError> for Error {
                 region: None,
                 idempotent: None,
                 validation: false,
+                may_have_applied: false,
             }),
         }
     }

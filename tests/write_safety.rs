@@ -440,3 +440,133 @@ async fn a_failed_batch_never_leaks_its_open_transaction_into_the_next_request()
         0
     );
 }
+
+/// A unit of work: BEGIN, INSERT, COMMIT, then a read after the commit (tagged so a
+/// query fault can target it). Counts its runs.
+fn commit_then_read(runs: Arc<AtomicUsize>, id: i32) -> SqlRequest {
+    SqlRequest::unit_of_work(
+        RequestContext::write("transfer"),
+        work(move |client| {
+            let runs = runs.clone();
+            Box::pin(async move {
+                runs.fetch_add(1, Ordering::SeqCst);
+                batch(client, "BEGIN TRANSACTION").await?;
+                client
+                    .execute(
+                        "INSERT INTO payments (id, amount) VALUES (@P1, @P2)",
+                        &[&id, &70i64],
+                    )
+                    .await?;
+                batch(client, "COMMIT TRANSACTION").await?;
+                batch(client, "SELECT COUNT(*) AS after_commit FROM payments").await?;
+                Ok(SqlResponse::default())
+            })
+        }),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transient_error_after_the_commit_never_reruns_the_unit_of_work() {
+    let regions = testkit().await;
+    let stack = setup(&regions).await;
+    // 1205 and 1222 (the session lives on) and 40613 (class 20: the session ends).
+    for (i, number) in [1205u32, 1222, 40613].into_iter().enumerate() {
+        let id = 100 + i as i32;
+        regions.primary().faults().fail_queries(
+            QueryFault::new(ErrorSpec::known(number), Trigger::Next(1)).matching("after_commit"),
+        );
+        let runs = Arc::new(AtomicUsize::new(0));
+        let err = stack
+            .call(commit_then_read(runs.clone(), id))
+            .await
+            .unwrap_err();
+        assert_eq!(err.server_number(), Some(number), "{err}");
+        assert_eq!(
+            runs.load(Ordering::SeqCst),
+            1,
+            "{number}: committed, so not re-run"
+        );
+        assert_eq!(err.outcome(), Outcome::Rejected, "{err}");
+        assert!(err.may_have_applied(), "{err}");
+        assert!(err.is_outcome_unknown(), "{err}");
+        assert_eq!(err.retry_stop(), Some(RetryStop::NotIdempotent), "{err}");
+        assert_eq!(
+            scalar(
+                &stack,
+                &format!("SELECT COUNT(*) FROM payments WHERE id = {id}")
+            )
+            .await,
+            1,
+            "{number}: written exactly once"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_error_inside_the_open_transaction_reruns_the_unit_of_work() {
+    let regions = testkit().await;
+    let stack = setup(&regions).await;
+    // 1205 (the server rolls the transaction back), 1222 (the transaction stays open
+    // and the crate rolls it back) and 40613 (the session, and the transaction, end).
+    for (i, number) in [1205u32, 1222, 40613].into_iter().enumerate() {
+        let id = 200 + i as i32;
+        regions.primary().faults().fail_queries(
+            QueryFault::new(ErrorSpec::known(number), Trigger::Next(1))
+                .matching("INSERT INTO payments"),
+        );
+        let runs = Arc::new(AtomicUsize::new(0));
+        stack
+            .call(commit_then_read(runs.clone(), id))
+            .await
+            .unwrap_or_else(|e| panic!("{number}: {e}"));
+        assert_eq!(
+            runs.load(Ordering::SeqCst),
+            2,
+            "{number}: run, rolled back, run again"
+        );
+        assert_eq!(
+            scalar(
+                &stack,
+                &format!("SELECT COUNT(*) FROM payments WHERE id = {id}")
+            )
+            .await,
+            1
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deadlock_on_a_lone_statement_is_retried_but_not_on_a_batch_of_several() {
+    let regions = testkit().await;
+    let stack = setup(&regions).await;
+    let faults = regions.primary().faults();
+    // One INSERT: the deadlock undid it; retried, written once.
+    faults.fail_queries(
+        QueryFault::new(ErrorSpec::deadlock(), Trigger::Next(1)).matching("INSERT INTO payments"),
+    );
+    stack
+        .call(exec(
+            "create_payment",
+            "INSERT INTO payments (id, amount) VALUES (@P1, @P2)",
+            vec![1.into(), 100i64.into()],
+        ))
+        .await
+        .unwrap();
+    assert_eq!(scalar(&stack, "SELECT COUNT(*) FROM payments").await, 1);
+    // Two statements: an earlier one may have committed before the deadlock (the
+    // crate cannot tell), so the write is not re-sent and the caller must reconcile.
+    faults.fail_queries(
+        QueryFault::new(ErrorSpec::deadlock(), Trigger::Next(1)).matching("INSERT INTO payments"),
+    );
+    let err = stack
+        .call(exec(
+            "create_payments",
+            "INSERT INTO payments (id, amount) VALUES (2, 1); INSERT INTO payments (id, amount) VALUES (3, 1)",
+            vec![],
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(err.server_number(), Some(1205), "{err}");
+    assert!(err.is_outcome_unknown(), "{err}");
+    assert_eq!(err.attempts(), 1, "{err}");
+}

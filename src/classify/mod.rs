@@ -15,6 +15,7 @@
 //! but ambiguous once sent (so "client-side timeouts are ambiguous, not transient": the
 //! write-safety rule decides); 40501 asks for at least 10 s before the next try.
 
+pub mod rollback;
 pub mod transient;
 
 use std::collections::HashSet;
