@@ -211,3 +211,21 @@ async fn rpc_statement_errors_continue_and_the_client_sees_the_error() {
         .unwrap();
     assert_eq!(ok.rows_affected(), &[1]);
 }
+
+#[tokio::test]
+async fn try_catch_is_rejected_not_half_run() {
+    // Documented as out of reach (no doomed transactions without TRY/CATCH): the batch
+    // fails before running anything and leaves no transaction behind.
+    let server = start().await;
+    let mut c = connect(&server).await;
+    setup(&mut c).await;
+    let err = batch(
+        &mut c,
+        "BEGIN TRY INSERT INTO t (id) VALUES (1) END TRY BEGIN CATCH SELECT 2 END CATCH",
+    )
+    .await
+    .unwrap_err();
+    assert!(code(&err).is_some(), "{err}");
+    assert_eq!(scalar(&mut c, "SELECT @@TRANCOUNT").await, 0);
+    assert_eq!(scalar(&mut c, "SELECT COUNT(*) FROM t").await, 0);
+}
