@@ -124,7 +124,7 @@ impl WireTx {
         self.msg_offset = at.saturating_add(1);
         // UTF-16LE: each letter is followed by a zero byte.
         let p = self.commit_progress;
-        let expected_letter = p % 2 == 0;
+        let expected_letter = p.is_multiple_of(2);
         let matches = if expected_letter {
             b.to_ascii_uppercase() == COMMIT[p / 2]
         } else {

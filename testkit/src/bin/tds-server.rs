@@ -30,7 +30,7 @@ Prints `listening on ADDR` as its first line; port 0 picks a free port.
 
 enum Parsed {
     Help,
-    Run(TdsServerConfig),
+    Run(Box<TdsServerConfig>),
 }
 
 fn parse_args(args: &[String]) -> Result<Parsed, String> {
@@ -78,7 +78,7 @@ fn parse_args(args: &[String]) -> Result<Parsed, String> {
     if cfg.database.is_empty() {
         return Err("--database must not be empty".into());
     }
-    Ok(Parsed::Run(cfg))
+    Ok(Parsed::Run(Box::new(cfg)))
 }
 
 fn main() -> ExitCode {
@@ -88,7 +88,7 @@ fn main() -> ExitCode {
             println!("{USAGE}");
             return ExitCode::SUCCESS;
         }
-        Ok(Parsed::Run(cfg)) => cfg,
+        Ok(Parsed::Run(cfg)) => *cfg,
         Err(e) => {
             eprintln!("tds-server: {e}");
             return ExitCode::from(2);
