@@ -8,7 +8,10 @@
 //!   login failure, TLS failure, a redirect, an open breaker, a deadline spent before the
 //!   send). Always safe to retry or fail over.
 //! - [`Outcome::Rejected`]: the server answered with an error. Whether a retry may help is
-//!   the [classifier](crate::classify)'s call (transient numbers yes, syntax errors no).
+//!   the [classifier](crate::classify)'s call (transient numbers yes, syntax errors no);
+//!   whether it may be *sent again* for a non-idempotent request depends on whether the
+//!   error proves nothing was applied ([`Error::may_have_applied`]; see
+//!   [`classify::rollback`](crate::classify::rollback)).
 //! - [`Outcome::Ambiguous`]: the request was (or may have been) sent and then the
 //!   connection broke or the attempt timed out. A write may or may not have committed, so
 //!   it is retried only when the request is idempotent; otherwise the caller gets an error
