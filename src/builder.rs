@@ -27,9 +27,10 @@ use std::time::Duration;
 use tower::util::BoxCloneSyncService;
 use tower::{ServiceBuilder, ServiceExt};
 
+use crate::auth::AccessTokenProvider;
 use crate::circuit_breaker::{CircuitBreakerHandle, CircuitBreakerLayer};
 use crate::classify::{SharedClassifier, SqlServerClassifier};
-use crate::config::Config;
+use crate::config::{Authentication, Config};
 use crate::deadline::Deadline;
 use crate::error::{ConfigError, Error};
 use crate::failover::probe::SqlProber;
@@ -64,6 +65,7 @@ pub struct StackBuilder {
     telemetry: TelemetryLayer,
     classifier: SharedClassifier,
     probes: bool,
+    access_tokens: Option<Arc<dyn AccessTokenProvider>>,
 }
 
 impl fmt::Debug for StackBuilder {
@@ -75,6 +77,7 @@ impl fmt::Debug for StackBuilder {
                 &self.connectors.keys().collect::<Vec<_>>(),
             )
             .field("probes", &self.probes)
+            .field("access_tokens", &self.access_tokens.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -119,6 +122,15 @@ impl StackBuilder {
     /// to the breakers alone (for tests of the breaker path).
     pub fn probes(mut self, enabled: bool) -> Self {
         self.probes = enabled;
+        self
+    }
+
+    /// Supplies the access tokens of the regions with `authentication = "entra"`: the
+    /// provider is asked for a fresh token for every new connection to them (see
+    /// [`auth`](crate::auth)). Required when such a region exists; regions with SQL Server
+    /// authentication ignore it. Defaults to none.
+    pub fn access_tokens(mut self, provider: Arc<dyn AccessTokenProvider>) -> Self {
+        self.access_tokens = Some(provider);
         self
     }
 
@@ -168,6 +180,17 @@ impl StackBuilder {
             if let Some(observer) = observer {
                 manager = manager.with_observer(region.name.clone(), observer.clone());
             }
+            if region.authentication == Authentication::Entra {
+                let Some(provider) = &self.access_tokens else {
+                    return Err(ConfigError::new(
+                        "authentication",
+                        "entra",
+                        "needs an access-token provider: call `StackBuilder::access_tokens`",
+                    )
+                    .within(&section));
+                };
+                manager = manager.with_access_tokens(provider.clone());
+            }
             let pool = Pool::new(
                 manager.clone(),
                 PoolSettings {
@@ -176,8 +199,8 @@ impl StackBuilder {
                     idle_timeout: config.pool.idle_timeout,
                     max_lifetime: config.pool.max_lifetime,
                     // Each attempt's own (latency-aware) bound cuts a checkout short; the
-                    // pool itself never waits past the total budget.
-                    checkout_timeout: config.timeouts.total,
+                    // pool itself never waits past the longest budget a request may get.
+                    checkout_timeout: budget.max_total(),
                 },
             );
             let breaker = CircuitBreakerHandle::with_parts(
@@ -292,6 +315,7 @@ impl Stack {
             telemetry: TelemetryLayer::new(),
             classifier: Arc::new(SqlServerClassifier::new()),
             probes: true,
+            access_tokens: None,
         }
     }
 

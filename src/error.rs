@@ -131,6 +131,10 @@ pub enum ErrorKind {
         /// Why, in words.
         reason: Cow<'static, str>,
     },
+    /// The [access-token provider](crate::auth::AccessTokenProvider) failed (or returned an
+    /// empty token) while a connection was being opened: nothing was sent, and the
+    /// database is not at fault.
+    AccessToken,
     /// Anything else (a foreign error from an inner service).
     Other,
 }
@@ -154,6 +158,7 @@ impl ErrorKind {
             ErrorKind::Conversion => "conversion",
             ErrorKind::CircuitOpen { .. } => "circuit_open",
             ErrorKind::NoRegionAvailable { .. } => "no_region_available",
+            ErrorKind::AccessToken => "access_token",
             ErrorKind::Other => "other",
         }
     }
@@ -532,6 +537,12 @@ impl fmt::Display for Error {
             ErrorKind::Conversion => f.write_str("value conversion failed")?,
             ErrorKind::CircuitOpen { name } => write!(f, "circuit breaker `{name}` is open")?,
             ErrorKind::NoRegionAvailable { reason } => write!(f, "no region available: {reason}")?,
+            ErrorKind::AccessToken => {
+                f.write_str("the access-token provider failed")?;
+                if let Some(source) = &self.inner.source {
+                    write!(f, ": {}", truncate_chars(&source.to_string(), 200))?;
+                }
+            }
             ErrorKind::Other => f.write_str("inner service failed")?,
         }
         if let Some(region) = &self.inner.region {

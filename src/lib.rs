@@ -41,6 +41,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs, missing_debug_implementations)]
 
+pub mod auth;
 pub mod builder;
 pub mod circuit_breaker;
 pub mod classify;

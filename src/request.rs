@@ -115,6 +115,8 @@ pub struct RequestContext {
     consistency: Consistency,
     hedge: bool,
     deadline: Option<Instant>,
+    budget: Option<std::time::Duration>,
+    budget_extension: std::time::Duration,
     attempt_limit: Option<std::time::Duration>,
     breaker_bypass: bool,
     wire: Option<Arc<WireState>>,
@@ -130,6 +132,8 @@ impl RequestContext {
             consistency: Consistency::AllowStale,
             hedge: true,
             deadline: None,
+            budget: None,
+            budget_extension: std::time::Duration::ZERO,
             attempt_limit: None,
             breaker_bypass: false,
             wire: None,
@@ -145,6 +149,8 @@ impl RequestContext {
             consistency: Consistency::AllowStale,
             hedge: true,
             deadline: None,
+            budget: None,
+            budget_extension: std::time::Duration::ZERO,
             attempt_limit: None,
             breaker_bypass: false,
             wire: None,
@@ -170,6 +176,43 @@ impl RequestContext {
     pub fn hedge(mut self, hedge: bool) -> Self {
         self.hedge = hedge;
         self
+    }
+
+    /// Asks for a total budget of `total` for this call instead of the stack's default
+    /// (`timeouts.total`): shorter, or longer up to `timeouts.max_total` (a longer ask is
+    /// capped there). A longer budget also lengthens each attempt's bound by as much
+    /// (`timeouts.attempt + (budget − timeouts.total)`), so a report query that needs 20 s
+    /// can run in one attempt while a quick failure still leaves the usual reserve for a
+    /// retry. The caller's own deadline ([`with_deadline`](Self::with_deadline)) and the
+    /// [ambient](crate::deadline::ambient) deadline still cut it short.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use mssql_resilience::RequestContext;
+    ///
+    /// let report = RequestContext::read("monthly_report").budget(Duration::from_secs(30));
+    /// assert_eq!(report.requested_budget(), Some(Duration::from_secs(30)));
+    /// ```
+    pub fn budget(mut self, total: std::time::Duration) -> Self {
+        self.budget = Some(total);
+        self
+    }
+
+    /// The budget asked for with [`budget`](Self::budget), if any.
+    pub fn requested_budget(&self) -> Option<std::time::Duration> {
+        self.budget
+    }
+
+    /// How far past the stack's default total budget the deadline layer let this request
+    /// go (zero unless [`budget`](Self::budget) asked for more): the attempt bounds grow by
+    /// as much.
+    pub fn budget_extension(&self) -> std::time::Duration {
+        self.budget_extension
+    }
+
+    /// Sets [`budget_extension`](Self::budget_extension) (the deadline layer does).
+    pub fn set_budget_extension(&mut self, extension: std::time::Duration) {
+        self.budget_extension = extension;
     }
 
     /// Sets a deadline of the caller's own. The deadline layer only ever shortens it.

@@ -274,6 +274,26 @@ fn timeouts_rules() {
 }
 
 #[test]
+fn max_total_rules_and_default() {
+    assert_eq!(
+        message("[timeouts]\nmax_total = \"4s\"\n"),
+        "invalid `timeouts.max_total` = 4s: must not be less than `timeouts.total` (5s)"
+    );
+    assert_eq!(
+        message("[timeouts]\nmax_total = \"25h\"\n"),
+        "invalid `timeouts.max_total` = 90000s: must be at most 24h (`deadline::MAX_BUDGET`)"
+    );
+    let config = Config::from_toml_str(&minimal("")).unwrap();
+    assert_eq!(config.timeouts.effective_max_total(), secs(60));
+    assert_eq!(config.timeouts.budget().unwrap().max_total(), secs(60));
+    // A total above the 60 s default raises the default with it.
+    let config = Config::from_toml_str(&minimal("[timeouts]\ntotal = \"90s\"\n")).unwrap();
+    assert_eq!(config.timeouts.effective_max_total(), secs(90));
+    let config = Config::from_toml_str(&minimal("[timeouts]\nmax_total = \"2m\"\n")).unwrap();
+    assert_eq!(config.timeouts.budget().unwrap().max_total(), secs(120));
+}
+
+#[test]
 fn retry_rules_come_from_the_retry_layer() {
     assert_eq!(
         message("[retry]\nmax_attempts = 0\n"),

@@ -325,3 +325,94 @@ fn instant_after_saturates() {
     assert!(instant_after(now, Duration::MAX) > now);
     assert!(instant_after(now, Duration::from_secs(u64::MAX / 2)) > now);
 }
+
+fn stack_with_max_total(
+    script: Script,
+    max_total: Duration,
+) -> impl Service<WithContext<u32>, Response = u32, Error = Error> {
+    let budget = TimeoutBudget::new(ms(5000), ms(2000))
+        .unwrap()
+        .with_max_total(max_total)
+        .unwrap();
+    let backoff = Backoff::new(ms(100), ms(100), Jitter::None).unwrap();
+    ServiceBuilder::new()
+        .layer(budget.deadline_layer())
+        .layer(RetryLayer::new(
+            RetryPolicy::new(3, backoff)
+                .unwrap()
+                .with_attempt_reserve(Duration::ZERO),
+        ))
+        .layer(budget.attempt_layer())
+        .service(script)
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_request_may_ask_for_a_longer_budget_and_its_attempt_grows_with_it() {
+    // A 20 s query: the default budget (5 s total, 2 s attempts) cannot run it.
+    let script = Script::new([Step::After(ms(20_000), Box::new(Step::Ok(1)))]);
+    let mut svc = stack_with_max_total(script.clone(), ms(60_000));
+    let err = call(&mut svc, read()).await.unwrap_err();
+    assert!(err.is_timeout(), "{err}");
+
+    // Asking for 30 s: the attempt bound is 2 s + (30 s − 5 s) = 27 s, so it runs once.
+    let script = Script::new([Step::After(ms(20_000), Box::new(Step::Ok(1)))]);
+    let mut svc = stack_with_max_total(script.clone(), ms(60_000));
+    let start = Instant::now();
+    let mut req = read();
+    req.context = req.context.budget(ms(30_000));
+    call(&mut svc, req).await.unwrap();
+    assert_eq!(start.elapsed(), ms(20_000));
+    assert_eq!(script.calls(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_longer_budget_is_capped_at_max_total() {
+    let script = Script::new([Step::Hang]);
+    let mut svc = stack_with_max_total(script.clone(), ms(10_000));
+    let start = Instant::now();
+    let mut req = read();
+    req.context = req.context.budget(ms(3_600_000));
+    let err = call(&mut svc, req).await.unwrap_err();
+    assert!(err.is_timeout(), "{err}");
+    // Capped at 10 s: attempts of 7 s (2 s + 5 s extension), then the 2.9 s left.
+    assert_eq!(start.elapsed(), ms(10_000));
+    assert_eq!(script.calls(), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn without_max_total_a_request_cannot_extend_its_budget() {
+    let script = Script::new([Step::Hang]);
+    let mut svc = full_stack(script.clone(), ms(5000), ms(2000), 100);
+    let start = Instant::now();
+    let mut req = read();
+    req.context = req.context.budget(ms(30_000));
+    call(&mut svc, req).await.unwrap_err();
+    assert_eq!(start.elapsed(), ms(5000));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_shorter_requested_budget_shortens_the_call() {
+    let script = Script::new([Step::Hang]);
+    let mut svc = stack_with_max_total(script.clone(), ms(60_000));
+    let start = Instant::now();
+    let mut req = read();
+    req.context = req.context.budget(ms(1500));
+    call(&mut svc, req).await.unwrap_err();
+    assert_eq!(start.elapsed(), ms(1500));
+}
+
+#[test]
+fn max_total_below_total_is_rejected_by_name() {
+    let err = TimeoutBudget::new(ms(5000), ms(2000))
+        .unwrap()
+        .with_max_total(ms(1000))
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "invalid `max_total_timeout` = 1s: must not be less than `total_timeout` (5s)"
+    );
+    assert!(TimeoutBudget::new(ms(5000), ms(2000))
+        .unwrap()
+        .with_max_total(Duration::from_secs(25 * 3600))
+        .is_err());
+}

@@ -172,6 +172,11 @@ async fn an_exhausted_pool_fails_fast_with_a_clear_error() {
         err.to_string().contains("pool_checkout") || err.to_string().contains("deadline"),
         "{err}"
     );
+    // The checkout the caller's budget cut short is counted as timed out and no longer
+    // pending (bb8's own statistics would show it pending forever).
+    let stats = stack.pools()[0].1.checkout_stats();
+    assert_eq!(stats.timed_out, 1, "{stats:?}");
+    assert_eq!(stats.pending, 0, "{stats:?}");
     holder.abort();
 }
 
@@ -447,4 +452,34 @@ async fn hedging_can_be_turned_off() {
         .events()
         .iter()
         .any(|e| matches!(e, Recorded::Hedged { .. })));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_report_query_asks_for_a_longer_budget_from_the_same_stack() {
+    let regions = testkit().await;
+    let port = regions.primary().proxy.addr().port();
+    let config = regions.config("", 1, |c| {
+        c.regions[0].port = port;
+        c.timeouts.max_total = Some(Duration::from_secs(10));
+    });
+    let stack = Stack::builder(config).probes(false).build().unwrap();
+    assert_eq!(scalar(&stack, "SELECT 1").await, 1);
+    // The query now takes longer than the default 3 s budget.
+    regions
+        .primary()
+        .faults()
+        .set_query_delay(Duration::from_millis(3_500));
+    let err = stack.call(read("report", "SELECT 2")).await.unwrap_err();
+    assert!(err.is_timeout(), "{err}");
+    // The same stack, asked for 8 s on this one request, runs it.
+    let report = mssql_resilience::sql::SqlRequest::query(
+        mssql_resilience::RequestContext::read("report").budget(Duration::from_secs(8)),
+        "SELECT 3",
+        [],
+    );
+    let response = stack
+        .call(report)
+        .await
+        .expect("the longer budget is honoured");
+    assert_eq!(response.scalar().and_then(|v| v.as_i64()), Some(3));
 }

@@ -177,6 +177,13 @@ impl Classify for SqlServerClassifier {
                 counts_as_failure: false,
                 delay_hint: None,
             },
+            // The identity endpoint hiccupped: nothing was sent, and the database is not at
+            // fault; another try (or another region) may get a token.
+            ErrorKind::AccessToken => Classification {
+                retryable: true,
+                counts_as_failure: false,
+                delay_hint: None,
+            },
             ErrorKind::Tls => Classification {
                 retryable: false,
                 counts_as_failure: true,

@@ -119,15 +119,15 @@ use toml::{Table, Value};
 use self::env::Origin;
 pub use self::env::ENV_PREFIX;
 pub use self::region::{
-    Encryption, RegionConfig, Role, DEFAULT_APPLICATION_NAME, DEFAULT_PORT,
+    Authentication, Encryption, RegionConfig, Role, DEFAULT_APPLICATION_NAME, DEFAULT_PORT,
     MAX_CONNECTION_STRING_CHARS, MAX_INSTANCE_NAME_CHARS, MAX_LOGIN_FIELD_CHARS,
     MAX_REGION_NAME_CHARS,
 };
 pub use self::secret::{Secret, REDACTED};
 pub use self::sections::{
     BreakerConfig, FailoverConfig, JitterKind, PoolConfig, RetryBudgetConfig, RetryConfig,
-    TimeoutsConfig, MAX_MIN_IDLE, MAX_POOL_SIZE, MAX_PROBES_IN_A_ROW, MAX_PROBE_INTERVAL,
-    MAX_REDIRECTS_LIMIT, MAX_VALIDATION_TIMEOUT, MIN_PROBE_INTERVAL,
+    TimeoutsConfig, DEFAULT_MAX_TOTAL, MAX_MIN_IDLE, MAX_POOL_SIZE, MAX_PROBES_IN_A_ROW,
+    MAX_PROBE_INTERVAL, MAX_REDIRECTS_LIMIT, MAX_VALIDATION_TIMEOUT, MIN_PROBE_INTERVAL,
 };
 use self::util::{raw, with_suffix};
 use crate::error::{truncate_chars, ConfigError, MAX_SHOWN_VALUE_CHARS};

@@ -44,6 +44,21 @@ pub enum Encryption {
     NotSupported,
 }
 
+/// How a region's connections log in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Authentication {
+    /// SQL Server authentication: `user` and `password`, or the connection string's
+    /// (`"sql"`, the default).
+    #[default]
+    Sql,
+    /// Microsoft Entra ID (`"entra"`): every new connection logs in with an access token
+    /// from the [provider](crate::auth::AccessTokenProvider) given to
+    /// [`StackBuilder::access_tokens`](crate::StackBuilder::access_tokens). `user` and
+    /// `password` (and the connection string's) must be unset.
+    Entra,
+}
+
 /// One region: its name, how to reach its database, and its role.
 ///
 /// Set **either** `connection_string` (an ADO.NET string, e.g.
@@ -110,6 +125,9 @@ pub struct RegionConfig {
     /// Default `"auto"`.
     #[serde(default)]
     pub role: Role,
+    /// `"sql"` (the default) or `"entra"`.
+    #[serde(default)]
+    pub authentication: Authentication,
 }
 
 fn default_port() -> u16 {
@@ -149,6 +167,7 @@ impl Default for RegionConfig {
             encryption: Encryption::default(),
             application_name: default_application_name(),
             role: Role::default(),
+            authentication: Authentication::default(),
         }
     }
 }
@@ -158,13 +177,15 @@ const ENCRYPTION_KEYS: &[&str] = &["encrypt", "trustservercertificate"];
 const CA_KEY: &str = "trustservercertificateca";
 const SERVER_KEYS: &[&str] = &["server", "data source"];
 const APPLICATION_NAME_KEYS: &[&str] = &["application name", "applicationname"];
+const USER_KEYS: &[&str] = &["uid", "username", "user", "user id"];
+const PASSWORD_KEYS: &[&str] = &["password", "pwd"];
 
 /// Connection-string keys whose values tiberius puts into the login packet, and the
 /// field each corresponds to (for messages).
 const LOGIN_KEYS: &[(&[&str], &str)] = &[
     (&["database", "initial catalog", "databasename"], "database"),
-    (&["uid", "username", "user", "user id"], "user id"),
-    (&["password", "pwd"], "password"),
+    (USER_KEYS, "user id"),
+    (PASSWORD_KEYS, "password"),
     (APPLICATION_NAME_KEYS, "application name"),
     (&["workstationid", "workstation id"], "workstation id"),
 ];
@@ -304,14 +325,21 @@ impl RegionConfig {
                 if host.trim().is_empty() {
                     return Err(ConfigError::new("host", host, "must not be empty"));
                 }
-                if self.user.is_none() {
+                if self.authentication == Authentication::Entra {
+                    let token = "must not be set with `authentication = \"entra\"` (the access token logs in)";
+                    if let Some(v) = &self.user {
+                        return Err(ConfigError::new("user", v, token));
+                    }
+                    if let Some(v) = &self.password {
+                        return Err(ConfigError::new("password", v, token));
+                    }
+                } else if self.user.is_none() {
                     return Err(ConfigError::new(
                         "user",
                         None::<()>,
                         "is required with `host` (SQL Server authentication)",
                     ));
-                }
-                if self.password.is_none() {
+                } else if self.password.is_none() {
                     return Err(ConfigError::new(
                         "password",
                         None::<()>,
@@ -461,6 +489,15 @@ impl RegionConfig {
                     ));
                 }
                 Self::check_connection_string(secret, &ado)?;
+                if self.authentication == Authentication::Entra
+                    && (ado.get(PASSWORD_KEYS).is_some() || ado.get(USER_KEYS).is_some())
+                {
+                    return Err(ConfigError::new(
+                        "connection_string",
+                        secret,
+                        "must not hold `user id` or `password` with `authentication = \"entra\"` (the access token logs in)",
+                    ));
+                }
                 let mut drop = ENCRYPTION_KEYS.to_vec();
                 if self.encryption == Encryption::TrustServerCertificate {
                     // tiberius panics on trust_cert() after a CA; no CA is needed anyway.
@@ -501,10 +538,12 @@ impl RegionConfig {
                 if let Some(database) = &self.database {
                     config.database(database);
                 }
-                config.authentication(AuthMethod::sql_server(
-                    self.user.as_deref().unwrap_or_default(),
-                    self.password.as_ref().map_or("", Secret::expose),
-                ));
+                if self.authentication == Authentication::Sql {
+                    config.authentication(AuthMethod::sql_server(
+                        self.user.as_deref().unwrap_or_default(),
+                        self.password.as_ref().map_or("", Secret::expose),
+                    ));
+                }
                 if let Some(name) = &self.application_name {
                     config.application_name(name);
                 }

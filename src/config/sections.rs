@@ -31,7 +31,19 @@ pub struct TimeoutsConfig {
     /// ≤ `attempt`. Default `"1s"`.
     #[serde(with = "super::duration")]
     pub connect: Duration,
+    /// The longest total budget one request may ask for with
+    /// [`RequestContext::budget`](crate::RequestContext::budget) (a longer ask is capped
+    /// here), ≥ `total` and ≤ 24 h. Default (unset or `"none"`): the larger of `total` and
+    /// 60 s.
+    #[serde(
+        with = "super::duration::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub max_total: Option<Duration>,
 }
+
+/// The default of `timeouts.max_total` when `total` is shorter: 60 s.
+pub const DEFAULT_MAX_TOTAL: Duration = Duration::from_secs(60);
 
 impl Default for TimeoutsConfig {
     fn default() -> Self {
@@ -39,26 +51,36 @@ impl Default for TimeoutsConfig {
             total: Duration::from_secs(5),
             attempt: Duration::from_secs(2),
             connect: Duration::from_secs(1),
+            max_total: None,
         }
     }
 }
 
 impl TimeoutsConfig {
-    /// The validated [`TimeoutBudget`] (`total`, `attempt`). Errors name
-    /// `timeouts.total` / `timeouts.attempt`.
+    /// The validated [`TimeoutBudget`] (`total`, `attempt`, `max_total`). Errors name
+    /// `timeouts.total` / `timeouts.attempt` / `timeouts.max_total`.
     pub fn budget(&self) -> Result<TimeoutBudget, ConfigError> {
-        TimeoutBudget::new(self.total, self.attempt).map_err(|e| {
-            renamed(
-                e,
-                &[
-                    ("total_timeout", "timeouts.total"),
-                    ("attempt_timeout", "timeouts.attempt"),
-                ],
-            )
-        })
+        TimeoutBudget::new(self.total, self.attempt)
+            .and_then(|budget| budget.with_max_total(self.effective_max_total()))
+            .map_err(|e| {
+                renamed(
+                    e,
+                    &[
+                        ("total_timeout", "timeouts.total"),
+                        ("attempt_timeout", "timeouts.attempt"),
+                        ("max_total_timeout", "timeouts.max_total"),
+                    ],
+                )
+            })
     }
 
-    /// Checks `0 < connect ≤ attempt ≤ total ≤ 24h`.
+    /// `max_total`, or its default: the larger of `total` and [`DEFAULT_MAX_TOTAL`].
+    pub fn effective_max_total(&self) -> Duration {
+        self.max_total
+            .unwrap_or_else(|| self.total.max(DEFAULT_MAX_TOTAL))
+    }
+
+    /// Checks `0 < connect ≤ attempt ≤ total ≤ max_total ≤ 24h`.
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.budget()?;
         if self.connect.is_zero() {

@@ -9,6 +9,7 @@ use crate::observe::SharedObserver;
 #[derive(Clone)]
 pub struct DeadlineLayer {
     pub(super) total: Duration,
+    pub(super) max_total: Duration,
     pub(super) observer: Option<SharedObserver>,
     pub(super) enforce: bool,
 }
@@ -46,6 +47,7 @@ impl<S> Layer<S> for DeadlineLayer {
         Deadline {
             inner,
             total: self.total,
+            max_total: self.max_total,
             observer: self.observer.clone(),
             enforce: self.enforce,
         }

@@ -107,11 +107,40 @@ fn check_budget(field: &'static str, value: Duration) -> Result<(), ConfigError>
     Ok(())
 }
 
-/// A validated pair of timeouts: the total budget of a call and the bound of one attempt.
+/// The budget a call gets: the one its request asked for, capped at `max_total`, or
+/// `total`. Records in the request how far past `total` it reaches, so the attempt bounds
+/// grow by as much (a request granted 30 s instead of 5 s may spend 25 s more in one
+/// attempt; the reserve for retries stays what it was).
+fn granted_budget(
+    ctx: &mut crate::request::RequestContext,
+    total: Duration,
+    max_total: Duration,
+) -> Duration {
+    let Some(asked) = ctx.requested_budget() else {
+        return total;
+    };
+    let granted = asked.min(max_total);
+    if granted < asked {
+        tracing::debug!(
+            target: "mssql_resilience",
+            operation = %ctx.operation(),
+            asked_ms = asked.as_millis() as u64,
+            granted_ms = granted.as_millis() as u64,
+            "request budget capped at timeouts.max_total"
+        );
+    }
+    ctx.set_budget_extension(granted.saturating_sub(total));
+    granted
+}
+
+/// A validated pair of timeouts: the total budget of a call and the bound of one attempt,
+/// with the longest budget a single request may ask for (see
+/// [`RequestContext::budget`](crate::request::RequestContext::budget)).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TimeoutBudget {
     total: Duration,
     attempt: Duration,
+    max_total: Duration,
 }
 
 impl TimeoutBudget {
@@ -129,12 +158,39 @@ impl TimeoutBudget {
                 format!("must not exceed `total_timeout` ({total:?})"),
             ));
         }
-        Ok(TimeoutBudget { total, attempt })
+        Ok(TimeoutBudget {
+            total,
+            attempt,
+            max_total: total,
+        })
+    }
+
+    /// Lets a request ask for a longer budget than `total` (with
+    /// [`RequestContext::budget`](crate::request::RequestContext::budget)), up to `max_total`.
+    /// Defaults to `total`: no request gets more than the default unless this is raised.
+    ///
+    /// Rejects `max_total` below `total` or over [`MAX_BUDGET`], naming `max_total_timeout`.
+    pub fn with_max_total(mut self, max_total: Duration) -> Result<Self, ConfigError> {
+        check_budget("max_total_timeout", max_total)?;
+        if max_total < self.total {
+            return Err(ConfigError::new(
+                "max_total_timeout",
+                max_total,
+                format!("must not be less than `total_timeout` ({:?})", self.total),
+            ));
+        }
+        self.max_total = max_total;
+        Ok(self)
     }
 
     /// The total budget.
     pub fn total(&self) -> Duration {
         self.total
+    }
+
+    /// The longest budget a request may ask for.
+    pub fn max_total(&self) -> Duration {
+        self.max_total
     }
 
     /// The per-attempt bound.
@@ -146,6 +202,7 @@ impl TimeoutBudget {
     pub fn deadline_layer(&self) -> DeadlineLayer {
         DeadlineLayer {
             total: self.total,
+            max_total: self.max_total,
             observer: None,
             enforce: true,
         }
@@ -165,6 +222,7 @@ impl TimeoutBudget {
 pub struct Deadline<S> {
     inner: S,
     total: Duration,
+    max_total: Duration,
     observer: Option<SharedObserver>,
     enforce: bool,
 }
@@ -186,9 +244,18 @@ impl<S> Deadline<S> {
         Ok(Deadline {
             inner,
             total,
+            max_total: total,
             observer: None,
             enforce: true,
         })
+    }
+
+    /// Lets a request ask for a budget up to `max_total` (see
+    /// [`TimeoutBudget::with_max_total`]); defaults to `total`.
+    pub fn with_max_total(mut self, max_total: Duration) -> Result<Self, ConfigError> {
+        let budget = TimeoutBudget::new(self.total, self.total)?.with_max_total(max_total)?;
+        self.max_total = budget.max_total;
+        Ok(self)
     }
 
     /// The wrapped service.
@@ -223,8 +290,9 @@ where
 
     fn call(&mut self, mut req: Req) -> Self::Future {
         let now = Instant::now();
-        let own = instant_after(now, self.total);
         let ctx = req.context_mut();
+        let granted = granted_budget(ctx, self.total, self.max_total);
+        let own = instant_after(now, granted);
         ctx.shorten_deadline(own);
         if let Some(ambient) = ambient::current() {
             ctx.shorten_deadline(ambient);
@@ -315,8 +383,11 @@ where
         let ctx = req.context();
         let operation = ctx.operation_cow();
         let idempotent = ctx.is_idempotent();
-        // The router's latency-aware bound for this attempt, if it set one.
-        let attempt = ctx.attempt_limit().unwrap_or(self.attempt);
+        // The router's latency-aware bound for this attempt, if it set one; otherwise the
+        // configured bound, grown by as much as the request's budget was.
+        let attempt = ctx
+            .attempt_limit()
+            .unwrap_or_else(|| self.attempt.saturating_add(ctx.budget_extension()));
         let (until, expiry) = match ctx.deadline() {
             Some(deadline) if deadline <= now => {
                 emit(

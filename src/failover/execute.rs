@@ -56,7 +56,10 @@ impl Router {
     /// `last` candidate (nowhere better to go), otherwise the region's latency-aware
     /// timeout (at least the configured attempt timeout), never past the deadline.
     fn attempt_limit(&self, region: &Region, req: &SqlRequest, last: bool) -> Option<Duration> {
-        let floor = self.shared.attempt_timeout?;
+        let floor = self
+            .shared
+            .attempt_timeout?
+            .saturating_add(req.context.budget_extension());
         let remaining = req
             .context
             .deadline()

@@ -17,6 +17,7 @@ use tokio_util::compat::TokioAsyncWriteCompatExt;
 
 use super::connector::SharedConnector;
 use super::stream::{Tap, TrackedStream};
+use crate::auth::AccessTokenProvider;
 use crate::error::{Error, TimeoutScope};
 use crate::failover::latency::{LatencyEstimator, CONNECT_ROUND_TRIPS};
 use crate::observe::{emit, Event, SharedObserver};
@@ -94,6 +95,8 @@ pub struct TiberiusManager {
     /// `connect_timeout`, at most `max_connect_timeout`.
     latency: Option<Arc<LatencyEstimator>>,
     max_connect_timeout: Duration,
+    /// Asked for a fresh access token for every connect (Entra ID regions).
+    access_tokens: Option<Arc<dyn AccessTokenProvider>>,
     stats: Arc<ManagerStats>,
     events: EventSink,
 }
@@ -144,9 +147,20 @@ impl TiberiusManager {
             revalidate_after: Duration::from_secs(2),
             latency: None,
             max_connect_timeout: connect_timeout,
+            access_tokens: None,
             stats: Arc::default(),
             events: EventSink::default(),
         }
+    }
+
+    /// Logs in with an access token from `provider`, asked afresh for every connect (so
+    /// tokens are renewed as connections are), instead of the configuration's
+    /// authentication. Its time counts against the connect timeout; its failure is a
+    /// not-sent [`ErrorKind::AccessToken`](crate::ErrorKind::AccessToken) error. See
+    /// [`auth`](crate::auth).
+    pub fn with_access_tokens(mut self, provider: Arc<dyn AccessTokenProvider>) -> Self {
+        self.access_tokens = Some(provider);
+        self
     }
 
     /// Reports followed redirects to `observer` as events of `region`.
@@ -190,6 +204,10 @@ impl TiberiusManager {
 
     async fn connect_once(&self) -> Result<Connection, Error> {
         let mut config = self.config.clone();
+        if let Some(provider) = &self.access_tokens {
+            let token = crate::auth::fetch(provider.as_ref()).await?;
+            config.authentication(tiberius::AuthMethod::aad_token(token.expose()));
+        }
         let mut redirects = 0;
         loop {
             let addr = config.get_addr();

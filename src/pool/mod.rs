@@ -8,6 +8,7 @@
 //! (bb8 alone would let them wait out the whole checkout timeout and then report only
 //! "timed out", losing e.g. the 40613 the server sent).
 
+mod checkouts;
 mod connector;
 mod manager;
 mod service;
@@ -21,6 +22,8 @@ use std::time::Duration;
 use tokio::sync::broadcast;
 use tokio::time::Instant;
 
+use self::checkouts::CheckoutCounters;
+pub use self::checkouts::CheckoutStats;
 pub use self::connector::{
     tune, ConnectFuture, Connector, FixedAddress, SharedConnector, TcpConnector,
 };
@@ -92,6 +95,7 @@ pub struct Pool {
     events: EventSink,
     failures: broadcast::Sender<Error>,
     stats: Arc<ManagerStats>,
+    checkouts: Arc<CheckoutCounters>,
     settings: PoolSettings,
 }
 
@@ -124,6 +128,7 @@ impl Pool {
             events: manager.event_sink(),
             failures,
             stats,
+            checkouts: Arc::default(),
             settings,
         }
     }
@@ -150,6 +155,9 @@ impl Pool {
         start: Instant,
     ) -> Result<bb8::PooledConnection<'static, TiberiusManager>, Error> {
         let limit = within.min(self.settings.checkout_timeout);
+        // Pending until it ends; ended by the timer below, or dropped by the caller's, it
+        // counts as timed out.
+        let pending = self.checkouts.start();
         let mut failures = self.failures.subscribe();
         let get = self.inner.get_owned();
         tokio::pin!(get);
@@ -158,13 +166,22 @@ impl Pool {
         loop {
             tokio::select! {
                 biased;
-                got = &mut get => return got.map_err(|e| Error::from_pool(e, start.elapsed())),
+                got = &mut get => {
+                    // bb8's own timeout is a timeout too; anything else settles.
+                    if !matches!(got, Err(bb8::RunError::TimedOut)) {
+                        pending.settle();
+                    }
+                    return got.map_err(|e| Error::from_pool(e, start.elapsed()));
+                }
                 failure = failures.recv() => match failure {
                     // A connection in use may come back any moment: a failed new login
                     // (a 40613 storm at the gateway) must not fail a checkout that a
                     // working pooled connection can serve.
                     Ok(_) if self.has_connections_in_use() => continue,
-                    Ok(error) => return Err(error),
+                    Ok(error) => {
+                        pending.settle();
+                        return Err(error);
+                    }
                     // Missed some failures: keep waiting; the next one or the timer ends it.
                     Err(broadcast::error::RecvError::Lagged(_)) => continue,
                     Err(broadcast::error::RecvError::Closed) => {
@@ -216,6 +233,12 @@ impl Pool {
     /// The pool's limits.
     pub fn settings(&self) -> PoolSettings {
         self.settings
+    }
+
+    /// Checkouts waiting now and checkouts that ran out of time, counting those the
+    /// caller's budget cut short (bb8's own statistics miss them).
+    pub fn checkout_stats(&self) -> CheckoutStats {
+        self.checkouts.snapshot()
     }
 
     /// The manager's counters (connects, failures, redirects).

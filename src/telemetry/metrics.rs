@@ -133,10 +133,11 @@ pub fn record_gauges(stack: &Stack) {
         gauge!(CONNECTION_COUNT, "region" => name.clone(), "state" => "used").set(f64::from(used));
         gauge!(CONNECTION_MAX, "region" => name.clone()).set(f64::from(pool.settings().max_size));
         let stats = state.statistics;
-        let settled = stats.get_direct + stats.get_waited + stats.get_timed_out;
-        gauge!(CONNECTION_PENDING, "region" => name.clone())
-            .set(stats.get_started.saturating_sub(settled) as f64);
-        counter!(CONNECTION_TIMEOUTS, "region" => name.clone()).absolute(stats.get_timed_out);
+        // The pool's own checkout accounting: bb8's leaves checkouts the caller's budget
+        // cut short pending forever and never timed out.
+        let checkouts = pool.checkout_stats();
+        gauge!(CONNECTION_PENDING, "region" => name.clone()).set(checkouts.pending as f64);
+        counter!(CONNECTION_TIMEOUTS, "region" => name.clone()).absolute(checkouts.timed_out);
         counter!(CONNECTION_WAITS, "region" => name.clone()).absolute(stats.get_waited);
         counter!(CONNECTION_CREATED, "region" => name.clone()).absolute(stats.connections_created);
     }

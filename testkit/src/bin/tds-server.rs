@@ -2,7 +2,8 @@
 //!
 //! ```text
 //! tds-server --listen 127.0.0.1:PORT --user U --password P [--database NAME]
-//!            [--db-file PATH] [--control 127.0.0.1:PORT] [--disconnect rollback|complete]
+//!            [--db-file PATH] [--control 127.0.0.1:PORT] [--access-token T]...
+//!            [--disconnect rollback|complete]
 //! ```
 //! Prints `listening on ADDR` as its first line (and `control on ADDR` when a control
 //! endpoint is requested), then serves until SIGINT or SIGTERM.
@@ -12,7 +13,7 @@ use std::io::Write;
 use std::net::SocketAddr;
 use std::process::ExitCode;
 
-const USAGE: &str = "usage: tds-server --listen 127.0.0.1:PORT --user U --password P [--database NAME] [--db-file PATH] [--control 127.0.0.1:PORT] [--disconnect rollback|complete]
+const USAGE: &str = "usage: tds-server --listen 127.0.0.1:PORT --user U --password P [--database NAME] [--db-file PATH] [--control 127.0.0.1:PORT] [--access-token T]... [--disconnect rollback|complete]
 
 A SQL Server wire-protocol (TDS 7.4, plaintext) test server backed by SQLite.
 Prints `listening on ADDR` as its first line; port 0 picks a free port.
@@ -26,6 +27,8 @@ Prints `listening on ADDR` as its first line; port 0 picks a free port.
   --disconnect M    what a client disconnect does to the request in flight:
                     rollback (default) or complete (it runs to its end and an
                     autocommit write commits)
+  --access-token T  also accept Microsoft Entra ID (FEDAUTH) logins with token T
+                    (repeatable; other tokens fail with 18456)
   --help            show this help";
 
 enum Parsed {
@@ -69,6 +72,7 @@ fn parse_args(args: &[String]) -> Result<Parsed, String> {
                     }
                 }
             }
+            "--access-token" => cfg.access_tokens.push(value("--access-token")?),
             other => return Err(format!("unknown argument {other:?} (try --help)")),
         }
     }

@@ -15,6 +15,8 @@ pub(crate) struct Login7 {
     pub database: String,
     /// Integrated (SSPI) authentication was requested.
     pub sspi: bool,
+    /// The Microsoft Entra ID access token of a FEDAUTH login, if it carries one.
+    pub access_token: Option<String>,
 }
 
 /// Reverses the password obfuscation: XOR with 0xA5, then swap the nibbles.
@@ -33,8 +35,10 @@ pub(crate) fn parse(payload: &[u8]) -> Option<Login7> {
     let _length = r.u32le()?;
     let tds_version = r.u32le()?;
     let packet_size = r.u32le()?;
-    r.skip(4 + 4 + 4 + 4 + 4 + 4)?; // prog ver, pid, connection id, flags ×4, timezone, lcid
-                                    // Offset/length pairs, in characters, relative to the start of the message.
+    r.skip(4 + 4 + 4 + 3)?; // prog ver, pid, connection id, flags 1, 2 and type flags
+    let flags3 = r.u8()?;
+    r.skip(4 + 4)?; // timezone, lcid
+                    // Offset/length pairs, in characters, relative to the start of the message.
     let field = |r: &mut Reader<'_>| -> Option<(usize, usize)> {
         Some((r.u16le()? as usize, r.u16le()? as usize))
     };
@@ -43,7 +47,7 @@ pub(crate) fn parse(payload: &[u8]) -> Option<Login7> {
     let pass = field(&mut r)?;
     let app = field(&mut r)?;
     let server = field(&mut r)?;
-    let _ext = field(&mut r)?;
+    let ext = field(&mut r)?;
     let _clt_int = field(&mut r)?;
     let _lang = field(&mut r)?;
     let db = field(&mut r)?;
@@ -69,6 +73,7 @@ pub(crate) fn parse(payload: &[u8]) -> Option<Login7> {
         database: text(db)?,
         // The SSPI length is in bytes; a non-zero length means integrated auth.
         sspi: sspi.1 > 0,
+        access_token: super::fedauth::access_token(payload, flags3, ext),
     })
 }
 

@@ -30,6 +30,7 @@ mod control;
 mod counters;
 mod errors;
 mod faults;
+mod fedauth;
 mod login7;
 mod packet;
 mod prelogin;

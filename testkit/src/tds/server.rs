@@ -41,6 +41,10 @@ pub struct TdsServerConfig {
     /// [`DisconnectMode::RollBack`]; [`Faults::set_disconnect_mode`] changes it at run
     /// time.
     pub disconnect: DisconnectMode,
+    /// Microsoft Entra ID access tokens accepted by a FEDAUTH login (any other token fails
+    /// with 18456, as an expired or foreign token does on Azure SQL). Default none: token
+    /// logins fail.
+    pub access_tokens: Vec<String>,
 }
 
 impl Default for TdsServerConfig {
@@ -55,6 +59,7 @@ impl Default for TdsServerConfig {
             server_name: "mssql-testkit".into(),
             busy_timeout: Duration::from_secs(5),
             disconnect: DisconnectMode::RollBack,
+            access_tokens: Vec::new(),
         }
     }
 }
@@ -67,6 +72,12 @@ impl TdsServerConfig {
             password: password.into(),
             ..Default::default()
         }
+    }
+
+    /// Accepts `token` from a Microsoft Entra ID (FEDAUTH) login too.
+    pub fn access_token(mut self, token: impl Into<String>) -> Self {
+        self.access_tokens.push(token.into());
+        self
     }
 
     /// Sets the database name.
@@ -146,6 +157,7 @@ impl TdsServer {
             shared: shared.clone(),
             user: config.user.clone(),
             password: config.password.clone(),
+            access_tokens: config.access_tokens.clone(),
             database: config.database.clone(),
             db_path,
             busy_timeout: config.busy_timeout,

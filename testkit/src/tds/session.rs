@@ -29,6 +29,7 @@ pub(crate) struct ServerCtx {
     pub shared: Arc<Shared>,
     pub user: String,
     pub password: String,
+    pub access_tokens: Vec<String>,
     pub database: String,
     pub db_path: PathBuf,
     pub busy_timeout: Duration,
@@ -328,7 +329,10 @@ impl Session {
             }
             LoginFate::Proceed => {}
         }
-        let creds_ok = !l.sspi && l.user == self.ctx.user && l.password == self.ctx.password;
+        let creds_ok = match &l.access_token {
+            Some(token) => self.ctx.access_tokens.iter().any(|t| t == token),
+            None => !l.sspi && l.user == self.ctx.user && l.password == self.ctx.password,
+        };
         let db_ok = l.database.is_empty() || l.database.eq_ignore_ascii_case(&self.ctx.database);
         if !creds_ok || !db_ok {
             bump(&counters.failed_logins);
