@@ -8,7 +8,10 @@
 //!   login failure, TLS failure, a redirect, an open breaker, a deadline spent before the
 //!   send). Always safe to retry or fail over.
 //! - [`Outcome::Rejected`]: the server answered with an error. Whether a retry may help is
-//!   the [classifier](crate::classify)'s call (transient numbers yes, syntax errors no).
+//!   the [classifier](crate::classify)'s call (transient numbers yes, syntax errors no);
+//!   whether it may be *sent again* for a non-idempotent request depends on whether the
+//!   error proves nothing was applied ([`Error::may_have_applied`]; see
+//!   [`classify::rollback`](crate::classify::rollback)).
 //! - [`Outcome::Ambiguous`]: the request was (or may have been) sent and then the
 //!   connection broke or the attempt timed out. A write may or may not have committed, so
 //!   it is retried only when the request is idempotent; otherwise the caller gets an error
@@ -231,6 +234,8 @@ struct Inner {
     idempotent: Option<bool>,
     /// Raised by a pooled connection's check, not by a connect.
     validation: bool,
+    /// A rejected request whose effects the error does not prove undone.
+    may_have_applied: bool,
 }
 
 impl Error {
@@ -246,6 +251,7 @@ impl Error {
                 region: None,
                 idempotent: None,
                 validation: false,
+                may_have_applied: false,
             }),
         }
     }
@@ -308,8 +314,31 @@ impl Error {
 
     /// True when the request may or may not have taken effect and was not retried because
     /// it is not idempotent: the caller must reconcile (read back, or use an idempotency key).
+    /// That is an [`Outcome::Ambiguous`] failure, or an [`Outcome::Rejected`] one that
+    /// [`may_have_applied`](Self::may_have_applied).
     pub fn is_outcome_unknown(&self) -> bool {
-        self.inner.outcome == Outcome::Ambiguous && self.inner.idempotent == Some(false)
+        let unknown = match self.inner.outcome {
+            Outcome::Ambiguous => true,
+            Outcome::Rejected => self.inner.may_have_applied,
+            Outcome::NotSent => false,
+        };
+        unknown && self.inner.idempotent == Some(false)
+    }
+
+    /// For an [`Outcome::Rejected`] failure: the server's error does not prove that the
+    /// request left nothing applied — e.g. a unit of work whose `COMMIT` had completed
+    /// before a later statement failed, or a batch in which an earlier statement had
+    /// committed before another one failed. The write-safety rule re-sends such a request
+    /// only when it is idempotent. See [`classify::rollback`](crate::classify::rollback)
+    /// for what counts as proof. False for other outcomes, and for rejected errors built
+    /// with [`Error::new`] (a service that reports `Rejected` vouches that nothing applied).
+    pub fn may_have_applied(&self) -> bool {
+        self.inner.outcome == Outcome::Rejected && self.inner.may_have_applied
+    }
+
+    /// Records whether a rejected request may have left effects behind.
+    pub(crate) fn set_may_have_applied(&mut self, may: bool) {
+        self.inner.may_have_applied = may;
     }
 
     /// True for a deadline or timeout of any scope.
@@ -475,6 +504,7 @@ impl From<BoxError> for Error {
                 region: None,
                 idempotent: None,
                 validation: false,
+                may_have_applied: false,
             }),
         }
     }

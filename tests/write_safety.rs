@@ -11,7 +11,9 @@ use mssql_resilience::error::RetryStop;
 use mssql_resilience::idempotency::{ensure_table, idempotent_execute, DEFAULT_TABLE};
 use mssql_resilience::sql::{batch, work, SqlRequest, SqlResponse};
 use mssql_resilience::{Outcome, RequestContext, Stack};
-use mssql_testkit::tds::{DropPoint, ErrorSpec, QueryFault, Trigger};
+use mssql_testkit::tds::{
+    DisconnectMode, DropPoint, ErrorSpec, QueryFault, StallFault, StallPoint, Trigger,
+};
 use support::*;
 
 async fn setup(regions: &Backend) -> Stack {
@@ -69,6 +71,144 @@ async fn a_reset_after_a_non_idempotent_write_was_sent_is_outcome_unknown() {
     );
     // Here the server did run it: the reconciliation read finds exactly one.
     assert_eq!(rows, 1);
+}
+
+/// Sends a non-idempotent INSERT that the server holds for 500 ms, resets the connection
+/// (chaos proxy) while the server still works on it, and returns the caller's error once
+/// the server has finished with every session, so the table shows the final outcome.
+async fn write_cut_off_mid_flight(
+    regions: &Backend,
+    stack: &Stack,
+    id: i32,
+) -> mssql_resilience::Error {
+    let primary = regions.primary();
+    primary.faults().set_query_delay(Duration::from_millis(500));
+    let requests_before = {
+        let c = primary.faults().counters();
+        c.batches + c.rpcs
+    };
+    let call = {
+        let stack = stack.clone();
+        tokio::spawn(async move {
+            stack
+                .call(exec(
+                    "create_payment",
+                    "INSERT INTO payments (id, amount) VALUES (@P1, @P2)",
+                    vec![id.into(), 100i64.into()],
+                ))
+                .await
+        })
+    };
+    eventually(
+        "the server holds the INSERT",
+        Duration::from_secs(5),
+        || {
+            let c = primary.faults().counters();
+            c.batches + c.rpcs > requests_before
+        },
+    )
+    .await;
+    primary.chaos().reset_connections();
+    let err = call.await.unwrap().unwrap_err();
+    primary.faults().set_query_delay(Duration::ZERO);
+    // Every connection went through the proxy, so every session ends — the held one
+    // only once its work is over (rolled back or committed, depending on the mode).
+    eventually(
+        "the server ends its sessions",
+        Duration::from_secs(5),
+        || primary.faults().counters().connections_open == 0,
+    )
+    .await;
+    err
+}
+
+fn assert_unknown_and_not_retried(err: &mssql_resilience::Error) {
+    assert_eq!(err.outcome(), Outcome::Ambiguous, "{err}");
+    assert!(err.is_outcome_unknown(), "{err}");
+    assert_eq!(err.retry_stop(), Some(RetryStop::NotIdempotent), "{err}");
+    assert_eq!(err.attempts(), 1, "never retried: {err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_disconnect_mid_write_is_outcome_unknown_when_the_write_did_not_happen() {
+    let regions = testkit().await;
+    let stack = setup(&regions).await;
+    // Default: the server interrupts the statement when the client goes away.
+    let err = write_cut_off_mid_flight(&regions, &stack, 1).await;
+    assert_unknown_and_not_retried(&err);
+    assert_eq!(scalar(&stack, "SELECT COUNT(*) FROM payments").await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_disconnect_mid_write_is_outcome_unknown_when_the_write_did_happen() {
+    let regions = testkit().await;
+    let stack = setup(&regions).await;
+    // As a real server may: the statement runs on after the client left, and commits.
+    regions
+        .primary()
+        .faults()
+        .set_disconnect_mode(DisconnectMode::Complete);
+    let err = write_cut_off_mid_flight(&regions, &stack, 1).await;
+    assert_unknown_and_not_retried(&err);
+    // Exactly one row: it happened, and the crate did not add a second one.
+    assert_eq!(scalar(&stack, "SELECT COUNT(*) FROM payments").await, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_whose_answer_stalls_is_outcome_unknown_when_the_deadline_fires() {
+    let regions = testkit().await;
+    let stack = setup(&regions).await;
+    // The server runs (and commits) the INSERT, then its answer never comes.
+    regions.primary().faults().stall_responses(
+        StallFault::new(StallPoint::AfterRows(0), Trigger::Next(1))
+            .matching("INSERT INTO payments"),
+    );
+    let err = stack
+        .call(exec(
+            "create_payment",
+            "INSERT INTO payments (id, amount) VALUES (@P1, @P2)",
+            vec![1.into(), 100i64.into()],
+        ))
+        .await
+        .unwrap_err();
+    // One region: the attempt may use the whole budget, so the call's deadline fires.
+    assert!(err.is_timeout(), "the deadline fired: {err}");
+    assert_eq!(err.outcome(), Outcome::Ambiguous, "{err}");
+    assert!(err.is_outcome_unknown(), "{err}");
+    assert_eq!(err.attempts(), 1, "never retried: {err}");
+    assert_eq!(regions.primary().faults().counters().responses_stalled, 1);
+    assert_eq!(scalar(&stack, "SELECT COUNT(*) FROM payments").await, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_whose_result_stalls_after_its_first_rows_ends_at_the_deadline() {
+    let regions = testkit().await;
+    let stack = setup(&regions).await;
+    stack
+        .call(exec(
+            "seed",
+            "INSERT INTO payments (id, amount) VALUES (1, 10), (2, 20), (3, 30)",
+            vec![],
+        ))
+        .await
+        .unwrap();
+    let faults = regions.primary().faults();
+    // The first row arrives, then nothing: the call ends with its deadline, not a hang.
+    faults.stall_responses(
+        StallFault::new(StallPoint::AfterRows(1), Trigger::Next(1)).matching("ORDER BY id"),
+    );
+    let err = stack
+        .call(read("list", "SELECT id FROM payments ORDER BY id"))
+        .await
+        .unwrap_err();
+    assert!(err.is_timeout(), "{err}");
+    assert_eq!(faults.counters().responses_stalled, 1);
+    // The stalled connection is not reused in a corrupt state: the next read is whole.
+    let response = stack
+        .call(read("list", "SELECT id FROM payments ORDER BY id"))
+        .await
+        .unwrap();
+    assert_eq!(response.first().map(|s| s.rows.len()), Some(3));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -239,7 +379,9 @@ async fn a_failed_batch_never_leaks_its_open_transaction_into_the_next_request()
         ))
         .await
         .unwrap();
-    // BEGIN, one row, then a failing statement: the COMMIT never runs.
+    // BEGIN, one row, a duplicate, COMMIT. As on SQL Server (XACT_ABORT OFF), the
+    // duplicate key is a statement-level error: the batch goes on and COMMIT runs, so
+    // row 1 is committed although the call reports 2627.
     let err = stack
         .call(exec(
             "batch",
@@ -249,6 +391,18 @@ async fn a_failed_batch_never_leaks_its_open_transaction_into_the_next_request()
         .await
         .unwrap_err();
     assert_eq!(err.server_number(), Some(2627), "{err}");
+    assert_eq!(scalar(&stack, "SELECT COUNT(*) FROM ledger").await, 1);
+    // A batch-aborting error that leaves the transaction open (208, an object missing
+    // at run time): the COMMIT never runs.
+    let err = stack
+        .call(exec(
+            "batch",
+            "BEGIN TRANSACTION; INSERT INTO ledger (id) VALUES (10); SELECT * FROM no_such_table; COMMIT TRANSACTION",
+            vec![],
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(err.server_number(), Some(208), "{err}");
     // The one pooled connection is reused: it must not still be inside that transaction.
     stack
         .call(exec("next", "INSERT INTO ledger (id) VALUES (2)", vec![]))
@@ -259,7 +413,12 @@ async fn a_failed_batch_never_leaks_its_open_transaction_into_the_next_request()
         0,
         "no transaction left open"
     );
-    assert_eq!(scalar(&stack, "SELECT COUNT(*) FROM ledger").await, 1);
+    assert_eq!(
+        scalar(&stack, "SELECT COUNT(*) FROM ledger WHERE id = 10").await,
+        0,
+        "the open transaction was rolled back, not committed by a later request"
+    );
+    assert_eq!(scalar(&stack, "SELECT COUNT(*) FROM ledger").await, 2);
 
     // A unit of work that forgets to commit is rolled back and reported.
     let forgetful = SqlRequest::unit_of_work(
@@ -280,4 +439,134 @@ async fn a_failed_batch_never_leaks_its_open_transaction_into_the_next_request()
         scalar(&stack, "SELECT COUNT(*) FROM ledger WHERE id = 3").await,
         0
     );
+}
+
+/// A unit of work: BEGIN, INSERT, COMMIT, then a read after the commit (tagged so a
+/// query fault can target it). Counts its runs.
+fn commit_then_read(runs: Arc<AtomicUsize>, id: i32) -> SqlRequest {
+    SqlRequest::unit_of_work(
+        RequestContext::write("transfer"),
+        work(move |client| {
+            let runs = runs.clone();
+            Box::pin(async move {
+                runs.fetch_add(1, Ordering::SeqCst);
+                batch(client, "BEGIN TRANSACTION").await?;
+                client
+                    .execute(
+                        "INSERT INTO payments (id, amount) VALUES (@P1, @P2)",
+                        &[&id, &70i64],
+                    )
+                    .await?;
+                batch(client, "COMMIT TRANSACTION").await?;
+                batch(client, "SELECT COUNT(*) AS after_commit FROM payments").await?;
+                Ok(SqlResponse::default())
+            })
+        }),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transient_error_after_the_commit_never_reruns_the_unit_of_work() {
+    let regions = testkit().await;
+    let stack = setup(&regions).await;
+    // 1205 and 1222 (the session lives on) and 40613 (class 20: the session ends).
+    for (i, number) in [1205u32, 1222, 40613].into_iter().enumerate() {
+        let id = 100 + i as i32;
+        regions.primary().faults().fail_queries(
+            QueryFault::new(ErrorSpec::known(number), Trigger::Next(1)).matching("after_commit"),
+        );
+        let runs = Arc::new(AtomicUsize::new(0));
+        let err = stack
+            .call(commit_then_read(runs.clone(), id))
+            .await
+            .unwrap_err();
+        assert_eq!(err.server_number(), Some(number), "{err}");
+        assert_eq!(
+            runs.load(Ordering::SeqCst),
+            1,
+            "{number}: committed, so not re-run"
+        );
+        assert_eq!(err.outcome(), Outcome::Rejected, "{err}");
+        assert!(err.may_have_applied(), "{err}");
+        assert!(err.is_outcome_unknown(), "{err}");
+        assert_eq!(err.retry_stop(), Some(RetryStop::NotIdempotent), "{err}");
+        assert_eq!(
+            scalar(
+                &stack,
+                &format!("SELECT COUNT(*) FROM payments WHERE id = {id}")
+            )
+            .await,
+            1,
+            "{number}: written exactly once"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_error_inside_the_open_transaction_reruns_the_unit_of_work() {
+    let regions = testkit().await;
+    let stack = setup(&regions).await;
+    // 1205 (the server rolls the transaction back), 1222 (the transaction stays open
+    // and the crate rolls it back) and 40613 (the session, and the transaction, end).
+    for (i, number) in [1205u32, 1222, 40613].into_iter().enumerate() {
+        let id = 200 + i as i32;
+        regions.primary().faults().fail_queries(
+            QueryFault::new(ErrorSpec::known(number), Trigger::Next(1))
+                .matching("INSERT INTO payments"),
+        );
+        let runs = Arc::new(AtomicUsize::new(0));
+        stack
+            .call(commit_then_read(runs.clone(), id))
+            .await
+            .unwrap_or_else(|e| panic!("{number}: {e}"));
+        assert_eq!(
+            runs.load(Ordering::SeqCst),
+            2,
+            "{number}: run, rolled back, run again"
+        );
+        assert_eq!(
+            scalar(
+                &stack,
+                &format!("SELECT COUNT(*) FROM payments WHERE id = {id}")
+            )
+            .await,
+            1
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deadlock_on_a_lone_statement_is_retried_but_not_on_a_batch_of_several() {
+    let regions = testkit().await;
+    let stack = setup(&regions).await;
+    let faults = regions.primary().faults();
+    // One INSERT: the deadlock undid it; retried, written once.
+    faults.fail_queries(
+        QueryFault::new(ErrorSpec::deadlock(), Trigger::Next(1)).matching("INSERT INTO payments"),
+    );
+    stack
+        .call(exec(
+            "create_payment",
+            "INSERT INTO payments (id, amount) VALUES (@P1, @P2)",
+            vec![1.into(), 100i64.into()],
+        ))
+        .await
+        .unwrap();
+    assert_eq!(scalar(&stack, "SELECT COUNT(*) FROM payments").await, 1);
+    // Two statements: an earlier one may have committed before the deadlock (the
+    // crate cannot tell), so the write is not re-sent and the caller must reconcile.
+    faults.fail_queries(
+        QueryFault::new(ErrorSpec::deadlock(), Trigger::Next(1)).matching("INSERT INTO payments"),
+    );
+    let err = stack
+        .call(exec(
+            "create_payments",
+            "INSERT INTO payments (id, amount) VALUES (2, 1); INSERT INTO payments (id, amount) VALUES (3, 1)",
+            vec![],
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(err.server_number(), Some(1205), "{err}");
+    assert!(err.is_outcome_unknown(), "{err}");
+    assert_eq!(err.attempts(), 1, "{err}");
 }

@@ -5,8 +5,9 @@
 //! `Routing` redirect is retryable but says nothing bad about the database's health.
 //!
 //! - **Is it worth another attempt?** ([`Classification::retryable`]). The retry layer then
-//!   also applies the write-safety rule: an [`Outcome::Ambiguous`] failure is retried only
-//!   when the request is idempotent.
+//!   also applies the write-safety rule: an [`Outcome::Ambiguous`] failure, or a rejected one
+//!   that [`may have applied`](Error::may_have_applied), is retried only when the request is
+//!   idempotent; [`rollback`] says which server errors prove that nothing was applied.
 //! - **Does it count against the dependency's health?** ([`Classification::counts_as_failure`]),
 //!   read by the circuit breaker and the failover router.
 //!
@@ -15,6 +16,7 @@
 //! but ambiguous once sent (so "client-side timeouts are ambiguous, not transient": the
 //! write-safety rule decides); 40501 asks for at least 10 s before the next try.
 
+pub mod rollback;
 pub mod transient;
 
 use std::collections::HashSet;

@@ -13,6 +13,7 @@ mod connector;
 mod manager;
 mod service;
 mod stream;
+mod wire_tx;
 
 use std::fmt;
 use std::sync::Arc;

@@ -11,6 +11,7 @@ use tiberius::QueryItem;
 use tokio::time::Instant;
 
 use super::Pool;
+use crate::classify::rollback::{is_single_dml, proves_nothing_applied};
 use crate::error::{Error, ErrorKind, Outcome};
 use crate::failover::latency::LatencyEstimator;
 use crate::sql::{ResultLimits, ResultSet, Row, SqlRequest, SqlResponse, WireStatement};
@@ -224,27 +225,49 @@ async fn run(pool: &Pool, req: &SqlRequest, limits: ResultLimits) -> Result<SqlR
             Ok(response)
         }
         Err(mut error) => {
+            let evidence = conn.tap.tx_evidence();
             // Correct the outcome with what the wire saw.
-            match error.kind() {
+            match error.kind().clone() {
                 // The server answered and kept the session: the connection is reusable
                 // once no transaction is left open (a batch that failed after its
-                // BEGIN TRANSACTION would otherwise leak it into the next request).
-                ErrorKind::Server { class, .. } if *class < 20 && !req.is_unit_of_work() => {
-                    let clean = match Box::pin(open_transactions(&mut conn.client)).await {
-                        Ok(0) => true,
-                        Ok(_) => {
-                            Box::pin(crate::sql::batch(&mut conn.client, "ROLLBACK TRANSACTION"))
+                // BEGIN TRANSACTION would otherwise leak it into the next request). A
+                // unit of work's connection is never reused, but its open transaction is
+                // rolled back here too: that is what proves the unit left nothing behind.
+                ErrorKind::Server { number, class, .. } => {
+                    let mut rolled_back_after = false;
+                    if class < 20 {
+                        let clean = match Box::pin(open_transactions(&mut conn.client)).await {
+                            Ok(0) => true,
+                            Ok(_) => {
+                                rolled_back_after = Box::pin(crate::sql::batch(
+                                    &mut conn.client,
+                                    "ROLLBACK TRANSACTION",
+                                ))
                                 .await
-                                .is_ok()
+                                .is_ok();
+                                rolled_back_after
+                            }
+                            Err(_) => false,
+                        };
+                        if clean && !req.is_unit_of_work() {
+                            conn.mark_clean();
                         }
-                        Err(_) => false,
-                    };
-                    if clean {
-                        conn.mark_clean();
+                    }
+                    if sent {
+                        let single_dml = req.sql().is_some_and(is_single_dml);
+                        let proven = proves_nothing_applied(
+                            &evidence,
+                            number,
+                            class,
+                            rolled_back_after,
+                            single_dml,
+                        );
+                        error.set_may_have_applied(!proven);
                     }
                 }
-                ErrorKind::Server { .. } => {}
                 _ if !sent => error.set_outcome(Outcome::NotSent),
+                // Sent, and the failure says nothing about what ran.
+                _ if error.outcome() == Outcome::Rejected => error.set_may_have_applied(true),
                 _ => {}
             }
             Err(error)

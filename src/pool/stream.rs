@@ -9,6 +9,8 @@ use std::task::{Context, Poll};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
+use super::wire_tx::WireTx;
+use crate::classify::rollback::TxEvidence;
 use crate::request::WireState;
 
 /// Shared between a [`TrackedStream`] and the connection that owns it.
@@ -16,6 +18,8 @@ use crate::request::WireState;
 pub(crate) struct Tap {
     written: AtomicU64,
     attempt: Mutex<Option<Arc<WireState>>>,
+    /// What the written requests show about transactions.
+    tx: Mutex<WireTx>,
 }
 
 impl Tap {
@@ -25,16 +29,38 @@ impl Tap {
     }
 
     /// Marks `wire` as sent on the next successful write (until [`detach`](Self::detach)).
+    /// Also starts the attempt's transaction evidence afresh.
     pub(crate) fn attach(&self, wire: Option<Arc<WireState>>) {
+        self.wire_tx().reset_evidence();
         *self.attempt.lock().unwrap_or_else(|e| e.into_inner()) = wire;
     }
 
     pub(crate) fn detach(&self) {
-        self.attach(None);
+        *self.attempt.lock().unwrap_or_else(|e| e.into_inner()) = None;
     }
 
-    fn wrote(&self, n: usize) {
+    /// What the requests written since [`attach`](Self::attach) show about transactions.
+    pub(crate) fn tx_evidence(&self) -> TxEvidence {
+        self.wire_tx().evidence()
+    }
+
+    fn wire_tx(&self) -> std::sync::MutexGuard<'_, WireTx> {
+        self.tx.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn wrote(&self, bufs: &[&[u8]], n: usize) {
         if n > 0 {
+            let mut tx = self.wire_tx();
+            let mut left = n;
+            for buf in bufs {
+                let take = left.min(buf.len());
+                tx.feed(&buf[..take]);
+                left -= take;
+                if left == 0 {
+                    break;
+                }
+            }
+            drop(tx);
             self.written.fetch_add(n as u64, Ordering::AcqRel);
             if let Some(wire) = &*self.attempt.lock().unwrap_or_else(|e| e.into_inner()) {
                 wire.mark_sent();
@@ -82,7 +108,7 @@ impl AsyncWrite for TrackedStream {
     ) -> Poll<io::Result<usize>> {
         let poll = Pin::new(&mut self.inner).poll_write(cx, buf);
         if let Poll::Ready(Ok(n)) = poll {
-            self.tap.wrote(n);
+            self.tap.wrote(&[buf], n);
         }
         poll
     }
@@ -102,7 +128,8 @@ impl AsyncWrite for TrackedStream {
     ) -> Poll<io::Result<usize>> {
         let poll = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
         if let Poll::Ready(Ok(n)) = poll {
-            self.tap.wrote(n);
+            let slices: Vec<&[u8]> = bufs.iter().map(|b| &b[..]).collect();
+            self.tap.wrote(&slices, n);
         }
         poll
     }

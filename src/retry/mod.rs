@@ -5,8 +5,9 @@
 //! 1. the [classifier](crate::classify) calls the error retryable (a syntax error or a
 //!    constraint violation never is);
 //! 2. the [write-safety rule](crate::safety) allows it: an [`Outcome::Ambiguous`](crate::error::Outcome::Ambiguous) failure (sent, then the
-//!    connection broke or the attempt timed out) is retried only when the request is
-//!    idempotent; otherwise the error comes back with
+//!    connection broke or the attempt timed out), or a rejected one whose error does not
+//!    prove that nothing was applied ([`Error::may_have_applied`]), is retried only when
+//!    the request is idempotent; otherwise the error comes back with
 //!    [`Error::is_outcome_unknown`] true;
 //! 3. fewer than `max_attempts` attempts were made;
 //! 4. the next delay — the [backoff] delay, or the server's hint if longer (40501

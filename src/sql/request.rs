@@ -20,10 +20,13 @@ pub type WorkFuture<'a, T = SqlResponse> =
 
 /// Work run on one pooled connection: typically `BEGIN TRAN … COMMIT`.
 ///
-/// It may run more than once (after a deadlock, error 1205, the server has rolled the
-/// transaction back and the whole unit is re-run), so it is `Fn`, not `FnOnce` — and a unit
-/// that writes with several statements must wrap them in **one** explicit transaction, or
-/// a re-run repeats the statements that had already committed. It must also end every
+/// It may run more than once (after a deadlock, error 1205, while its transaction was open,
+/// the server has rolled the transaction back and the whole unit is re-run), so it is `Fn`,
+/// not `FnOnce` — and a unit that writes with several statements must wrap them in **one**
+/// explicit transaction, or a re-run repeats the statements that had already committed.
+/// A non-idempotent unit is re-run only when the error proves it left nothing applied
+/// (see [`classify::rollback`](crate::classify::rollback)): an error after its `COMMIT` is
+/// reported with [`Error::may_have_applied`](crate::Error::may_have_applied) instead. It must also end every
 /// transaction it begins: one left open is rolled back and reported as an error. Errors from
 /// tiberius convert with `?`; the innermost service corrects their outcome from what it saw
 /// on the wire. A failed unit of work never returns its connection to the pool (it may hold

@@ -232,3 +232,60 @@ fn binary_rejects_bad_arguments_without_panicking() {
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("usage: tds-server"));
 }
+
+#[tokio::test]
+async fn control_endpoint_sets_stalls_and_the_disconnect_mode() {
+    use mssql_testkit::tds::DisconnectMode;
+    let (server, ctl) = start_with_control().await;
+    let (st, body) = http(
+        ctl,
+        "POST",
+        "/faults/disconnect",
+        Some(r#"{"mode":"complete"}"#),
+    )
+    .await;
+    assert_eq!((st, body.as_str()), (200, r#"{"ok":true}"#));
+    assert_eq!(server.faults().disconnect_mode(), DisconnectMode::Complete);
+    let (st, _) = http(
+        ctl,
+        "POST",
+        "/faults/disconnect",
+        Some(r#"{"mode":"sometimes"}"#),
+    )
+    .await;
+    assert_eq!(st, 422);
+    http(ctl, "DELETE", "/faults", None).await;
+    assert_eq!(server.faults().disconnect_mode(), DisconnectMode::RollBack);
+
+    let (st, _) = http(
+        ctl,
+        "POST",
+        "/faults/stall",
+        Some(r#"{"after_rows":1,"after_bytes":3}"#),
+    )
+    .await;
+    assert_eq!(st, 422, "one stall point only");
+    let (st, _) = http(
+        ctl,
+        "POST",
+        "/faults/stall",
+        Some(r#"{"after_rows":1,"match":"from s","count":1}"#),
+    )
+    .await;
+    assert_eq!(st, 200);
+    let mut c = connect(&server).await;
+    batch(
+        &mut c,
+        "CREATE TABLE s (a INT); INSERT INTO s (a) VALUES (1), (2)",
+    )
+    .await
+    .unwrap();
+    let stalled = tokio::time::timeout(
+        std::time::Duration::from_millis(200),
+        batch(&mut c, "SELECT a FROM s"),
+    )
+    .await;
+    assert!(stalled.is_err(), "the result stalls after its first row");
+    let (_, counters) = http(ctl, "GET", "/counters", None).await;
+    assert!(counters.contains(r#""responses_stalled":1"#), "{counters}");
+}

@@ -3,16 +3,17 @@
 //! ```text
 //! tds-server --listen 127.0.0.1:PORT --user U --password P [--database NAME]
 //!            [--db-file PATH] [--control 127.0.0.1:PORT] [--access-token T]...
+//!            [--disconnect rollback|complete]
 //! ```
 //! Prints `listening on ADDR` as its first line (and `control on ADDR` when a control
 //! endpoint is requested), then serves until SIGINT or SIGTERM.
 
-use mssql_testkit::tds::{TdsServer, TdsServerConfig};
+use mssql_testkit::tds::{DisconnectMode, TdsServer, TdsServerConfig};
 use std::io::Write;
 use std::net::SocketAddr;
 use std::process::ExitCode;
 
-const USAGE: &str = "usage: tds-server --listen 127.0.0.1:PORT --user U --password P [--database NAME] [--db-file PATH] [--control 127.0.0.1:PORT] [--access-token T]...
+const USAGE: &str = "usage: tds-server --listen 127.0.0.1:PORT --user U --password P [--database NAME] [--db-file PATH] [--control 127.0.0.1:PORT] [--access-token T]... [--disconnect rollback|complete]
 
 A SQL Server wire-protocol (TDS 7.4, plaintext) test server backed by SQLite.
 Prints `listening on ADDR` as its first line; port 0 picks a free port.
@@ -23,6 +24,9 @@ Prints `listening on ADDR` as its first line; port 0 picks a free port.
   --database NAME   database name (default: testdb)
   --db-file PATH    SQLite file to use and keep (default: a temporary file)
   --control ADDR    serve the HTTP/JSON control endpoint on ADDR
+  --disconnect M    what a client disconnect does to the request in flight:
+                    rollback (default) or complete (it runs to its end and an
+                    autocommit write commits)
   --access-token T  also accept Microsoft Entra ID (FEDAUTH) logins with token T
                     (repeatable; other tokens fail with 18456)
   --help            show this help";
@@ -56,6 +60,18 @@ fn parse_args(args: &[String]) -> Result<Parsed, String> {
             "--database" => cfg.database = value("--database")?,
             "--db-file" => cfg.db_file = Some(value("--db-file")?.into()),
             "--control" => cfg.control = Some(addr("--control", value("--control")?)?),
+            "--disconnect" => {
+                cfg.disconnect = match value("--disconnect")?.as_str() {
+                    "rollback" => DisconnectMode::RollBack,
+                    "complete" => DisconnectMode::Complete,
+                    other => {
+                        let shown: String = other.chars().take(40).collect();
+                        return Err(format!(
+                            "--disconnect: unknown mode {shown:?} (use rollback or complete)"
+                        ));
+                    }
+                }
+            }
             "--access-token" => cfg.access_tokens.push(value("--access-token")?),
             other => return Err(format!("unknown argument {other:?} (try --help)")),
         }

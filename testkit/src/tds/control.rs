@@ -3,7 +3,9 @@
 
 use super::counters::Counters;
 use super::errors::ErrorSpec;
-use super::faults::{AcceptMode, DropPoint, Faults, QueryFault, Trigger};
+use super::faults::{
+    AcceptMode, DisconnectMode, DropPoint, Faults, QueryFault, StallFault, StallPoint, Trigger,
+};
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::{delete, get, post};
@@ -108,6 +110,22 @@ struct DropBody {
     trigger: TriggerBody,
 }
 
+#[derive(Debug, Deserialize)]
+struct StallBody {
+    after_rows: Option<usize>,
+    after_bytes: Option<usize>,
+    #[serde(rename = "match")]
+    matching: Option<String>,
+    #[serde(flatten)]
+    trigger: TriggerBody,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DisconnectBody {
+    mode: DisconnectMode,
+}
+
 type Reply = Result<Json<Value>, (StatusCode, String)>;
 
 fn ok() -> Reply {
@@ -163,6 +181,28 @@ async fn drop_fault(State(f): State<Faults>, Json(b): Json<DropBody>) -> Reply {
     ok()
 }
 
+async fn stall(State(f): State<Faults>, Json(b): Json<StallBody>) -> Reply {
+    let point = match (b.after_rows, b.after_bytes) {
+        (Some(n), None) => StallPoint::AfterRows(n),
+        (None, Some(n)) => StallPoint::AfterBytes(n),
+        _ => {
+            return Err((
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "give either after_rows or after_bytes".into(),
+            ))
+        }
+    };
+    let mut fault = StallFault::new(point, b.trigger.trigger()?);
+    fault.matching = b.matching;
+    f.stall_responses(fault);
+    ok()
+}
+
+async fn disconnect(State(f): State<Faults>, Json(b): Json<DisconnectBody>) -> Reply {
+    f.set_disconnect_mode(b.mode);
+    ok()
+}
+
 async fn accept(State(f): State<Faults>, Json(b): Json<EnabledBody>) -> Reply {
     let mode = if b.enabled {
         AcceptMode::Normal
@@ -204,6 +244,8 @@ fn router(faults: Faults) -> Router {
         .route("/faults/delay", post(delay))
         .route("/faults/read-only", post(read_only))
         .route("/faults/drop", post(drop_fault))
+        .route("/faults/stall", post(stall))
+        .route("/faults/disconnect", post(disconnect))
         .route("/faults/accept", post(accept))
         .route("/sessions/kill", post(kill))
         .with_state(faults)

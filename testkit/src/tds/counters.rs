@@ -22,6 +22,9 @@ pub struct Counters {
     pub errors_injected: u64,
     /// Responses cut short by an injected connection drop.
     pub responses_dropped: u64,
+    /// Responses stalled part-way by an injected stall fault.
+    #[serde(default)]
+    pub responses_stalled: u64,
     /// TCP connections currently open.
     pub connections_open: u64,
     /// TCP connections accepted since start (including ones closed immediately
@@ -41,6 +44,7 @@ pub(crate) struct CounterCells {
     pub attentions: AtomicU64,
     pub errors_injected: AtomicU64,
     pub responses_dropped: AtomicU64,
+    pub responses_stalled: AtomicU64,
     pub connections_open: AtomicU64,
     pub connections_total: AtomicU64,
     pub sessions_killed: AtomicU64,
@@ -62,6 +66,7 @@ impl CounterCells {
             attentions: g(&self.attentions),
             errors_injected: g(&self.errors_injected),
             responses_dropped: g(&self.responses_dropped),
+            responses_stalled: g(&self.responses_stalled),
             connections_open: g(&self.connections_open),
             connections_total: g(&self.connections_total),
             sessions_killed: g(&self.sessions_killed),

@@ -119,6 +119,70 @@ pub enum DropPoint {
     BeforeFinalDone,
 }
 
+/// Where a response stops when a stall fault fires.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StallPoint {
+    /// Send every token up to and including the `n`-th row (counted over the whole
+    /// response) as complete packets, then nothing more; 0 sends nothing at all. A
+    /// response with fewer rows is sent whole except its final DONE. The client can read those rows; after an
+    /// attention the server answers DONE(ATTN) and the connection stays usable.
+    AfterRows(usize),
+    /// Send this many bytes of the framed response (a partial packet if the count is
+    /// not on a packet boundary), then nothing more. The connection cannot be resumed:
+    /// an attention closes it.
+    AfterBytes(usize),
+}
+
+/// A stall fault: matching responses are sent up to `point`, then the server sends
+/// nothing more and holds the connection until the client cancels (attention),
+/// disconnects, or the session is killed. The statements have run (and an autocommit
+/// write committed) before anything is sent, as with a real server whose network path
+/// stalls while the client reads a result.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StallFault {
+    /// Where the response stops.
+    pub point: StallPoint,
+    /// Only requests whose SQL text contains this (case-insensitive) substring; `None`
+    /// matches every batch and RPC.
+    pub matching: Option<String>,
+    /// When it fires (counted over matching requests only).
+    pub trigger: Trigger,
+}
+
+impl StallFault {
+    /// A stall at `point` for every request, when `trigger` fires.
+    pub fn new(point: StallPoint, trigger: Trigger) -> Self {
+        StallFault {
+            point,
+            matching: None,
+            trigger,
+        }
+    }
+
+    /// Restrict the fault to requests whose SQL contains `needle` (case-insensitive).
+    pub fn matching(mut self, needle: impl Into<String>) -> Self {
+        self.matching = Some(needle.into());
+        self
+    }
+}
+
+/// What happens to the work in flight when a client disconnects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DisconnectMode {
+    /// The running statement is interrupted at once and rolled back, as is any open
+    /// transaction (the testkit's historical behaviour).
+    #[default]
+    #[serde(rename = "rollback")]
+    RollBack,
+    /// The request in flight runs to its end: an autocommit statement commits; an open
+    /// explicit transaction is still rolled back when the session then ends. This is
+    /// what makes a lost answer ambiguous on a real server, which notices a dead client
+    /// only when it next writes to it. Attentions and killed sessions still interrupt.
+    Complete,
+}
+
 /// How the listener treats new connections.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -141,6 +205,7 @@ pub(crate) struct FaultState {
     query: Vec<(QueryFault, TriggerState)>,
     delay: Duration,
     drop: Option<(DropPoint, TriggerState)>,
+    stall: Vec<(StallFault, TriggerState)>,
 }
 
 /// Control block of one live session, used to kill it.
@@ -177,10 +242,14 @@ pub(crate) struct Shared {
     pub sessions: Mutex<HashMap<u64, Arc<SessionCtl>>>,
     pub accept: watch::Sender<AcceptMode>,
     pub next_session: AtomicU64,
+    /// The configured disconnect mode (what [`Faults::clear`] goes back to).
+    pub default_disconnect: DisconnectMode,
+    /// The disconnect mode in force: true for [`DisconnectMode::Complete`].
+    disconnect_completes: AtomicBool,
 }
 
 impl Shared {
-    pub fn new() -> Self {
+    pub fn new(default_disconnect: DisconnectMode) -> Self {
         Shared {
             state: Mutex::new(FaultState::default()),
             read_only: AtomicBool::new(false),
@@ -188,7 +257,41 @@ impl Shared {
             sessions: Mutex::new(HashMap::new()),
             accept: watch::Sender::new(AcceptMode::Normal),
             next_session: AtomicU64::new(1),
+            default_disconnect,
+            disconnect_completes: AtomicBool::new(default_disconnect == DisconnectMode::Complete),
         }
+    }
+
+    pub fn disconnect_mode(&self) -> DisconnectMode {
+        if self.disconnect_completes.load(Ordering::SeqCst) {
+            DisconnectMode::Complete
+        } else {
+            DisconnectMode::RollBack
+        }
+    }
+
+    fn set_disconnect_mode(&self, mode: DisconnectMode) {
+        self.disconnect_completes
+            .store(mode == DisconnectMode::Complete, Ordering::SeqCst);
+    }
+
+    /// The stall point of the first stall fault that matches and fires for this request.
+    pub fn stall_fault(&self, sql: &str) -> Option<StallPoint> {
+        let mut st = self.lock();
+        let lower = sql.to_lowercase();
+        let mut fired = None;
+        for (fault, trig) in st.stall.iter_mut() {
+            let matches = fault
+                .matching
+                .as_ref()
+                .is_none_or(|m| lower.contains(&m.to_lowercase()));
+            if matches && trig.fire() {
+                fired = Some(fault.point);
+                break;
+            }
+        }
+        st.stall.retain(|(_, t)| !t.exhausted());
+        fired
     }
 
     fn lock(&self) -> MutexGuard<'_, FaultState> {
@@ -312,6 +415,30 @@ impl Faults {
         self.shared.lock().drop = Some((point, TriggerState::new(trigger)));
     }
 
+    /// Adds a stall fault (several may be active; the first that matches and fires
+    /// wins). Checked after the request ran, before a drop fault.
+    pub fn stall_responses(&self, fault: StallFault) {
+        let trig = TriggerState::new(fault.trigger);
+        self.shared.lock().stall.push((fault, trig));
+    }
+
+    /// Removes every stall fault (sessions already stalled stay stalled until the
+    /// client cancels or leaves).
+    pub fn clear_stall_faults(&self) {
+        self.shared.lock().stall.clear();
+    }
+
+    /// What a client disconnect does to the work in flight (see [`DisconnectMode`]).
+    /// Applies to disconnects noticed from now on, in every session.
+    pub fn set_disconnect_mode(&self, mode: DisconnectMode) {
+        self.shared.set_disconnect_mode(mode);
+    }
+
+    /// The disconnect mode in force.
+    pub fn disconnect_mode(&self) -> DisconnectMode {
+        self.shared.disconnect_mode()
+    }
+
     /// How the listener treats new connections (existing sessions are unaffected).
     pub fn set_accept_mode(&self, mode: AcceptMode) {
         self.shared.accept.send_replace(mode);
@@ -332,11 +459,14 @@ impl Faults {
     }
 
     /// Clears every fault: login failures and redirects, query faults, the delay, drop
-    /// faults, read-only mode, and sets the accept mode back to normal.
+    /// and stall faults, read-only mode; sets the accept mode back to normal and the
+    /// disconnect mode back to the server's configured one.
     pub fn clear(&self) {
         *self.shared.lock() = FaultState::default();
         self.shared.read_only.store(false, Ordering::SeqCst);
         self.shared.accept.send_replace(AcceptMode::Normal);
+        self.shared
+            .set_disconnect_mode(self.shared.default_disconnect);
     }
 
     /// Removes the login fault and the redirect.

@@ -26,6 +26,7 @@
 //! # }
 //! ```
 
+mod batch;
 mod catalog;
 mod control;
 mod convert;
@@ -52,5 +53,7 @@ mod typing;
 
 pub use counters::Counters;
 pub use errors::ErrorSpec;
-pub use faults::{AcceptMode, DropPoint, Faults, QueryFault, Trigger};
+pub use faults::{
+    AcceptMode, DisconnectMode, DropPoint, Faults, QueryFault, StallFault, StallPoint, Trigger,
+};
 pub use server::{TdsServer, TdsServerConfig};

@@ -1,7 +1,7 @@
 //! The server: configuration, listener, accept loop, lifecycle.
 
 use super::counters::{bump, Counters};
-use super::faults::{AcceptMode, Faults, SessionCtl, Shared};
+use super::faults::{AcceptMode, DisconnectMode, Faults, SessionCtl, Shared};
 use super::session::{self, ServerCtx};
 use super::{control, sql};
 use std::io;
@@ -37,6 +37,10 @@ pub struct TdsServerConfig {
     /// How long a statement waits for a lock held by another session before failing
     /// (1222, or 1205 inside a transaction). Default 5 s.
     pub busy_timeout: Duration,
+    /// What a client disconnect does to the work in flight. Default
+    /// [`DisconnectMode::RollBack`]; [`Faults::set_disconnect_mode`] changes it at run
+    /// time.
+    pub disconnect: DisconnectMode,
     /// Microsoft Entra ID access tokens accepted by a FEDAUTH login (any other token fails
     /// with 18456, as an expired or foreign token does on Azure SQL). Default none: token
     /// logins fail.
@@ -54,6 +58,7 @@ impl Default for TdsServerConfig {
             control: None,
             server_name: "mssql-testkit".into(),
             busy_timeout: Duration::from_secs(5),
+            disconnect: DisconnectMode::RollBack,
             access_tokens: Vec::new(),
         }
     }
@@ -90,6 +95,12 @@ impl TdsServerConfig {
     /// Uses (and keeps) this SQLite file.
     pub fn db_file(mut self, path: impl Into<PathBuf>) -> Self {
         self.db_file = Some(path.into());
+        self
+    }
+
+    /// Sets what a client disconnect does to the work in flight.
+    pub fn disconnect(mut self, mode: DisconnectMode) -> Self {
+        self.disconnect = mode;
         self
     }
 
@@ -141,7 +152,7 @@ impl TdsServer {
             .map_err(|e| {
                 io::Error::other(format!("cannot open database {}: {e}", db_path.display()))
             })?;
-        let shared = Arc::new(Shared::new());
+        let shared = Arc::new(Shared::new(config.disconnect));
         let ctx = Arc::new(ServerCtx {
             shared: shared.clone(),
             user: config.user.clone(),

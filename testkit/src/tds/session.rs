@@ -2,9 +2,10 @@
 //! attentions and transaction-manager requests until the client leaves or the session
 //! is killed.
 
+use super::batch::{self, ErrorEffect, SessionValues};
 use super::counters::bump;
 use super::errors::ErrorSpec;
-use super::faults::{DropPoint, LoginFate, SessionCtl, Shared};
+use super::faults::{DisconnectMode, DropPoint, LoginFate, SessionCtl, Shared, StallPoint};
 use super::packet::{self, ptype, read_message, Message};
 use super::rpc::{self, Param, RpcError};
 use super::sql::{self, SqlError, Value};
@@ -39,7 +40,7 @@ pub(crate) struct ServerCtx {
 
 /// Why a request stopped early.
 enum Stop {
-    /// An error was written; the rest of the batch is skipped.
+    /// A batch-aborting error was written; the rest of the batch is skipped.
     Error,
     /// An attention arrived (or the session is going away).
     Interrupted,
@@ -62,6 +63,14 @@ struct Session {
     trancount: u32,
     tran_desc: u64,
     nocount: bool,
+    /// `SET XACT_ABORT`: any runtime error aborts the batch and rolls back.
+    xact_abort: bool,
+    /// `@@ERROR`: the last statement's error number (0 after a success).
+    last_error: u32,
+    /// Whether the current request reported an error (DONEPROC's error bit).
+    request_failed: bool,
+    /// Offsets in the response buffer just after each ROW token (for stall faults).
+    row_ends: Vec<usize>,
     /// Close the connection once the current response is written.
     close_after: bool,
     /// Prepared statements and RPC output parameters.
@@ -128,6 +137,10 @@ pub(crate) async fn serve(ctx: Arc<ServerCtx>, stream: TcpStream, ctl: Arc<Sessi
         trancount: 0,
         tran_desc: 0,
         nocount: false,
+        xact_abort: false,
+        last_error: 0,
+        request_failed: false,
+        row_ends: Vec::new(),
         close_after: false,
         procs: procs::ProcState::default(),
     };
@@ -150,10 +163,20 @@ impl Session {
         self.ctl.killed.load(Ordering::SeqCst)
     }
 
+    fn peer_closed(&self) -> bool {
+        self.closed.load(Ordering::SeqCst)
+    }
+
+    fn attention_pending(&self) -> bool {
+        self.attn.load(Ordering::SeqCst) > self.attn_base
+    }
+
+    /// Whether the running request must stop: an attention, a kill, or the client
+    /// disconnecting — unless the server is in [`DisconnectMode::Complete`], where work
+    /// in flight at a disconnect runs to its end (and an autocommit statement commits).
     fn interrupt_requested(&self) -> bool {
-        self.killed()
-            || self.closed.load(Ordering::SeqCst)
-            || self.attn.load(Ordering::SeqCst) > self.attn_base
+        let disconnect_stops = self.ctx.shared.disconnect_mode() == DisconnectMode::RollBack;
+        self.killed() || (disconnect_stops && self.peer_closed()) || self.attention_pending()
     }
 
     /// Waits until an attention, a kill or the peer closing.
@@ -420,12 +443,16 @@ impl Session {
         let mut dones: Vec<usize> = Vec::new();
         let done_tok = if in_proc { tok::DONEINPROC } else { tok::DONE };
         let mut outcome: Result<(), Stop> = Ok(());
+        self.request_failed = false;
+        self.row_ends.clear();
         if let Some(fault) = shared.query_fault(&text) {
             bump(&shared.counters.errors_injected);
             if fault.error.number == 1205 && self.trancount > 0 {
                 self.rollback_now(&mut w).await;
             }
             self.error(&mut w, &fault.error);
+            self.last_error = fault.error.number;
+            self.request_failed = true;
             dones.push(w.len());
             w.done(done_tok, done::ERROR, 0, 0);
             if fault.close_connection {
@@ -447,22 +474,34 @@ impl Session {
                             .await;
                 }
                 Err(e) => {
+                    // A batch that does not parse runs no statement at all.
                     self.error(&mut w, &e);
+                    self.last_error = e.number;
+                    self.request_failed = true;
                     dones.push(w.len());
                     w.done(done_tok, done::ERROR, 0, 0);
                 }
             }
         }
         if matches!(outcome, Err(Stop::Interrupted)) || self.interrupt_requested() {
-            if self.killed() || self.closed.load(Ordering::SeqCst) {
+            if self.killed() || self.peer_closed() {
                 self.close_after = true;
                 return Ok(());
             }
-            // Attention: discard the partial response, acknowledge with DONE(ATTN).
+            // Attention: discard the partial response, acknowledge with DONE(ATTN). With
+            // XACT_ABORT ON, SQL Server also rolls back the open transaction.
             self.attn_answered = self.attn.load(Ordering::SeqCst);
             let mut w = TokenWriter::new();
+            if self.xact_abort && self.trancount > 0 {
+                self.rollback_now(&mut w).await;
+            }
             w.done(tok::DONE, done::ATTN, 0, 0);
             return self.send(&w.buf).await;
+        }
+        if self.peer_closed() {
+            // Disconnect-completes mode: the work ran to its end; no one reads the answer.
+            self.close_after = true;
+            return Ok(());
         }
         // DONE_MORE on every DONE but the last of a batch; in a proc, all DONEINPROC
         // are followed by RETURNSTATUS + DONEPROC.
@@ -482,7 +521,7 @@ impl Session {
         }
         let mut final_done = *dones.last().unwrap_or(&0);
         if in_proc {
-            let failed = matches!(outcome, Err(Stop::Error));
+            let failed = self.request_failed;
             if !failed {
                 w.return_status(0);
             }
@@ -496,6 +535,10 @@ impl Session {
                 0,
                 0,
             );
+        }
+        if let Some(point) = shared.stall_fault(&text) {
+            bump(&shared.counters.responses_stalled);
+            return self.stall(&w.buf, final_done, point).await;
         }
         match shared.drop_fault() {
             None => self.send(&w.buf).await,
@@ -516,6 +559,65 @@ impl Session {
                 self.writer.flush().await
             }
         }
+    }
+
+    /// Sends the start of a response (up to `point`), then sends nothing more and holds
+    /// the connection until the client cancels (attention), leaves, or the session is
+    /// killed. After an attention, a cut on a token boundary is completed with DONE(ATTN)
+    /// (the connection stays usable, as with SQL Server); a cut inside a packet cannot
+    /// be resumed, so the connection is closed.
+    async fn stall(
+        &mut self,
+        tokens: &[u8],
+        final_done: usize,
+        point: StallPoint,
+    ) -> std::io::Result<()> {
+        let (wire, resumable) = match point {
+            StallPoint::AfterRows(n) => {
+                let cut = match n.checked_sub(1) {
+                    None => 0,
+                    Some(i) => self.row_ends.get(i).copied().unwrap_or(final_done),
+                };
+                let cut = cut.min(final_done);
+                let wire = if cut == 0 {
+                    Vec::new()
+                } else {
+                    packet::frame(&tokens[..cut], self.packet_size, self.spid, false)
+                };
+                (wire, true)
+            }
+            StallPoint::AfterBytes(n) => {
+                let mut wire = packet::frame(tokens, self.packet_size, self.spid, true);
+                wire.truncate(n);
+                (wire, false)
+            }
+        };
+        self.writer.write_all(&wire).await?;
+        self.writer.flush().await?;
+        loop {
+            if self.killed() || self.peer_closed() {
+                self.close_after = true;
+                return Ok(());
+            }
+            if self.attention_pending() {
+                break;
+            }
+            if self.events.changed().await.is_err() {
+                self.close_after = true;
+                return Ok(());
+            }
+        }
+        if !resumable {
+            self.close_after = true;
+            return Ok(());
+        }
+        self.attn_answered = self.attn.load(Ordering::SeqCst);
+        let mut w = TokenWriter::new();
+        if self.xact_abort && self.trancount > 0 {
+            self.rollback_now(&mut w).await;
+        }
+        w.done(tok::DONE, done::ATTN, 0, 0);
+        self.send(&w.buf).await
     }
 
     fn trans_ctx(&self) -> translate::Ctx {
@@ -594,33 +696,47 @@ impl Session {
         Ok(())
     }
 
-    fn fail(
-        &self,
+    /// Reports `e`, raised by a statement starting with keyword `first_kw`, and applies
+    /// what SQL Server does after it (see [`batch::effect`]): Ok to go on with the next
+    /// statement, `Err(Stop::Error)` when the batch is aborted (after rolling back the
+    /// open transaction when the error does that).
+    async fn report(
+        &mut self,
         w: &mut TokenWriter,
         dones: &mut Vec<usize>,
         done_tok: u8,
         e: ErrorSpec,
-    ) -> Stop {
+        first_kw: &str,
+    ) -> Result<(), Stop> {
         self.error(w, &e);
+        self.last_error = e.number;
+        self.request_failed = true;
+        let effect = batch::effect(e.number, e.class, first_kw, self.xact_abort);
+        if effect == ErrorEffect::AbortBatchRollback && self.trancount > 0 {
+            self.rollback_now(w).await;
+        }
         dones.push(w.len());
         w.done(done_tok, done::ERROR, 0, 0);
-        Stop::Error
+        match effect {
+            ErrorEffect::Statement => Ok(()),
+            ErrorEffect::AbortBatch | ErrorEffect::AbortBatchRollback => Err(Stop::Error),
+        }
     }
 
-    /// Reports a SQL failure; returns the matching Stop.
+    /// Reports a SQL failure (see [`Session::report`]).
     async fn sql_failure(
         &mut self,
         w: &mut TokenWriter,
         e: SqlError,
         dones: &mut Vec<usize>,
         done_tok: u8,
-    ) -> Stop {
+        first_kw: &str,
+    ) -> Result<(), Stop> {
         let spec = match e {
-            SqlError::Interrupted => return Stop::Interrupted,
-            SqlError::Busy if self.trancount > 0 => {
-                self.rollback_now(w).await;
-                ErrorSpec::deadlock()
-            }
+            SqlError::Interrupted => return Err(Stop::Interrupted),
+            // A lock wait inside a transaction is reported as a deadlock (the other
+            // writer waits on this transaction's lock too); outside, as a lock timeout.
+            SqlError::Busy if self.trancount > 0 => ErrorSpec::deadlock(),
             SqlError::Busy => ErrorSpec::known(1222),
             SqlError::Error(spec) => spec,
         };
@@ -632,10 +748,7 @@ impl Session {
                 w.env_change_bytes(10, &[], &self.desc());
             }
         }
-        self.error(w, &spec);
-        dones.push(w.len());
-        w.done(done_tok, done::ERROR, 0, 0);
-        Stop::Error
+        self.report(w, dones, done_tok, spec, first_kw).await
     }
 
     async fn exec_list(
@@ -651,20 +764,22 @@ impl Session {
                 return Err(Stop::Interrupted);
             }
             match stmt {
-                Stmt::Simple(toks) => self.exec_one(toks, params, w, dones, done_tok).await?,
+                Stmt::Simple(toks) => {
+                    let toks = batch::substitute(toks, self.values());
+                    self.exec_one(&toks, params, w, dones, done_tok).await?
+                }
                 Stmt::If {
                     cond,
                     then,
                     otherwise,
                 } => {
                     let ctx = self.trans_ctx();
-                    let cond_sql = match translate::rewrite(cond, &ctx) {
+                    let cond = batch::substitute(cond, self.values());
+                    let cond_sql = match translate::rewrite(&cond, &ctx) {
                         Ok(s) => format!("SELECT CASE WHEN ({s}) THEN 1 ELSE 0 END"),
                         Err(e) => {
-                            self.error(w, &e);
-                            dones.push(w.len());
-                            w.done(done_tok, done::ERROR, 0, 0);
-                            return Err(Stop::Error);
+                            self.report(w, dones, done_tok, e, "IF").await?;
+                            continue;
                         }
                     };
                     let p = params.to_vec();
@@ -679,7 +794,11 @@ impl Session {
                             .and_then(|rs| rs.rows.into_iter().next())
                             .and_then(|row| row.into_iter().next())
                             .is_some_and(|v| v == Value::Int(1)),
-                        Err(e) => return Err(self.sql_failure(w, e, dones, done_tok).await),
+                        Err(e) => {
+                            // SQL Server skips the IF's statement when its condition fails.
+                            self.sql_failure(w, e, dones, done_tok, "IF").await?;
+                            continue;
+                        }
                     };
                     let branch = if truth { then } else { otherwise };
                     if branch.is_empty() {
@@ -694,6 +813,15 @@ impl Session {
         Ok(())
     }
 
+    fn values(&self) -> SessionValues {
+        SessionValues {
+            last_error: self.last_error,
+            trancount: self.trancount,
+        }
+    }
+
+    /// Runs one statement. Ok also after a statement-level error (reported, the batch
+    /// goes on); Err when the batch stops.
     async fn exec_one(
         &mut self,
         toks: &[translate::Tok],
@@ -702,22 +830,34 @@ impl Session {
         dones: &mut Vec<usize>,
         done_tok: u8,
     ) -> Result<(), Stop> {
+        let first_kw = toks.first().and_then(|t| t.kw()).unwrap_or_default();
         let ctx = self.trans_ctx();
-        let action = translate::action(toks, &ctx);
+        let action = match batch::xact_abort_setting(toks) {
+            Some(on) => {
+                self.xact_abort = on;
+                Action::SetIgnored
+            }
+            None => translate::action(toks, &ctx),
+        };
         let (status, cur_cmd, rows) = match action {
             Action::BeginTran => {
                 if let Err(e) = self.begin_now(w).await {
-                    return Err(self.sql_failure(w, e, dones, done_tok).await);
+                    return self.sql_failure(w, e, dones, done_tok, &first_kw).await;
                 }
                 (0, 0xD4, 0)
             }
             Action::Commit => {
                 if self.trancount == 0 {
-                    return Err(self.fail(w, dones, done_tok, ErrorSpec::new(3902, 16, "The COMMIT TRANSACTION request has no corresponding BEGIN TRANSACTION.")));
+                    let e = ErrorSpec::new(
+                        3902,
+                        16,
+                        "The COMMIT TRANSACTION request has no corresponding BEGIN TRANSACTION.",
+                    );
+                    return self.report(w, dones, done_tok, e, &first_kw).await;
                 }
                 if self.trancount == 1 {
                     if let Err(e) = self.exec_simple("COMMIT").await {
-                        return Err(self.sql_failure(w, e, dones, done_tok).await);
+                        return self.sql_failure(w, e, dones, done_tok, &first_kw).await;
                     }
                     w.env_change_bytes(9, &[], &self.desc());
                 }
@@ -726,7 +866,12 @@ impl Session {
             }
             Action::Rollback => {
                 if self.trancount == 0 {
-                    return Err(self.fail(w, dones, done_tok, ErrorSpec::new(3903, 16, "The ROLLBACK TRANSACTION request has no corresponding BEGIN TRANSACTION.")));
+                    let e = ErrorSpec::new(
+                        3903,
+                        16,
+                        "The ROLLBACK TRANSACTION request has no corresponding BEGIN TRANSACTION.",
+                    );
+                    return self.report(w, dones, done_tok, e, &first_kw).await;
                 }
                 self.rollback_now(w).await;
                 (0, 0xD6, 0)
@@ -738,7 +883,8 @@ impl Session {
             Action::SetIgnored => (0, 0xB9, 0),
             Action::Use(db) => {
                 if !login7::database_accepted(&db, &self.ctx.database) {
-                    return Err(self.fail(w, dones, done_tok, ErrorSpec::new(911, 16, format!("Database '{db}' does not exist. Make sure that the name is entered correctly."))));
+                    let e = ErrorSpec::new(911, 16, format!("Database '{db}' does not exist. Make sure that the name is entered correctly."));
+                    return self.report(w, dones, done_tok, e, &first_kw).await;
                 }
                 let name = self.ctx.database.clone();
                 w.env_change_str(1, &name, &name);
@@ -759,12 +905,12 @@ impl Session {
                 w.info(0, &text, &self.ctx.server_name);
                 (0, 0, 0)
             }
-            Action::Unsupported(e) => return Err(self.fail(w, dones, done_tok, e)),
+            Action::Unsupported(e) => return self.report(w, dones, done_tok, e, &first_kw).await,
             Action::Sql { sql: text, kind } => {
                 if kind.writes() && ctx.read_only {
                     bump(&self.ctx.shared.counters.errors_injected);
                     let e = ErrorSpec::read_only(&self.ctx.database);
-                    return Err(self.fail(w, dones, done_tok, e));
+                    return self.report(w, dones, done_tok, e, &first_kw).await;
                 }
                 let p = params.to_vec();
                 let db = self.ctx.database.clone();
@@ -778,6 +924,7 @@ impl Session {
                             w.col_metadata(&rs.columns);
                             for row in &rs.rows {
                                 w.row(&rs.columns, row);
+                                self.row_ends.push(w.len());
                             }
                         }
                         let counted = o.result.is_some() || kind.counts();
@@ -788,10 +935,11 @@ impl Session {
                         };
                         (status, kind.cur_cmd(), o.changes)
                     }
-                    Err(e) => return Err(self.sql_failure(w, e, dones, done_tok).await),
+                    Err(e) => return self.sql_failure(w, e, dones, done_tok, &first_kw).await,
                 }
             }
         };
+        self.last_error = 0;
         dones.push(w.len());
         w.done(done_tok, status, cur_cmd, rows);
         Ok(())
@@ -821,7 +969,9 @@ impl Session {
                             }
                             Err(e) => {
                                 let mut dones = Vec::new();
-                                self.sql_failure(&mut w, e, &mut dones, tok::DONE).await;
+                                let _ = self
+                                    .sql_failure(&mut w, e, &mut dones, tok::DONE, "COMMIT")
+                                    .await;
                                 return self.send(&w.buf).await;
                             }
                         }
@@ -851,7 +1001,9 @@ impl Session {
             Ok(()) => w.done(tok::DONE, done::FINAL, 0, 0),
             Err(e) => {
                 let mut dones = Vec::new();
-                self.sql_failure(&mut w, e, &mut dones, tok::DONE).await;
+                let _ = self
+                    .sql_failure(&mut w, e, &mut dones, tok::DONE, "BEGIN")
+                    .await;
             }
         }
         self.send(&w.buf).await
