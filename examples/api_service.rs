@@ -8,7 +8,8 @@
 //! ```
 //!
 //! Routes: `GET /orders/{id}`, `POST /orders` (JSON `{"id": 1, "note": "…"}`; an
-//! `Idempotency-Key` header makes it safe to retry), `GET /metrics`, `GET /health`.
+//! `Idempotency-Key` header makes it safe to retry), `GET /metrics`, `GET /health`,
+//! `GET /status` (the health as a customer-facing status line).
 //! Each HTTP request's time budget (the `X-Request-Timeout-Ms` header, default 2000)
 //! becomes the ambient deadline of every database call it makes.
 
@@ -27,7 +28,7 @@ use mssql_resilience::deadline::ambient;
 use mssql_resilience::error::ErrorKind;
 use mssql_resilience::idempotency::{create_table_sql, idempotent_execute, DEFAULT_TABLE};
 use mssql_resilience::sql::{Param, SqlRequest};
-use mssql_resilience::telemetry::{health, record_gauges};
+use mssql_resilience::telemetry::{health, record_gauges, status_line};
 use mssql_resilience::{Error, RequestContext, Stack};
 use mssql_testkit::chaos::ChaosProxy;
 use mssql_testkit::tds::{TdsServer, TdsServerConfig};
@@ -112,6 +113,14 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
         .route("/orders/{id}", get(get_order))
         .route("/orders", axum::routing::post(create_order))
         .route("/metrics", get(render_metrics))
+        // The health document as one customer-facing status line (ops/README.md).
+        .route(
+            "/status",
+            get(|State(app): State<App>| async move {
+                let (_, doc) = health::document("api_service", &app.stack.health());
+                Json(status_line::CustomerStatus::from_health(&doc).to_json())
+            }),
+        )
         .layer(axum::middleware::from_fn(request_budget))
         .with_state(app)
         .merge(health::router(stack, "/health", "api_service"));

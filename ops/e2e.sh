@@ -10,7 +10,8 @@
 # 3. starts two regions, each a tds-server (its SQLite file created with the example's
 #    schema) behind a chaos-proxy with a control API: westeurope (preferred) and
 #    northeurope; starts api_service with `--config` pointing at the proxies
-#    (failback_hysteresis 5s instead of 30s, to keep the run short);
+#    (failback_hysteresis 5s instead of 30s, to keep the run short; northeurope is
+#    `role = "read_only"`, a failover group's readable secondary);
 # 4. sends a little traffic (GET /orders/N, POST /orders) and keeps reading in the
 #    background;
 # 5. starts a webhook receiver (ops/webhook_receiver.py), Alertmanager (route: every alert
@@ -26,7 +27,9 @@
 #    MssqlResilienceRegionUnhealthy{region="westeurope"},
 #    MssqlResilienceRegionSwitched{intent="read",from="westeurope",to="northeurope"} and
 #    MssqlResilienceFailoverActive{intent="read",region="northeurope"};
-# 9. checks that all three were delivered as resolved after the outage.
+#    and that GET /status (the customer status line) said reads stale, writes unavailable;
+# 9. checks that all three were delivered as resolved after the outage, and that
+#    GET /status is back to operational.
 # Every process is stopped and the temp directory removed on exit. Exit 0 = passed.
 #
 # Environment:
@@ -167,6 +170,9 @@ for bin in "$SERVICE_BIN" "$TDS_BIN" "$PROXY_BIN"; do
         fail "cargo build did not report every executable (api_service, tds-server, chaos-proxy)"
 done
 
+# Everything from here on is timed (the build above is not).
+T_START=$SECONDS
+
 # ------------------------------------------------------------------ helpers
 # start NAME CMD...: runs CMD in the background (stdout NAME.out, stderr NAME.err); its
 # pid goes into PIDS and into the variable PID_<NAME>.
@@ -241,6 +247,7 @@ database = "app"
 user = "app"
 password = "e2e-only"
 encryption = "not_supported"
+$([ "$region" = northeurope ] && echo 'role = "read_only"    # a failover group'"'"'s readable secondary')
 
 TOML
     log "region $region: tds-server $tds_addr behind chaos-proxy $proxy_addr (control $control)"
@@ -485,6 +492,19 @@ PY
 [ -z "$QUIET" ] || fail "alerts delivered while both regions were healthy: $QUIET"
 log "healthy stretch: only the watchdog was delivered"
 
+# expect_status WANT: GET /status (the customer status line) has level/reads/writes WANT
+expect_status() {
+    local got
+    got="$(curl -sS --max-time 5 "$SERVICE_URL/status" | python3 -c '
+import json, sys
+d = json.load(sys.stdin)
+print("%s/%s/%s %s" % (d["level"], d["reads"], d["writes"], d["message"]))')" ||
+        fail "GET $SERVICE_URL/status: no status document"
+    [ "${got%% *}" = "$1" ] || fail "GET /status: $got; expected $1"
+    log "GET /status: $got"
+}
+expect_status operational/normal/normal
+
 # ------------------------------------------------------------------ outage
 CONTROL_URL="$CONTROL_westeurope"
 printf '[[phase]]\nfrom = "0s"\nto = "%ss"\nname = "e2e outage"\nmode = "blackhole"\n' "$OUTAGE" \
@@ -506,6 +526,10 @@ for spec in \
     log "firing   ${args[*]}: delivered $(since "$at" "$t0") s after the outage started"
 done
 
+# What customers are told meanwhile: reads come from the read-only secondary, writes have
+# nowhere to go.
+expect_status degraded/stale/unavailable
+
 deadline="$(python3 -c "print($t_end + $TIMEOUT)")"
 for spec in \
     "MssqlResilienceRegionUnhealthy region=westeurope" \
@@ -523,4 +547,6 @@ for spec in \
     log "resolved ${args[*]}: delivered $(since "$at" "$t0") s after the outage started (it ended at ${OUTAGE} s)"
 done
 
-log "PASSED: Prometheus evaluated ops/prometheus/rules.yml (time-compressed x$SCALE) on api_service through a ${OUTAGE}s outage; Alertmanager delivered the region and failover alerts during it and their resolution after it"
+expect_status operational/normal/normal
+
+log "PASSED: Prometheus evaluated ops/prometheus/rules.yml (time-compressed x$SCALE) on api_service through a ${OUTAGE}s outage; Alertmanager delivered the region and failover alerts during it and their resolution after it ($((SECONDS - T_START)) s after the build)"
