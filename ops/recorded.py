@@ -21,8 +21,10 @@ Subcommands:
   build NAME OUT    write OUT: a promtool test file = NAME.series.yml + assertions that the
                     firing alerts are exactly those of NAME.alerts.yml, minute by minute
   verify NAME       check NAME.alerts.yml against expectations.yml
+  table             the "fired in the recorded 2023 replay" cell of each alert
   check             for every recording in expectations.yml: build, run promtool on the
-                    built test, verify (ops/check.sh runs this)
+                    built test, verify; and the alert tables of README.md and ops/README.md
+                    say when each alert fired in the 2023 recording (ops/check.sh runs this)
 
 Drift: if rules.yml changes how or when an alert fires on a recording, promtool fails on
 the built test (it pins every minute). Re-pinning (ops/record.sh --pin-only) makes promtool
@@ -351,9 +353,56 @@ def cmd_verify(name, quiet=False):
     return True
 
 
+# The README tables that say when each alert fired in this recording.
+TABLE_RECORDING = "incident-2023-09-15"
+READMES = [os.path.join(os.path.dirname(OPS), "README.md"), os.path.join(OPS, "README.md")]
+
+
+def fired_cells(name):
+    """alertname -> the table cell saying when it fired in recording NAME (minutes)."""
+    pin = read_pin(name)
+    groups = yaml.safe_load(open(RULES))["groups"]
+    cells = {r["alert"]: [] for g in groups for r in g["rules"] if "alert" in r}
+    for a in pin["alerts"]:
+        labels = ",".join("%s=%s" % (k, v) for k, v in sorted(a["labels"].items())
+                          if k not in ("job", "instance", "severity"))
+        spans = ", ".join("%d" % lo if lo == hi else "%d-%d" % (lo, hi) for lo, hi in a["firing"])
+        cells.setdefault(a["alert"], []).append("%s %s" % (labels, spans) if labels else spans)
+    cells[WATCHDOG] = ["0-%d" % (pin["minutes"] - 1)]
+    return {k: "; ".join(v) if v else "did not fire" for k, v in cells.items()}
+
+
+def cmd_table():
+    for alert, cell in sorted(fired_cells(TABLE_RECORDING).items()):
+        print("| %s | %s |" % (alert, cell))
+
+
+def check_readmes():
+    """Each README row of an alert states when it fired in TABLE_RECORDING, as pinned."""
+    cells = fired_cells(TABLE_RECORDING)
+    ok = True
+    for path in READMES:
+        rows = {}
+        for line in open(path):
+            m = re.match(r"^\| `?(MssqlResilience\w+)`? \|", line)
+            if m:
+                rows[m.group(1)] = line
+        for alert, cell in sorted(cells.items()):
+            if alert not in rows:
+                print("  FAILED: %s: no table row for %s" % (path, alert))
+                ok = False
+            elif "| %s |" % cell not in rows[alert]:
+                print("  FAILED: %s: the row of %s must say when it fired in %s: | %s |"
+                      % (path, alert, TABLE_RECORDING, cell))
+                ok = False
+    if ok:
+        print("  SUCCESS: the README alert tables match %s.alerts.yml" % TABLE_RECORDING)
+    return ok
+
+
 def cmd_check():
     names = sorted(yaml.safe_load(open(EXPECTATIONS))["recordings"])
-    ok = True
+    ok = check_readmes()
     for name in names:
         rc, out = promtool(build_text(name, "rules.yml"))
         if rc != 0:
@@ -370,7 +419,7 @@ def cmd_check():
 
 def main(argv):
     cmds = {"filter": (cmd_filter, 2), "pin": (cmd_pin, 1), "build": (cmd_build, 2),
-            "verify": (cmd_verify, 1), "check": (cmd_check, 0)}
+            "verify": (cmd_verify, 1), "check": (cmd_check, 0), "table": (cmd_table, 0)}
     if len(argv) < 1 or argv[0] not in cmds or len(argv) - 1 != cmds[argv[0]][1]:
         print(__doc__, file=sys.stderr)
         sys.exit(2)
