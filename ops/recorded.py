@@ -22,6 +22,7 @@ Subcommands:
                     firing alerts are exactly those of NAME.alerts.yml, minute by minute
   verify NAME       check NAME.alerts.yml against expectations.yml
   table             the "fired in the recorded 2023 replay" cell of each alert
+  tables            rewrite that cell in the alert tables of README.md and ops/README.md
   check             for every recording in expectations.yml: build, run promtool on the
                     built test, verify; and the alert tables of README.md and ops/README.md
                     say when each alert fired in the 2023 recording (ops/check.sh runs this)
@@ -307,12 +308,22 @@ def cmd_verify(name, quiet=False):
         if a["alert"] not in allowed:
             problems.append("%s %s fired at %s but is not expected to fire at all"
                             % (a["alert"], a["labels"], a["firing"]))
+    # The fail-back: the first minute RegionSwitched fired for a switch back to the primary.
+    failbacks = [s[0] for a in pin["alerts"] if a["alert"] == "MssqlResilienceRegionSwitched"
+                 and a["labels"].get("to") == meta["primary"] for s in a["firing"]]
+    failback = min(failbacks) if failbacks else None
+
     def ref(bound):
         if bound["ref"] == "outage_start":
             return windows[bound.get("window", 0)][0]
         if bound["ref"] == "recovery":
             return windows[-1][1]
-        fail("expectations.yml: unknown ref %r (outage_start or recovery)" % bound["ref"])
+        if bound["ref"] == "failback":
+            if failback is None:
+                problems.append("no fail-back: RegionSwitched to %s never fired" % meta["primary"])
+                return pin["minutes"]
+            return failback
+        fail("expectations.yml: unknown ref %r (outage_start, recovery or failback)" % bound["ref"])
 
     for want in exp.get("must_fire", []):
         got = [a for a in pin["alerts"] if matches(a, want)]
@@ -336,6 +347,11 @@ def cmd_verify(name, quiet=False):
                                                          want["last"]["ref"], lo))
     for q in exp.get("quiet", []):
         lo, hi = q["from"], q.get("to", pin["minutes"] - 1)
+        if isinstance(lo, dict):
+            lo = ref(lo) + lo.get("plus", 0)
+        if lo > hi - 4:
+            problems.append("the quiet stretch %s-%s (%s) is shorter than 5 minutes: record a "
+                            "longer tail" % (lo, hi, q["why"]))
         for a in pin["alerts"]:
             if q.get("severity") and a["labels"].get("severity") != q["severity"]:
                 continue
@@ -375,6 +391,22 @@ def fired_cells(name):
 def cmd_table():
     for alert, cell in sorted(fired_cells(TABLE_RECORDING).items()):
         print("| %s | %s |" % (alert, cell))
+
+
+def cmd_tables():
+    """Rewrites the last cell of each alert's row in the READMEs from the pin."""
+    cells = fired_cells(TABLE_RECORDING)
+    for path in READMES:
+        out = []
+        for line in open(path):
+            m = re.match(r"^\| `?(MssqlResilience\w+)`? \|", line)
+            if m and m.group(1) in cells:
+                head = line.rstrip("\n").rstrip().rstrip("|").rstrip()
+                head = head[:head.rindex("|")]
+                line = "%s| %s |\n" % (head, cells[m.group(1)])
+            out.append(line)
+        open(path, "w").write("".join(out))
+    print("README tables rewritten from %s.alerts.yml" % TABLE_RECORDING)
 
 
 def check_readmes():
@@ -419,7 +451,8 @@ def cmd_check():
 
 def main(argv):
     cmds = {"filter": (cmd_filter, 2), "pin": (cmd_pin, 1), "build": (cmd_build, 2),
-            "verify": (cmd_verify, 1), "check": (cmd_check, 0), "table": (cmd_table, 0)}
+            "verify": (cmd_verify, 1), "check": (cmd_check, 0), "table": (cmd_table, 0),
+            "tables": (cmd_tables, 0)}
     if len(argv) < 1 or argv[0] not in cmds or len(argv) - 1 != cmds[argv[0]][1]:
         print(__doc__, file=sys.stderr)
         sys.exit(2)
