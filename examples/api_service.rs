@@ -10,7 +10,7 @@
 //! Routes: `GET /orders/{id}`, `GET /orders/by-sku/{sku}`, `POST /orders` (JSON `{"id": 1,
 //! "customer_id": "<uuid>", "amount": "12.50", "note": "…", "sku": "AB-1"}`; only `id` is
 //! required; an `Idempotency-Key` header makes it safe to retry), `GET /metrics`,
-//! `GET /health`.
+//! `GET /health`, `GET /status` (the health as a customer-facing status line).
 //!
 //! The `orders` table has the types a real one has: `INT`, `UNIQUEIDENTIFIER`,
 //! `DECIMAL(18, 2)` (amounts travel as strings in JSON, so they stay exact), `DATETIME2`,
@@ -39,7 +39,7 @@ use mssql_resilience::error::ErrorKind;
 use mssql_resilience::idempotency::{create_table_sql, idempotent_execute, DEFAULT_TABLE};
 use mssql_resilience::rust_decimal::Decimal;
 use mssql_resilience::sql::{FromRow, Param, Row, RowError, SqlRequest};
-use mssql_resilience::telemetry::{health, record_gauges};
+use mssql_resilience::telemetry::{health, record_gauges, status_line};
 use mssql_resilience::uuid::Uuid;
 use mssql_resilience::{Error, RequestContext, Stack};
 use mssql_testkit::chaos::ChaosProxy;
@@ -170,6 +170,14 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
         .route("/orders", axum::routing::post(create_order))
         .route("/orders/by-sku/{sku}", get(find_orders))
         .route("/metrics", get(render_metrics))
+        // The health document as one customer-facing status line (ops/README.md).
+        .route(
+            "/status",
+            get(|State(app): State<App>| async move {
+                let (_, doc) = health::document("api_service", &app.stack.health());
+                Json(status_line::CustomerStatus::from_health(&doc).to_json())
+            }),
+        )
         .layer(axum::middleware::from_fn(request_budget))
         .with_state(app)
         .merge(health::router(stack, "/health", "api_service"));

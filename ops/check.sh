@@ -2,8 +2,12 @@
 # Static checks of the ops/ artefacts:
 #   - promtool check rules  ops/prometheus/rules.yml
 #   - promtool test rules   ops/prometheus/rules_test.yml  (unit tests of every alert)
+#   - the recorded incidents (ops/prometheus/recorded/): promtool confirms, minute by
+#     minute, the pinned alert timeline of each recording, and the pins meet
+#     expectations.yml (ops/recorded.py check)
 #   - the Grafana dashboard is valid JSON with the expected inputs/variables
-# Installs Debian's `prometheus` package (which ships promtool) when promtool is missing.
+# Installs Debian's `prometheus` package (which ships promtool) when promtool is missing,
+# and `python3-yaml` when Python's yaml module is.
 # Runnable from any directory; exits non-zero on the first failure.
 set -euo pipefail
 
@@ -18,6 +22,14 @@ if ! command -v promtool >/dev/null 2>&1; then
     $SUDO apt-get install -y -qq --no-install-recommends prometheus >/dev/null
 fi
 command -v python3 >/dev/null 2>&1 || { echo "check.sh: python3 is required" >&2; exit 1; }
+if ! python3 -c 'import yaml' >/dev/null 2>&1; then
+    echo "check.sh: Python's yaml module not found, installing python3-yaml" >&2
+    SUDO=""
+    if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+    export DEBIAN_FRONTEND=noninteractive
+    $SUDO apt-get update -qq >/dev/null
+    $SUDO apt-get install -y -qq --no-install-recommends python3-yaml >/dev/null
+fi
 
 echo "== promtool check rules"
 promtool check rules "$OPS_DIR/prometheus/rules.yml"
@@ -25,6 +37,9 @@ promtool check rules "$OPS_DIR/prometheus/rules.yml"
 echo "== promtool test rules"
 # rules_test.yml names rules.yml relative to itself, so run from its directory.
 (cd "$OPS_DIR/prometheus" && promtool test rules rules_test.yml)
+
+echo "== recorded incidents: alert timelines over replayed series"
+python3 "$OPS_DIR/recorded.py" check
 
 echo "== grafana dashboard"
 python3 -m json.tool "$OPS_DIR/grafana/mssql-resilience.json" >/dev/null

@@ -20,7 +20,12 @@
 //! idempotency key, default 0.5), `--budget D` (each API request's deadline, default 5s),
 //! `--baseline-timeout D` (the baseline's per-call timeout, default 30s like ADO.NET's
 //! CommandTimeout), `--flip` (a failover-group flip at the timeline's `flip_at`),
-//! `--json FILE`, `--svg FILE` (default target/incident-replay.svg).
+//! `--json FILE`, `--svg FILE` (default target/incident-replay.svg),
+//! `--record-metrics FILE` (the middleware arm's Prometheus exposition, scraped every
+//! second of replay time, as promtool `input_series`; 1 replay second = 1 minute of
+//! series time; see `record.rs`), `--record-tail D` (with `--record-metrics`: the run goes
+//! on for D more of healthy traffic after the timeline's end, so that alerts can resolve;
+//! default 20s). `--record-metrics` needs a single timeline, not `--suite`.
 //!
 //! A call counts as a success only when its answer arrives within the request's deadline
 //! (`--budget`) + 50 ms, for every arm: the API's own caller has given up by then, so a
@@ -30,6 +35,7 @@ mod achievable;
 mod arms;
 mod peer;
 mod plot;
+mod record;
 mod report;
 mod run;
 mod suite;
@@ -61,6 +67,8 @@ pub struct Options {
     flip: bool,
     json: Option<PathBuf>,
     svg: PathBuf,
+    record_metrics: Option<PathBuf>,
+    record_tail: Duration,
 }
 
 fn parse_args() -> Result<Options, String> {
@@ -79,6 +87,8 @@ fn parse_args() -> Result<Options, String> {
         flip: false,
         json: None,
         svg: PathBuf::from("target/incident-replay.svg"),
+        record_metrics: None,
+        record_tail: Duration::from_secs(20),
     };
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
@@ -141,10 +151,15 @@ fn parse_args() -> Result<Options, String> {
             }
             "--json" => o.json = Some(PathBuf::from(value)),
             "--svg" => o.svg = PathBuf::from(value),
+            "--record-metrics" => o.record_metrics = Some(PathBuf::from(value)),
+            "--record-tail" => o.record_tail = parse_duration(&value).map_err(|e| bad(&e))?,
             other => return Err(format!("unknown option {other:?}")),
         }
     }
     if o.suite.is_some() {
+        if o.record_metrics.is_some() {
+            return Err("--record-metrics records one timeline; it excludes --suite".into());
+        }
         if o.timeline.is_some() {
             return Err("--suite and --timeline exclude each other".into());
         }
@@ -188,11 +203,40 @@ async fn single(o: &Options) -> Result<(), Box<dyn std::error::Error>> {
     if let Some(d) = o.duration {
         timeline = timeline.scaled(d);
     }
+    let origin = o
+        .timeline
+        .clone()
+        .unwrap_or_else(|| "examples/incident-2023-09-15.toml".into());
+    let recorded = timeline.clone();
+    if o.record_metrics.is_some() {
+        // Before any arm's stack exists, so its start-up series are recorded too.
+        record::install()?;
+        // A healthy tail after the timeline, so that alerts resolve within the recording.
+        timeline.duration += o.record_tail;
+    }
     let run = run::run_scenario(o, &timeline, o.flip, true).await?;
     println!("\n{}", report::table(&run.report));
     if let Some(path) = &o.json {
         write_file(path, &serde_json::to_string_pretty(&run.report)?)?;
         println!("JSON report: {}", path.display());
+    }
+    if let (Some(path), Some(scrapes)) = (&o.record_metrics, &run.scrapes) {
+        let settings = serde_json::json!({
+            "seed": o.seed,
+            "rate_per_s": o.rate,
+            "writes": o.writes,
+            "budget_ms": o.budget.as_millis() as u64,
+            "flip": o.flip,
+        });
+        record::write(
+            path,
+            &recorded,
+            &origin,
+            timeline.duration,
+            scrapes,
+            settings,
+        )?;
+        println!("metrics: {} ({} scrapes)", path.display(), scrapes.len());
     }
     let title = format!("{} — baseline vs mssql-resilience", timeline.name);
     write_file(&o.svg, &plot::svg(&title, &run))?;

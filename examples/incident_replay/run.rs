@@ -14,6 +14,7 @@ use tokio::time::Instant;
 use crate::achievable::Oracle;
 use crate::arms::{self, Arm, Baseline, Middleware, Region};
 use crate::peer::Peer;
+use crate::record;
 use crate::report::{self, Record, Series, Verification};
 use crate::timeline::{Target, Timeline};
 use crate::Options;
@@ -31,6 +32,8 @@ pub struct ScenarioRun {
     pub windows: Vec<(Duration, Duration)>,
     /// Whole seconds covered by the series.
     pub seconds: usize,
+    /// With `--record-metrics`: the middleware arm's scrapes, one per second.
+    pub scrapes: Option<Vec<record::Scrape>>,
 }
 
 /// One arm's regions, client and collected figures.
@@ -138,6 +141,17 @@ pub async fn run_scenario(
         }
     }
 
+    // With --record-metrics: the middleware arm's exposition, every second from `start`.
+    let recording = arms
+        .iter()
+        .find_map(|run| match (&*run.arm, &o.record_metrics) {
+            (Arm::Middleware(m), Some(_)) => Some(record::Recording::start(
+                m.stack.clone(),
+                start,
+                timeline.duration.as_secs_f64().ceil() as usize + 1,
+            )),
+            _ => None,
+        });
     let loads: Vec<_> = arms
         .iter()
         .map(|run| {
@@ -222,6 +236,10 @@ pub async fn run_scenario(
     for load in loads {
         load.await?;
     }
+    let scrapes = match recording {
+        Some(recording) => Some(recording.finish().await?),
+        None => None,
+    };
     progress.abort();
     if let Some(sampler) = sampler {
         sampler.abort();
@@ -344,6 +362,7 @@ pub async fn run_scenario(
         series,
         windows,
         seconds,
+        scrapes,
     })
 }
 

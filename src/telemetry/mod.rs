@@ -22,6 +22,7 @@ mod metrics;
 pub mod names;
 #[cfg(feature = "prometheus")]
 pub mod prometheus;
+pub mod status_line;
 
 pub use self::layer::{QueryText, Telemetry, TelemetryLayer};
 pub use self::metrics::{record_gauges, MetricsObserver};
