@@ -28,7 +28,7 @@ async fn scalar(c: &mut TestClient, sql: &str) -> i64 {
 async fn setup(c: &mut TestClient) {
     batch(
         c,
-        "CREATE TABLE t (id INT NOT NULL PRIMARY KEY); CREATE TABLE log (n INT NULL); CREATE TABLE c (v INT NULL); INSERT INTO c (v) VALUES ('not a number')",
+        "CREATE TABLE t (id INT NOT NULL PRIMARY KEY); CREATE TABLE log (n INT NULL); CREATE TABLE c (v NVARCHAR(20) NULL); INSERT INTO c (v) VALUES (N'not a number')",
     )
     .await
     .unwrap();
@@ -79,7 +79,7 @@ async fn a_conversion_error_aborts_the_batch_and_rolls_back() {
     setup(&mut c).await;
     let err = batch(
         &mut c,
-        "BEGIN TRANSACTION; INSERT INTO t (id) VALUES (1); SELECT v FROM c; INSERT INTO t (id) VALUES (2); COMMIT TRANSACTION",
+        "BEGIN TRANSACTION; INSERT INTO t (id) VALUES (1); SELECT CAST(v AS INT) FROM c; INSERT INTO t (id) VALUES (2); COMMIT TRANSACTION",
     )
     .await
     .unwrap_err();
