@@ -228,7 +228,7 @@ for region in westeurope northeurope; do
     python3 -c '
 import sqlite3, sys
 db = sqlite3.connect(sys.argv[1])
-db.execute("CREATE TABLE orders (id INT NOT NULL PRIMARY KEY, note NVARCHAR(200) NULL)")
+db.execute("CREATE TABLE orders (id INT NOT NULL PRIMARY KEY, customer_id UNIQUEIDENTIFIER NOT NULL, amount DECIMAL(18, 2) NOT NULL, created_at DATETIME2 NOT NULL, note NVARCHAR(200) NULL, sku VARCHAR(20) NULL)")
 db.commit()' "$WORK/$region.db"
     start "tds-$region" "$TDS_BIN" --listen 127.0.0.1:0 --user app --password e2e-only \
         --database app --db-file "$WORK/$region.db"
