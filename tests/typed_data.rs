@@ -403,33 +403,3 @@ async fn rows_map_into_a_struct_with_every_type() {
         .map(|e| e.reason);
     assert_eq!(reason, Some(Reason::WrongType));
 }
-
-/// `VARCHAR` parameters go through `EXEC sp_executesql @P1, @P2, …` with their own
-/// declaration (see `Param::VarChar`). The testkit runs `EXEC sp_executesql` in a batch
-/// only with literal arguments, not with the RPC's own parameters, so this needs a real
-/// server: `MSSQL_TEST_URL=… cargo test --test typed_data -- --ignored`.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs a real server (MSSQL_TEST_URL): the testkit's EXEC sp_executesql takes only literal arguments"]
-async fn varchar_parameters_are_varchar_on_a_real_server() {
-    let regions = backend().await;
-    assert!(
-        matches!(regions, Backend::Real { .. }),
-        "set MSSQL_TEST_URL to run this test"
-    );
-    let stack = stack(&regions).await;
-    let ty: String = echo(&stack, Param::varchar("abc")).await;
-    assert_eq!(ty, "abc");
-    let response = stack
-        .call(SqlRequest::query(
-            RequestContext::read("varchar_type"),
-            "SELECT CAST(SQL_VARIANT_PROPERTY(@P1, 'BaseType') AS NVARCHAR(30)), @P2",
-            [Param::varchar("abc"), Param::varchar("Ünï ✓")],
-        ))
-        .await
-        .unwrap();
-    let row = response.first_row().unwrap();
-    assert_eq!(row.get::<&str>(0), "varchar");
-    // Characters outside the database's code page become '?' (a UTF-8 collation keeps all).
-    let back: &str = row.get(1);
-    assert!(back.starts_with("Ünï"), "{back}");
-}
