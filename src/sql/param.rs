@@ -120,27 +120,7 @@ impl Param {
 
     /// Whether this is a NULL (of its type). A custom parameter answers for its value.
     pub fn is_null(&self) -> bool {
-        matches!(
-            self.to_sql(),
-            ColumnData::U8(None)
-                | ColumnData::I16(None)
-                | ColumnData::I32(None)
-                | ColumnData::I64(None)
-                | ColumnData::F32(None)
-                | ColumnData::F64(None)
-                | ColumnData::Bit(None)
-                | ColumnData::String(None)
-                | ColumnData::Guid(None)
-                | ColumnData::Binary(None)
-                | ColumnData::Numeric(None)
-                | ColumnData::Xml(None)
-                | ColumnData::DateTime(None)
-                | ColumnData::SmallDateTime(None)
-                | ColumnData::Time(None)
-                | ColumnData::Date(None)
-                | ColumnData::DateTime2(None)
-                | ColumnData::DateTimeOffset(None)
-        )
+        super::row::is_null(&self.to_sql())
     }
 
     /// The SQL type name, for messages (never the value).

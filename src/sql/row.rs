@@ -319,7 +319,7 @@ pub trait FromSqlValue<'a>: Sized {
 }
 
 /// tiberius reports NULL of any type with a `None` payload.
-fn is_null(value: &ColumnData<'_>) -> bool {
+pub(crate) fn is_null(value: &ColumnData<'_>) -> bool {
     matches!(
         value,
         ColumnData::U8(None)
