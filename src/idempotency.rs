@@ -7,19 +7,38 @@
 //! instead of writing again. So the request can be marked idempotent, and the retry and
 //! failover layers may re-send it.
 //!
+//! The whole guarded write is **one request** (one round trip), so its transaction holds
+//! locks only while the server runs it, never across network round trips: on a slow path
+//! (a second per round trip) a guarded write costs what a plain write costs.
+//!
 //! ```text
+//! SET XACT_ABORT ON                         -- any error rolls back the whole unit
 //! BEGIN TRANSACTION
-//!   SELECT rows_affected FROM <table> WHERE idempotency_key = @P1   -- seen? return it
+//! IF EXISTS (SELECT 1 FROM <table> WITH (UPDLOCK, HOLDLOCK) WHERE idempotency_key = @k)
+//!   SELECT rows_affected, 1 AS replayed FROM <table> WHERE idempotency_key = @k
+//! ELSE BEGIN
 //!   <the write>
-//!   INSERT INTO <table> (idempotency_key, operation, rows_affected) VALUES (@P1, @P2, @P3)
+//!   INSERT INTO <table> (idempotency_key, operation, rows_affected) VALUES (@k, @op, @@ROWCOUNT)
+//!   SELECT rows_affected, 0 AS replayed FROM <table> WHERE idempotency_key = @k
+//! END
 //! COMMIT
+//! SELECT @@TRANCOUNT                        -- proves the session is clean for the pool
 //! ```
+//!
+//! `@k` and `@op` are appended after the write's own parameters (`@P1`…`@Pn` stay as the
+//! caller wrote them). The request goes as `sp_executesql`, so `SET XACT_ABORT ON` lasts
+//! for this request only (SQL Server restores SET options when dynamic SQL returns).
 //!
 //! If two attempts race (the first still running on a connection the client gave up on),
 //! the `UPDLOCK, HOLDLOCK` read takes a key-range lock, so the second blocks until the
-//! first ends and then either sees the committed row or, if the first rolled back, writes. A primary-key violation on the dedupe insert (2627) means the
-//! other attempt recorded it first: the write is rolled back and the recorded outcome
-//! returned. Create the table once with [`create_table_sql`] (e.g. in a migration).
+//! first ends and then either sees the committed row or, if the first rolled back, writes.
+//! A primary-key violation (2627/2601) rolls the attempt back; if the key is then found
+//! recorded, the other attempt wrote first and its outcome is returned, otherwise the
+//! violation was the write's own and is returned as the error. Create the table once with
+//! [`create_table_sql`] (e.g. in a migration).
+//!
+//! The recorded (and returned) row count is `@@ROWCOUNT` after the write: the count of
+//! the write's **last** statement when it has several.
 //!
 //! Keys must be unique per logical operation (e.g. the API request's idempotency key, or
 //! a client-generated UUID) and kept as long as a retry may arrive; deleting old rows is
@@ -144,7 +163,10 @@ pub fn idempotent_execute(
         sql: sql.into(),
         params,
     };
-    Ok(SqlRequest::unit_of_work(context.idempotent(true), write))
+    Ok(SqlRequest::checked_unit_of_work(
+        context.idempotent(true),
+        write,
+    ))
 }
 
 impl UnitOfWork for IdempotentWrite {
@@ -158,52 +180,118 @@ impl UnitOfWork for IdempotentWrite {
                 )
                 .with_source(e)
             })?;
-            batch(client, "BEGIN TRANSACTION").await?;
-            if let Some(recorded) = self.recorded(client).await? {
-                batch(client, "ROLLBACK TRANSACTION").await?;
-                return Ok(replay(recorded));
-            }
-            let statement = WireStatement::new(&self.sql, &self.params);
-            let written = client
-                .execute(statement.sql.as_ref(), &statement.params())
-                .await?;
-            let rows: u64 = written.rows_affected().iter().sum();
-            let insert = format!(
-                "INSERT INTO {} (idempotency_key, operation, rows_affected) VALUES (@P1, @P2, @P3)",
-                self.table
-            );
-            let rows_param = i64::try_from(rows).unwrap_or(i64::MAX);
-            match client
-                .execute(
-                    insert,
-                    &[&self.key.as_ref(), &self.operation.as_ref(), &rows_param],
-                )
+            let sql = guarded_sql(&self.table, &self.sql, self.params.len());
+            let mut params: Vec<Param> = Vec::with_capacity(self.params.len() + 2);
+            params.extend(self.params.iter().cloned());
+            params.push(Param::from(self.key.as_ref()));
+            params.push(Param::from(self.operation.as_ref()));
+            let statement = WireStatement::new(&sql, &params);
+            let answer = match client
+                .query(statement.sql.as_ref(), &statement.params())
                 .await
             {
-                Ok(_) => {}
-                Err(e) if e.code() == Some(2627) || e.code() == Some(2601) => {
-                    // Another attempt with this key committed first: undo ours, report its.
-                    batch(client, "ROLLBACK TRANSACTION").await?;
-                    if let Some(recorded) = self.recorded(client).await? {
-                        return Ok(replay(recorded));
+                Ok(stream) => stream.into_results().await,
+                Err(e) => Err(e),
+            };
+            match answer {
+                Ok(results) => match outcome(&results) {
+                    Some((rows, replayed, 0)) if replayed => Ok(replay(rows)),
+                    Some((rows, _, 0)) => Ok(SqlResponse {
+                        rows_affected: vec![rows],
+                        ..SqlResponse::default()
+                    }),
+                    // The write began a transaction of its own and left it open, so our
+                    // COMMIT only closed the inner level: nothing is committed yet. Roll
+                    // it all back and say so (the pool discards the connection anyway).
+                    Some((_, _, open)) => {
+                        batch(client, "ROLLBACK TRANSACTION").await?;
+                        Err(Error::new(
+                            crate::error::ErrorKind::Other,
+                            crate::error::Outcome::Rejected,
+                        )
+                        .with_source(std::io::Error::other(format!(
+                            "the idempotent write left {open} transaction(s) open; it was rolled back"
+                        ))))
                     }
-                    return Err(e.into());
+                    // No error came back, yet no outcome row: whether it committed is
+                    // unknown (a retry of this idempotent request finds out).
+                    None => Err(Error::new(
+                        crate::error::ErrorKind::Other,
+                        crate::error::Outcome::Ambiguous,
+                    )
+                    .with_source(NoOutcomeRow)),
+                },
+                Err(e) if e.code() == Some(2627) || e.code() == Some(2601) => {
+                    // Rolled back (XACT_ABORT). Another attempt with this key may have
+                    // committed first: then its outcome is this request's outcome.
+                    match self.recorded(client).await? {
+                        Some(recorded) => Ok(replay(recorded)),
+                        None => Err(e.into()),
+                    }
                 }
-                Err(e) => return Err(e.into()),
+                Err(e) => Err(e.into()),
             }
-            batch(client, "COMMIT TRANSACTION").await?;
-            Ok(SqlResponse {
-                rows_affected: written.rows_affected().to_vec(),
-                ..SqlResponse::default()
-            })
         })
     }
 }
 
+/// The one-request guarded write (see the module docs); `n` is the write's parameter count.
+fn guarded_sql(table: &str, write: &str, n: usize) -> String {
+    let key = n + 1;
+    let operation = n + 2;
+    let write = write.trim_end().trim_end_matches(';');
+    format!(
+        "SET XACT_ABORT ON;\n\
+         BEGIN TRANSACTION;\n\
+         IF EXISTS (SELECT 1 FROM {table} WITH (UPDLOCK, HOLDLOCK) WHERE idempotency_key = @P{key})\n\
+         SELECT rows_affected, CAST(1 AS BIT) AS replayed FROM {table} WHERE idempotency_key = @P{key};\n\
+         ELSE\n\
+         BEGIN\n\
+         {write}\n;\n\
+         INSERT INTO {table} (idempotency_key, operation, rows_affected) VALUES (@P{key}, @P{operation}, @@ROWCOUNT);\n\
+         SELECT rows_affected, CAST(0 AS BIT) AS replayed FROM {table} WHERE idempotency_key = @P{key};\n\
+         END;\n\
+         COMMIT TRANSACTION;\n\
+         SELECT @@TRANCOUNT AS open_transactions;"
+    )
+}
+
+/// Reads the guarded write's answer: the outcome row (rows, replayed) and then
+/// `@@TRANCOUNT`, in its last two result sets (the write itself may return rows before
+/// them, e.g. with `OUTPUT`). `None` when the answer does not have that shape.
+fn outcome(results: &[Vec<tiberius::Row>]) -> Option<(u64, bool, i64)> {
+    let [.., outcome, open] = results else {
+        return None;
+    };
+    let row = outcome.first()?;
+    let rows = row.try_get::<i64, _>(0).ok().flatten()?;
+    let replayed = row.try_get::<bool, _>(1).ok().flatten()?;
+    let open = open.first().and_then(|r| {
+        r.try_get::<i32, _>(0)
+            .ok()
+            .flatten()
+            .map(i64::from)
+            .or_else(|| r.try_get::<i64, _>(0).ok().flatten())
+    })?;
+    Some((u64::try_from(rows).unwrap_or(0), replayed, open))
+}
+
+/// The guarded write's answer carried no error and no outcome row.
+#[derive(Debug)]
+struct NoOutcomeRow;
+
+impl std::fmt::Display for NoOutcomeRow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the idempotent write's answer had no outcome row (rows_affected, replayed)")
+    }
+}
+
+impl std::error::Error for NoOutcomeRow {}
+
 impl IdempotentWrite {
     async fn recorded(&self, client: &mut Client) -> Result<Option<u64>, Error> {
         let select = format!(
-            "SELECT rows_affected FROM {} WITH (UPDLOCK, HOLDLOCK) WHERE idempotency_key = @P1",
+            "SELECT rows_affected FROM {} WHERE idempotency_key = @P1",
             self.table
         );
         let row = client
@@ -239,6 +327,18 @@ mod tests {
         assert!(bad.to_string().contains("table name"));
         let ok = idempotent_execute(ctx(), DEFAULT_TABLE, "k", "x", []).unwrap();
         assert!(ok.context().is_idempotent());
+    }
+
+    #[test]
+    fn the_guard_numbers_its_parameters_after_the_write() {
+        let sql = guarded_sql("keys", "UPDATE t SET a = @P1 WHERE id = @P2;  ", 2);
+        assert!(sql.contains("WHERE idempotency_key = @P3"), "{sql}");
+        assert!(sql.contains("VALUES (@P3, @P4, @@ROWCOUNT)"), "{sql}");
+        assert!(
+            sql.contains("UPDATE t SET a = @P1 WHERE id = @P2\n;"),
+            "{sql}"
+        );
+        assert!(!sql.contains("@P5"), "{sql}");
     }
 
     #[test]

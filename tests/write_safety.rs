@@ -241,6 +241,91 @@ async fn an_idempotency_key_under_repeated_resets_writes_exactly_once() {
     assert_eq!(scalar(&stack, "SELECT COUNT(*) FROM payments").await, 1);
 }
 
+fn guarded_payment(key: &str, id: i32) -> SqlRequest {
+    idempotent_execute(
+        RequestContext::write("create_payment"),
+        DEFAULT_TABLE,
+        key,
+        "INSERT INTO payments (id, amount) VALUES (@P1, @P2)",
+        [id.into(), 100i64.into()],
+    )
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_guarded_write_and_its_replay_are_one_request_each() {
+    let regions = testkit().await;
+    let stack = setup(&regions).await;
+    let requests = || {
+        let c = regions.primary().faults().counters();
+        c.batches + c.rpcs
+    };
+    let before = requests();
+    let first = stack.call(guarded_payment("one-trip", 1)).await.unwrap();
+    assert_eq!(
+        (first.rows_affected.clone(), first.replayed),
+        (vec![1], false)
+    );
+    assert_eq!(
+        requests() - before,
+        1,
+        "the check, the write and the key in one request"
+    );
+    let before = requests();
+    let again = stack.call(guarded_payment("one-trip", 1)).await.unwrap();
+    assert_eq!(
+        (again.rows_affected.clone(), again.replayed),
+        (vec![1], true)
+    );
+    assert_eq!(requests() - before, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_guarded_write_records_nothing_and_leaves_the_session_as_it_was() {
+    let regions = testkit().await;
+    // One connection, so the next request surely runs on the session the guard used.
+    let config = regions.config("", 1, |c| {
+        c.pool.max_size = 1;
+        c.pool.min_idle = Some(0);
+    });
+    let stack = Stack::builder(config).probes(false).build().unwrap();
+    stack
+        .call(exec(
+            "ddl",
+            "CREATE TABLE payments (id INT NOT NULL PRIMARY KEY, amount BIGINT NOT NULL)",
+            vec![],
+        ))
+        .await
+        .unwrap();
+    ensure_table(&stack, DEFAULT_TABLE).await.unwrap();
+    stack.call(guarded_payment("key-a", 42)).await.unwrap();
+    // The guard's SET XACT_ABORT ON ended with its request: on the same session (the pool
+    // has one connection) a plain batch still goes on after a statement-level error, as
+    // SQL Server's default says.
+    let plain = stack
+        .call(exec(
+            "two_inserts",
+            "INSERT INTO payments (id, amount) VALUES (42, 1); INSERT INTO payments (id, amount) VALUES (43, 1)",
+            vec![],
+        ))
+        .await;
+    assert_eq!(plain.unwrap_err().server_number(), Some(2627));
+    assert_eq!(
+        scalar(&stack, "SELECT COUNT(*) FROM payments WHERE id = 43").await,
+        1,
+        "the statement after the error ran"
+    );
+    // Another key, the same payment id: the write itself violates the primary key.
+    let err = stack.call(guarded_payment("key-b", 42)).await.unwrap_err();
+    assert_eq!(err.server_number(), Some(2627), "{err}");
+    let recorded = format!("SELECT COUNT(*) FROM {DEFAULT_TABLE} WHERE idempotency_key = 'key-b'");
+    assert_eq!(
+        scalar(&stack, &recorded).await,
+        0,
+        "a failed write records no key"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_deadlock_victim_reruns_the_whole_unit_of_work_once() {
     let regions = testkit().await;

@@ -195,7 +195,7 @@ async fn run(pool: &Pool, req: &SqlRequest, limits: ResultLimits) -> Result<SqlR
     conn.tap.detach();
     let sent = conn.tap.written() > written_before;
     match result {
-        Ok(response) if req.is_unit_of_work() => {
+        Ok(response) if req.needs_transaction_check() => {
             // A unit of work must end what it begins: one left open would hold its locks
             // and be rolled back whenever the connection finally closes.
             match Box::pin(open_transactions(&mut conn.client)).await {
@@ -333,7 +333,7 @@ async fn execute(
                 }
             }
         }
-        Body::Work(work) => work.run(client).await,
+        Body::Work { work, .. } => work.run(client).await,
     }
 }
 

@@ -100,7 +100,12 @@ pub(crate) enum Body {
         sql: Arc<str>,
         params: Arc<[Param]>,
     },
-    Work(Arc<dyn UnitOfWork>),
+    /// A unit of work; `ends_own_transactions` when the crate wrote it and it checks
+    /// `@@TRANCOUNT` itself in its last round trip (the pool then skips its own check).
+    Work {
+        work: Arc<dyn UnitOfWork>,
+        ends_own_transactions: bool,
+    },
 }
 
 /// A request for the SQL stack. Cheap to clone (the retry layer clones it per attempt).
@@ -118,7 +123,7 @@ impl fmt::Debug for SqlRequest {
             Body::Statement {
                 returns, params, ..
             } => format!("{returns:?} statement ({} params)", params.len()),
-            Body::Work(_) => "unit_of_work".to_owned(),
+            Body::Work { .. } => "unit_of_work".to_owned(),
         };
         f.debug_struct("SqlRequest")
             .field("context", &self.context)
@@ -175,7 +180,7 @@ impl SqlRequest {
                 )
                 .with_source(e)
             }),
-            Body::Work(_) => Ok(()),
+            Body::Work { .. } => Ok(()),
         }
     }
 
@@ -184,7 +189,22 @@ impl SqlRequest {
     pub fn unit_of_work(context: RequestContext, work: impl UnitOfWork) -> Self {
         SqlRequest {
             context,
-            body: Body::Work(Arc::new(work)),
+            body: Body::Work {
+                work: Arc::new(work),
+                ends_own_transactions: false,
+            },
+        }
+    }
+
+    /// A unit of work written by this crate that ends every transaction it begins and
+    /// checks `@@TRANCOUNT` in its own last request, saving the pool's check round trip.
+    pub(crate) fn checked_unit_of_work(context: RequestContext, work: impl UnitOfWork) -> Self {
+        SqlRequest {
+            context,
+            body: Body::Work {
+                work: Arc::new(work),
+                ends_own_transactions: true,
+            },
         }
     }
 
@@ -192,7 +212,7 @@ impl SqlRequest {
     pub fn sql(&self) -> Option<&str> {
         match &self.body {
             Body::Statement { sql, .. } => Some(sql),
-            Body::Work(_) => None,
+            Body::Work { .. } => None,
         }
     }
 
@@ -202,7 +222,18 @@ impl SqlRequest {
     }
 
     pub(crate) fn is_unit_of_work(&self) -> bool {
-        matches!(self.body, Body::Work(_))
+        matches!(self.body, Body::Work { .. })
+    }
+
+    /// Whether the pool must check `@@TRANCOUNT` after the request succeeded.
+    pub(crate) fn needs_transaction_check(&self) -> bool {
+        matches!(
+            self.body,
+            Body::Work {
+                ends_own_transactions: false,
+                ..
+            }
+        )
     }
 }
 

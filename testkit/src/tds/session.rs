@@ -428,7 +428,12 @@ impl Session {
                 return self.send(&w.buf).await;
             }
         };
-        self.request(stmt, values, true).await
+        // The statement runs as a module (dynamic SQL or a prepared statement): SQL Server
+        // restores SET options such as XACT_ABORT and NOCOUNT when it returns.
+        let (xact_abort, nocount) = (self.xact_abort, self.nocount);
+        let answered = self.request(stmt, values, true).await;
+        (self.xact_abort, self.nocount) = (xact_abort, nocount);
+        answered
     }
 
     /// Runs a batch (or the statement of an `sp_executesql` RPC) and writes the response.
