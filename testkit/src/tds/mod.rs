@@ -39,6 +39,7 @@ mod fedauth;
 mod functions;
 mod hints;
 mod login7;
+mod options;
 mod packet;
 mod prelogin;
 mod procs;
