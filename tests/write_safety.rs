@@ -241,6 +241,38 @@ async fn an_idempotency_key_under_repeated_resets_writes_exactly_once() {
     assert_eq!(scalar(&stack, "SELECT COUNT(*) FROM payments").await, 1);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_on_a_pooled_connection_the_server_closed_is_not_sent_and_retried() {
+    let regions = testkit().await;
+    let stack = setup(&regions).await;
+    let faults = regions.primary().faults();
+    // The pool holds connections used a moment ago (not revalidated: idle < 2 s).
+    assert_eq!(scalar(&stack, "SELECT COUNT(*) FROM payments").await, 0);
+    // The server closes every session while they sit idle in the pool.
+    assert!(faults.kill_sessions() >= 1);
+    eventually(
+        "the killed sessions are closed",
+        Duration::from_secs(5),
+        || faults.counters().connections_open == 0,
+    )
+    .await;
+    // A non-idempotent write: the zero-wait check finds the close before writing, so the
+    // attempt is *not sent* and may be retried on a fresh connection.
+    let response = stack
+        .call(exec(
+            "create_payment",
+            "INSERT INTO payments (id, amount) VALUES (@P1, @P2)",
+            vec![5.into(), 500i64.into()],
+        ))
+        .await
+        .unwrap();
+    assert_eq!(response.total_rows_affected(), 1);
+    assert_eq!(
+        scalar(&stack, "SELECT COUNT(*) FROM payments WHERE id = 5").await,
+        1
+    );
+}
+
 fn guarded_payment(key: &str, id: i32) -> SqlRequest {
     idempotent_execute(
         RequestContext::write("create_payment"),
