@@ -150,6 +150,11 @@ pub enum ErrorKind {
         /// Rows handed over before the failure.
         rows: u64,
     },
+    /// An idempotency key was used again for a *different* request (another operation,
+    /// SQL text or parameter values than the one recorded with it): nothing was written
+    /// and nothing is replayed. Not retryable — fix the caller (a new key per logical
+    /// operation), as an HTTP API answers 422 to a reused key.
+    IdempotencyConflict,
     /// Anything else (a foreign error from an inner service).
     Other,
 }
@@ -176,6 +181,7 @@ impl ErrorKind {
             ErrorKind::AccessToken => "access_token",
             ErrorKind::ResponseTooLarge { .. } => "response_too_large",
             ErrorKind::StreamInterrupted { .. } => "stream_interrupted",
+            ErrorKind::IdempotencyConflict => "idempotency_conflict",
             ErrorKind::Other => "other",
         }
     }
@@ -576,6 +582,9 @@ impl fmt::Display for Error {
             ErrorKind::StreamInterrupted { rows } => write!(
                 f,
                 "the row stream failed after {rows} row(s) were handed over; not re-sent"
+            )?,
+            ErrorKind::IdempotencyConflict => f.write_str(
+                "the idempotency key was recorded for a different request (operation, SQL or parameters); nothing was written or replayed",
             )?,
             ErrorKind::Other => f.write_str("inner service failed")?,
         }

@@ -239,13 +239,17 @@ impl Cell {
             }
             Fault::ReadOnlyFlip => faults.set_read_only(true),
             Fault::PoolExhaustion => {
-                // Two long requests hold both connections past the call's deadline.
+                // Two long requests (with a budget of their own) hold both connections
+                // past the call's deadline.
                 for _ in 0..2 {
                     let stack = self.stack.clone();
                     holders.push(tokio::spawn(async move {
-                        let _ = stack
-                            .call(read("hold", "WAITFOR DELAY '00:00:05'; SELECT 1"))
-                            .await;
+                        let hold = SqlRequest::query(
+                            RequestContext::read("hold").budget(Duration::from_secs(10)),
+                            "WAITFOR DELAY '00:00:05'; SELECT 1",
+                            [],
+                        );
+                        let _ = stack.call(hold).await;
                     }));
                 }
                 let pool = self.stack.pools()[0].1.clone();

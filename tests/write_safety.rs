@@ -10,7 +10,7 @@ use std::time::Duration;
 use mssql_resilience::error::RetryStop;
 use mssql_resilience::idempotency::{ensure_table, idempotent_execute, DEFAULT_TABLE};
 use mssql_resilience::sql::{batch, work, SqlRequest, SqlResponse};
-use mssql_resilience::{Outcome, RequestContext, Stack};
+use mssql_resilience::{ErrorKind, Outcome, RequestContext, Stack};
 use mssql_testkit::tds::{
     DisconnectMode, DropPoint, ErrorSpec, QueryFault, StallFault, StallPoint, Trigger,
 };
@@ -286,6 +286,48 @@ async fn a_write_on_a_pooled_connection_the_server_closed_is_not_sent_and_retrie
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_the_caller_gave_up_on_is_cancelled_on_the_server_and_its_connection_kept() {
+    let regions = testkit().await;
+    let stack = setup(&regions).await;
+    let faults = regions.primary().faults();
+    let pool = stack.pools()[0].1.clone();
+    let connections = pool.state().connections;
+    assert!(connections >= 1);
+    // A ten-second query under an 800 ms budget: the caller gives up long before.
+    let slow = SqlRequest::query(
+        RequestContext::read("slow_report").budget(Duration::from_millis(800)),
+        "WAITFOR DELAY '00:00:10'; SELECT 1",
+        [],
+    );
+    let err = stack.call(slow).await.unwrap_err();
+    assert!(err.is_timeout(), "{err}");
+    // The server is told to stop (an ATTENTION, acknowledged) and the connection goes
+    // back to the pool instead of being closed after a wait.
+    eventually(
+        "the server got the attention",
+        Duration::from_secs(5),
+        || faults.counters().attentions == 1,
+    )
+    .await;
+    eventually(
+        "the connection is back, idle",
+        Duration::from_secs(5),
+        || {
+            let s = pool.state();
+            s.connections == connections && s.idle_connections == connections
+        },
+    )
+    .await;
+    let logins = faults.counters().logins;
+    assert_eq!(scalar(&stack, "SELECT COUNT(*) FROM payments").await, 0);
+    assert_eq!(
+        faults.counters().logins,
+        logins,
+        "no new connection was needed"
+    );
+}
+
 fn guarded_payment(key: &str, id: i32) -> SqlRequest {
     idempotent_execute(
         RequestContext::write("create_payment"),
@@ -323,6 +365,37 @@ async fn a_guarded_write_and_its_replay_are_one_request_each() {
         (vec![1], true)
     );
     assert_eq!(requests() - before, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_reused_for_a_different_request_is_a_conflict_and_writes_nothing() {
+    let regions = testkit().await;
+    let stack = setup(&regions).await;
+    let first = stack.call(guarded_payment("order-77", 10)).await.unwrap();
+    assert!(!first.replayed);
+    // The same key, another payment: not "replayed" (that would claim a write that never
+    // happened), but a conflict.
+    let err = stack
+        .call(guarded_payment("order-77", 11))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), &ErrorKind::IdempotencyConflict, "{err}");
+    assert!(
+        !err.may_have_applied() && !err.is_outcome_unknown(),
+        "{err}"
+    );
+    assert_eq!(err.attempts(), 1, "not retried: {err}");
+    assert_eq!(
+        scalar(&stack, "SELECT COUNT(*) FROM payments WHERE id = 11").await,
+        0
+    );
+    // The same request again is a replay.
+    let again = stack.call(guarded_payment("order-77", 10)).await.unwrap();
+    assert!(again.replayed);
+    assert_eq!(
+        scalar(&stack, "SELECT COUNT(*) FROM payments WHERE id = 10").await,
+        1
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

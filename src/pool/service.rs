@@ -24,14 +24,19 @@ use crate::sql::{ResultLimits, ResultSet, Row, SqlRequest, SqlResponse, WireStat
 /// request finished cleanly: a connection with a failed I/O is dropped, and so is one
 /// whose unit of work failed (it may hold an open transaction).
 ///
-/// **A request cut short after it was sent is drained, not discarded.** When the caller
+/// **A request cut short after it was sent is cancelled, not abandoned.** When the caller
 /// stops waiting (its attempt timed out, or a hedge answered first) after the request
-/// reached the server, the request is finished in the background — for at most two of
-/// the region's round trips, at least [`DRAIN_FLOOR`] and at most [`DRAIN_CEILING`] — and
-/// its connection goes back to the pool; one that does not finish in time is dropped.
-/// Dropping at once would discard a working connection, and while new logins fail (a
-/// 40613 storm) a pool that discards its connections empties and fails every request.
-/// The caller's outcome is unchanged: ambiguous.
+/// reached the server, the request gets, in the background, two of the region's round
+/// trips (at least [`DRAIN_FLOOR`], at most [`DRAIN_CEILING`]): the first half to finish
+/// on its own (an answer already on its way needs no cancel), then the crate sends the
+/// server an ATTENTION, so it stops working on a request no one waits for, and reads its
+/// acknowledgement. A cancelled statement leaves a transaction it opened open (SQL
+/// Server's rule without `XACT_ABORT`): it is rolled back (and the session reset as after
+/// any request that needs it) and the connection goes back to the pool; one whose
+/// cancellation is not acknowledged in time is closed. Closing at once would discard a
+/// working connection, and while new logins fail (a 40613 storm) a pool that discards its
+/// connections empties and fails every request. The caller's outcome is unchanged:
+/// ambiguous.
 #[derive(Clone, Debug)]
 pub struct SqlService {
     pool: Pool,
@@ -94,24 +99,30 @@ impl tower::Service<SqlRequest> for SqlService {
         let region = self.region.clone();
         let wire = req.context.wire().cloned();
         let limits = self.limits;
+        let (cancel, cancelled) = tokio::sync::oneshot::channel();
         DrainOnDrop {
             inner: Some(Box::pin(async move {
-                run(&pool, &req, limits)
+                run(&pool, &req, limits, cancelled)
                     .await
                     .map_err(|e| e.with_region(region.to_string()))
             })),
             wire,
             latency: self.latency.clone(),
+            cancel: Some(cancel),
         }
     }
 }
 
-/// The future of [`SqlService`]: if dropped after its request was sent, it finishes the
-/// request in the background (bounded) so the connection returns to the pool.
+/// The future of [`SqlService`]: if dropped after its request was sent, it cancels the
+/// request in the background (an ATTENTION, bounded) so the server stops and the
+/// connection returns to the pool.
 pub struct DrainOnDrop {
     inner: Option<BoxFuture<Result<SqlResponse, Error>>>,
     wire: Option<Arc<crate::request::WireState>>,
     latency: Option<Arc<LatencyEstimator>>,
+    /// Tells the running request that no one waits for it any more, and how long it may
+    /// still take to finish before it is cancelled.
+    cancel: Option<tokio::sync::oneshot::Sender<Duration>>,
 }
 
 impl std::fmt::Debug for DrainOnDrop {
@@ -150,14 +161,24 @@ impl Drop for DrainOnDrop {
         let limit = self.latency.as_ref().map_or(DRAIN_FLOOR, |l| {
             l.timeout_on_evidence(2, DRAIN_FLOOR, DRAIN_CEILING)
         });
+        if let Some(cancel) = self.cancel.take() {
+            // Half the time to finish on its own, half for the cancel's acknowledgement.
+            let _ = cancel.send(limit / 2);
+        }
         runtime.spawn(async move {
-            // Its result has no one to go to; finishing returns the connection clean.
+            // Its result has no one to go to: the request cancels itself on the server
+            // and returns its connection clean, or the connection is closed.
             let _ = tokio::time::timeout(limit, inner).await;
         });
     }
 }
 
-async fn run(pool: &Pool, req: &SqlRequest, limits: ResultLimits) -> Result<SqlResponse, Error> {
+async fn run(
+    pool: &Pool,
+    req: &SqlRequest,
+    limits: ResultLimits,
+    cancelled: tokio::sync::oneshot::Receiver<Duration>,
+) -> Result<SqlResponse, Error> {
     let wire = req.context.wire().cloned();
     if let Some(wire) = &wire {
         wire.mark_not_sent();
@@ -185,7 +206,24 @@ async fn run(pool: &Pool, req: &SqlRequest, limits: ResultLimits) -> Result<SqlR
     conn.broken = true;
     // Boxed: the driver's futures are large, and inline they would make this future (moved
     // into its box on every call) tens of kilobytes — copied per call.
-    let mut result = Box::pin(execute(&mut conn, req, limits)).await;
+    let executed = {
+        let mut execution = Box::pin(execute(&mut conn, req, limits));
+        tokio::select! {
+            biased;
+            result = &mut execution => Some(result),
+            grace = cancelled => {
+                // An answer already on its way needs no cancel (and an ATTENTION that
+                // arrives after it is acknowledged in a message of its own, which tiberius
+                // does not read): give it `grace` to finish first.
+                let grace = grace.unwrap_or(Duration::ZERO);
+                tokio::time::timeout(grace, &mut execution).await.ok()
+            }
+        }
+    };
+    let Some(mut result) = executed else {
+        conn.tap.detach();
+        return Err(Box::pin(cancel(&mut conn, req)).await);
+    };
     if let (Err(error), Some(sink)) = (&mut result, sink) {
         if sink.delivered() > 0 {
             let cause = std::mem::replace(error, Error::new(ErrorKind::Other, Outcome::Ambiguous));
@@ -283,6 +321,8 @@ async fn run(pool: &Pool, req: &SqlRequest, limits: ResultLimits) -> Result<SqlR
                         error.set_may_have_applied(!proven);
                     }
                 }
+                // The guarded write's own answer: its replay branch wrote nothing.
+                ErrorKind::IdempotencyConflict => {}
                 _ if !sent => error.set_outcome(Outcome::NotSent),
                 // Sent, and the failure says nothing about what ran.
                 _ if error.outcome() == Outcome::Rejected => error.set_may_have_applied(true),
@@ -291,6 +331,38 @@ async fn run(pool: &Pool, req: &SqlRequest, limits: ResultLimits) -> Result<SqlR
             Err(error)
         }
     }
+}
+
+/// The caller stopped waiting for a request already sent: an ATTENTION stops it on the
+/// server; once acknowledged, a transaction it left open is rolled back (and the session
+/// reset when the request needs that) and the connection is clean again. Otherwise the
+/// connection stays broken and is closed. The error goes to no one (the caller is gone).
+async fn cancel(
+    conn: &mut bb8::PooledConnection<'static, super::TiberiusManager>,
+    req: &SqlRequest,
+) -> Error {
+    let cancelled = Error::new(ErrorKind::Other, Outcome::Ambiguous).with_source(
+        std::io::Error::other("cancelled: the caller stopped waiting for the answer"),
+    );
+    if conn.client.cancel_query().await.is_err() {
+        return cancelled;
+    }
+    let effects = req.session_effects();
+    let settled = if effects.reset() {
+        reset_session(&mut conn.client).await.is_ok()
+    } else {
+        match open_transactions(&mut conn.client).await {
+            Ok(0) => true,
+            Ok(_) => crate::sql::batch(&mut conn.client, "ROLLBACK TRANSACTION")
+                .await
+                .is_ok(),
+            Err(_) => false,
+        }
+    };
+    if settled && !effects.lasting {
+        conn.mark_clean();
+    }
+    cancelled
 }
 
 /// Runs the session reset batch: the `@@TRANCOUNT` the request left (rolled back by the

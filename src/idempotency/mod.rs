@@ -15,34 +15,47 @@
 //! SET XACT_ABORT ON                         -- any error rolls back the whole unit
 //! BEGIN TRANSACTION
 //! IF EXISTS (SELECT 1 FROM <table> WITH (UPDLOCK, HOLDLOCK) WHERE idempotency_key = @k)
-//!   SELECT rows_affected, 1 AS replayed FROM <table> WHERE idempotency_key = @k
+//!   SELECT rows_affected, 1 AS replayed, request_fingerprint FROM <table> WHERE …
 //! ELSE BEGIN
 //!   <the write>
-//!   INSERT INTO <table> (idempotency_key, operation, rows_affected) VALUES (@k, @op, @@ROWCOUNT)
-//!   SELECT rows_affected, 0 AS replayed FROM <table> WHERE idempotency_key = @k
+//!   INSERT INTO <table> (idempotency_key, operation, rows_affected, request_fingerprint)
+//!     VALUES (@k, @op, @@ROWCOUNT, @fp)
+//!   SELECT rows_affected, 0 AS replayed, request_fingerprint FROM <table> WHERE …
 //! END
 //! COMMIT
 //! SELECT @@TRANCOUNT                        -- proves the session is clean for the pool
 //! ```
 //!
-//! `@k` and `@op` are appended after the write's own parameters (`@P1`…`@Pn` stay as the
-//! caller wrote them). The request goes as `sp_executesql`, so `SET XACT_ABORT ON` lasts
-//! for this request only (SQL Server restores SET options when dynamic SQL returns).
+//! `@k`, `@op` and `@fp` are appended after the write's own parameters (`@P1`…`@Pn` stay
+//! as the caller wrote them). The request goes as `sp_executesql`, so `SET XACT_ABORT ON`
+//! lasts for this request only (SQL Server restores SET options when dynamic SQL returns).
+//!
+//! **A key reused for a different request is a conflict.** `@fp` is a fingerprint of the
+//! request (operation name, SQL text, every parameter's type and value); a replay whose
+//! recorded fingerprint differs fails with
+//! [`ErrorKind::IdempotencyConflict`](crate::ErrorKind::IdempotencyConflict) instead of
+//! answering "replayed" for a write that never happened. Keys recorded before fingerprints
+//! (a table upgraded with [`add_fingerprint_column_sql`]) replay without the check.
 //!
 //! If two attempts race (the first still running on a connection the client gave up on),
 //! the `UPDLOCK, HOLDLOCK` read takes a key-range lock, so the second blocks until the
 //! first ends and then either sees the committed row or, if the first rolled back, writes.
 //! A primary-key violation (2627/2601) rolls the attempt back; if the key is then found
-//! recorded, the other attempt wrote first and its outcome is returned, otherwise the
-//! violation was the write's own and is returned as the error. Create the table once with
-//! [`create_table_sql`] (e.g. in a migration).
+//! recorded, the other attempt wrote first and its outcome is returned (or the conflict),
+//! otherwise the violation was the write's own and is returned as the error. Create the
+//! table once with [`create_table_sql`] (e.g. in a migration).
 //!
 //! The recorded (and returned) row count is `@@ROWCOUNT` after the write: the count of
-//! the write's **last** statement when it has several.
+//! the write's **last** statement when it has several. Rows the write returns (`OUTPUT`,
+//! e.g. a generated id) are **neither returned nor recorded**: the response carries the
+//! row count only. Generate ids client-side (a `UNIQUEIDENTIFIER` chosen by the caller)
+//! when the caller must know them after a retry.
 //!
 //! Keys must be unique per logical operation (e.g. the API request's idempotency key, or
 //! a client-generated UUID) and kept as long as a retry may arrive; deleting old rows is
 //! the application's job.
+
+mod fingerprint;
 
 use std::sync::Arc;
 
@@ -65,8 +78,16 @@ pub fn create_table_sql(table: &str) -> String {
         "CREATE TABLE {table} (\
          idempotency_key NVARCHAR(200) NOT NULL PRIMARY KEY, \
          operation NVARCHAR(200) NOT NULL, \
-         rows_affected BIGINT NOT NULL)"
+         rows_affected BIGINT NOT NULL, \
+         request_fingerprint NVARCHAR(64) NULL)"
     )
+}
+
+/// Upgrades a dedupe table created before request fingerprints (crate versions before
+/// 0.2): adds the nullable `request_fingerprint` column. Keys recorded before it have no
+/// fingerprint and replay without the conflict check.
+pub fn add_fingerprint_column_sql(table: &str) -> String {
+    format!("ALTER TABLE {table} ADD request_fingerprint NVARCHAR(64) NULL")
 }
 
 /// The same DDL guarded by `OBJECT_ID`, so it can run at every start.
@@ -111,6 +132,8 @@ struct IdempotentWrite {
     operation: Arc<str>,
     sql: Arc<str>,
     params: Arc<[Param]>,
+    /// What this request would do, recorded with the key (see `fingerprint`).
+    fingerprint: Arc<str>,
 }
 
 /// Errors from [`idempotent_execute`]'s arguments.
@@ -156,11 +179,13 @@ pub fn idempotent_execute(
         )));
     }
     let params: Arc<[Param]> = params.into_iter().collect();
+    let sql: Arc<str> = sql.into();
     let write = IdempotentWrite {
         table: table.into(),
         key: key.into(),
         operation: context.operation().into(),
-        sql: sql.into(),
+        fingerprint: fingerprint::fingerprint(context.operation(), &sql, &params).into(),
+        sql,
         params,
     };
     Ok(SqlRequest::checked_unit_of_work(
@@ -185,6 +210,7 @@ impl UnitOfWork for IdempotentWrite {
             params.extend(self.params.iter().cloned());
             params.push(Param::from(self.key.as_ref()));
             params.push(Param::from(self.operation.as_ref()));
+            params.push(Param::from(self.fingerprint.as_ref()));
             let statement = WireStatement::new(&sql, &params);
             let answer = match client
                 .query(statement.sql.as_ref(), &statement.params())
@@ -195,22 +221,19 @@ impl UnitOfWork for IdempotentWrite {
             };
             match answer {
                 Ok(results) => match outcome(&results) {
-                    Some((rows, replayed, 0)) if replayed => Ok(replay(rows)),
-                    Some((rows, _, 0)) => Ok(SqlResponse {
-                        rows_affected: vec![rows],
-                        ..SqlResponse::default()
-                    }),
+                    Some(o) if o.open_transactions == 0 => self.answer(o),
                     // The write began a transaction of its own and left it open, so our
                     // COMMIT only closed the inner level: nothing is committed yet. Roll
                     // it all back and say so (the pool discards the connection anyway).
-                    Some((_, _, open)) => {
+                    Some(o) => {
                         batch(client, "ROLLBACK TRANSACTION").await?;
                         Err(Error::new(
                             crate::error::ErrorKind::Other,
                             crate::error::Outcome::Rejected,
                         )
                         .with_source(std::io::Error::other(format!(
-                            "the idempotent write left {open} transaction(s) open; it was rolled back"
+                            "the idempotent write left {} transaction(s) open; it was rolled back",
+                            o.open_transactions
                         ))))
                     }
                     // No error came back, yet no outcome row: whether it committed is
@@ -225,7 +248,7 @@ impl UnitOfWork for IdempotentWrite {
                     // Rolled back (XACT_ABORT). Another attempt with this key may have
                     // committed first: then its outcome is this request's outcome.
                     match self.recorded(client).await? {
-                        Some(recorded) => Ok(replay(recorded)),
+                        Some(recorded) => self.answer(recorded),
                         None => Err(e.into()),
                     }
                 }
@@ -239,35 +262,50 @@ impl UnitOfWork for IdempotentWrite {
 fn guarded_sql(table: &str, write: &str, n: usize) -> String {
     let key = n + 1;
     let operation = n + 2;
+    let fingerprint = n + 3;
     let write = write.trim_end().trim_end_matches(';');
     format!(
         "SET XACT_ABORT ON;\n\
          BEGIN TRANSACTION;\n\
          IF EXISTS (SELECT 1 FROM {table} WITH (UPDLOCK, HOLDLOCK) WHERE idempotency_key = @P{key})\n\
-         SELECT rows_affected, CAST(1 AS BIT) AS replayed FROM {table} WHERE idempotency_key = @P{key};\n\
+         SELECT rows_affected, CAST(1 AS BIT) AS replayed, request_fingerprint FROM {table} WHERE idempotency_key = @P{key};\n\
          ELSE\n\
          BEGIN\n\
          {write}\n;\n\
-         INSERT INTO {table} (idempotency_key, operation, rows_affected) VALUES (@P{key}, @P{operation}, @@ROWCOUNT);\n\
-         SELECT rows_affected, CAST(0 AS BIT) AS replayed FROM {table} WHERE idempotency_key = @P{key};\n\
+         INSERT INTO {table} (idempotency_key, operation, rows_affected, request_fingerprint) VALUES (@P{key}, @P{operation}, @@ROWCOUNT, @P{fingerprint});\n\
+         SELECT rows_affected, CAST(0 AS BIT) AS replayed, request_fingerprint FROM {table} WHERE idempotency_key = @P{key};\n\
          END;\n\
          COMMIT TRANSACTION;\n\
          SELECT @@TRANCOUNT AS open_transactions;"
     )
 }
 
-/// Reads the guarded write's answer: the outcome row (rows, replayed) and then
-/// `@@TRANCOUNT`, in its last two result sets (the write itself may return rows before
+/// What the guarded write's answer says.
+struct Recorded {
+    rows: u64,
+    replayed: bool,
+    /// The fingerprint stored with the key (`None` for keys recorded before fingerprints).
+    fingerprint: Option<String>,
+    open_transactions: i64,
+}
+
+/// Reads the guarded write's answer: the outcome row (rows, replayed, fingerprint) and
+/// then `@@TRANCOUNT`, in its last two result sets (the write itself may return rows before
 /// them, e.g. with `OUTPUT`). `None` when the answer does not have that shape.
-fn outcome(results: &[Vec<tiberius::Row>]) -> Option<(u64, bool, i64)> {
+fn outcome(results: &[Vec<tiberius::Row>]) -> Option<Recorded> {
     let [.., outcome, open] = results else {
         return None;
     };
     let row = outcome.first()?;
     let rows = row.try_get::<i64, _>(0).ok().flatten()?;
     let replayed = row.try_get::<bool, _>(1).ok().flatten()?;
-    let open = crate::pool::service::trancount_of(open.first()?);
-    Some((u64::try_from(rows).unwrap_or(0), replayed, open))
+    let fingerprint = row.try_get::<&str, _>(2).ok().flatten().map(str::to_owned);
+    Some(Recorded {
+        rows: u64::try_from(rows).unwrap_or(0),
+        replayed,
+        fingerprint,
+        open_transactions: crate::pool::service::trancount_of(open.first()?),
+    })
 }
 
 /// The guarded write's answer carried no error and no outcome row.
@@ -283,9 +321,10 @@ impl std::fmt::Display for NoOutcomeRow {
 impl std::error::Error for NoOutcomeRow {}
 
 impl IdempotentWrite {
-    async fn recorded(&self, client: &mut Client) -> Result<Option<u64>, Error> {
+    /// The key's record, read after a race lost to another attempt (2627).
+    async fn recorded(&self, client: &mut Client) -> Result<Option<Recorded>, Error> {
         let select = format!(
-            "SELECT rows_affected FROM {} WHERE idempotency_key = @P1",
+            "SELECT rows_affected, request_fingerprint FROM {} WHERE idempotency_key = @P1",
             self.table
         );
         let row = client
@@ -293,9 +332,33 @@ impl IdempotentWrite {
             .await?
             .into_row()
             .await?;
-        Ok(row
-            .and_then(|r| r.get::<i64, _>(0))
-            .map(|n| u64::try_from(n).unwrap_or(0)))
+        Ok(row.and_then(|r| {
+            let rows = r.try_get::<i64, _>(0).ok().flatten()?;
+            Some(Recorded {
+                rows: u64::try_from(rows).unwrap_or(0),
+                replayed: true,
+                fingerprint: r.try_get::<&str, _>(1).ok().flatten().map(str::to_owned),
+                open_transactions: 0,
+            })
+        }))
+    }
+
+    /// The response for a recorded outcome: this write's, or a replay of an earlier one
+    /// with the same key — refused as a conflict when that one was a different request.
+    fn answer(&self, recorded: Recorded) -> Result<SqlResponse, Error> {
+        if !recorded.replayed {
+            return Ok(SqlResponse {
+                rows_affected: vec![recorded.rows],
+                ..SqlResponse::default()
+            });
+        }
+        match recorded.fingerprint {
+            Some(stored) if stored != *self.fingerprint => Err(Error::new(
+                crate::error::ErrorKind::IdempotencyConflict,
+                crate::error::Outcome::Rejected,
+            )),
+            _ => Ok(replay(recorded.rows)),
+        }
     }
 }
 
@@ -327,12 +390,12 @@ mod tests {
     fn the_guard_numbers_its_parameters_after_the_write() {
         let sql = guarded_sql("keys", "UPDATE t SET a = @P1 WHERE id = @P2;  ", 2);
         assert!(sql.contains("WHERE idempotency_key = @P3"), "{sql}");
-        assert!(sql.contains("VALUES (@P3, @P4, @@ROWCOUNT)"), "{sql}");
+        assert!(sql.contains("VALUES (@P3, @P4, @@ROWCOUNT, @P5)"), "{sql}");
         assert!(
             sql.contains("UPDATE t SET a = @P1 WHERE id = @P2\n;"),
             "{sql}"
         );
-        assert!(!sql.contains("@P5"), "{sql}");
+        assert!(!sql.contains("@P6"), "{sql}");
     }
 
     #[test]
