@@ -1,4 +1,4 @@
-//! A plaintext TDS 7.4 (SQL Server wire protocol) test server backed by SQLite, with
+//! A TDS 7.4 (SQL Server wire protocol) test server backed by SQLite, with
 //! programmable faults.
 //!
 //! The server speaks enough of the protocol for the real `tiberius` client, FreeTDS
@@ -37,6 +37,7 @@ mod errors;
 mod faults;
 mod fedauth;
 mod functions;
+mod handshake;
 mod hints;
 mod login7;
 mod packet;
@@ -46,6 +47,7 @@ mod rpc;
 mod server;
 mod session;
 mod sql;
+mod tls;
 mod tokens;
 mod translate;
 mod types;
@@ -57,3 +59,4 @@ pub use faults::{
     AcceptMode, DisconnectMode, DropPoint, Faults, QueryFault, StallFault, StallPoint, Trigger,
 };
 pub use server::{TdsServer, TdsServerConfig};
+pub use tls::{TlsIdentity, TlsMode, SERVER_CERT_NAMES};
