@@ -215,7 +215,11 @@ async fn the_prelogin_answer_follows_the_negotiation_table() {
         let server = server(mode).await;
         let offers = [None, Some(OFF), Some(ON), Some(NOT_SUP), Some(REQ)];
         for (offer, want) in offers.into_iter().zip(answers) {
-            assert_eq!(answer(server.addr(), offer).await, want, "{mode:?} {offer:?}");
+            assert_eq!(
+                answer(server.addr(), offer).await,
+                want,
+                "{mode:?} {offer:?}"
+            );
         }
         server.shutdown().await;
     }
@@ -238,7 +242,9 @@ async fn an_untrusted_certificate_fails_the_handshake_and_trust_cert_skips_the_c
         "a certificate error: {err:?}"
     );
     cfg.trust_cert();
-    let mut c = connect(cfg, server.addr()).await.expect("trust_cert connects");
+    let mut c = connect(cfg, server.addr())
+        .await
+        .expect("trust_cert connects");
     batch(&mut c, "SELECT 1").await.unwrap();
     let counters = server.counters();
     assert_eq!(
@@ -311,7 +317,14 @@ async fn binary_serves_tls_and_writes_its_ca() {
     std::fs::create_dir_all(&dir).unwrap();
     let ca = dir.join("ca.pem");
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_tds-server"))
-        .args(["--listen", "127.0.0.1:0", "--user", USER, "--password", PASSWORD])
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--user",
+            USER,
+            "--password",
+            PASSWORD,
+        ])
         .args(["--tls", "required", "--tls-ca"])
         .arg(&ca)
         .stdout(std::process::Stdio::piped())

@@ -10,9 +10,9 @@
 //! endpoint is requested), then serves until SIGINT or SIGTERM.
 
 use mssql_testkit::tds::{DisconnectMode, TdsServer, TdsServerConfig, TlsMode};
-use std::path::PathBuf;
 use std::io::Write;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 const USAGE: &str = "usage: tds-server --listen 127.0.0.1:PORT --user U --password P [--database NAME] [--db-file PATH] [--control 127.0.0.1:PORT] [--access-token T]... [--disconnect rollback|complete] [--tls off|login-only|required] [--tls-ca PATH]

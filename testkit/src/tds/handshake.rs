@@ -72,7 +72,11 @@ pub(crate) async fn open(ctx: &ServerCtx, mut stream: TcpStream, spid: u16) -> O
         drain(stream).await;
         return None;
     }
-    let mut tls = match identity.acceptor().accept(PreloginFramed::new(stream)).await {
+    let mut tls = match identity
+        .acceptor()
+        .accept(PreloginFramed::new(stream))
+        .await
+    {
         Ok(tls) => tls,
         Err(e) => {
             bump(&counters.tls_handshakes_failed);

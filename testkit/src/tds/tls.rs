@@ -269,7 +269,8 @@ impl<S> PreloginFramed<S> {
             self.framed.push(ptype::PRELOGIN);
             self.framed.push(eom);
             self.framed.extend_from_slice(&len.to_be_bytes());
-            self.framed.extend_from_slice(&[0, 0, (i as u8).wrapping_add(1), 0]);
+            self.framed
+                .extend_from_slice(&[0, 0, (i as u8).wrapping_add(1), 0]);
             self.framed.extend_from_slice(piece);
         }
         self.unframed.clear();
