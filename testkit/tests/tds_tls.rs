@@ -154,7 +154,9 @@ async fn off_is_plaintext_and_refuses_a_client_that_requires_tls() {
     let mut cfg = tds_common::config(server.addr(), USER, PASSWORD, server.database());
     cfg.encryption(EncryptionLevel::Required);
     cfg.trust_cert();
-    let err = connect(cfg, server.addr()).await.err().expect("must fail");
+    let Err(err) = connect(cfg, server.addr()).await else {
+        panic!("must fail");
+    };
     assert!(
         err.to_string().contains("encryption level"),
         "tiberius gives up on ENCRYPT_NOT_SUP: {err}"
@@ -233,10 +235,9 @@ async fn an_untrusted_certificate_fails_the_handshake_and_trust_cert_skips_the_c
     cfg.port(server.addr().port());
     cfg.authentication(AuthMethod::sql_server(USER, PASSWORD));
     cfg.encryption(EncryptionLevel::Required);
-    let err = connect(cfg.clone(), server.addr())
-        .await
-        .err()
-        .expect("the CA is not trusted");
+    let Err(err) = connect(cfg.clone(), server.addr()).await else {
+        panic!("the CA is not trusted");
+    };
     assert!(
         matches!(err, tiberius::error::Error::Tls(_)),
         "a certificate error: {err:?}"
@@ -265,7 +266,9 @@ async fn the_certificate_names_localhost_and_loopback_only() {
     }
     let mut cfg = trusting(&server, server.addr(), EncryptionLevel::Required);
     cfg.host("db.example");
-    let err = connect(cfg, server.addr()).await.err().expect("wrong name");
+    let Err(err) = connect(cfg, server.addr()).await else {
+        panic!("wrong name");
+    };
     assert!(err.to_string().contains("not valid for name"), "{err}");
     server.shutdown().await;
 }
