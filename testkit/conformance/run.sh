@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Conformance check: the tds-server binary against TDS clients nobody here wrote:
 # FreeTDS `tsql` (TDS 7.4), python-tds (pytds), pyodbc over FreeTDS ODBC, pymssql, and
-# SQLAlchemy 2 over pyodbc and over pymssql. Installs them when missing,
+# SQLAlchemy 2 over pyodbc and over pymssql, and tsql again over TLS (`--tls required` and
+# `login-only`). Installs them when missing,
 # starts the server on a free port, compares every client's output exactly with
 # what is expected, and always stops the server on exit.
 set -euo pipefail

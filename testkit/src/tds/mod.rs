@@ -5,9 +5,12 @@
 //! (`tsql`, ODBC), `python-tds`, pymssql and SQLAlchemy to log in, run SQL batches and
 //! parameterised RPCs (`sp_executesql`, `sp_prepexec`, …) with every common SQL Server
 //! data type, and read typed result sets; a T-SQL surface is translated onto SQLite
-//! (see `testkit/README.md` for exactly what is supported). Faults —
+//! (see `testkit/README.md` for exactly what is supported). Plaintext by default; with
+//! [`TdsServerConfig::tls`] it negotiates PRELOGIN encryption and serves a certificate
+//! signed by a CA generated at start ([`TlsIdentity`]). Faults —
 //! failed or redirected logins, failing or slow queries, read-only mode, connections
-//! dropped mid-response, a listener that stops accepting, killed sessions — are set
+//! dropped mid-response, a listener that stops accepting, killed sessions, stalled TLS
+//! handshakes — are set
 //! in-process through [`Faults`] or at run time through the HTTP control endpoint.
 //!
 //! ```no_run

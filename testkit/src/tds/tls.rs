@@ -8,7 +8,6 @@ use rcgen::{
     BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
     KeyUsagePurpose,
 };
-use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::io;
 use std::path::Path;
@@ -23,8 +22,7 @@ use tokio_rustls::TlsAcceptor;
 use super::packet::{ptype, HEADER_LEN};
 
 /// How the server answers a client's PRELOGIN ENCRYPTION option (MS-TDS 2.2.6.5).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum TlsMode {
     /// No certificate: the server answers `ENCRYPT_NOT_SUP` and everything, the login
     /// included, is plaintext. A client that requires encryption gives up. The default.
