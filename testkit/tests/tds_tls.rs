@@ -60,10 +60,14 @@ async fn tap(target: SocketAddr) -> (SocketAddr, Arc<Mutex<Vec<u8>>>) {
         });
         let mut buf = [0u8; 4096];
         while let Ok(n) = cr.read(&mut buf).await {
-            if n == 0 || uw.write_all(&buf[..n]).await.is_err() {
+            if n == 0 {
                 break;
             }
+            // Recorded before it is forwarded, so nothing the server answered is missing.
             record.lock().unwrap().extend_from_slice(&buf[..n]);
+            if uw.write_all(&buf[..n]).await.is_err() {
+                break;
+            }
         }
         let _ = uw.shutdown().await;
         let _ = down.await;
