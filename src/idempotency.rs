@@ -266,13 +266,7 @@ fn outcome(results: &[Vec<tiberius::Row>]) -> Option<(u64, bool, i64)> {
     let row = outcome.first()?;
     let rows = row.try_get::<i64, _>(0).ok().flatten()?;
     let replayed = row.try_get::<bool, _>(1).ok().flatten()?;
-    let open = open.first().and_then(|r| {
-        r.try_get::<i32, _>(0)
-            .ok()
-            .flatten()
-            .map(i64::from)
-            .or_else(|| r.try_get::<i64, _>(0).ok().flatten())
-    })?;
+    let open = crate::pool::service::trancount_of(open.first()?);
     Some((u64::try_from(rows).unwrap_or(0), replayed, open))
 }
 

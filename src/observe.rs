@@ -86,7 +86,9 @@ pub enum Event<'a> {
         /// Read or write.
         intent: Intent,
     },
-    /// An idempotent read was slow on its region and was also sent to the next one.
+    /// An idempotent request was slow on its region and was also sent to the next one —
+    /// or, on the last region it could use, sent to that region again on another
+    /// connection (`to` equals `from`): a second chance.
     Hedged {
         /// The request's operation name.
         operation: &'a str,
@@ -241,7 +243,7 @@ pub(crate) fn emit(observer: Option<&SharedObserver>, event: Event<'_>) {
             to,
         } => tracing::debug!(
             target: "mssql_resilience",
-            operation = operation, from = from, to = to, "slow read hedged to the next region"
+            operation = operation, from = from, to = to, "slow request hedged"
         ),
         Event::RegionSwitched { intent, from, to } => tracing::warn!(
             target: "mssql_resilience",

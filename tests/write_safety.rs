@@ -181,7 +181,7 @@ async fn a_write_whose_answer_stalls_is_outcome_unknown_when_the_deadline_fires(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_read_whose_result_stalls_after_its_first_rows_ends_at_the_deadline() {
+async fn a_stalled_read_gets_a_second_chance_and_ends_at_the_deadline_when_every_answer_stalls() {
     let regions = testkit().await;
     let stack = setup(&regions).await;
     stack
@@ -193,17 +193,30 @@ async fn a_read_whose_result_stalls_after_its_first_rows_ends_at_the_deadline() 
         .await
         .unwrap();
     let faults = regions.primary().faults();
-    // The first row arrives, then nothing: the call ends with its deadline, not a hang.
+    // One answer stalls after its first row. The read has nowhere else to go, so its
+    // attempt may wait the whole budget; a second attempt on another connection, sent
+    // when an attempt would normally have timed out, answers it whole.
     faults.stall_responses(
         StallFault::new(StallPoint::AfterRows(1), Trigger::Next(1)).matching("ORDER BY id"),
+    );
+    let response = stack
+        .call(read("list", "SELECT id FROM payments ORDER BY id"))
+        .await
+        .unwrap();
+    assert_eq!(response.first().map(|s| s.rows.len()), Some(3));
+    assert_eq!(faults.counters().responses_stalled, 1);
+    // Every answer stalls: the call ends with its deadline, not a hang.
+    faults.stall_responses(
+        StallFault::new(StallPoint::AfterRows(1), Trigger::Always).matching("ORDER BY id"),
     );
     let err = stack
         .call(read("list", "SELECT id FROM payments ORDER BY id"))
         .await
         .unwrap_err();
     assert!(err.is_timeout(), "{err}");
-    assert_eq!(faults.counters().responses_stalled, 1);
-    // The stalled connection is not reused in a corrupt state: the next read is whole.
+    assert!(faults.counters().responses_stalled >= 2);
+    faults.clear_stall_faults();
+    // The stalled connections are not reused in a corrupt state: the next read is whole.
     let response = stack
         .call(read("list", "SELECT id FROM payments ORDER BY id"))
         .await
@@ -239,6 +252,38 @@ async fn an_idempotency_key_under_repeated_resets_writes_exactly_once() {
     assert!(again.replayed);
     assert_eq!(again.rows_affected, vec![1]);
     assert_eq!(scalar(&stack, "SELECT COUNT(*) FROM payments").await, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_on_a_pooled_connection_the_server_closed_is_not_sent_and_retried() {
+    let regions = testkit().await;
+    let stack = setup(&regions).await;
+    let faults = regions.primary().faults();
+    // The pool holds connections used a moment ago (not revalidated: idle < 2 s).
+    assert_eq!(scalar(&stack, "SELECT COUNT(*) FROM payments").await, 0);
+    // The server closes every session while they sit idle in the pool.
+    assert!(faults.kill_sessions() >= 1);
+    eventually(
+        "the killed sessions are closed",
+        Duration::from_secs(5),
+        || faults.counters().connections_open == 0,
+    )
+    .await;
+    // A non-idempotent write: the zero-wait check finds the close before writing, so the
+    // attempt is *not sent* and may be retried on a fresh connection.
+    let response = stack
+        .call(exec(
+            "create_payment",
+            "INSERT INTO payments (id, amount) VALUES (@P1, @P2)",
+            vec![5.into(), 500i64.into()],
+        ))
+        .await
+        .unwrap();
+    assert_eq!(response.total_rows_affected(), 1);
+    assert_eq!(
+        scalar(&stack, "SELECT COUNT(*) FROM payments WHERE id = 5").await,
+        1
+    );
 }
 
 fn guarded_payment(key: &str, id: i32) -> SqlRequest {

@@ -217,7 +217,11 @@ impl Router {
         let mut n = 0;
         loop {
             let last = n + 1 == candidates.len();
-            let (index, result) = self.attempt(candidates[n], req.clone(), last).await;
+            let (index, result) = if last && req.context.is_idempotent() {
+                self.last_with_second_chance(candidates[n], req).await
+            } else {
+                self.attempt(candidates[n], req.clone(), last).await
+            };
             let error = match result {
                 Ok(response) => return Ended::Answered(response),
                 Err(error) => error,
@@ -234,6 +238,62 @@ impl Router {
             }
             self.moving_on(req, index, next);
             n += 1;
+        }
+    }
+
+    /// The last region an idempotent request can use: one attempt with the whole remaining
+    /// budget (nowhere better to go, and a slow answer is still an answer) and, if it is
+    /// still unanswered when an attempt that had somewhere else to go would have timed out
+    /// (the region's latency-aware bound), a second attempt on the same region — another
+    /// connection — racing it. The first may be a slow query, or a connection the network
+    /// silently lost (a close held back, a half-open socket) on a region that is otherwise
+    /// fine; the first answer wins, a failure waits for the other attempt. The second
+    /// attempt is paid from the retry budget, like a hedge.
+    async fn last_with_second_chance(
+        &self,
+        index: usize,
+        req: &SqlRequest,
+    ) -> (usize, Result<SqlResponse, Error>) {
+        let region = &self.shared.regions[index];
+        let remaining = req
+            .context
+            .deadline()
+            .map(|d| d.saturating_duration_since(Instant::now()));
+        let bound = self.attempt_limit(region, req, false);
+        let (Some(remaining), Some(bound)) = (remaining, bound) else {
+            return self.attempt(index, req.clone(), true).await;
+        };
+        if bound >= remaining {
+            return self.attempt(index, req.clone(), true).await;
+        }
+        let first = self.attempt(index, req.clone(), true);
+        tokio::pin!(first);
+        tokio::select! {
+            ended = &mut first => return ended,
+            _ = tokio::time::sleep(bound) => {}
+        }
+        if !self.may_add_attempt(req, false) {
+            return first.await;
+        }
+        emit(
+            self.shared.observer.as_ref(),
+            Event::Hedged {
+                operation: req.context.operation(),
+                from: &region.name,
+                to: &region.name,
+            },
+        );
+        let second = self.attempt(index, req.clone(), true);
+        tokio::pin!(second);
+        tokio::select! {
+            ended = &mut first => match ended {
+                (_, Ok(_)) => ended,
+                (_, Err(_)) => second.await,
+            },
+            ended = &mut second => match ended {
+                (_, Ok(_)) => ended,
+                (_, Err(_)) => first.await,
+            },
         }
     }
 

@@ -11,7 +11,7 @@
 mod checkouts;
 mod connector;
 mod manager;
-mod service;
+pub(crate) mod service;
 mod stream;
 mod wire_tx;
 

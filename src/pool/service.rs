@@ -194,35 +194,42 @@ async fn run(pool: &Pool, req: &SqlRequest, limits: ResultLimits) -> Result<SqlR
     }
     conn.tap.detach();
     let sent = conn.tap.written() > written_before;
+    let effects = req.session_effects();
     match result {
-        Ok(response) if req.needs_transaction_check() => {
-            // A unit of work must end what it begins: one left open would hold its locks
-            // and be rolled back whenever the connection finally closes.
-            match Box::pin(open_transactions(&mut conn.client)).await {
+        Ok(response) => {
+            if effects.lasting {
+                // State no reset batch undoes (temp tables, USE, …): the connection is
+                // closed when it goes back (still marked broken) and a fresh one replaces it.
+                return Ok(response);
+            }
+            if !effects.reset() {
+                conn.mark_clean();
+                return Ok(response);
+            }
+            match Box::pin(reset_session(&mut conn.client)).await {
                 Ok(0) => {
                     conn.mark_clean();
                     Ok(response)
                 }
+                // A request must end what it begins: a transaction left open would hold
+                // its locks and be rolled back whenever the connection finally closed,
+                // losing work the caller was told had succeeded.
                 Ok(open) => {
-                    if Box::pin(crate::sql::batch(&mut conn.client, "ROLLBACK TRANSACTION"))
-                        .await
-                        .is_ok()
-                    {
-                        conn.mark_clean();
-                    }
+                    conn.mark_clean();
+                    let what = if req.is_unit_of_work() {
+                        "the unit of work returned Ok"
+                    } else {
+                        "the statement succeeded"
+                    };
                     Err(Error::new(ErrorKind::Other, Outcome::Rejected).with_source(
                         std::io::Error::other(format!(
-                            "the unit of work returned Ok with {open} transaction(s) still open; they were rolled back"
+                            "{what} with {open} transaction(s) still open; they were rolled back"
                         )),
                     ))
                 }
-                // The check itself failed: the connection stays broken; the work is done.
+                // The reset failed: the connection stays broken (closed); the work is done.
                 Err(_) => Ok(response),
             }
-        }
-        Ok(response) => {
-            conn.mark_clean();
-            Ok(response)
         }
         Err(mut error) => {
             let evidence = conn.tap.tx_evidence();
@@ -230,14 +237,25 @@ async fn run(pool: &Pool, req: &SqlRequest, limits: ResultLimits) -> Result<SqlR
             match error.kind().clone() {
                 // The server answered and kept the session: the connection is reusable
                 // once no transaction is left open (a batch that failed after its
-                // BEGIN TRANSACTION would otherwise leak it into the next request). A
-                // unit of work's connection is never reused, but its open transaction is
-                // rolled back here too: that is what proves the unit left nothing behind.
+                // BEGIN TRANSACTION would otherwise leak it into the next request) and
+                // the options the request changed are reset. A unit of work's connection
+                // is never reused, but its open transaction is rolled back here too: that
+                // is what proves the unit left nothing behind.
                 ErrorKind::Server { number, class, .. } => {
                     let mut rolled_back_after = false;
                     if class < 20 {
-                        let clean = match Box::pin(open_transactions(&mut conn.client)).await {
+                        let settled = if effects.reset() {
+                            Box::pin(reset_session(&mut conn.client)).await
+                        } else {
+                            Box::pin(open_transactions(&mut conn.client)).await
+                        };
+                        let clean = match settled {
                             Ok(0) => true,
+                            Ok(_) if effects.reset() => {
+                                // The reset batch rolled it back.
+                                rolled_back_after = true;
+                                true
+                            }
                             Ok(_) => {
                                 rolled_back_after = Box::pin(crate::sql::batch(
                                     &mut conn.client,
@@ -249,7 +267,7 @@ async fn run(pool: &Pool, req: &SqlRequest, limits: ResultLimits) -> Result<SqlR
                             }
                             Err(_) => false,
                         };
-                        if clean && !req.is_unit_of_work() {
+                        if clean && !req.is_unit_of_work() && !effects.lasting {
                             conn.mark_clean();
                         }
                     }
@@ -275,6 +293,26 @@ async fn run(pool: &Pool, req: &SqlRequest, limits: ResultLimits) -> Result<SqlR
     }
 }
 
+/// Runs the session reset batch: the `@@TRANCOUNT` the request left (rolled back by the
+/// batch when not 0), with the options restored.
+async fn reset_session(client: &mut crate::sql::Client) -> Result<i64, tiberius::error::Error> {
+    let stream = client
+        .simple_query(crate::sql::session_effects::RESET_BATCH)
+        .await?;
+    let first = stream.into_first_result().await?;
+    Ok(first.first().map_or(0, trancount_of))
+}
+
+/// The integer `@@TRANCOUNT` of a row: INT on SQL Server, BIGINT from the testkit.
+pub(crate) fn trancount_of(row: &tiberius::Row) -> i64 {
+    row.try_get::<i32, _>(0)
+        .ok()
+        .flatten()
+        .map(i64::from)
+        .or_else(|| row.try_get::<i64, _>(0).ok().flatten())
+        .unwrap_or(0)
+}
+
 /// `@@TRANCOUNT` on the connection.
 async fn open_transactions(client: &mut crate::sql::Client) -> Result<i64, tiberius::error::Error> {
     let row = client
@@ -282,16 +320,7 @@ async fn open_transactions(client: &mut crate::sql::Client) -> Result<i64, tiber
         .await?
         .into_row()
         .await?;
-    // INT on SQL Server; the testkit answers BIGINT.
-    Ok(row
-        .and_then(|r| {
-            r.try_get::<i32, _>(0)
-                .ok()
-                .flatten()
-                .map(i64::from)
-                .or_else(|| r.try_get::<i64, _>(0).ok().flatten())
-        })
-        .unwrap_or(0))
+    Ok(row.as_ref().map_or(0, trancount_of))
 }
 
 async fn execute(
@@ -306,6 +335,7 @@ async fn execute(
             returns,
             sql,
             params,
+            ..
         } => {
             let statement = WireStatement::new(sql, params);
             let params = statement.params();

@@ -2,7 +2,7 @@
 
 use std::io;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
@@ -17,6 +17,8 @@ use crate::request::WireState;
 #[derive(Debug, Default)]
 pub(crate) struct Tap {
     written: AtomicU64,
+    /// Set when an attempt attaches; the attempt's first write checks the socket first.
+    check_before_write: AtomicBool,
     attempt: Mutex<Option<Arc<WireState>>>,
     /// What the written requests show about transactions.
     tx: Mutex<WireTx>,
@@ -32,10 +34,12 @@ impl Tap {
     /// Also starts the attempt's transaction evidence afresh.
     pub(crate) fn attach(&self, wire: Option<Arc<WireState>>) {
         self.wire_tx().reset_evidence();
+        self.check_before_write.store(true, Ordering::Release);
         *self.attempt.lock().unwrap_or_else(|e| e.into_inner()) = wire;
     }
 
     pub(crate) fn detach(&self) {
+        self.check_before_write.store(false, Ordering::Release);
         *self.attempt.lock().unwrap_or_else(|e| e.into_inner()) = None;
     }
 
@@ -90,6 +94,31 @@ impl TrackedStream {
     }
 }
 
+impl TrackedStream {
+    /// The zero-wait check before an attempt's first byte: a pooled connection that the
+    /// server (or a middlebox) closed while it sat idle has its FIN or RST waiting in the
+    /// socket. Peeking without waiting finds it, and the attempt fails with nothing
+    /// written — *not sent*, so even a non-idempotent write may be retried — instead of
+    /// writing into a dead socket and reporting an unknown outcome. Unread bytes are not
+    /// judged (a server says nothing unasked, but TLS may), only an orderly close or an
+    /// error.
+    fn closed_before_write(&self, cx: &mut Context<'_>) -> Option<io::Error> {
+        if !self.tap.check_before_write.swap(false, Ordering::AcqRel) {
+            return None;
+        }
+        let mut byte = [0u8; 1];
+        let mut buf = ReadBuf::new(&mut byte);
+        match self.inner.poll_peek(cx, &mut buf) {
+            Poll::Ready(Ok(0)) => Some(io::Error::new(
+                io::ErrorKind::ConnectionReset,
+                "the server had closed this pooled connection before the request was sent",
+            )),
+            Poll::Ready(Err(e)) => Some(e),
+            Poll::Ready(Ok(_)) | Poll::Pending => None,
+        }
+    }
+}
+
 impl AsyncRead for TrackedStream {
     fn poll_read(
         mut self: Pin<&mut Self>,
@@ -106,6 +135,9 @@ impl AsyncWrite for TrackedStream {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
+        if let Some(closed) = self.closed_before_write(cx) {
+            return Poll::Ready(Err(closed));
+        }
         let poll = Pin::new(&mut self.inner).poll_write(cx, buf);
         if let Poll::Ready(Ok(n)) = poll {
             self.tap.wrote(&[buf], n);
@@ -126,6 +158,9 @@ impl AsyncWrite for TrackedStream {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
+        if let Some(closed) = self.closed_before_write(cx) {
+            return Poll::Ready(Err(closed));
+        }
         let poll = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
         if let Poll::Ready(Ok(n)) = poll {
             let slices: Vec<&[u8]> = bufs.iter().map(|b| &b[..]).collect();

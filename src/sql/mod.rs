@@ -32,6 +32,7 @@ mod param;
 pub(crate) mod request;
 mod response;
 mod row;
+pub(crate) mod session_effects;
 pub(crate) mod stream;
 mod typed;
 

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use super::param::Param;
 use super::response::SqlResponse;
+use super::session_effects::SessionEffects;
 use super::stream::RowSink;
 use crate::error::Error;
 use crate::pool::TrackedStream;
@@ -31,6 +32,14 @@ pub type WorkFuture<'a, T = SqlResponse> =
 /// tiberius convert with `?`; the innermost service corrects their outcome from what it saw
 /// on the wire. A failed unit of work never returns its connection to the pool (it may hold
 /// an open transaction).
+///
+/// After a unit of work succeeds, the pool runs its session reset batch before the
+/// connection serves anyone else: open transactions are rolled back (and reported) and the
+/// `SET` options it may have changed — isolation level, `IMPLICIT_TRANSACTIONS`,
+/// `XACT_ABORT`, `NOCOUNT`, `LOCK_TIMEOUT`, `ROWCOUNT`, `DEADLOCK_PRIORITY`, the ANSI
+/// options, `ARITHABORT` … — are restored to a login's defaults. State that only closing the
+/// connection undoes is the unit's to clean up: **drop the `#temp` tables it creates**, and
+/// do not `USE` another database, `SET LANGUAGE`/`DATEFORMAT`, or set session context.
 pub trait UnitOfWork: Send + Sync + 'static {
     /// Runs the work on `client`.
     fn run<'a>(&'a self, client: &'a mut Client) -> WorkFuture<'a>;
@@ -99,6 +108,8 @@ pub(crate) enum Body {
         returns: Returns,
         sql: Arc<str>,
         params: Arc<[Param]>,
+        /// What the statement may leave on its session (scanned once, here).
+        effects: SessionEffects,
     },
     /// A unit of work; `ends_own_transactions` when the crate wrote it and it checks
     /// `@@TRANCOUNT` itself in its last round trip (the pool then skips its own check).
@@ -164,6 +175,7 @@ impl SqlRequest {
             context,
             body: Body::Statement {
                 returns,
+                effects: SessionEffects::of(&sql),
                 sql,
                 params: params.into_iter().collect(),
             },
@@ -225,15 +237,16 @@ impl SqlRequest {
         matches!(self.body, Body::Work { .. })
     }
 
-    /// Whether the pool must check `@@TRANCOUNT` after the request succeeded.
-    pub(crate) fn needs_transaction_check(&self) -> bool {
-        matches!(
-            self.body,
+    /// What the request may leave on its session, for the pool to undo.
+    pub(crate) fn session_effects(&self) -> SessionEffects {
+        match &self.body {
+            Body::Statement { effects, .. } => *effects,
             Body::Work {
-                ends_own_transactions: false,
+                ends_own_transactions: true,
                 ..
-            }
-        )
+            } => SessionEffects::NONE,
+            Body::Work { .. } => SessionEffects::UNIT_OF_WORK,
+        }
     }
 }
 

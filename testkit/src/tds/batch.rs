@@ -74,22 +74,6 @@ pub(crate) fn effect(number: u32, class: u8, first_kw: &str, xact_abort: bool) -
     }
 }
 
-/// `SET XACT_ABORT ON|OFF`: the new setting, if `toks` is that statement.
-pub(crate) fn xact_abort_setting(toks: &[Tok]) -> Option<bool> {
-    match toks {
-        [set, opt, value] if set.is_kw("SET") && opt.is_kw("XACT_ABORT") => {
-            if value.is_kw("ON") {
-                Some(true)
-            } else if value.is_kw("OFF") {
-                Some(false)
-            } else {
-                None
-            }
-        }
-        _ => None,
-    }
-}
-
 /// Session values that statements can read.
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct SessionValues {
@@ -181,16 +165,6 @@ mod tests {
             effect(50001, 16, "THROW", true),
             ErrorEffect::AbortBatchRollback
         );
-    }
-
-    #[test]
-    fn xact_abort_is_recognised() {
-        let on = tokenize("SET XACT_ABORT ON").unwrap();
-        let off = tokenize("set xact_abort off").unwrap();
-        let other = tokenize("SET NOCOUNT ON").unwrap();
-        assert_eq!(xact_abort_setting(&on), Some(true));
-        assert_eq!(xact_abort_setting(&off), Some(false));
-        assert_eq!(xact_abort_setting(&other), None);
     }
 
     #[test]

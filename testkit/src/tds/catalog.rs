@@ -12,12 +12,6 @@ use super::translate::{quote_str, Ctx, Tok};
 /// The version the server reports (LOGINACK 16.0.4135; SERVERPROPERTY('ProductVersion')).
 pub(crate) const PRODUCT_VERSION: &str = "16.0.4135.4";
 
-/// `@@OPTIONS` of a session with the ODBC / SqlClient connection defaults:
-/// ANSI_WARNINGS, ANSI_PADDING, ANSI_NULLS, QUOTED_IDENTIFIER, ANSI_NULL_DFLT_ON,
-/// CONCAT_NULL_YIELDS_NULL (8 + 16 + 32 + 256 + 1024 + 4096). The testkit accepts SET
-/// options without tracking them, so this value does not change.
-pub(crate) const OPTIONS: i64 = 5432;
-
 /// User tables and views in `sqlite_master`, as SQL Server objects.
 fn objects(types: &str) -> String {
     format!(
@@ -72,9 +66,10 @@ fn view(schema: &str, name: &str, ctx: &Ctx) -> Option<String> {
                 .join(" UNION ALL ")
         }
         ("SYS", "DM_EXEC_SESSIONS") => format!(
-            "SELECT {} AS session_id, 2 AS transaction_isolation_level, 'running' AS status, \
-             5 AS database_id, 1 AS is_user_process, {} AS open_transaction_count",
-            ctx.spid, ctx.trancount
+            "SELECT {} AS session_id, {} AS transaction_isolation_level, 'running' AS status, \
+             5 AS database_id, 1 AS is_user_process, {} AS open_transaction_count, \
+             {} AS lock_timeout",
+            ctx.spid, ctx.options.isolation, ctx.trancount, ctx.options.lock_timeout
         ),
         ("SYS", "EXTENDED_PROPERTIES") => "SELECT NULL AS class, NULL AS class_desc, NULL AS major_id, \
              NULL AS minor_id, NULL AS name, NULL AS value WHERE 0"
@@ -202,10 +197,10 @@ pub(crate) fn builtin(toks: &[Tok], i: usize, ctx: &Ctx) -> Option<(String, usiz
         None
     };
     match up.as_str() {
-        "@@OPTIONS" => Some((OPTIONS.to_string(), i)),
+        "@@OPTIONS" => Some((ctx.options.bits.to_string(), i)),
         "@@MAX_PRECISION" => Some(("38".into(), i)),
         "@@LANGUAGE" => Some(("'us_english'".into(), i)),
-        "@@LOCK_TIMEOUT" => Some(("-1".into(), i)),
+        "@@LOCK_TIMEOUT" => Some((ctx.options.lock_timeout.to_string(), i)),
         "@@TEXTSIZE" => Some(("2147483647".into(), i)),
         "SCHEMA_NAME" | "CURRENT_SCHEMA" if call => Some(("'dbo'".into(), close?)),
         "SCHEMA_ID" if call => Some(("1".into(), close?)),
@@ -608,6 +603,7 @@ mod tests {
             spid: 52,
             trancount: 0,
             read_only: false,
+            options: Default::default(),
         }
     }
 

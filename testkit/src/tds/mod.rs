@@ -43,6 +43,7 @@ mod functions;
 mod handshake;
 mod hints;
 mod login7;
+mod options;
 mod packet;
 mod prelogin;
 mod procs;

@@ -7,6 +7,7 @@ use super::counters::bump;
 use super::errors::ErrorSpec;
 use super::faults::{DisconnectMode, DropPoint, LoginFate, SessionCtl, Shared, StallPoint};
 use super::handshake::{self, BoxWrite, Opened};
+use super::options::{opens_implicit_transaction, SessionOptions};
 use super::packet::{self, ptype, read_message, Message};
 use super::rpc::{self, Param, RpcError};
 use super::sql::{self, SqlError, Value};
@@ -65,9 +66,8 @@ struct Session {
     interrupt: Option<Arc<InterruptHandle>>,
     trancount: u32,
     tran_desc: u64,
-    nocount: bool,
-    /// `SET XACT_ABORT`: any runtime error aborts the batch and rolls back.
-    xact_abort: bool,
+    /// The session's SET options (`XACT_ABORT`, `NOCOUNT`, isolation level, …).
+    options: SessionOptions,
     /// `@@ERROR`: the last statement's error number (0 after a success).
     last_error: u32,
     /// Whether the current request reported an error (DONEPROC's error bit).
@@ -151,8 +151,7 @@ pub(crate) async fn serve(ctx: Arc<ServerCtx>, stream: TcpStream, ctl: Arc<Sessi
         interrupt: None,
         trancount: 0,
         tran_desc: 0,
-        nocount: false,
-        xact_abort: false,
+        options: SessionOptions::default(),
         last_error: 0,
         request_failed: false,
         row_ends: Vec::new(),
@@ -452,11 +451,53 @@ impl Session {
             }
         };
         // The statement runs as a module (dynamic SQL or a prepared statement): SQL Server
-        // restores SET options such as XACT_ABORT and NOCOUNT when it returns.
-        let (xact_abort, nocount) = (self.xact_abort, self.nocount);
+        // restores the SET options (XACT_ABORT, NOCOUNT, isolation level…) and drops the
+        // #temp tables it created when it returns.
+        let options = self.options;
+        let temp_before = if stmt.contains('#') {
+            Some(self.temp_tables().await)
+        } else {
+            None
+        };
         let answered = self.request(stmt, values, true).await;
-        (self.xact_abort, self.nocount) = (xact_abort, nocount);
+        self.options = options;
+        if let Some(before) = temp_before {
+            let created: Vec<String> = self
+                .temp_tables()
+                .await
+                .into_iter()
+                .filter(|t| !before.contains(t))
+                .collect();
+            if !created.is_empty() {
+                self.blocking(move |c| {
+                    for table in created {
+                        let _ = c.execute(
+                            &format!("DROP TABLE temp.\"{}\"", table.replace('"', "\"\"")),
+                            [],
+                        );
+                    }
+                })
+                .await;
+            }
+        }
         answered
+    }
+
+    /// The session's `#temp` tables (SQLite TEMP tables of its connection).
+    async fn temp_tables(&mut self) -> Vec<String> {
+        self.blocking(|c| {
+            let mut names = Vec::new();
+            if let Ok(mut stmt) =
+                c.prepare("SELECT name FROM temp.sqlite_master WHERE type = 'table'")
+            {
+                if let Ok(rows) = stmt.query_map([], |r| r.get::<_, String>(0)) {
+                    names.extend(rows.flatten());
+                }
+            }
+            names
+        })
+        .await
+        .unwrap_or_default()
     }
 
     /// Runs a batch (or the statement of an `sp_executesql` RPC) and writes the response.
@@ -520,7 +561,7 @@ impl Session {
             // XACT_ABORT ON, SQL Server also rolls back the open transaction.
             self.attn_answered = self.attn.load(Ordering::SeqCst);
             let mut w = TokenWriter::new();
-            if self.xact_abort && self.trancount > 0 {
+            if self.options.xact_abort() && self.trancount > 0 {
                 self.rollback_now(&mut w).await;
             }
             w.done(tok::DONE, done::ATTN, 0, 0);
@@ -641,7 +682,7 @@ impl Session {
         }
         self.attn_answered = self.attn.load(Ordering::SeqCst);
         let mut w = TokenWriter::new();
-        if self.xact_abort && self.trancount > 0 {
+        if self.options.xact_abort() && self.trancount > 0 {
             self.rollback_now(&mut w).await;
         }
         w.done(tok::DONE, done::ATTN, 0, 0);
@@ -656,6 +697,7 @@ impl Session {
             spid: self.spid,
             trancount: self.trancount,
             read_only: self.ctx.shared.read_only.load(Ordering::SeqCst),
+            options: self.options,
         }
     }
 
@@ -739,7 +781,7 @@ impl Session {
         self.error(w, &e);
         self.last_error = e.number;
         self.request_failed = true;
-        let effect = batch::effect(e.number, e.class, first_kw, self.xact_abort);
+        let effect = batch::effect(e.number, e.class, first_kw, self.options.xact_abort());
         if effect == ErrorEffect::AbortBatchRollback && self.trancount > 0 {
             self.rollback_now(w).await;
         }
@@ -860,13 +902,21 @@ impl Session {
     ) -> Result<(), Stop> {
         let first_kw = toks.first().and_then(|t| t.kw()).unwrap_or_default();
         let ctx = self.trans_ctx();
-        let action = match batch::xact_abort_setting(toks) {
-            Some(on) => {
-                self.xact_abort = on;
-                Action::SetIgnored
-            }
+        let action = match self.options.apply(toks) {
+            Some(Ok(())) => Action::SetIgnored,
+            Some(Err(e)) => Action::Unsupported(e),
             None => translate::action(toks, &ctx),
         };
+        // IMPLICIT_TRANSACTIONS ON: a data or schema statement outside a transaction
+        // opens one, which only COMMIT or ROLLBACK ends.
+        if self.options.implicit_transactions()
+            && self.trancount == 0
+            && opens_implicit_transaction(&action)
+        {
+            if let Err(e) = self.begin_now(w).await {
+                return self.sql_failure(w, e, dones, done_tok, &first_kw).await;
+            }
+        }
         let (status, cur_cmd, rows) = match action {
             Action::BeginTran => {
                 if let Err(e) = self.begin_now(w).await {
@@ -903,10 +953,6 @@ impl Session {
                 }
                 self.rollback_now(w).await;
                 (0, 0xD6, 0)
-            }
-            Action::NoCount(on) => {
-                self.nocount = on;
-                (0, 0xB9, 0)
             }
             Action::SetIgnored => (0, 0xB9, 0),
             Action::Use(db) => {
@@ -956,7 +1002,7 @@ impl Session {
                             }
                         }
                         let counted = o.result.is_some() || kind.counts();
-                        let status = if counted && !self.nocount {
+                        let status = if counted && !self.options.nocount() {
                             done::COUNT
                         } else {
                             0

@@ -441,8 +441,7 @@ pub(crate) enum Action {
     BeginTran,
     Commit,
     Rollback,
-    NoCount(bool),
-    /// A SET option the server accepts and ignores.
+    /// A SET option: tracked by the session (see `options`) or accepted and ignored.
     SetIgnored,
     Use(String),
     WaitFor(Duration),
@@ -516,6 +515,7 @@ pub(crate) struct Ctx {
     pub spid: u16,
     pub trancount: u32,
     pub read_only: bool,
+    pub options: super::options::SessionOptions,
 }
 
 /// Classifies and translates one simple statement.
@@ -551,13 +551,6 @@ fn action_inner(toks: &[Tok], ctx: &Ctx) -> Result<Action, ErrorSpec> {
         "COMMIT" => return Ok(Action::Commit),
         "ROLLBACK" => return Ok(Action::Rollback),
         "SET" => {
-            if k1 == "NOCOUNT" {
-                return match kw_at(toks, 2).as_str() {
-                    "ON" => Ok(Action::NoCount(true)),
-                    "OFF" => Ok(Action::NoCount(false)),
-                    _ => Err(syntax_error("NOCOUNT")),
-                };
-            }
             if toks.get(1).is_some_and(|t| matches!(t, Tok::Word(w) if w.starts_with('@'))) {
                 return Err(unsupported("variables (SET @var)"));
             }
@@ -1194,6 +1187,7 @@ mod tests {
             spid: 51,
             trancount: 0,
             read_only: false,
+            options: Default::default(),
         }
     }
 

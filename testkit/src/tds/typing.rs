@@ -436,6 +436,7 @@ mod tests {
             spid: 51,
             trancount: 0,
             read_only: false,
+            options: Default::default(),
         };
         add_column_checks(&mut toks, &ctx);
         let text = type_text(&toks);
