@@ -555,7 +555,7 @@ impl fmt::Display for Error {
             ErrorKind::Routing { host, port } => {
                 write!(f, "server redirected the connection to {host}:{port}")?
             }
-            ErrorKind::Tls => f.write_str("tls handshake failed")?,
+            ErrorKind::Tls => f.write_str(TLS_HINT)?,
             ErrorKind::Protocol => f.write_str("protocol error")?,
             ErrorKind::Conversion => {
                 f.write_str("value conversion failed")?;
@@ -618,15 +618,34 @@ impl fmt::Display for Error {
         f.write_str(")")?;
         if let (
             Some(source),
-            ErrorKind::Other
-            | ErrorKind::Protocol
-            | ErrorKind::Tls
-            | ErrorKind::StreamInterrupted { .. },
+            ErrorKind::Other | ErrorKind::Protocol | ErrorKind::StreamInterrupted { .. },
         ) = (&self.inner.source, &self.inner.kind)
         {
             write!(f, ": {source}")?;
         }
+        if let (Some(source), ErrorKind::Tls) = (&self.inner.source, &self.inner.kind) {
+            write!(f, ": {}", tls_detail(&source.to_string()))?;
+        }
         Ok(())
+    }
+}
+
+/// What a TLS failure says first: what went wrong and what to do about it, in this
+/// crate's configuration terms.
+const TLS_HINT: &str = "tls handshake failed: the server's certificate is not trusted (or not \
+valid for the host name), or TLS could not be set up. Trust its CA with the region's \
+`trust_server_certificate_ca` (or `TrustServerCertificateCA` in its connection string), \
+or, for a test server only, set `encryption = \"trust_server_certificate\"`";
+
+/// tiberius's TLS message without the remedies it words in its own API (the hint above
+/// gives them in configuration terms).
+fn tls_detail(message: &str) -> &str {
+    let message = message
+        .strip_prefix("Error forming TLS connection: ")
+        .unwrap_or(message);
+    match message.find(" To connect anyway") {
+        Some(end) => message[..end].trim_end(),
+        None => message,
     }
 }
 
@@ -831,6 +850,25 @@ mod tests {
         );
         let e = Error::from_tiberius(tiberius::error::Error::Tls("x".into()), true);
         assert_eq!((e.kind(), e.outcome()), (&ErrorKind::Tls, Outcome::NotSent));
+    }
+
+    #[test]
+    fn tls_errors_say_what_to_do_in_configuration_terms() {
+        let e = Error::from_tiberius(
+            tiberius::error::Error::Tls(
+                "the server's certificate was rejected during the TLS handshake: invalid peer \
+                 certificate: UnknownIssuer. To connect anyway you can: (1) trust a specific \
+                 CA certificate with `Config::trust_cert_ca(path)`"
+                    .into(),
+            ),
+            false,
+        );
+        let text = e.to_string();
+        assert!(text.starts_with("tls handshake failed: "), "{text}");
+        assert!(text.contains("`trust_server_certificate_ca`"), "{text}");
+        assert!(text.contains("UnknownIssuer"), "{text}");
+        assert!(!text.contains("Config::trust_cert_ca"), "{text}");
+        assert_eq!(tls_detail("plain"), "plain");
     }
 
     #[test]

@@ -77,7 +77,9 @@ pub type SharedClassifier = Arc<dyn Classify>;
 /// [`without_transient`](Self::without_transient)); a non-transient error of class 20 or
 /// above (the server closed the connection) still counts against health. I/O errors,
 /// attempt/connect/pool timeouts, protocol errors and routing redirects are retryable;
-/// conversion errors, TLS failures, open breakers and an exhausted deadline are not.
+/// conversion errors, TLS failures, open breakers and an exhausted deadline are not. TLS
+/// failures (an untrusted or mismatched certificate) count against neither breaker nor
+/// health: they are configuration, not a failing region.
 #[derive(Clone, Default)]
 pub struct SqlServerClassifier {
     added: HashSet<u32>,
@@ -184,9 +186,16 @@ impl Classify for SqlServerClassifier {
                 counts_as_failure: false,
                 delay_hint: None,
             },
+            // The client could not set up TLS — nearly always a certificate it does not
+            // trust, or a name that does not match: configuration, which another try
+            // will not fix, and no sign the region is failing (a client missing a CA
+            // fails every region alike; opening breakers would only hide the cause).
+            // Nothing was sent, so the request may still move to another region, and a
+            // region whose certificate is bad is graded down by its probes, which fail
+            // the same handshake.
             ErrorKind::Tls => Classification {
                 retryable: false,
-                counts_as_failure: true,
+                counts_as_failure: false,
                 delay_hint: None,
             },
             ErrorKind::Other => Classification {

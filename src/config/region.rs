@@ -1,5 +1,7 @@
 //! `[[regions]]`: where each region's database is and how to log in to it.
 
+use std::path::{Path, PathBuf};
+
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use tiberius::{AuthMethod, EncryptionLevel};
 
@@ -26,6 +28,10 @@ pub const MAX_INSTANCE_NAME_CHARS: usize = 16;
 
 /// The longest `connection_string`: 4096 characters.
 pub const MAX_CONNECTION_STRING_CHARS: usize = 4096;
+
+/// The largest CA certificate file read (`trust_server_certificate_ca`, or a connection
+/// string's `TrustServerCertificateCA`): 1 MiB.
+pub const MAX_CA_FILE_BYTES: u64 = 1024 * 1024;
 
 pub use crate::failover::Role;
 
@@ -114,6 +120,15 @@ pub struct RegionConfig {
     /// Default `"required"`.
     #[serde(default)]
     pub encryption: Encryption,
+    /// A CA certificate file to trust for the server's certificate, besides the system's
+    /// roots: a private CA, or a test server's (the testkit writes its CA with
+    /// `TlsIdentity::write_ca_pem`). `.pem` or `.crt` (PEM, one or more certificates) or
+    /// `.der`, at most 1 MiB. Only with `host` and `encryption = "required"` (a connection
+    /// string says `TrustServerCertificateCA=<path>`, which is checked the same way).
+    /// Read when the configuration is loaded, so a wrong path fails the load rather than
+    /// every connect.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trust_server_certificate_ca: Option<PathBuf>,
     /// `APP_NAME()` on the server, at most 128 characters without control characters.
     /// Default `"mssql-resilience"`; `""` sends none.
     #[serde(
@@ -165,6 +180,7 @@ impl Default for RegionConfig {
             user: None,
             password: None,
             encryption: Encryption::default(),
+            trust_server_certificate_ca: None,
             application_name: default_application_name(),
             role: Role::default(),
             authentication: Authentication::default(),
@@ -305,6 +321,13 @@ impl RegionConfig {
                 }
                 if let Some(v) = &self.password {
                     return Err(ConfigError::new("password", v, also));
+                }
+                if let Some(v) = &self.trust_server_certificate_ca {
+                    return Err(ConfigError::new(
+                        "trust_server_certificate_ca",
+                        v,
+                        "must not be set together with `connection_string` (write `TrustServerCertificateCA=<path>` in it)",
+                    ));
                 }
                 if self.port != DEFAULT_PORT {
                     return Err(ConfigError::new(
@@ -489,6 +512,17 @@ impl RegionConfig {
                     ));
                 }
                 Self::check_connection_string(secret, &ado)?;
+                if self.encryption == Encryption::Required {
+                    if let Some(ca) = ado.get(&[CA_KEY]) {
+                        if let Some(reason) = ca_file_problem(Path::new(ca.trim())) {
+                            return Err(ConfigError::new(
+                                "connection_string",
+                                secret,
+                                format!("its `TrustServerCertificateCA` file {reason}"),
+                            ));
+                        }
+                    }
+                }
                 if self.authentication == Authentication::Entra
                     && (ado.get(PASSWORD_KEYS).is_some() || ado.get(USER_KEYS).is_some())
                 {
@@ -550,6 +584,30 @@ impl RegionConfig {
                 config
             }
         };
+        if let Some(ca) = &self.trust_server_certificate_ca {
+            let field = "trust_server_certificate_ca";
+            match self.encryption {
+                Encryption::Required => {}
+                Encryption::TrustServerCertificate => {
+                    return Err(ConfigError::new(
+                        field,
+                        ca,
+                        "must not be set with `encryption = \"trust_server_certificate\"` (which trusts any certificate): use `required` to validate against this CA",
+                    ))
+                }
+                Encryption::NotSupported => {
+                    return Err(ConfigError::new(
+                        field,
+                        ca,
+                        "must not be set with `encryption = \"not_supported\"` (no TLS): use `required`",
+                    ))
+                }
+            }
+            if let Some(reason) = ca_file_problem(ca) {
+                return Err(ConfigError::new(field, ca, reason));
+            }
+            config.trust_cert_ca(ca.display());
+        }
         match self.encryption {
             Encryption::Required => config.encryption(EncryptionLevel::Required),
             Encryption::TrustServerCertificate => {
@@ -565,6 +623,45 @@ impl RegionConfig {
         }
         Ok(config)
     }
+}
+
+/// Why a CA certificate file cannot be used, if it cannot. tiberius reads it at every
+/// connect, and a bad one fails each connect with an I/O error (which looks transient):
+/// checked up front instead. tiberius reads `.pem` / `.crt` as PEM and `.der` as DER.
+fn ca_file_problem(path: &Path) -> Option<String> {
+    let ext = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .map(str::to_ascii_lowercase);
+    let pem = match ext.as_deref() {
+        Some("pem" | "crt") => true,
+        Some("der") => false,
+        _ => {
+            return Some("must end in `.pem`, `.crt` or `.der` (the formats tiberius reads)".into())
+        }
+    };
+    match std::fs::metadata(path) {
+        Ok(m) if !m.is_file() => return Some("is not a file".into()),
+        Ok(m) if m.len() > MAX_CA_FILE_BYTES => {
+            return Some(format!(
+                "is larger than {MAX_CA_FILE_BYTES} bytes: not a CA certificate"
+            ))
+        }
+        Ok(_) => {}
+        Err(e) => return Some(format!("cannot be read: {e}")),
+    }
+    let bytes = match std::fs::read(path) {
+        Ok(b) => b,
+        Err(e) => return Some(format!("cannot be read: {e}")),
+    };
+    let marker: &[u8] = b"-----BEGIN CERTIFICATE-----";
+    if pem && !bytes.windows(marker.len()).any(|w| w == marker) {
+        return Some("holds no PEM certificate (`-----BEGIN CERTIFICATE-----`)".into());
+    }
+    if !pem && bytes.is_empty() {
+        return Some("is empty".into());
+    }
+    None
 }
 
 /// tiberius' message without its long quoting hint, and with the connection string and

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Conformance check: the tds-server binary against TDS clients nobody here wrote:
 # FreeTDS `tsql` (TDS 7.4), python-tds (pytds), pyodbc over FreeTDS ODBC, pymssql, and
-# SQLAlchemy 2 over pyodbc and over pymssql. Installs them when missing,
+# SQLAlchemy 2 over pyodbc and over pymssql, and tsql again over TLS (`--tls required` and
+# `login-only`). Installs them when missing,
 # starts the server on a free port, compares every client's output exactly with
 # what is expected, and always stops the server on exit.
 set -euo pipefail
@@ -43,11 +44,14 @@ BIN="$TARGET_DIR/debug/tds-server"
 
 WORK="$(mktemp -d)"
 SERVER_PID=""
+TLS_PIDS=()
 cleanup() {
-    if [ -n "$SERVER_PID" ]; then
-        kill "$SERVER_PID" 2>/dev/null || true
-        wait "$SERVER_PID" 2>/dev/null || true
-    fi
+    for pid in "$SERVER_PID" ${TLS_PIDS[@]+"${TLS_PIDS[@]}"}; do
+        if [ -n "$pid" ]; then
+            kill "$pid" 2>/dev/null || true
+            wait "$pid" 2>/dev/null || true
+        fi
+    done
     rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -142,6 +146,42 @@ for stack in pyodbc sqlalchemy-pyodbc pymssql sqlalchemy-pymssql; do
     check "$stack: exit status 0" "$WORK/rc0.expected" "$WORK/$stack.rc"
     if [ "$(cat "$WORK/$stack.rc")" != 0 ]; then sed 's/^/       /' "$WORK/$stack.err"; fi
 done
+
+# --- TLS: FreeTDS tsql against --tls required and login-only ----------------------------
+# start_tls MODE → TLS_PORT; the server's generated CA is written to $WORK/ca-MODE.pem.
+start_tls() {
+    "$BIN" --listen 127.0.0.1:0 --user "$USER_NAME" --password "$PASSWORD" --database "$DATABASE" \
+        --tls "$1" --tls-ca "$WORK/ca-$1.pem" >"$WORK/tls-$1.out" 2>"$WORK/tls-$1.err" &
+    TLS_PIDS+=($!)
+    for _ in $(seq 1 200); do
+        if [ -s "$WORK/tls-$1.out" ]; then break; fi
+        sleep 0.05
+    done
+    TLS_PORT="$(head -n 1 "$WORK/tls-$1.out")"
+    TLS_PORT="${TLS_PORT##*:}"
+}
+# tls_tsql PORT ENCRYPTION CA_FILE → $WORK/tls.out (stdout), $WORK/tls.rc
+tls_tsql() {
+    printf '[global]\n\ttds version = 7.4\n\tencryption = %s\n\tca file = %s\n' "$2" "$3" \
+        >"$WORK/freetds.conf"
+    set +e
+    printf 'SELECT 40 + 2 AS answer\ngo\n' | FREETDSCONF="$WORK/freetds.conf" timeout 60 \
+        tsql -H localhost -p "$1" -U "$USER_NAME" -P "$PASSWORD" -D "$DATABASE" -o q \
+        >"$WORK/tls.out" 2>"$WORK/tls.err"
+    echo "$?" >"$WORK/tls.rc"
+    set -e
+}
+printf 'answer\n42\n' >"$WORK/tls.expected"
+start_tls required
+REQUIRED_PORT="$TLS_PORT"
+start_tls login-only
+LOGIN_ONLY_PORT="$TLS_PORT"
+tls_tsql "$REQUIRED_PORT" require "$WORK/ca-required.pem"
+check "tsql over TLS: --tls required, encryption = require, the server's CA" "$WORK/tls.expected" "$WORK/tls.out"
+tls_tsql "$LOGIN_ONLY_PORT" off "$WORK/ca-login-only.pem"
+check "tsql over TLS: --tls login-only, encryption = off (login encrypted)" "$WORK/tls.expected" "$WORK/tls.out"
+tls_tsql "$REQUIRED_PORT" require "$WORK/ca-login-only.pem"
+check "tsql over TLS: another server's CA is refused (exit 1)" "$WORK/rc1.expected" "$WORK/tls.rc"
 
 if [ "$FAILED" != 0 ]; then
     echo "conformance: FAILED"

@@ -289,3 +289,42 @@ async fn control_endpoint_sets_stalls_and_the_disconnect_mode() {
     let (_, counters) = http(ctl, "GET", "/counters", None).await;
     assert!(counters.contains(r#""responses_stalled":1"#), "{counters}");
 }
+
+#[tokio::test]
+async fn control_endpoint_stalls_tls_handshakes() {
+    use mssql_testkit::tds::TlsMode;
+    let cfg = TdsServerConfig::new(USER, PASSWORD)
+        .control("127.0.0.1:0".parse().unwrap())
+        .tls(TlsMode::Required);
+    let server = TdsServer::start(cfg).await.unwrap();
+    let ctl = server.control_addr().unwrap();
+    let (st, body) = http(ctl, "POST", "/faults/tls-stall", Some(r#"{"count":1}"#)).await;
+    assert_eq!((st, body.as_str()), (200, r#"{"ok":true}"#));
+    let (st, _) = http(
+        ctl,
+        "POST",
+        "/faults/tls-stall",
+        Some(r#"{"count":1,"always":true}"#),
+    )
+    .await;
+    assert_eq!(st, 422);
+    let mut cfg = tiberius::Config::new();
+    cfg.host("localhost");
+    cfg.port(server.addr().port());
+    cfg.authentication(tiberius::AuthMethod::sql_server(USER, PASSWORD));
+    cfg.encryption(tiberius::EncryptionLevel::Required);
+    cfg.trust_cert();
+    let tcp = tokio::net::TcpStream::connect(server.addr()).await.unwrap();
+    let stalled = tokio::time::timeout(
+        std::time::Duration::from_millis(300),
+        tiberius::Client::connect(
+            cfg,
+            tokio_util::compat::TokioAsyncWriteCompatExt::compat_write(tcp),
+        ),
+    )
+    .await;
+    assert!(stalled.is_err(), "the handshake hangs");
+    let (_, body) = http(ctl, "GET", "/counters", None).await;
+    assert!(body.contains("\"tls_handshakes_stalled\":1"), "{body}");
+    server.shutdown().await;
+}

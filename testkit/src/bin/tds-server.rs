@@ -3,19 +3,21 @@
 //! ```text
 //! tds-server --listen 127.0.0.1:PORT --user U --password P [--database NAME]
 //!            [--db-file PATH] [--control 127.0.0.1:PORT] [--access-token T]...
-//!            [--disconnect rollback|complete]
+//!            [--disconnect rollback|complete] [--tls off|login-only|required]
+//!            [--tls-ca PATH]
 //! ```
 //! Prints `listening on ADDR` as its first line (and `control on ADDR` when a control
 //! endpoint is requested), then serves until SIGINT or SIGTERM.
 
-use mssql_testkit::tds::{DisconnectMode, TdsServer, TdsServerConfig};
+use mssql_testkit::tds::{DisconnectMode, TdsServer, TdsServerConfig, TlsMode};
 use std::io::Write;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::process::ExitCode;
 
-const USAGE: &str = "usage: tds-server --listen 127.0.0.1:PORT --user U --password P [--database NAME] [--db-file PATH] [--control 127.0.0.1:PORT] [--access-token T]... [--disconnect rollback|complete]
+const USAGE: &str = "usage: tds-server --listen 127.0.0.1:PORT --user U --password P [--database NAME] [--db-file PATH] [--control 127.0.0.1:PORT] [--access-token T]... [--disconnect rollback|complete] [--tls off|login-only|required] [--tls-ca PATH]
 
-A SQL Server wire-protocol (TDS 7.4, plaintext) test server backed by SQLite.
+A SQL Server wire-protocol (TDS 7.4) test server backed by SQLite.
 Prints `listening on ADDR` as its first line; port 0 picks a free port.
 
   --listen ADDR     address to listen on (required)
@@ -29,16 +31,24 @@ Prints `listening on ADDR` as its first line; port 0 picks a free port.
                     autocommit write commits)
   --access-token T  also accept Microsoft Entra ID (FEDAUTH) logins with token T
                     (repeatable; other tokens fail with 18456)
+  --tls MODE        PRELOGIN encryption: off (default: ENCRYPT_NOT_SUP, plaintext),
+                    login-only (a certificate, encryption optional: only the
+                    LOGIN7 is encrypted for clients offering ENCRYPT_OFF) or
+                    required (everything encrypted); a CA and a certificate for
+                    localhost / 127.0.0.1 / ::1 are generated at start
+  --tls-ca PATH     write the generated CA certificate (PEM) to PATH for clients
+                    to trust (requires --tls login-only or required)
   --help            show this help";
 
 enum Parsed {
     Help,
-    Run(Box<TdsServerConfig>),
+    Run(Box<TdsServerConfig>, Option<PathBuf>),
 }
 
 fn parse_args(args: &[String]) -> Result<Parsed, String> {
     let mut cfg = TdsServerConfig::default();
     let (mut listen, mut user, mut password) = (None, None, None);
+    let mut tls_ca = None;
     let mut it = args.iter();
     while let Some(flag) = it.next() {
         if flag == "--help" || flag == "-h" {
@@ -73,6 +83,14 @@ fn parse_args(args: &[String]) -> Result<Parsed, String> {
                 }
             }
             "--access-token" => cfg.access_tokens.push(value("--access-token")?),
+            "--tls" => {
+                let v = value("--tls")?;
+                cfg.tls = TlsMode::parse(&v).ok_or_else(|| {
+                    let shown: String = v.chars().take(40).collect();
+                    format!("--tls: unknown mode {shown:?} (use off, login-only or required)")
+                })?;
+            }
+            "--tls-ca" => tls_ca = Some(PathBuf::from(value("--tls-ca")?)),
             other => return Err(format!("unknown argument {other:?} (try --help)")),
         }
     }
@@ -82,17 +100,20 @@ fn parse_args(args: &[String]) -> Result<Parsed, String> {
     if cfg.database.is_empty() {
         return Err("--database must not be empty".into());
     }
-    Ok(Parsed::Run(Box::new(cfg)))
+    if tls_ca.is_some() && cfg.tls == TlsMode::Off {
+        return Err("--tls-ca needs --tls login-only or required".into());
+    }
+    Ok(Parsed::Run(Box::new(cfg), tls_ca))
 }
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let cfg = match parse_args(&args) {
+    let (cfg, tls_ca) = match parse_args(&args) {
         Ok(Parsed::Help) => {
             println!("{USAGE}");
             return ExitCode::SUCCESS;
         }
-        Ok(Parsed::Run(cfg)) => *cfg,
+        Ok(Parsed::Run(cfg, tls_ca)) => (*cfg, tls_ca),
         Err(e) => {
             eprintln!("tds-server: {e}");
             return ExitCode::from(2);
@@ -117,6 +138,15 @@ fn main() -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
+        if let (Some(path), Some(tls)) = (&tls_ca, server.tls()) {
+            if let Err(e) = tls.write_ca_pem(path) {
+                eprintln!(
+                    "tds-server: cannot write the CA certificate to {}: {e}",
+                    path.display()
+                );
+                return ExitCode::FAILURE;
+            }
+        }
         let shutdown = mssql_testkit::signal::shutdown_signal();
         let mut out = std::io::stdout().lock();
         let _ = writeln!(out, "listening on {}", server.addr());

@@ -198,6 +198,11 @@ async fn stall(State(f): State<Faults>, Json(b): Json<StallBody>) -> Reply {
     ok()
 }
 
+async fn tls_stall(State(f): State<Faults>, Json(b): Json<TriggerBody>) -> Reply {
+    f.stall_tls_handshakes(b.trigger()?);
+    ok()
+}
+
 async fn disconnect(State(f): State<Faults>, Json(b): Json<DisconnectBody>) -> Reply {
     f.set_disconnect_mode(b.mode);
     ok()
@@ -245,6 +250,7 @@ fn router(faults: Faults) -> Router {
         .route("/faults/read-only", post(read_only))
         .route("/faults/drop", post(drop_fault))
         .route("/faults/stall", post(stall))
+        .route("/faults/tls-stall", post(tls_stall))
         .route("/faults/disconnect", post(disconnect))
         .route("/faults/accept", post(accept))
         .route("/sessions/kill", post(kill))

@@ -25,6 +25,16 @@ pub struct Counters {
     /// Responses stalled part-way by an injected stall fault.
     #[serde(default)]
     pub responses_stalled: u64,
+    /// TLS handshakes completed (PRELOGIN negotiated encryption and the handshake ended).
+    #[serde(default)]
+    pub tls_handshakes: u64,
+    /// TLS handshakes that failed (e.g. the client rejected the certificate).
+    #[serde(default)]
+    pub tls_handshakes_failed: u64,
+    /// TLS handshakes left unanswered by an injected stall
+    /// ([`Faults::stall_tls_handshakes`](super::Faults::stall_tls_handshakes)).
+    #[serde(default)]
+    pub tls_handshakes_stalled: u64,
     /// TCP connections currently open.
     pub connections_open: u64,
     /// TCP connections accepted since start (including ones closed immediately
@@ -45,6 +55,9 @@ pub(crate) struct CounterCells {
     pub errors_injected: AtomicU64,
     pub responses_dropped: AtomicU64,
     pub responses_stalled: AtomicU64,
+    pub tls_handshakes: AtomicU64,
+    pub tls_handshakes_failed: AtomicU64,
+    pub tls_handshakes_stalled: AtomicU64,
     pub connections_open: AtomicU64,
     pub connections_total: AtomicU64,
     pub sessions_killed: AtomicU64,
@@ -67,6 +80,9 @@ impl CounterCells {
             errors_injected: g(&self.errors_injected),
             responses_dropped: g(&self.responses_dropped),
             responses_stalled: g(&self.responses_stalled),
+            tls_handshakes: g(&self.tls_handshakes),
+            tls_handshakes_failed: g(&self.tls_handshakes_failed),
+            tls_handshakes_stalled: g(&self.tls_handshakes_stalled),
             connections_open: g(&self.connections_open),
             connections_total: g(&self.connections_total),
             sessions_killed: g(&self.sessions_killed),

@@ -206,6 +206,7 @@ pub(crate) struct FaultState {
     delay: Duration,
     drop: Option<(DropPoint, TriggerState)>,
     stall: Vec<(StallFault, TriggerState)>,
+    tls_stall: Option<TriggerState>,
 }
 
 /// Control block of one live session, used to kill it.
@@ -346,6 +347,19 @@ impl Shared {
         fired
     }
 
+    /// Whether this connection's TLS handshake is left unanswered.
+    pub fn tls_stall_fault(&self) -> bool {
+        let mut st = self.lock();
+        let Some(trig) = st.tls_stall.as_mut() else {
+            return false;
+        };
+        let fired = trig.fire();
+        if trig.exhausted() {
+            st.tls_stall = None;
+        }
+        fired
+    }
+
     pub fn query_delay(&self) -> Duration {
         self.lock().delay
     }
@@ -428,6 +442,16 @@ impl Faults {
         self.shared.lock().stall.clear();
     }
 
+    /// When `trigger` fires for a connection whose PRELOGIN negotiated encryption, the
+    /// server answers the PRELOGIN and then never answers the client's TLS handshake: it
+    /// reads and discards what the client sends and holds the connection until the client
+    /// leaves or the session is killed (a server or middlebox that stalls mid-handshake).
+    /// Only servers started with TLS (see [`TlsMode`](super::TlsMode)) negotiate
+    /// encryption. Replaces any TLS stall fault; [`Faults::clear`] removes it.
+    pub fn stall_tls_handshakes(&self, trigger: Trigger) {
+        self.shared.lock().tls_stall = Some(TriggerState::new(trigger));
+    }
+
     /// What a client disconnect does to the work in flight (see [`DisconnectMode`]).
     /// Applies to disconnects noticed from now on, in every session.
     pub fn set_disconnect_mode(&self, mode: DisconnectMode) {
@@ -459,7 +483,7 @@ impl Faults {
     }
 
     /// Clears every fault: login failures and redirects, query faults, the delay, drop
-    /// and stall faults, read-only mode; sets the accept mode back to normal and the
+    /// and stall faults, TLS handshake stalls, read-only mode; sets the accept mode back to normal and the
     /// disconnect mode back to the server's configured one.
     pub fn clear(&self) {
         *self.shared.lock() = FaultState::default();

@@ -1,13 +1,16 @@
-//! A plaintext TDS 7.4 (SQL Server wire protocol) test server backed by SQLite, with
+//! A TDS 7.4 (SQL Server wire protocol) test server backed by SQLite, with
 //! programmable faults.
 //!
 //! The server speaks enough of the protocol for the real `tiberius` client, FreeTDS
 //! (`tsql`, ODBC), `python-tds`, pymssql and SQLAlchemy to log in, run SQL batches and
 //! parameterised RPCs (`sp_executesql`, `sp_prepexec`, …) with every common SQL Server
 //! data type, and read typed result sets; a T-SQL surface is translated onto SQLite
-//! (see `testkit/README.md` for exactly what is supported). Faults —
+//! (see `testkit/README.md` for exactly what is supported). Plaintext by default; with
+//! [`TdsServerConfig::tls`] it negotiates PRELOGIN encryption and serves a certificate
+//! signed by a CA generated at start ([`TlsIdentity`]). Faults —
 //! failed or redirected logins, failing or slow queries, read-only mode, connections
-//! dropped mid-response, a listener that stops accepting, killed sessions — are set
+//! dropped mid-response, a listener that stops accepting, killed sessions, stalled TLS
+//! handshakes — are set
 //! in-process through [`Faults`] or at run time through the HTTP control endpoint.
 //!
 //! ```no_run
@@ -37,6 +40,7 @@ mod errors;
 mod faults;
 mod fedauth;
 mod functions;
+mod handshake;
 mod hints;
 mod login7;
 mod options;
@@ -47,6 +51,7 @@ mod rpc;
 mod server;
 mod session;
 mod sql;
+mod tls;
 mod tokens;
 mod translate;
 mod types;
@@ -58,3 +63,4 @@ pub use faults::{
     AcceptMode, DisconnectMode, DropPoint, Faults, QueryFault, StallFault, StallPoint, Trigger,
 };
 pub use server::{TdsServer, TdsServerConfig};
+pub use tls::{TlsIdentity, TlsMode, SERVER_CERT_NAMES};

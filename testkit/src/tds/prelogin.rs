@@ -27,11 +27,12 @@ pub(crate) fn parse(payload: &[u8]) -> Option<ClientPrelogin> {
     }
 }
 
-/// Builds the reply: VERSION, ENCRYPTION = ENCRYPT_NOT_SUP, INSTOPT (valid), MARS off.
-pub(crate) fn reply() -> Vec<u8> {
+/// Builds the reply: VERSION, ENCRYPTION = `encryption` (the negotiated value, see
+/// [`super::tls::negotiate`]), INSTOPT (valid), MARS off.
+pub(crate) fn reply(encryption: u8) -> Vec<u8> {
     let options: [(u8, Vec<u8>); 4] = [
         (0x00, vec![16, 0, 0x10, 0x27, 0, 0]), // VERSION 16.0.4135, sub-build 0
-        (0x01, vec![2]),                       // ENCRYPTION: ENCRYPT_NOT_SUP
+        (0x01, vec![encryption]),              // ENCRYPTION
         (0x02, vec![0]),                       // INSTOPT: instance valid
         (0x04, vec![0]),                       // MARS: off
     ];
@@ -55,13 +56,15 @@ mod tests {
 
     #[test]
     fn reply_round_trips_through_parse() {
-        let r = reply();
-        assert_eq!(
-            parse(&r),
-            Some(ClientPrelogin {
-                encryption: Some(2)
-            })
-        );
+        for encryption in 0..4 {
+            let r = reply(encryption);
+            assert_eq!(
+                parse(&r),
+                Some(ClientPrelogin {
+                    encryption: Some(encryption)
+                })
+            );
+        }
     }
 
     #[test]

@@ -3,6 +3,7 @@
 use super::counters::{bump, Counters};
 use super::faults::{AcceptMode, DisconnectMode, Faults, SessionCtl, Shared};
 use super::session::{self, ServerCtx};
+use super::tls::{TlsIdentity, TlsMode};
 use super::{control, sql};
 use std::io;
 use std::net::SocketAddr;
@@ -45,6 +46,10 @@ pub struct TdsServerConfig {
     /// with 18456, as an expired or foreign token does on Azure SQL). Default none: token
     /// logins fail.
     pub access_tokens: Vec<String>,
+    /// How PRELOGIN encryption is negotiated. Default [`TlsMode::Off`] (plaintext,
+    /// `ENCRYPT_NOT_SUP`); with the other modes the server generates a CA and a
+    /// certificate for `localhost` at start ([`TdsServer::tls`] hands out the CA).
+    pub tls: TlsMode,
 }
 
 impl Default for TdsServerConfig {
@@ -60,6 +65,7 @@ impl Default for TdsServerConfig {
             busy_timeout: Duration::from_secs(5),
             disconnect: DisconnectMode::RollBack,
             access_tokens: Vec::new(),
+            tls: TlsMode::Off,
         }
     }
 }
@@ -104,6 +110,12 @@ impl TdsServerConfig {
         self
     }
 
+    /// Negotiates encryption as `mode` says (see [`TlsMode`]).
+    pub fn tls(mut self, mode: TlsMode) -> Self {
+        self.tls = mode;
+        self
+    }
+
     /// Serves the control endpoint on this address.
     pub fn control(mut self, addr: SocketAddr) -> Self {
         self.control = Some(addr);
@@ -130,6 +142,10 @@ impl TdsServer {
     /// Binds the listener (and the control endpoint if configured), prepares the
     /// database and starts serving. Must be called inside a Tokio runtime.
     pub async fn start(config: TdsServerConfig) -> io::Result<TdsServer> {
+        let tls = match config.tls {
+            TlsMode::Off => None,
+            mode => Some(Arc::new(TlsIdentity::generate(mode)?)),
+        };
         let listener = TcpListener::bind(config.listen).await?;
         let addr = listener.local_addr()?;
         let (db_path, temp_db) = match &config.db_file {
@@ -168,6 +184,7 @@ impl TdsServer {
                 rusqlite::version()
             ),
             next_spid: AtomicU64::new(0),
+            tls,
         });
         let (stop, stop_rx) = watch::channel(false);
         let (control_addr, control_task) = match config.control {
@@ -220,6 +237,13 @@ impl TdsServer {
     /// The SQLite file backing the database.
     pub fn db_path(&self) -> &Path {
         &self.ctx.db_path
+    }
+
+    /// The generated certificates and the negotiation mode, when the server was started
+    /// with TLS ([`TdsServerConfig::tls`]): trust [`TlsIdentity::ca_pem`] to validate the
+    /// server's certificate (valid for `localhost`, `127.0.0.1` and `::1`).
+    pub fn tls(&self) -> Option<&TlsIdentity> {
+        self.ctx.tls.as_deref()
     }
 
     /// A handle for injecting faults (cloneable, usable after the server moved).

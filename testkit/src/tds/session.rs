@@ -6,20 +6,21 @@ use super::batch::{self, ErrorEffect, SessionValues};
 use super::counters::bump;
 use super::errors::ErrorSpec;
 use super::faults::{DisconnectMode, DropPoint, LoginFate, SessionCtl, Shared, StallPoint};
+use super::handshake::{self, BoxWrite, Opened};
 use super::options::{opens_implicit_transaction, SessionOptions};
 use super::packet::{self, ptype, read_message, Message};
 use super::rpc::{self, Param, RpcError};
 use super::sql::{self, SqlError, Value};
+use super::tls::TlsIdentity;
 use super::tokens::{done, tok, utf16_lossy, Reader, TokenWriter, COLLATION};
 use super::translate::{self, Action, Kind, Stmt};
-use super::{login7, prelogin, procs};
+use super::{login7, procs};
 use rusqlite::{Connection, InterruptHandle};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::AsyncWriteExt;
-use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch};
 use tracing::{debug, warn};
@@ -37,6 +38,8 @@ pub(crate) struct ServerCtx {
     pub server_name: String,
     pub version: String,
     pub next_spid: AtomicU64,
+    /// The certificate and negotiation mode, when the server speaks TLS.
+    pub tls: Option<Arc<TlsIdentity>>,
 }
 
 /// Why a request stopped early.
@@ -55,7 +58,7 @@ struct Session {
     attn_base: u64,
     attn_answered: u64,
     closed: Arc<AtomicBool>,
-    writer: OwnedWriteHalf,
+    writer: BoxWrite,
     spid: u16,
     packet_size: usize,
     user: String,
@@ -81,7 +84,20 @@ struct Session {
 pub(crate) async fn serve(ctx: Arc<ServerCtx>, stream: TcpStream, ctl: Arc<SessionCtl>) {
     let _ = stream.set_nodelay(true);
     let peer = stream.peer_addr().ok();
-    let (mut rd, writer) = stream.into_split();
+    let spid = 51 + (ctx.next_spid.fetch_add(1, Ordering::Relaxed) % 30000) as u16;
+    // PRELOGIN and TLS, until the login; a kill ends it too.
+    let opened = tokio::select! {
+        opened = handshake::open(&ctx, stream, spid) => opened,
+        _ = killed(&ctl) => None,
+    };
+    let Some(Opened {
+        reader: mut rd,
+        writer,
+        first,
+    }) = opened
+    else {
+        return;
+    };
     let (tx, mut rx) = mpsc::channel::<(Message, u64)>(16);
     let attn = Arc::new(AtomicU64::new(0));
     let closed = Arc::new(AtomicBool::new(false));
@@ -119,7 +135,6 @@ pub(crate) async fn serve(ctx: Arc<ServerCtx>, stream: TcpStream, ctl: Arc<Sessi
             ctl.bump();
         })
     };
-    let spid = 51 + (ctx.next_spid.fetch_add(1, Ordering::Relaxed) % 30000) as u16;
     let mut s = Session {
         events: ctl.events.subscribe(),
         ctx,
@@ -143,7 +158,7 @@ pub(crate) async fn serve(ctx: Arc<ServerCtx>, stream: TcpStream, ctl: Arc<Sessi
         close_after: false,
         procs: procs::ProcState::default(),
     };
-    if let Err(e) = s.run(&mut rx).await {
+    if let Err(e) = s.run(&mut rx, first).await {
         debug!(?peer, error = %e, "session ended with an I/O error");
     }
     let _ = s.writer.shutdown().await;
@@ -154,6 +169,16 @@ pub(crate) async fn serve(ctx: Arc<ServerCtx>, stream: TcpStream, ctl: Arc<Sessi
     // Dropping the connection rolls back any open transaction; do it off the runtime.
     if let Some(conn) = s.conn.take() {
         let _ = tokio::task::spawn_blocking(move || drop(conn)).await;
+    }
+}
+
+/// Resolves once the session is killed.
+async fn killed(ctl: &SessionCtl) {
+    let mut events = ctl.events.subscribe();
+    while !ctl.killed.load(Ordering::SeqCst) {
+        if events.changed().await.is_err() {
+            std::future::pending::<()>().await;
+        }
     }
 }
 
@@ -238,22 +263,20 @@ impl Session {
         w.error(e, &self.render(e), &self.ctx.server_name);
     }
 
-    async fn run(&mut self, rx: &mut mpsc::Receiver<(Message, u64)>) -> std::io::Result<()> {
-        // Handshake: PRELOGIN (optional), then LOGIN7.
-        let Some(mut m) = self.next_message(rx).await else {
-            return Ok(());
+    /// Serves the session; `first` is a message the handshake already read.
+    async fn run(
+        &mut self,
+        rx: &mut mpsc::Receiver<(Message, u64)>,
+        first: Option<Message>,
+    ) -> std::io::Result<()> {
+        // PRELOGIN (and TLS) are done: LOGIN7 now.
+        let m = match first {
+            Some(m) => m,
+            None => match self.next_message(rx).await {
+                Some(m) => m,
+                None => return Ok(()),
+            },
         };
-        if m.ty == ptype::PRELOGIN {
-            if prelogin::parse(&m.payload).is_none() {
-                debug!("malformed PRELOGIN");
-                return Ok(());
-            }
-            self.send(&prelogin::reply()).await?;
-            let Some(next) = self.next_message(rx).await else {
-                return Ok(());
-            };
-            m = next;
-        }
         if m.ty != ptype::LOGIN7 {
             debug!(ty = m.ty, "expected LOGIN7; closing");
             return Ok(());
