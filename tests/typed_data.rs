@@ -403,3 +403,61 @@ async fn rows_map_into_a_struct_with_every_type() {
         .map(|e| e.reason);
     assert_eq!(reason, Some(Reason::WrongType));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn varchar_parameters_write_and_find_varchar_rows() {
+    // No fault injection: also runs against a real server with MSSQL_TEST_URL.
+    let backend = backend().await;
+    let stack = stack(&backend).await;
+    let _ = stack.call(exec("ddl", "DROP TABLE skus", vec![])).await;
+    stack
+        .call(exec(
+            "ddl",
+            "CREATE TABLE skus (sku VARCHAR(20) NOT NULL PRIMARY KEY, note VARCHAR(40) NULL, qty INT NOT NULL)",
+            vec![],
+        ))
+        .await
+        .unwrap();
+    // Sent as `EXEC sp_executesql @P1, @P2, @P3, …` with the VARCHAR declared by us.
+    let inserted = stack
+        .call(SqlRequest::execute(
+            RequestContext::write("add_sku"),
+            "INSERT INTO skus (sku, note, qty) VALUES (@P1, @P2, @P3)",
+            [Param::varchar("AB-123"), Param::varchar("café"), 7.into()],
+        ))
+        .await
+        .unwrap();
+    assert_eq!(inserted.total_rows_affected(), 1);
+    stack
+        .call(SqlRequest::execute(
+            RequestContext::write("add_sku"),
+            "INSERT INTO skus (sku, note, qty) VALUES (@P1, @P2, @P3)",
+            [Param::varchar("CD-456"), Param::VarChar(None), (-2).into()],
+        ))
+        .await
+        .unwrap();
+    // Found by a VARCHAR parameter (a seek on a VARCHAR key on SQL Server).
+    let found = stack
+        .call(SqlRequest::query(
+            RequestContext::read("get_sku"),
+            "SELECT sku, note, qty FROM skus WHERE sku = @P1",
+            [Param::varchar("AB-123")],
+        ))
+        .await
+        .unwrap();
+    let row = found.first_row().expect("the row");
+    assert_eq!(row.try_get::<String>("sku").unwrap(), "AB-123");
+    assert_eq!(row.try_get::<String>("note").unwrap(), "café");
+    assert_eq!(row.try_get::<i32>("qty").unwrap(), 7);
+    let other = stack
+        .call(SqlRequest::query(
+            RequestContext::read("get_sku"),
+            "SELECT note, qty FROM skus WHERE sku = @P1",
+            [Param::varchar("CD-456")],
+        ))
+        .await
+        .unwrap();
+    let row = other.first_row().expect("the row");
+    assert_eq!(row.try_get::<Option<String>>("note").unwrap(), None);
+    assert_eq!(row.try_get::<i32>("qty").unwrap(), -2);
+}

@@ -902,6 +902,8 @@ impl Session {
     ) -> Result<(), Stop> {
         let first_kw = toks.first().and_then(|t| t.kw()).unwrap_or_default();
         let ctx = self.trans_ctx();
+        let bound = translate::bind_exec_args(toks, params);
+        let toks = bound.as_deref().unwrap_or(toks);
         let action = match self.options.apply(toks) {
             Some(Ok(())) => Action::SetIgnored,
             Some(Err(e)) => Action::Unsupported(e),

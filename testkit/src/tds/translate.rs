@@ -650,6 +650,69 @@ fn action_inner(toks: &[Tok], ctx: &Ctx) -> Result<Action, ErrorSpec> {
     Ok(Action::Sql { sql, kind })
 }
 
+/// `EXEC sp_executesql @stmt, @decl, @v1, …` inside an RPC whose own parameters hold the
+/// statement, the declarations and the values (how a client wraps a statement to declare
+/// its parameters itself, e.g. tiberius-based code sending VARCHAR): the RPC's values are
+/// put in as literals, so the statement then runs as a batch `EXEC sp_executesql` with
+/// literal arguments. `None` when `toks` is not such a statement or uses none of
+/// `outer`. The name of a named argument (`@a = @P3`) is kept; only values are bound.
+pub(crate) fn bind_exec_args(toks: &[Tok], outer: &[super::rpc::Param]) -> Option<Vec<Tok>> {
+    if outer.is_empty()
+        || !toks
+            .first()
+            .is_some_and(|t| t.is_kw("EXEC") || t.is_kw("EXECUTE"))
+        || !toks.iter().any(|t| {
+            t.ident_name()
+                .is_some_and(|n| n.eq_ignore_ascii_case("sp_executesql"))
+        })
+    {
+        return None;
+    }
+    let mut out = Vec::with_capacity(toks.len());
+    let mut bound = false;
+    for (i, t) in toks.iter().enumerate() {
+        let value = match t {
+            Tok::Word(w) if w.starts_with('@') && !w.starts_with("@@") => {
+                let named_arg = toks.get(i + 1).is_some_and(|n| n.is_punct("="));
+                outer
+                    .iter()
+                    .find(|p| !named_arg && p.name.eq_ignore_ascii_case(w))
+                    .map(|p| &p.value)
+            }
+            _ => None,
+        };
+        match value {
+            Some(v) => {
+                bound = true;
+                out.extend(literal(v));
+            }
+            None => out.push(t.clone()),
+        }
+    }
+    bound.then_some(out)
+}
+
+/// A value as literal tokens.
+fn literal(v: &super::sql::Value) -> Vec<Tok> {
+    use super::sql::Value;
+    match v {
+        Value::Null => vec![Tok::Word("NULL".into())],
+        Value::Int(n) if *n < 0 => vec![
+            Tok::Punct("-".into()),
+            Tok::Num(n.unsigned_abs().to_string()),
+        ],
+        Value::Int(n) => vec![Tok::Num(n.to_string())],
+        Value::Float(f) if *f < 0.0 => vec![Tok::Punct("-".into()), Tok::Num(format!("{:e}", -f))],
+        Value::Float(f) => vec![Tok::Num(format!("{f:e}"))],
+        Value::Text(s) => vec![Tok::Str(s.clone())],
+        Value::Blob(b) => vec![Tok::Hex(b.iter().map(|x| format!("{x:02X}")).collect())],
+        other => match super::convert::text_of(other) {
+            Some(text) => vec![Tok::Str(text)],
+            None => vec![Tok::Word("NULL".into())],
+        },
+    }
+}
+
 /// `EXEC sp_executesql N'stmt' [, N'@a int, …' [, @a = value | value, …]]` in a batch:
 /// the statement's tokens with the (literal) arguments substituted for its
 /// parameters; `None` for any other procedure. The statement must be a single
@@ -1178,6 +1241,41 @@ pub(crate) fn rewrite(toks: &[Tok], ctx: &Ctx) -> Result<String, ErrorSpec> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_rpcs_values_are_bound_into_a_batch_exec_sp_executesql() {
+        use crate::tds::rpc::Param;
+        use crate::tds::sql::Value;
+        use crate::tds::types::SqlType;
+        let p = |name: &str, value: Value| Param {
+            name: name.into(),
+            value,
+            ty: SqlType::Int,
+        };
+        let outer = [
+            p(
+                "@P1",
+                Value::Text("INSERT INTO t (a, b) VALUES (@P1, @P2)".into()),
+            ),
+            p("@P2", Value::Text("@P1 varchar(8000), @P2 int".into())),
+            p("@P3", Value::Text("x'y".into())),
+            p("@P4", Value::Int(-5)),
+        ];
+        let toks = tokenize("EXEC sp_executesql @P1, @P2, @P3, @P4").unwrap();
+        let bound = bind_exec_args(&toks, &outer).unwrap();
+        let inner = exec_sql(&bound).unwrap().unwrap();
+        let text: Vec<String> = inner.iter().map(Tok::render).collect();
+        assert_eq!(
+            text.join(" "),
+            "INSERT INTO t ( a , b ) VALUES ( 'x''y' , - 5 )"
+        );
+        // A named argument keeps its name; other statements are left alone.
+        let named = tokenize("EXEC sp_executesql @P1, @P2, @P2 = @P4").unwrap();
+        let bound = bind_exec_args(&named, &outer).unwrap();
+        assert!(bound.iter().any(|t| t.is_kw("@P2")));
+        let select = tokenize("SELECT @P1").unwrap();
+        assert!(bind_exec_args(&select, &outer).is_none());
+    }
 
     fn ctx() -> Ctx {
         Ctx {
