@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use mssql_resilience::config::Config;
 use mssql_resilience::error::RetryStop;
 use mssql_resilience::idempotency::{ensure_table, idempotent_execute, DEFAULT_TABLE};
 use mssql_resilience::sql::{batch, work, SqlRequest, SqlResponse};
@@ -17,10 +18,16 @@ use mssql_testkit::tds::{
 use support::*;
 
 async fn setup(regions: &Backend) -> Stack {
+    setup_with(regions, |_| {}).await
+}
+
+/// One region, the payments table and the dedupe table; `edit` adjusts the config.
+async fn setup_with(regions: &Backend, edit: impl FnOnce(&mut Config)) -> Stack {
     let config = regions.config("", 1, |c| {
         c.retry.max_attempts = 4;
         // These tests are about write safety, not the breaker: keep it out of the way.
         c.breaker.minimum_calls = 10;
+        edit(c);
     });
     let stack = Stack::builder(config).probes(false).build().unwrap();
     stack
@@ -402,20 +409,11 @@ async fn a_key_reused_for_a_different_request_is_a_conflict_and_writes_nothing()
 async fn a_failed_guarded_write_records_nothing_and_leaves_the_session_as_it_was() {
     let regions = testkit().await;
     // One connection, so the next request surely runs on the session the guard used.
-    let config = regions.config("", 1, |c| {
+    let stack = setup_with(&regions, |c| {
         c.pool.max_size = 1;
         c.pool.min_idle = Some(0);
-    });
-    let stack = Stack::builder(config).probes(false).build().unwrap();
-    stack
-        .call(exec(
-            "ddl",
-            "CREATE TABLE payments (id INT NOT NULL PRIMARY KEY, amount BIGINT NOT NULL)",
-            vec![],
-        ))
-        .await
-        .unwrap();
-    ensure_table(&stack, DEFAULT_TABLE).await.unwrap();
+    })
+    .await;
     stack.call(guarded_payment("key-a", 42)).await.unwrap();
     // The guard's SET XACT_ABORT ON ended with its request: on the same session (the pool
     // has one connection) a plain batch still goes on after a statement-level error, as

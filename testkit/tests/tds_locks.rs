@@ -19,6 +19,20 @@ async fn server(busy_timeout: Duration) -> TdsServer {
     TdsServer::start(config).await.expect("server starts")
 }
 
+/// Two sessions; the first has inserted row 1 in a transaction it has not committed.
+async fn writer_holding_the_lock(busy_timeout: Duration) -> (TdsServer, TestClient, TestClient) {
+    let server = server(busy_timeout).await;
+    let mut a = connect(&server).await;
+    let b = connect(&server).await;
+    batch(&mut a, "CREATE TABLE t (id INT NOT NULL PRIMARY KEY)")
+        .await
+        .unwrap();
+    batch(&mut a, "BEGIN TRANSACTION; INSERT INTO t (id) VALUES (1)")
+        .await
+        .unwrap();
+    (server, a, b)
+}
+
 fn count(rows: &[Vec<tiberius::Row>]) -> i64 {
     rows[0][0]
         .try_get::<i32, _>(0)
