@@ -45,15 +45,7 @@ fn count(rows: &[Vec<tiberius::Row>]) -> i64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_writer_waits_for_the_open_transaction_then_times_out_with_1222() {
-    let server = server(Duration::from_millis(300)).await;
-    let mut a = connect(&server).await;
-    let mut b = connect(&server).await;
-    batch(&mut a, "CREATE TABLE t (id INT NOT NULL PRIMARY KEY)")
-        .await
-        .unwrap();
-    batch(&mut a, "BEGIN TRANSACTION; INSERT INTO t (id) VALUES (1)")
-        .await
-        .unwrap();
+    let (_server, mut a, mut b) = writer_holding_the_lock(Duration::from_millis(300)).await;
     // B reads the committed state without waiting: A's row is not there yet.
     assert_eq!(
         count(&batch(&mut b, "SELECT COUNT(*) FROM t").await.unwrap()),
@@ -80,15 +72,7 @@ async fn a_second_writer_waits_for_the_open_transaction_then_times_out_with_1222
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_writer_that_waits_less_than_the_lock_timeout_goes_through() {
-    let server = server(Duration::from_secs(10)).await;
-    let mut a = connect(&server).await;
-    let mut b = connect(&server).await;
-    batch(&mut a, "CREATE TABLE t (id INT NOT NULL PRIMARY KEY)")
-        .await
-        .unwrap();
-    batch(&mut a, "BEGIN TRANSACTION; INSERT INTO t (id) VALUES (1)")
-        .await
-        .unwrap();
+    let (_server, mut a, mut b) = writer_holding_the_lock(Duration::from_secs(10)).await;
     let waiting = tokio::spawn(async move {
         batch(&mut b, "INSERT INTO t (id) VALUES (2)")
             .await
