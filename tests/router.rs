@@ -32,6 +32,9 @@ enum Mode {
     Slow(Duration),
     /// Refuses writes with 3906.
     ReadOnly,
+    /// The first call hangs this long (a connection the network lost); later calls
+    /// answer at once.
+    FirstHangs(Duration),
 }
 
 /// A fake region: a scripted service, a switchable probe, call counters.
@@ -89,7 +92,7 @@ impl Fake {
             let (mode, calls) = (mode.clone(), calls.clone());
             tower::service_fn(move |req: SqlRequest| {
                 let mode = *mode.lock().unwrap();
-                calls.fetch_add(1, Ordering::SeqCst);
+                let earlier = calls.fetch_add(1, Ordering::SeqCst);
                 async move {
                     match mode {
                         Mode::Ok => Ok(SqlResponse::default()),
@@ -115,6 +118,12 @@ impl Fake {
                             ))
                         }
                         Mode::ReadOnly => Ok(SqlResponse::default()),
+                        Mode::FirstHangs(d) => {
+                            if earlier == 0 {
+                                tokio::time::sleep(d).await;
+                            }
+                            Ok(SqlResponse::default())
+                        }
                     }
                 }
             })
@@ -557,4 +566,45 @@ async fn a_down_region_still_takes_writes_as_a_last_resort_and_its_answer_lifts_
     // The probe is wrong (say, its own connection is stuck): live writes still succeed.
     call(&router, write()).await.unwrap();
     assert_eq!(grade(&router, "west"), Grade::Degraded);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_idempotent_request_on_its_last_region_gets_a_second_chance() {
+    let (router, west, north, observer) = start_with(adaptive(None), None);
+    north.writable.store(false, Ordering::SeqCst);
+    run_for(Duration::from_millis(10)).await;
+    let latest = |budget: Duration| {
+        SqlRequest::query(
+            RequestContext::read("r")
+                .consistency(Consistency::Latest)
+                .with_deadline(Instant::now() + budget),
+            "SELECT 1",
+            [],
+        )
+    };
+    // West is the only region a latest-data read may use. Its first attempt hangs (a
+    // connection the network silently lost): at the 1 s bound an attempt with somewhere
+    // else to go would have had, a second attempt on west races it and answers.
+    west.set(Mode::FirstHangs(Duration::from_secs(60)));
+    let start = Instant::now();
+    call(&router, latest(Duration::from_secs(5))).await.unwrap();
+    assert_eq!(start.elapsed(), Duration::from_secs(1));
+    assert_eq!((west.calls(), north.calls()), (2, 0));
+    assert!(observer.events().iter().any(|e| matches!(
+        e,
+        Recorded::Hedged { from, to } if from == "west" && to == "west"
+    )));
+    // A slow answer is still an answer: the first attempt keeps its whole budget and
+    // wins at 1.5 s although the second one started at 1 s.
+    west.set(Mode::Slow(Duration::from_millis(1500)));
+    let start = Instant::now();
+    call(&router, latest(Duration::from_secs(5))).await.unwrap();
+    assert_eq!(start.elapsed(), Duration::from_millis(1500));
+    assert_eq!(west.calls(), 4);
+    // A write is not idempotent: no second attempt, whatever the wait.
+    west.set(Mode::Slow(Duration::from_secs(60)));
+    let calls = west.calls();
+    let w = within(mssql_resilience::Intent::Write, Duration::from_secs(3));
+    assert!(call(&router, w).await.is_err());
+    assert_eq!(west.calls(), calls + 1);
 }
