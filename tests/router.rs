@@ -608,3 +608,79 @@ async fn an_idempotent_request_on_its_last_region_gets_a_second_chance() {
     assert!(call(&router, w).await.is_err());
     assert_eq!(west.calls(), calls + 1);
 }
+
+#[tokio::test(start_paused = true)]
+async fn writes_wait_for_their_only_region_while_a_scout_tries_it_and_go_when_it_returns() {
+    let (router, west, _north) = start_with_the_only_writable_region_down().await;
+    // West is gone (a black hole): an attempt hangs.
+    west.set(Mode::Slow(Duration::from_secs(60)));
+    let calls = west.calls();
+    let writes: Vec<_> = (0..5)
+        .map(|_| {
+            let router = router.clone();
+            tokio::spawn(async move {
+                call(
+                    &router,
+                    within(mssql_resilience::Intent::Write, Duration::from_secs(5)),
+                )
+                .await
+            })
+        })
+        .collect();
+    run_for(Duration::from_millis(100)).await;
+    assert_eq!(west.calls(), calls + 1, "one write scouts; the others wait");
+    run_for(Duration::from_millis(250)).await;
+    assert_eq!(west.calls(), calls + 2, "a new scout every 250 ms");
+    // West is back: its next probe answers and the waiting writes go at once.
+    west.set(Mode::Ok);
+    west.probe_ok.store(true, Ordering::SeqCst);
+    let mut ok = 0;
+    let mut failed = Vec::new();
+    for write in writes {
+        match write.await.unwrap() {
+            Ok(_) => ok += 1,
+            Err(e) => failed.push(e),
+        }
+    }
+    // The scouts' own attempts were lost in the black hole (unknown outcomes, as any
+    // write's would be); every write still waiting went through once west was back.
+    let scouts = west.calls() - calls - ok;
+    assert!(ok >= 1, "waiting writes went through");
+    assert_eq!(failed.len(), scouts);
+    assert!(failed.iter().all(|e| e.is_outcome_unknown()));
+    assert_eq!(ok + scouts, 5);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_write_that_waits_out_its_deadline_on_a_down_region_was_never_sent() {
+    let (router, west, _north) = start_with_the_only_writable_region_down().await;
+    west.set(Mode::Slow(Duration::from_secs(60)));
+    let scout = {
+        let router = router.clone();
+        tokio::spawn(async move {
+            call(
+                &router,
+                within(mssql_resilience::Intent::Write, Duration::from_secs(10)),
+            )
+            .await
+        })
+    };
+    run_for(Duration::from_millis(100)).await;
+    // Another scout may set out only 250 ms after the first: a write with 120 ms left
+    // waits, and its deadline comes first.
+    let start = Instant::now();
+    let err = call(
+        &router,
+        within(mssql_resilience::Intent::Write, Duration::from_millis(120)),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(start.elapsed(), Duration::from_millis(120));
+    assert_eq!(err.outcome(), Outcome::NotSent, "{err}");
+    assert!(!err.is_outcome_unknown(), "{err}");
+    let why = std::error::Error::source(&err)
+        .map(|s| s.to_string())
+        .unwrap_or_default();
+    assert!(why.contains("stayed down"), "{err}: {why}");
+    scout.abort();
+}
