@@ -8,7 +8,7 @@ use tokio::time::Instant;
 use tower::ServiceExt;
 
 use super::latency::ATTEMPT_ROUND_TRIPS;
-use super::{Grade, Region, Router};
+use super::{Region, Router};
 use crate::circuit_breaker::BreakerState;
 use crate::error::{Error, ErrorKind, Outcome, TimeoutScope};
 use crate::observe::{emit, Event};
@@ -26,7 +26,7 @@ enum Ended {
 
 impl Router {
     pub(super) async fn route(self, req: SqlRequest) -> Result<SqlResponse, Error> {
-        let ctx = req.context.clone();
+        let ctx = &req.context;
         let intent = ctx.intent();
         let (candidates, last_resort) = self.candidates(intent, ctx.read_consistency());
         if candidates.is_empty() {
@@ -36,14 +36,6 @@ impl Router {
             intent == Intent::Read && ctx.is_idempotent() && ctx.may_hedge() && candidates.len() > 1
         });
         let mut req = req;
-        let (candidates, last_resort) = if last_resort {
-            self.wait_while_down(&req, candidates).await?
-        } else {
-            (candidates, last_resort)
-        };
-        if candidates.is_empty() {
-            return Err(self.nothing_eligible(intent, ctx.read_consistency()));
-        }
         // Last resort: a region's open breaker may be passed (see `select`).
         req.context.set_breaker_bypass(last_resort);
         let ended = match hedge_after {
@@ -57,77 +49,6 @@ impl Router {
                 Err(refused_read_only(&self.shared.regions[index].name).with_source(error))
             }
             Ended::Exhausted(_, error) => Err(error),
-        }
-    }
-
-    /// A last-resort request whose every candidate is down (probes failing, no live answer
-    /// since) does not spend its attempts and the retry budget on connects into the
-    /// outage: **one request every [`SCOUT_EVERY`] scouts** (tries the region for everyone)
-    /// while the others wait — counted in the region's in-flight bound, so item by item the same
-    /// shedding applies — until a probe or the scout's answer lifts the region, then go at
-    /// once. A waiter that reaches its deadline fails *not sent*: nothing of it reached a
-    /// server, so even a write is safe to send again. Returns the candidates to try (they
-    /// may have changed while waiting) and whether they are a last resort.
-    async fn wait_while_down(
-        &self,
-        req: &SqlRequest,
-        candidates: Vec<usize>,
-    ) -> Result<(Vec<usize>, bool), Error> {
-        let ctx = &req.context;
-        let Some(deadline) = ctx.deadline() else {
-            return Ok((candidates, true));
-        };
-        let regions = &self.shared.regions;
-        let mut candidates = candidates;
-        let mut updates = self.subscribe();
-        loop {
-            let now = Instant::now();
-            let Some(&first) = candidates.first() else {
-                return Ok((candidates, true));
-            };
-            if !candidates
-                .iter()
-                .all(|&i| regions[i].view(now).grade == Grade::Down)
-            {
-                return Ok((candidates, true));
-            }
-            if claim_scout(&regions[first].scout) {
-                return Ok((candidates, true));
-            }
-            let waiting = regions[first]
-                .in_flight
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            let _waiting = InFlight(&regions[first].in_flight);
-            let max = regions[first]
-                .pool
-                .as_ref()
-                .map_or(usize::MAX, |p| p.settings().max_size as usize);
-            if waiting >= max {
-                // As many requests as the region has connections already wait on it.
-                return Ok((Vec::new(), true));
-            }
-            tokio::select! {
-                changed = updates.changed() => {
-                    if changed.is_err() {
-                        return Ok((candidates, true));
-                    }
-                }
-                // Time for another scout.
-                _ = tokio::time::sleep(SCOUT_EVERY) => {}
-                _ = tokio::time::sleep_until(deadline) => {
-                    return Err(Error::deadline_exceeded(Outcome::NotSent).with_source(
-                        std::io::Error::other(format!(
-                            "waited for region {} to come back; it stayed down",
-                            regions[first].name
-                        )),
-                    ));
-                }
-            }
-            let (next, last_resort) = self.candidates(ctx.intent(), ctx.read_consistency());
-            if !last_resort {
-                return Ok((next, false));
-            }
-            candidates = next;
         }
     }
 
@@ -506,25 +427,6 @@ fn record_server(region: &Region) {
 }
 
 struct InFlight<'a>(&'a std::sync::atomic::AtomicUsize);
-
-/// How often a new request may set out to try a down region for everyone waiting on it:
-/// often enough to catch a region that is back for a moment (a flapping network), seldom
-/// enough that waiting requests do not become a connection storm.
-const SCOUT_EVERY: Duration = Duration::from_millis(250);
-
-/// Whether this request may set out now to try a down region for the requests waiting on
-/// it (one every [`SCOUT_EVERY`]); records the start when it may.
-fn claim_scout(last: &std::sync::Mutex<Option<Instant>>) -> bool {
-    let now = Instant::now();
-    let mut last = last.lock().unwrap_or_else(|e| e.into_inner());
-    match *last {
-        Some(at) if now.saturating_duration_since(at) < SCOUT_EVERY => false,
-        _ => {
-            *last = Some(now);
-            true
-        }
-    }
-}
 
 impl Drop for InFlight<'_> {
     fn drop(&mut self) {

@@ -180,9 +180,6 @@ struct Region {
     pool: Option<Pool>,
     in_flight: Arc<AtomicUsize>,
     nudge: Arc<Notify>,
-    /// When the last request that tries a down region for everyone waiting on it set out
-    /// (see `execute::Router::wait_while_down`).
-    scout: Arc<std::sync::Mutex<Option<Instant>>>,
 }
 
 impl Region {
@@ -276,7 +273,6 @@ impl Router {
                     latency: spec.latency,
                     pool: spec.pool,
                     in_flight: Arc::default(),
-                    scout: Arc::default(),
                     nudge: Arc::default(),
                 }
             })
