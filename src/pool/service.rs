@@ -14,6 +14,7 @@ use super::Pool;
 use crate::classify::rollback::{is_single_dml, proves_nothing_applied};
 use crate::error::{Error, ErrorKind, Outcome};
 use crate::failover::latency::LatencyEstimator;
+use crate::sql::session_effects::SessionEffects;
 use crate::sql::{ResultLimits, ResultSet, Row, SqlRequest, SqlResponse, WireStatement};
 
 /// Runs a [`SqlRequest`] on a connection from its [`Pool`].
@@ -244,30 +245,31 @@ async fn run(
                 conn.mark_clean();
                 return Ok(response);
             }
-            match Box::pin(reset_session(&mut conn.client)).await {
-                Ok(0) => {
-                    conn.mark_clean();
-                    Ok(response)
-                }
-                // A request must end what it begins: a transaction left open would hold
-                // its locks and be rolled back whenever the connection finally closed,
-                // losing work the caller was told had succeeded.
-                Ok(open) => {
-                    conn.mark_clean();
-                    let what = if req.is_unit_of_work() {
-                        "the unit of work returned Ok"
-                    } else {
-                        "the statement succeeded"
-                    };
-                    Err(Error::new(ErrorKind::Other, Outcome::Rejected).with_source(
-                        std::io::Error::other(format!(
-                            "{what} with {open} transaction(s) still open; they were rolled back"
-                        )),
-                    ))
-                }
+            let settled = Box::pin(settle(&mut conn.client, effects)).await;
+            if !settled.clean {
                 // The reset failed: the connection stays broken (closed); the work is done.
-                Err(_) => Ok(response),
+                return Ok(response);
             }
+            conn.mark_clean();
+            if settled.left_open == 0 {
+                return Ok(response);
+            }
+            // A request must end what it begins: a transaction left open would hold its
+            // locks and be rolled back whenever the connection finally closed, losing work
+            // the caller was told had succeeded.
+            let what = if req.is_unit_of_work() {
+                "the unit of work returned Ok"
+            } else {
+                "the statement succeeded"
+            };
+            Err(
+                Error::new(ErrorKind::Other, Outcome::Rejected).with_source(std::io::Error::other(
+                    format!(
+                        "{what} with {} transaction(s) still open; they were rolled back",
+                        settled.left_open
+                    ),
+                )),
+            )
         }
         Err(mut error) => {
             let evidence = conn.tap.tx_evidence();
@@ -282,30 +284,9 @@ async fn run(
                 ErrorKind::Server { number, class, .. } => {
                     let mut rolled_back_after = false;
                     if class < 20 {
-                        let settled = if effects.reset() {
-                            Box::pin(reset_session(&mut conn.client)).await
-                        } else {
-                            Box::pin(open_transactions(&mut conn.client)).await
-                        };
-                        let clean = match settled {
-                            Ok(0) => true,
-                            Ok(_) if effects.reset() => {
-                                // The reset batch rolled it back.
-                                rolled_back_after = true;
-                                true
-                            }
-                            Ok(_) => {
-                                rolled_back_after = Box::pin(crate::sql::batch(
-                                    &mut conn.client,
-                                    "ROLLBACK TRANSACTION",
-                                ))
-                                .await
-                                .is_ok();
-                                rolled_back_after
-                            }
-                            Err(_) => false,
-                        };
-                        if clean && !req.is_unit_of_work() && !effects.lasting {
+                        let settled = Box::pin(settle(&mut conn.client, effects)).await;
+                        rolled_back_after = settled.clean && settled.left_open > 0;
+                        if settled.clean && !req.is_unit_of_work() && !effects.lasting {
                             conn.mark_clean();
                         }
                     }
@@ -348,21 +329,50 @@ async fn cancel(
         return cancelled;
     }
     let effects = req.session_effects();
-    let settled = if effects.reset() {
-        reset_session(&mut conn.client).await.is_ok()
-    } else {
-        match open_transactions(&mut conn.client).await {
-            Ok(0) => true,
-            Ok(_) => crate::sql::batch(&mut conn.client, "ROLLBACK TRANSACTION")
-                .await
-                .is_ok(),
-            Err(_) => false,
-        }
-    };
-    if settled && !effects.lasting {
+    if settle(&mut conn.client, effects).await.clean && !effects.lasting {
         conn.mark_clean();
     }
     cancelled
+}
+
+/// What [`settle`] found.
+struct Settled {
+    /// No transaction is left open (and the options are reset when that was asked).
+    clean: bool,
+    /// Transactions the request had left open (rolled back when `clean`).
+    left_open: i64,
+}
+
+/// Leaves nothing of a request on its session: the reset batch when `effects` asks for
+/// it, otherwise a `@@TRANCOUNT` check and a rollback of what is open. One rule for the
+/// success, error and cancellation paths.
+async fn settle(client: &mut crate::sql::Client, effects: SessionEffects) -> Settled {
+    let failed = Settled {
+        clean: false,
+        left_open: 0,
+    };
+    if effects.reset() {
+        return match reset_session(client).await {
+            Ok(left_open) => Settled {
+                clean: true,
+                left_open,
+            },
+            Err(_) => failed,
+        };
+    }
+    match open_transactions(client).await {
+        Ok(0) => Settled {
+            clean: true,
+            left_open: 0,
+        },
+        Ok(left_open) => Settled {
+            clean: crate::sql::batch(client, "ROLLBACK TRANSACTION")
+                .await
+                .is_ok(),
+            left_open,
+        },
+        Err(_) => failed,
+    }
 }
 
 /// Runs the session reset batch: the `@@TRANCOUNT` the request left (rolled back by the

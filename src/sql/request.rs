@@ -111,11 +111,11 @@ pub(crate) enum Body {
         /// What the statement may leave on its session (scanned once, here).
         effects: SessionEffects,
     },
-    /// A unit of work; `ends_own_transactions` when the crate wrote it and it checks
-    /// `@@TRANCOUNT` itself in its last round trip (the pool then skips its own check).
+    /// A unit of work, with what the pool must undo after it: everything resettable for
+    /// user code, nothing for the crate's own units that scope and check what they change.
     Work {
         work: Arc<dyn UnitOfWork>,
-        ends_own_transactions: bool,
+        effects: SessionEffects,
     },
 }
 
@@ -203,7 +203,7 @@ impl SqlRequest {
             context,
             body: Body::Work {
                 work: Arc::new(work),
-                ends_own_transactions: false,
+                effects: SessionEffects::UNIT_OF_WORK,
             },
         }
     }
@@ -215,7 +215,7 @@ impl SqlRequest {
             context,
             body: Body::Work {
                 work: Arc::new(work),
-                ends_own_transactions: true,
+                effects: SessionEffects::NONE,
             },
         }
     }
@@ -240,12 +240,7 @@ impl SqlRequest {
     /// What the request may leave on its session, for the pool to undo.
     pub(crate) fn session_effects(&self) -> SessionEffects {
         match &self.body {
-            Body::Statement { effects, .. } => *effects,
-            Body::Work {
-                ends_own_transactions: true,
-                ..
-            } => SessionEffects::NONE,
-            Body::Work { .. } => SessionEffects::UNIT_OF_WORK,
+            Body::Statement { effects, .. } | Body::Work { effects, .. } => *effects,
         }
     }
 }
