@@ -405,6 +405,14 @@ impl Session {
         Ok(true)
     }
 
+    /// Answers an RPC that fails before it runs: the error and a DONEPROC with the error bit.
+    async fn rpc_error(&mut self, e: &ErrorSpec) -> std::io::Result<()> {
+        let mut w = TokenWriter::new();
+        self.error(&mut w, e);
+        w.done(tok::DONEPROC, done::ERROR, 0, 0);
+        self.send(&w.buf).await
+    }
+
     async fn rpc(&mut self, payload: &[u8]) -> std::io::Result<()> {
         let req = match rpc::parse(payload) {
             Ok(r) => r,
@@ -421,10 +429,7 @@ impl Session {
                         "The incoming tabular data stream (TDS) remote procedure call (RPC) protocol stream is incorrect. Parameter {index} (\"{name}\"): The supplied value is not a valid instance of data type {ty}. Check the source data for invalid values. An example of an invalid value is data of numeric type with scale greater than precision."
                     ),
                 );
-                let mut w = TokenWriter::new();
-                self.error(&mut w, &e);
-                w.done(tok::DONEPROC, done::ERROR, 0, 0);
-                return self.send(&w.buf).await;
+                return self.rpc_error(&e).await;
             }
             Err(RpcError::UnsupportedType { index, name, ty }) => {
                 let e = ErrorSpec::new(
@@ -434,20 +439,14 @@ impl Session {
                         "The incoming tabular data stream (TDS) remote procedure call (RPC) protocol stream is incorrect. Parameter {index} (\"{name}\"): Data type 0x{ty:02X} is unknown."
                     ),
                 );
-                let mut w = TokenWriter::new();
-                self.error(&mut w, &e);
-                w.done(tok::DONEPROC, done::ERROR, 0, 0);
-                return self.send(&w.buf).await;
+                return self.rpc_error(&e).await;
             }
         };
         let (stmt, values) = match self.procs.resolve(req) {
             Ok(procs::Call::Run { stmt, params }) => (stmt, params),
             Ok(procs::Call::Nothing) => (String::new(), Vec::new()),
             Err(e) => {
-                let mut w = TokenWriter::new();
-                self.error(&mut w, &e);
-                w.done(tok::DONEPROC, done::ERROR, 0, 0);
-                return self.send(&w.buf).await;
+                return self.rpc_error(&e).await;
             }
         };
         // The statement runs as a module (dynamic SQL or a prepared statement): SQL Server
