@@ -562,7 +562,10 @@ impl fmt::Display for Error {
                 // The crate's own conversion errors name the column or parameter and the
                 // types, never the value (tiberius's may hold the value: left out).
                 if let Some(source) = self.inner.source.as_deref() {
-                    if source.is::<crate::sql::RowError>() || source.is::<crate::sql::ParamError>() {
+                    if source.is::<crate::sql::RowError>()
+                        || source.is::<crate::sql::ParamError>()
+                        || source.is::<crate::idempotency::RecordError>()
+                    {
                         write!(f, ": {source}")?;
                     }
                 }

@@ -1,5 +1,6 @@
-//! Write safety over real TCP: outcome-unknown writes, idempotency keys under repeated
-//! resets, and deadlock victims re-run.
+//! Write safety over real TCP: outcome-unknown writes, units of work re-run only when
+//! proven rolled back, and deadlock victims re-run (idempotency keys:
+//! `idempotency_keys.rs`).
 
 mod support;
 
@@ -7,47 +8,18 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use mssql_resilience::config::Config;
 use mssql_resilience::error::RetryStop;
-use mssql_resilience::idempotency::{ensure_table, idempotent_execute, DEFAULT_TABLE};
 use mssql_resilience::sql::{batch, work, SqlRequest, SqlResponse};
-use mssql_resilience::{ErrorKind, Outcome, RequestContext, Stack};
+use mssql_resilience::{Outcome, RequestContext, Stack};
 use mssql_testkit::tds::{
     DisconnectMode, DropPoint, ErrorSpec, QueryFault, StallFault, StallPoint, Trigger,
 };
 use support::*;
 
-async fn setup(regions: &Backend) -> Stack {
-    setup_with(regions, |_| {}).await
-}
-
-/// One region, the payments table and the dedupe table; `edit` adjusts the config.
-async fn setup_with(regions: &Backend, edit: impl FnOnce(&mut Config)) -> Stack {
-    let config = regions.config("", 1, |c| {
-        c.retry.max_attempts = 4;
-        // These tests are about write safety, not the breaker: keep it out of the way.
-        c.breaker.minimum_calls = 10;
-        edit(c);
-    });
-    let stack = Stack::builder(config).probes(false).build().unwrap();
-    stack
-        .call(exec(
-            "ddl",
-            "CREATE TABLE payments (id INT NOT NULL PRIMARY KEY, amount BIGINT NOT NULL)",
-            vec![],
-        ))
-        .await
-        .unwrap();
-    ensure_table(&stack, DEFAULT_TABLE).await.unwrap();
-    // Idempotent: a second start finds the table and leaves it alone.
-    ensure_table(&stack, DEFAULT_TABLE).await.unwrap();
-    stack
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reset_after_a_non_idempotent_write_was_sent_is_outcome_unknown() {
     let regions = testkit().await;
-    let stack = setup(&regions).await;
+    let stack = payments_stack(&regions).await;
     // The server runs the INSERT, then the connection drops before the final DONE.
     regions
         .primary()
@@ -139,7 +111,7 @@ fn assert_unknown_and_not_retried(err: &mssql_resilience::Error) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_disconnect_mid_write_is_outcome_unknown_when_the_write_did_not_happen() {
     let regions = testkit().await;
-    let stack = setup(&regions).await;
+    let stack = payments_stack(&regions).await;
     // Default: the server interrupts the statement when the client goes away.
     let err = write_cut_off_mid_flight(&regions, &stack, 1).await;
     assert_unknown_and_not_retried(&err);
@@ -149,7 +121,7 @@ async fn a_disconnect_mid_write_is_outcome_unknown_when_the_write_did_not_happen
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_disconnect_mid_write_is_outcome_unknown_when_the_write_did_happen() {
     let regions = testkit().await;
-    let stack = setup(&regions).await;
+    let stack = payments_stack(&regions).await;
     // As a real server may: the statement runs on after the client left, and commits.
     regions
         .primary()
@@ -164,7 +136,7 @@ async fn a_disconnect_mid_write_is_outcome_unknown_when_the_write_did_happen() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_write_whose_answer_stalls_is_outcome_unknown_when_the_deadline_fires() {
     let regions = testkit().await;
-    let stack = setup(&regions).await;
+    let stack = payments_stack(&regions).await;
     // The server runs (and commits) the INSERT, then its answer never comes.
     regions.primary().faults().stall_responses(
         StallFault::new(StallPoint::AfterRows(0), Trigger::Next(1))
@@ -190,7 +162,7 @@ async fn a_write_whose_answer_stalls_is_outcome_unknown_when_the_deadline_fires(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stalled_read_gets_a_second_chance_and_ends_at_the_deadline_when_every_answer_stalls() {
     let regions = testkit().await;
-    let stack = setup(&regions).await;
+    let stack = payments_stack(&regions).await;
     stack
         .call(exec(
             "seed",
@@ -232,39 +204,9 @@ async fn a_stalled_read_gets_a_second_chance_and_ends_at_the_deadline_when_every
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_idempotency_key_under_repeated_resets_writes_exactly_once() {
-    let regions = testkit().await;
-    let stack = setup(&regions).await;
-    // The first three responses to the guarded write are cut before their final DONE.
-    regions
-        .primary()
-        .faults()
-        .drop_responses(DropPoint::BeforeFinalDone, Trigger::Next(3));
-    let request = idempotent_execute(
-        RequestContext::write("create_payment"),
-        DEFAULT_TABLE,
-        "payment-42",
-        "INSERT INTO payments (id, amount) VALUES (@P1, @P2)",
-        [42.into(), 4200i64.into()],
-    )
-    .unwrap();
-    let response = stack.call(request.clone()).await.unwrap();
-    assert_eq!(response.total_rows_affected(), 1);
-    assert_eq!(
-        scalar(&stack, "SELECT COUNT(*) FROM payments WHERE id = 42").await,
-        1
-    );
-    // Sending it again (a client retry after its own timeout) replays the recorded outcome.
-    let again = stack.call(request).await.unwrap();
-    assert!(again.replayed);
-    assert_eq!(again.rows_affected, vec![1]);
-    assert_eq!(scalar(&stack, "SELECT COUNT(*) FROM payments").await, 1);
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_write_on_a_pooled_connection_the_server_closed_is_not_sent_and_retried() {
     let regions = testkit().await;
-    let stack = setup(&regions).await;
+    let stack = payments_stack(&regions).await;
     let faults = regions.primary().faults();
     // The pool holds connections used a moment ago (not revalidated: idle < 2 s).
     assert_eq!(scalar(&stack, "SELECT COUNT(*) FROM payments").await, 0);
@@ -296,7 +238,7 @@ async fn a_write_on_a_pooled_connection_the_server_closed_is_not_sent_and_retrie
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_request_the_caller_gave_up_on_is_cancelled_on_the_server_and_its_connection_kept() {
     let regions = testkit().await;
-    let stack = setup(&regions).await;
+    let stack = payments_stack(&regions).await;
     let faults = regions.primary().faults();
     let pool = stack.pools()[0].1.clone();
     let connections = pool.state().connections;
@@ -335,117 +277,10 @@ async fn a_request_the_caller_gave_up_on_is_cancelled_on_the_server_and_its_conn
     );
 }
 
-fn guarded_payment(key: &str, id: i32) -> SqlRequest {
-    idempotent_execute(
-        RequestContext::write("create_payment"),
-        DEFAULT_TABLE,
-        key,
-        "INSERT INTO payments (id, amount) VALUES (@P1, @P2)",
-        [id.into(), 100i64.into()],
-    )
-    .unwrap()
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_guarded_write_and_its_replay_are_one_request_each() {
-    let regions = testkit().await;
-    let stack = setup(&regions).await;
-    let requests = || {
-        let c = regions.primary().faults().counters();
-        c.batches + c.rpcs
-    };
-    let before = requests();
-    let first = stack.call(guarded_payment("one-trip", 1)).await.unwrap();
-    assert_eq!(
-        (first.rows_affected.clone(), first.replayed),
-        (vec![1], false)
-    );
-    assert_eq!(
-        requests() - before,
-        1,
-        "the check, the write and the key in one request"
-    );
-    let before = requests();
-    let again = stack.call(guarded_payment("one-trip", 1)).await.unwrap();
-    assert_eq!(
-        (again.rows_affected.clone(), again.replayed),
-        (vec![1], true)
-    );
-    assert_eq!(requests() - before, 1);
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_key_reused_for_a_different_request_is_a_conflict_and_writes_nothing() {
-    let regions = testkit().await;
-    let stack = setup(&regions).await;
-    let first = stack.call(guarded_payment("order-77", 10)).await.unwrap();
-    assert!(!first.replayed);
-    // The same key, another payment: not "replayed" (that would claim a write that never
-    // happened), but a conflict.
-    let err = stack
-        .call(guarded_payment("order-77", 11))
-        .await
-        .unwrap_err();
-    assert_eq!(err.kind(), &ErrorKind::IdempotencyConflict, "{err}");
-    assert!(
-        !err.may_have_applied() && !err.is_outcome_unknown(),
-        "{err}"
-    );
-    assert_eq!(err.attempts(), 1, "not retried: {err}");
-    assert_eq!(
-        scalar(&stack, "SELECT COUNT(*) FROM payments WHERE id = 11").await,
-        0
-    );
-    // The same request again is a replay.
-    let again = stack.call(guarded_payment("order-77", 10)).await.unwrap();
-    assert!(again.replayed);
-    assert_eq!(
-        scalar(&stack, "SELECT COUNT(*) FROM payments WHERE id = 10").await,
-        1
-    );
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_failed_guarded_write_records_nothing_and_leaves_the_session_as_it_was() {
-    let regions = testkit().await;
-    // One connection, so the next request surely runs on the session the guard used.
-    let stack = setup_with(&regions, |c| {
-        c.pool.max_size = 1;
-        c.pool.min_idle = Some(0);
-    })
-    .await;
-    stack.call(guarded_payment("key-a", 42)).await.unwrap();
-    // The guard's SET XACT_ABORT ON ended with its request: on the same session (the pool
-    // has one connection) a plain batch still goes on after a statement-level error, as
-    // SQL Server's default says.
-    let plain = stack
-        .call(exec(
-            "two_inserts",
-            "INSERT INTO payments (id, amount) VALUES (42, 1); INSERT INTO payments (id, amount) VALUES (43, 1)",
-            vec![],
-        ))
-        .await;
-    assert_eq!(plain.unwrap_err().server_number(), Some(2627));
-    assert_eq!(
-        scalar(&stack, "SELECT COUNT(*) FROM payments WHERE id = 43").await,
-        1,
-        "the statement after the error ran"
-    );
-    // Another key, the same payment id: the write itself violates the primary key.
-    let err = stack.call(guarded_payment("key-b", 42)).await.unwrap_err();
-    assert_eq!(err.server_number(), Some(2627), "{err}");
-    let recorded = format!("SELECT COUNT(*) FROM {DEFAULT_TABLE} WHERE idempotency_key = 'key-b'");
-    assert_eq!(
-        scalar(&stack, &recorded).await,
-        0,
-        "a failed write records no key"
-    );
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_deadlock_victim_reruns_the_whole_unit_of_work_once() {
     let regions = testkit().await;
-    let stack = setup(&regions).await;
+    let stack = payments_stack(&regions).await;
     regions.primary().faults().fail_queries(
         QueryFault::new(ErrorSpec::deadlock(), Trigger::Next(1)).matching("INSERT INTO payments"),
     );
@@ -669,7 +504,7 @@ fn commit_then_read(runs: Arc<AtomicUsize>, id: i32) -> SqlRequest {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_transient_error_after_the_commit_never_reruns_the_unit_of_work() {
     let regions = testkit().await;
-    let stack = setup(&regions).await;
+    let stack = payments_stack(&regions).await;
     // 1205 and 1222 (the session lives on) and 40613 (class 20: the session ends).
     for (i, number) in [1205u32, 1222, 40613].into_iter().enumerate() {
         let id = 100 + i as i32;
@@ -706,7 +541,7 @@ async fn a_transient_error_after_the_commit_never_reruns_the_unit_of_work() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_error_inside_the_open_transaction_reruns_the_unit_of_work() {
     let regions = testkit().await;
-    let stack = setup(&regions).await;
+    let stack = payments_stack(&regions).await;
     // 1205 (the server rolls the transaction back), 1222 (the transaction stays open
     // and the crate rolls it back) and 40613 (the session, and the transaction, end).
     for (i, number) in [1205u32, 1222, 40613].into_iter().enumerate() {
@@ -739,7 +574,7 @@ async fn an_error_inside_the_open_transaction_reruns_the_unit_of_work() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_deadlock_on_a_lone_statement_is_retried_but_not_on_a_batch_of_several() {
     let regions = testkit().await;
-    let stack = setup(&regions).await;
+    let stack = payments_stack(&regions).await;
     let faults = regions.primary().faults();
     // One INSERT: the deadlock undid it; retried, written once.
     faults.fail_queries(

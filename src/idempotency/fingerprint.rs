@@ -13,10 +13,19 @@ use tiberius::{ColumnData, ToSql};
 use crate::sql::Param;
 
 /// The fingerprint's text form: a versioned prefix and 32 hex digits (fits
-/// `NVARCHAR(64)`).
-pub(crate) fn fingerprint(operation: &str, sql: &str, params: &[Param]) -> String {
+/// `NVARCHAR(64)`). `returns_rows` marks an `idempotent_query` (whose record keeps the
+/// returned rows), so a key cannot be replayed across the two kinds.
+pub(crate) fn fingerprint(
+    operation: &str,
+    returns_rows: bool,
+    sql: &str,
+    params: &[Param],
+) -> String {
     let mut hash = Fnv1a128::new();
     hash.item(b"operation", operation.as_bytes());
+    if returns_rows {
+        hash.item(b"returns", b"rows");
+    }
     hash.item(b"sql", sql.as_bytes());
     for param in params {
         encode(&mut hash, &param.to_sql());
@@ -121,18 +130,23 @@ mod tests {
     #[test]
     fn same_request_same_fingerprint_and_any_difference_changes_it() {
         let sql = "INSERT INTO t (id, note) VALUES (@P1, @P2)";
-        let base = fingerprint("create", sql, &[7.into(), "a".into()]);
+        let base = fingerprint("create", false, sql, &[7.into(), "a".into()]);
         assert!(base.starts_with("fnv1a128:") && base.len() == 41, "{base}");
-        assert_eq!(base, fingerprint("create", sql, &[7.into(), "a".into()]));
+        assert_eq!(
+            base,
+            fingerprint("create", false, sql, &[7.into(), "a".into()])
+        );
         for other in [
-            fingerprint("create", sql, &[8.into(), "a".into()]),
-            fingerprint("create", sql, &[7.into(), "b".into()]),
-            fingerprint("create", sql, &[7i64.into(), "a".into()]),
-            fingerprint("create", sql, &[7.into(), Param::Text(None)]),
-            fingerprint("create", sql, &[7.into()]),
-            fingerprint("update", sql, &[7.into(), "a".into()]),
+            fingerprint("create", false, sql, &[8.into(), "a".into()]),
+            fingerprint("create", false, sql, &[7.into(), "b".into()]),
+            fingerprint("create", false, sql, &[7i64.into(), "a".into()]),
+            fingerprint("create", false, sql, &[7.into(), Param::Text(None)]),
+            fingerprint("create", false, sql, &[7.into()]),
+            fingerprint("update", false, sql, &[7.into(), "a".into()]),
+            fingerprint("create", true, sql, &[7.into(), "a".into()]),
             fingerprint(
                 "create",
+                false,
                 "INSERT INTO t (id) VALUES (@P1)",
                 &[7.into(), "a".into()],
             ),
@@ -145,7 +159,7 @@ mod tests {
     fn the_encoding_is_pinned() {
         // Stored fingerprints must match across restarts and releases: a change here is
         // a breaking change for every recorded key (bump the `fnv1a128:` prefix instead).
-        assert_eq!(fingerprint("op", "SELECT @P1", &[1.into()]), PINNED,);
+        assert_eq!(fingerprint("op", false, "SELECT @P1", &[1.into()]), PINNED,);
     }
 
     // Computed independently (FNV-1a 128 over the documented encoding).

@@ -302,8 +302,12 @@ async fn run(
                         error.set_may_have_applied(!proven);
                     }
                 }
-                // The guarded write's own answer: its replay branch wrote nothing.
+                // The guarded write's own answers: its replay branch wrote nothing, and
+                // rows it could not record were rolled back before any COMMIT was sent.
                 ErrorKind::IdempotencyConflict => {}
+                ErrorKind::Conversion
+                    if std::error::Error::source(&error)
+                        .is_some_and(|s| s.is::<crate::idempotency::RecordError>()) => {}
                 _ if !sent => error.set_outcome(Outcome::NotSent),
                 // Sent, and the failure says nothing about what ran.
                 _ if error.outcome() == Outcome::Rejected => error.set_may_have_applied(true),

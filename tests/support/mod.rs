@@ -7,6 +7,7 @@
 use std::time::Duration;
 
 use mssql_resilience::config::Config;
+use mssql_resilience::idempotency::{ensure_table, DEFAULT_TABLE};
 use mssql_resilience::sql::{Param, SqlRequest, SqlResponse};
 use mssql_resilience::{RequestContext, Stack};
 use mssql_testkit::chaos::{ChaosHandle, ChaosProxy};
@@ -173,4 +174,32 @@ pub async fn scalar(stack: &Stack, sql: &str) -> i64 {
         .scalar()
         .and_then(|v| v.as_i64())
         .unwrap_or_else(|| panic!("{sql} returned {response:?}"))
+}
+
+/// One region with a `payments` table and the dedupe table.
+pub async fn payments_stack(regions: &Backend) -> Stack {
+    payments_stack_with(regions, |_| {}).await
+}
+
+/// One region, the payments table and the dedupe table; `edit` adjusts the config.
+pub async fn payments_stack_with(regions: &Backend, edit: impl FnOnce(&mut Config)) -> Stack {
+    let config = regions.config("", 1, |c| {
+        c.retry.max_attempts = 4;
+        // These tests are about write safety, not the breaker: keep it out of the way.
+        c.breaker.minimum_calls = 10;
+        edit(c);
+    });
+    let stack = Stack::builder(config).probes(false).build().unwrap();
+    stack
+        .call(exec(
+            "ddl",
+            "CREATE TABLE payments (id INT NOT NULL PRIMARY KEY, amount BIGINT NOT NULL)",
+            vec![],
+        ))
+        .await
+        .unwrap();
+    ensure_table(&stack, DEFAULT_TABLE).await.unwrap();
+    // Idempotent: a second start finds the table and leaves it alone.
+    ensure_table(&stack, DEFAULT_TABLE).await.unwrap();
+    stack
 }
