@@ -204,9 +204,12 @@ async fn a_statement_that_leaves_a_transaction_open_fails_and_its_work_is_rolled
         ))
         .await
         .unwrap_err();
-    let text = err.to_string();
-    assert!(text.contains("still open"), "{text}");
-    assert!(!err.may_have_applied(), "rolled back: {err}");
+    // A statement travels as sp_executesql, a module: SQL Server answers a transaction
+    // count that differs at its end with 266 and leaves the transaction open; the pool
+    // rolls it back on the same session.
+    assert_eq!(err.server_number(), Some(266), "{err}");
+    // Conservative: a statement before the BEGIN would have committed on its own.
+    assert!(err.may_have_applied(), "{err}");
     assert_eq!(scalar(&stack, "SELECT @@TRANCOUNT").await, 0);
     assert_eq!(scalar(&stack, "SELECT COUNT(*) FROM open_tx").await, 0);
     // A balanced one is fine and costs nothing more than its answer.

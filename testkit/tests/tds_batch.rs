@@ -1,7 +1,8 @@
 //! Batch and transaction semantics as SQL Server has them: statement-level errors let
 //! the batch go on, batch-aborting ones stop it (some rolling back), `SET XACT_ABORT ON`
 //! turns every runtime error into abort-and-roll-back; `@@ERROR`, `@@TRANCOUNT` and
-//! `XACT_STATE()` read the session.
+//! `XACT_STATE()` read the session; a parameterised request (a module) that changes the
+//! transaction count gets error 266.
 
 mod tds_common;
 
@@ -228,4 +229,54 @@ async fn try_catch_is_rejected_not_half_run() {
     assert!(code(&err).is_some(), "{err}");
     assert_eq!(scalar(&mut c, "SELECT @@TRANCOUNT").await, 0);
     assert_eq!(scalar(&mut c, "SELECT COUNT(*) FROM t").await, 0);
+}
+
+#[tokio::test]
+async fn a_parameterised_request_must_end_with_the_transaction_count_it_began_with() {
+    let server = start().await;
+    let mut c = connect(&server).await;
+    setup(&mut c).await;
+    // BEGIN inside sp_executesql: the statement runs, then 266, and the transaction stays
+    // open (as SQL Server leaves it).
+    let err = c
+        .execute(
+            "BEGIN TRANSACTION; INSERT INTO t (id) VALUES (@P1)",
+            &[&1i32],
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(code(&err), Some(266), "{err}");
+    assert!(
+        err.to_string()
+            .contains("Previous count = 0, current count = 1"),
+        "{err}"
+    );
+    assert_eq!(scalar(&mut c, "SELECT @@TRANCOUNT").await, 1);
+    // COMMIT inside sp_executesql of a transaction a plain batch began: committed, and 266.
+    let err = c
+        .execute(
+            "INSERT INTO t (id) VALUES (@P1); COMMIT TRANSACTION",
+            &[&2i32],
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(code(&err), Some(266), "{err}");
+    assert_eq!(scalar(&mut c, "SELECT @@TRANCOUNT").await, 0);
+    assert_eq!(scalar(&mut c, "SELECT COUNT(*) FROM t").await, 2);
+    // Balanced inside the request, or begun and ended in plain batches around it: fine.
+    c.execute(
+        "BEGIN TRANSACTION; INSERT INTO t (id) VALUES (@P1); COMMIT TRANSACTION",
+        &[&3i32],
+    )
+    .await
+    .unwrap();
+    batch(&mut c, "BEGIN TRANSACTION").await.unwrap();
+    c.execute("INSERT INTO t (id) VALUES (@P1)", &[&4i32])
+        .await
+        .unwrap();
+    batch(&mut c, "COMMIT TRANSACTION").await.unwrap();
+    assert_eq!(scalar(&mut c, "SELECT COUNT(*) FROM t").await, 4);
+    // A plain batch may leave a transaction open: no 266.
+    batch(&mut c, "BEGIN TRANSACTION").await.unwrap();
+    batch(&mut c, "ROLLBACK TRANSACTION").await.unwrap();
 }

@@ -511,6 +511,7 @@ impl Session {
         let mut dones: Vec<usize> = Vec::new();
         let done_tok = if in_proc { tok::DONEINPROC } else { tok::DONE };
         let mut outcome: Result<(), Stop> = Ok(());
+        let trancount_before = self.trancount;
         self.request_failed = false;
         self.row_ends.clear();
         if let Some(fault) = shared.query_fault(&text) {
@@ -570,6 +571,23 @@ impl Session {
             // Disconnect-completes mode: the work ran to its end; no one reads the answer.
             self.close_after = true;
             return Ok(());
+        }
+        if in_proc && outcome.is_ok() && self.trancount != trancount_before {
+            // A module (dynamic SQL, a prepared statement) must end with the transaction
+            // count it began with; SQL Server says so after the module ran, and the
+            // transaction stays as the module left it.
+            let e = ErrorSpec::new(
+                266,
+                16,
+                format!(
+                    "Transaction count after EXECUTE indicates a mismatching number of BEGIN and COMMIT statements. Previous count = {trancount_before}, current count = {}.",
+                    self.trancount
+                ),
+            )
+            .with_state(2);
+            self.error(&mut w, &e);
+            self.last_error = e.number;
+            self.request_failed = true;
         }
         // DONE_MORE on every DONE but the last of a batch; in a proc, all DONEINPROC
         // are followed by RETURNSTATUS + DONEPROC.
