@@ -119,6 +119,7 @@ pub struct RequestContext {
     budget_extension: std::time::Duration,
     attempt_limit: Option<std::time::Duration>,
     breaker_bypass: bool,
+    no_alternative: bool,
     wire: Option<Arc<WireState>>,
 }
 
@@ -136,6 +137,7 @@ impl RequestContext {
             budget_extension: std::time::Duration::ZERO,
             attempt_limit: None,
             breaker_bypass: false,
+            no_alternative: false,
             wire: None,
         }
     }
@@ -153,6 +155,7 @@ impl RequestContext {
             budget_extension: std::time::Duration::ZERO,
             attempt_limit: None,
             breaker_bypass: false,
+            no_alternative: false,
             wire: None,
         }
     }
@@ -264,6 +267,19 @@ impl RequestContext {
     /// Sets [`breaker_bypass`](Self::breaker_bypass) for the next attempt.
     pub fn set_breaker_bypass(&mut self, bypass: bool) {
         self.breaker_bypass = bypass;
+    }
+
+    /// Whether the router sent this attempt to the last region that could take the
+    /// request: there is nowhere else to go, so a pool checkout keeps waiting (and keeps
+    /// the pool trying to connect) until the attempt's bound instead of failing at the
+    /// first failed connect.
+    pub fn no_alternative(&self) -> bool {
+        self.no_alternative
+    }
+
+    /// Sets [`no_alternative`](Self::no_alternative) for the next attempt.
+    pub fn set_no_alternative(&mut self, last: bool) {
+        self.no_alternative = last;
     }
 
     /// Sets the bound of the next attempt (see [`attempt_limit`](Self::attempt_limit)).

@@ -141,3 +141,62 @@ async fn a_cut_short_request_is_drained_and_its_connection_survives_a_login_stor
     assert_eq!(stats.connections_created, 1, "no new login was needed");
     assert_eq!(stats.connections_closed_broken, 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_waits_out_a_short_outage_of_its_only_region() {
+    let regions = testkit().await;
+    // The secondary is a read-only replica: the primary is the only writable region.
+    regions.secondary().faults().set_read_only(true);
+    let config = regions.config("", 2, |_| {});
+    let stack = Stack::builder(config).build().unwrap();
+    assert!(stack.wait_for_probes(Duration::from_secs(5)).await);
+    stack
+        .call(exec("ddl", "CREATE TABLE outage_writes (id INT)", vec![]))
+        .await
+        .unwrap();
+    // The primary refuses every connection and its open ones are cut: each connect fails
+    // at once. It comes back 1.2 s later, well within the write's 3 s budget.
+    let chaos = regions.primary().chaos();
+    chaos.set(Toxics::refuse());
+    chaos.reset_connections();
+    // The pooled connections are gone before the write starts (a connection reset while
+    // the write is on it would make its outcome unknown, which is another test).
+    eventually(
+        "the proxy closed every connection",
+        Duration::from_secs(5),
+        || chaos.counters().active == 0,
+    )
+    .await;
+    let back = tokio::spawn({
+        let chaos = chaos.clone();
+        async move {
+            tokio::time::sleep(Duration::from_millis(1200)).await;
+            chaos.set(Toxics::ok());
+        }
+    });
+    let logins = regions.primary().faults().counters().logins;
+    // Not idempotent: it may only be re-sent when nothing reached the server.
+    let result = stack
+        .call(exec(
+            "outage_write",
+            "INSERT INTO outage_writes (id) VALUES (1)",
+            vec![],
+        ))
+        .await;
+    back.await.unwrap();
+    // With nowhere else to go, the write's checkout kept the pool trying (paced) instead
+    // of failing at each refused connect and spending its three attempts in 1.2 s.
+    let response = result.unwrap_or_else(|e| panic!("the write waited out the outage: {e}"));
+    assert_eq!(response.total_rows_affected(), 1);
+    assert!(
+        regions.primary().faults().counters().logins > logins,
+        "served on a connection opened after the outage"
+    );
+    let count = SqlRequest::query(
+        RequestContext::read("count").consistency(Consistency::Latest),
+        "SELECT COUNT(*) FROM outage_writes",
+        [],
+    );
+    let response = stack.call(count).await.unwrap();
+    assert_eq!(response.scalar().and_then(|v| v.as_i64()), Some(1));
+}

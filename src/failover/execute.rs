@@ -95,6 +95,7 @@ impl Router {
         record_server(region);
         let limit = self.attempt_limit(region, &req, last);
         req.context.set_attempt_limit(limit);
+        req.context.set_no_alternative(last);
         if last {
             // Nowhere better to go: an open (or full half-open) breaker would only turn
             // this request into a failure; it passes, unrecorded.

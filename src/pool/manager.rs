@@ -64,9 +64,17 @@ pub struct ManagerStats {
     connects: AtomicU64,
     connect_failures: AtomicU64,
     redirects: AtomicU64,
+    /// Woken at every connection opened (checkouts that persist through failed connects
+    /// wait on it).
+    connected: tokio::sync::Notify,
 }
 
 impl ManagerStats {
+    /// Woken at every connection opened.
+    pub(crate) fn connected(&self) -> &tokio::sync::Notify {
+        &self.connected
+    }
+
     /// Connections opened.
     pub fn connects(&self) -> u64 {
         self.connects.load(Ordering::Relaxed)
@@ -283,8 +291,13 @@ impl bb8::ManageConnection for TiberiusManager {
             ok: result.is_ok(),
         });
         match &result {
-            Ok(_) => self.stats.connects.fetch_add(1, Ordering::Relaxed),
-            Err(_) => self.stats.connect_failures.fetch_add(1, Ordering::Relaxed),
+            Ok(_) => {
+                self.stats.connects.fetch_add(1, Ordering::Relaxed);
+                self.stats.connected.notify_waiters();
+            }
+            Err(_) => {
+                self.stats.connect_failures.fetch_add(1, Ordering::Relaxed);
+            }
         };
         result
     }

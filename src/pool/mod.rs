@@ -97,7 +97,19 @@ pub struct Pool {
     stats: Arc<ManagerStats>,
     checkouts: Arc<CheckoutCounters>,
     settings: PoolSettings,
+    /// The next slot for a persisting checkout's connect while connects fail.
+    next_reconnect: Arc<std::sync::Mutex<Instant>>,
 }
+
+/// A connect failure that says the region could not be reached (an I/O error or a
+/// timeout), as opposed to one that says it refuses this client (TLS, login errors).
+fn unreachable(error: &Error) -> bool {
+    matches!(error.kind(), ErrorKind::Io(_) | ErrorKind::Timeout { .. })
+}
+
+/// While connects to a region fail, checkouts that persist (their request has nowhere
+/// else to go) ask for one new connect per this interval between them all.
+pub const RECONNECT_PACE: Duration = Duration::from_millis(250);
 
 impl fmt::Debug for Pool {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -130,6 +142,7 @@ impl Pool {
             stats,
             checkouts: Arc::default(),
             settings,
+            next_reconnect: Arc::new(std::sync::Mutex::new(Instant::now())),
         }
     }
 
@@ -139,8 +152,23 @@ impl Pool {
         &self,
         within: Duration,
     ) -> Result<bb8::PooledConnection<'static, TiberiusManager>, Error> {
+        self.checkout_persisting(within, false).await
+    }
+
+    /// [`checkout`](Self::checkout), and with `persist` (the request has nowhere else to
+    /// go) a failed connect does not end the wait: the pool tries again — one connect per
+    /// [`RECONNECT_PACE`] for all persisting checkouts together while connects fail, and
+    /// one per waiting checkout as soon as one succeeds — until the bound, which then
+    /// fails with the last connect error. A region that comes back within the request's
+    /// budget serves it, instead of the request spending its attempts and the retry budget
+    /// on connects into the outage.
+    pub async fn checkout_persisting(
+        &self,
+        within: Duration,
+        persist: bool,
+    ) -> Result<bb8::PooledConnection<'static, TiberiusManager>, Error> {
         let start = Instant::now();
-        let result = self.wait_for_connection(within, start).await;
+        let result = self.wait_for_connection(within, start, persist).await;
         self.events
             .emit(|region| crate::observe::Event::CheckoutFinished {
                 region,
@@ -153,17 +181,24 @@ impl Pool {
         &self,
         within: Duration,
         start: Instant,
+        persist: bool,
     ) -> Result<bb8::PooledConnection<'static, TiberiusManager>, Error> {
         let limit = within.min(self.settings.checkout_timeout);
         // Pending until it ends; ended by the timer below, or dropped by the caller's, it
         // counts as timed out.
         let pending = self.checkouts.start();
         let mut failures = self.failures.subscribe();
-        let get = self.inner.get_owned();
-        tokio::pin!(get);
+        let mut get = Box::pin(self.inner.get_owned());
         let deadline = tokio::time::sleep(limit);
         tokio::pin!(deadline);
+        // Persisting: the last connect error, and when this checkout may ask for another
+        // connect (bb8 starts one for a fresh `get` while getters outnumber connects).
+        let mut last_failure: Option<Error> = None;
+        let retry = tokio::time::sleep(Duration::ZERO);
+        tokio::pin!(retry);
+        let mut retry_armed = false;
         loop {
+            let connected = self.stats.connected().notified();
             tokio::select! {
                 biased;
                 got = &mut get => {
@@ -178,6 +213,14 @@ impl Pool {
                     // (a 40613 storm at the gateway) must not fail a checkout that a
                     // working pooled connection can serve.
                     Ok(_) if self.has_connections_in_use() => continue,
+                    // The region could not be reached (refused, reset, black-holed): it
+                    // may come back. Anything else (a TLS or login failure) says it will
+                    // not, and ends the wait as before.
+                    Ok(error) if persist && unreachable(&error) => {
+                        last_failure = Some(error);
+                        retry.as_mut().reset(self.next_reconnect());
+                        retry_armed = true;
+                    }
                     Ok(error) => {
                         pending.settle();
                         return Err(error);
@@ -190,9 +233,39 @@ impl Pool {
                         return Err(self.exhausted(limit));
                     }
                 },
-                _ = &mut deadline => return Err(self.exhausted(limit)),
+                // The region answers logins again: ask for a connect of our own at once.
+                _ = connected, if retry_armed => {
+                    retry_armed = false;
+                    get.set(self.inner.get_owned());
+                }
+                _ = &mut retry, if retry_armed => {
+                    retry_armed = false;
+                    get.set(self.inner.get_owned());
+                }
+                _ = &mut deadline => {
+                    return Err(match last_failure {
+                        Some(error) => {
+                            pending.settle();
+                            error
+                        }
+                        None => self.exhausted(limit),
+                    });
+                }
             }
         }
+    }
+
+    /// When a persisting checkout may ask for its next connect while connects fail: one
+    /// slot per [`RECONNECT_PACE`] for the whole pool, so waiting requests do not turn an
+    /// outage into a connect storm.
+    fn next_reconnect(&self) -> Instant {
+        let mut next = self
+            .next_reconnect
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let slot = (*next).max(Instant::now());
+        *next = slot + RECONNECT_PACE;
+        slot
     }
 
     fn has_connections_in_use(&self) -> bool {
