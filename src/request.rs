@@ -119,8 +119,25 @@ pub struct RequestContext {
     budget_extension: std::time::Duration,
     attempt_limit: Option<std::time::Duration>,
     breaker_bypass: bool,
-    no_alternative: bool,
+    no_alternative: Option<StillLast>,
     wire: Option<Arc<WireState>>,
+}
+
+/// Answers, whenever asked, whether an attempt's region is still the last one that could
+/// take its request (the router's view changes while the attempt waits).
+#[derive(Clone)]
+pub(crate) struct StillLast(Arc<dyn Fn() -> bool + Send + Sync>);
+
+impl StillLast {
+    pub(crate) fn new(check: impl Fn() -> bool + Send + Sync + 'static) -> Self {
+        StillLast(Arc::new(check))
+    }
+}
+
+impl std::fmt::Debug for StillLast {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("StillLast(..)")
+    }
 }
 
 impl RequestContext {
@@ -137,7 +154,7 @@ impl RequestContext {
             budget_extension: std::time::Duration::ZERO,
             attempt_limit: None,
             breaker_bypass: false,
-            no_alternative: false,
+            no_alternative: None,
             wire: None,
         }
     }
@@ -155,7 +172,7 @@ impl RequestContext {
             budget_extension: std::time::Duration::ZERO,
             attempt_limit: None,
             breaker_bypass: false,
-            no_alternative: false,
+            no_alternative: None,
             wire: None,
         }
     }
@@ -269,17 +286,20 @@ impl RequestContext {
         self.breaker_bypass = bypass;
     }
 
-    /// Whether the router sent this attempt to the last region that could take the
-    /// request: there is nowhere else to go, so a pool checkout keeps waiting (and keeps
-    /// the pool trying to connect) until the attempt's bound instead of failing at the
-    /// first failed connect.
+    /// Whether this attempt's region is, right now, the last one that could take the
+    /// request (the router re-evaluates on every call): with nowhere else to go, a pool
+    /// checkout keeps waiting (and keeps the pool trying to connect) until the attempt's
+    /// bound instead of failing at the first connect that cannot reach the region; once
+    /// another region could take the request, it stops and the request moves on.
     pub fn no_alternative(&self) -> bool {
         self.no_alternative
+            .as_ref()
+            .is_some_and(|still| (still.0)())
     }
 
-    /// Sets [`no_alternative`](Self::no_alternative) for the next attempt.
-    pub fn set_no_alternative(&mut self, last: bool) {
-        self.no_alternative = last;
+    /// Sets what [`no_alternative`](Self::no_alternative) asks, for the next attempt.
+    pub(crate) fn set_no_alternative(&mut self, still_last: Option<StillLast>) {
+        self.no_alternative = still_last;
     }
 
     /// Sets the bound of the next attempt (see [`attempt_limit`](Self::attempt_limit)).

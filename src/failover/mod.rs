@@ -421,6 +421,23 @@ impl Router {
         }
         (candidates, last_resort)
     }
+
+    /// Whether a region other than `index` could take a request of this kind now (the
+    /// same selection as [`candidates`](Self::candidates), without moving the serving
+    /// region or reporting anything).
+    fn has_alternative(&self, intent: Intent, consistency: Consistency, index: usize) -> bool {
+        let now = Instant::now();
+        let views: Vec<RegionView> = self.shared.regions.iter().map(|r| r.view(now)).collect();
+        let tracked = intent == Intent::Write || consistency == Consistency::AllowStale;
+        let current = {
+            let serving = self.serving_lock();
+            serving[slot(if tracked { intent } else { Intent::Write })]
+        };
+        select::select(&views, intent, consistency, current)
+            .candidates
+            .iter()
+            .any(|&i| i != index)
+    }
 }
 
 impl tower::Service<SqlRequest> for Router {

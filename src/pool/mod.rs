@@ -152,23 +152,26 @@ impl Pool {
         &self,
         within: Duration,
     ) -> Result<bb8::PooledConnection<'static, TiberiusManager>, Error> {
-        self.checkout_persisting(within, false).await
+        self.checkout_persisting(within, &|| false).await
     }
 
-    /// [`checkout`](Self::checkout), and with `persist` (the request has nowhere else to
-    /// go) a failed connect does not end the wait: the pool tries again — one connect per
-    /// [`RECONNECT_PACE`] for all persisting checkouts together while connects fail, and
-    /// one per waiting checkout as soon as one succeeds — until the bound, which then
-    /// fails with the last connect error. A region that comes back within the request's
-    /// budget serves it, instead of the request spending its attempts and the retry budget
-    /// on connects into the outage.
+    /// [`checkout`](Self::checkout), and while `still_last()` says the request has
+    /// nowhere else to go, a connect that cannot reach the region does not end the wait:
+    /// the pool tries again — one connect per [`RECONNECT_PACE`] for all persisting
+    /// checkouts together while connects fail, and one per waiting checkout as soon as
+    /// one succeeds — until the bound, which then fails with the last connect error. A
+    /// region that comes back within the request's budget serves it, instead of the
+    /// request spending its attempts and the retry budget on connects into the outage.
+    /// `still_last` is asked again every [`RECONNECT_PACE`]: once another region could
+    /// take the request, the wait ends with the last connect error (not sent), so the
+    /// request moves on.
     pub async fn checkout_persisting(
         &self,
         within: Duration,
-        persist: bool,
+        still_last: &(dyn Fn() -> bool + Send + Sync),
     ) -> Result<bb8::PooledConnection<'static, TiberiusManager>, Error> {
         let start = Instant::now();
-        let result = self.wait_for_connection(within, start, persist).await;
+        let result = self.wait_for_connection(within, start, still_last).await;
         self.events
             .emit(|region| crate::observe::Event::CheckoutFinished {
                 region,
@@ -181,7 +184,7 @@ impl Pool {
         &self,
         within: Duration,
         start: Instant,
-        persist: bool,
+        still_last: &(dyn Fn() -> bool + Send + Sync),
     ) -> Result<bb8::PooledConnection<'static, TiberiusManager>, Error> {
         let limit = within.min(self.settings.checkout_timeout);
         // Pending until it ends; ended by the timer below, or dropped by the caller's, it
@@ -197,6 +200,8 @@ impl Pool {
         let retry = tokio::time::sleep(Duration::ZERO);
         tokio::pin!(retry);
         let mut retry_armed = false;
+        let mut recheck = tokio::time::interval(RECONNECT_PACE);
+        recheck.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let connected = self.stats.connected().notified();
             tokio::select! {
@@ -216,7 +221,7 @@ impl Pool {
                     // The region could not be reached (refused, reset, black-holed): it
                     // may come back. Anything else (a TLS or login failure) says it will
                     // not, and ends the wait as before.
-                    Ok(error) if persist && unreachable(&error) => {
+                    Ok(error) if unreachable(&error) && still_last() => {
                         last_failure = Some(error);
                         retry.as_mut().reset(self.next_reconnect());
                         retry_armed = true;
@@ -241,6 +246,13 @@ impl Pool {
                 _ = &mut retry, if retry_armed => {
                     retry_armed = false;
                     get.set(self.inner.get_owned());
+                }
+                // Somewhere else could take the request now: stop persisting.
+                _ = recheck.tick(), if last_failure.is_some() => {
+                    if !still_last() {
+                        pending.settle();
+                        return Err(last_failure.take().unwrap_or_else(|| self.exhausted(limit)));
+                    }
                 }
                 _ = &mut deadline => {
                     return Err(match last_failure {

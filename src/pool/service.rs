@@ -199,9 +199,8 @@ async fn run(
     let within = req.context.deadline().map_or(Duration::MAX, |d| {
         d.saturating_duration_since(Instant::now())
     });
-    let mut conn = pool
-        .checkout_persisting(within, req.context.no_alternative())
-        .await?;
+    let still_last = || req.context.no_alternative();
+    let mut conn = pool.checkout_persisting(within, &still_last).await?;
     let written_before = conn.tap.written();
     conn.tap.attach(wire);
     // Until the request completes, the connection counts as broken: if this future is
