@@ -62,18 +62,22 @@ async fn a_slow_but_working_secondary_serves_reads_while_the_primary_is_down() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_slow_primary_keeps_taking_writes() {
+/// Two regions whose secondary is a read-only replica (the primary is the only writable
+/// region), probed, with an empty `table (id INT)` on the primary.
+async fn only_writable_primary(table: &str) -> (Backend, Stack) {
     let regions = testkit().await;
-    // The secondary is a read-only replica: the primary is the only writable region.
     regions.secondary().faults().set_read_only(true);
     let config = regions.config("", 2, |_| {});
     let stack = Stack::builder(config).build().unwrap();
     assert!(stack.wait_for_probes(Duration::from_secs(5)).await);
-    stack
-        .call(exec("ddl", "CREATE TABLE gray_writes (id INT)", vec![]))
-        .await
-        .unwrap();
+    let ddl = format!("CREATE TABLE {table} (id INT)");
+    stack.call(exec("ddl", &ddl, vec![])).await.unwrap();
+    (regions, stack)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_primary_keeps_taking_writes() {
+    let (regions, stack) = only_writable_primary("gray_writes").await;
     // 600 ms each way: one write on a pooled connection takes 1.2 s, past the configured
     // 1 s attempt timeout, within the 3 s budget. With nowhere better to go, the write
     // may use its whole budget.
@@ -144,16 +148,7 @@ async fn a_cut_short_request_is_drained_and_its_connection_survives_a_login_stor
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_write_waits_out_a_short_outage_of_its_only_region() {
-    let regions = testkit().await;
-    // The secondary is a read-only replica: the primary is the only writable region.
-    regions.secondary().faults().set_read_only(true);
-    let config = regions.config("", 2, |_| {});
-    let stack = Stack::builder(config).build().unwrap();
-    assert!(stack.wait_for_probes(Duration::from_secs(5)).await);
-    stack
-        .call(exec("ddl", "CREATE TABLE outage_writes (id INT)", vec![]))
-        .await
-        .unwrap();
+    let (regions, stack) = only_writable_primary("outage_writes").await;
     // The primary refuses every connection and its open ones are cut: each connect fails
     // at once. It comes back 1.2 s later, well within the write's 3 s budget.
     let chaos = regions.primary().chaos();
