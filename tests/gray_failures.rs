@@ -195,3 +195,42 @@ async fn a_write_waits_out_a_short_outage_of_its_only_region() {
     let response = stack.call(count).await.unwrap();
     assert_eq!(response.scalar().and_then(|v| v.as_i64()), Some(1));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_connection_to_a_slow_region_is_kept_not_failed_by_its_check() {
+    let (regions, stack) = only_writable_primary("idle_writes").await;
+    let pool = stack.pools()[0].1.clone();
+    // 600 ms each way: a round trip takes 1.2 s, a new login (~4 round trips) more than
+    // the 3 s budget. Only the pooled connection can take these writes.
+    regions
+        .primary()
+        .chaos()
+        .set(Toxics::latency(Duration::from_millis(600), Duration::ZERO));
+    let write = |id: i32| {
+        exec(
+            "idle_write",
+            &format!("INSERT INTO idle_writes (id) VALUES ({id})"),
+            vec![],
+        )
+    };
+    stack.call(write(1)).await.unwrap();
+    let created = pool.state().statistics.connections_created;
+    // Idle 2.5 s: past the 2 s after which a connection is checked before use. The
+    // check (one round trip, 1.2 s) may take the region's round trip; bounded by the
+    // configured 500 ms it closed the working connection as dead, and the write waited
+    // for a login that could not finish in time (an unknown outcome).
+    for (id, idle) in [(2, 2500), (3, 3000)] {
+        tokio::time::sleep(Duration::from_millis(idle)).await;
+        stack
+            .call(write(id))
+            .await
+            .unwrap_or_else(|e| panic!("after {idle} ms idle: {e}"));
+    }
+    let stats = pool.state().statistics;
+    assert_eq!(
+        stats.connections_created, created,
+        "no new login was needed"
+    );
+    assert_eq!(stats.connections_closed_broken, 0);
+    regions.primary().chaos().set(Toxics::ok());
+}

@@ -371,7 +371,8 @@ impl Observer for AttemptLog {
     }
 }
 
-/// The full stack with default settings, over both regions.
+/// The full stack with default settings (`--min-idle` sets `pool.min_idle`), over both
+/// regions.
 pub struct Middleware {
     pub stack: Stack,
     pub log: Arc<AttemptLog>,
@@ -383,8 +384,12 @@ impl Middleware {
         primary: &Region,
         secondary: &Region,
         budget: Duration,
+        min_idle: Option<u32>,
     ) -> Result<Middleware, Box<dyn std::error::Error>> {
         let mut toml = String::new();
+        if let Some(n) = min_idle {
+            toml.push_str(&format!("[pool]\nmin_idle = {n}\n"));
+        }
         for region in [primary, secondary] {
             toml.push_str(&format!(
                 "[[regions]]\nname = \"{}\"\nhost = \"127.0.0.1\"\nport = {}\ndatabase = \"{DATABASE}\"\n\

@@ -19,7 +19,8 @@
 //! `--writes F` (share of writes, default 0.1), `--idempotent F` (share of writes with an
 //! idempotency key, default 0.5), `--budget D` (each API request's deadline, default 5s),
 //! `--baseline-timeout D` (the baseline's per-call timeout, default 30s like ADO.NET's
-//! CommandTimeout), `--flip` (a failover-group flip at the timeline's `flip_at`),
+//! CommandTimeout), `--min-idle N` (the middleware's `pool.min_idle`, 1–100: idle
+//! connections kept open per region; default unset, as in the crate), `--flip` (a failover-group flip at the timeline's `flip_at`),
 //! `--json FILE`, `--svg FILE` (default target/incident-replay.svg),
 //! `--record-metrics FILE` (the middleware arm's Prometheus exposition, scraped every
 //! second of replay time, as promtool `input_series`; 1 replay second = 1 minute of
@@ -64,6 +65,7 @@ pub struct Options {
     idempotent: f64,
     budget: Duration,
     baseline_timeout: Duration,
+    min_idle: Option<u32>,
     flip: bool,
     json: Option<PathBuf>,
     svg: PathBuf,
@@ -84,6 +86,7 @@ fn parse_args() -> Result<Options, String> {
         idempotent: 0.5,
         budget: Duration::from_secs(5),
         baseline_timeout: Duration::from_secs(30),
+        min_idle: None,
         flip: false,
         json: None,
         svg: PathBuf::from("target/incident-replay.svg"),
@@ -148,6 +151,15 @@ fn parse_args() -> Result<Options, String> {
             }
             "--baseline-timeout" => {
                 o.baseline_timeout = parse_duration(&value).map_err(|e| bad(&e))?
+            }
+            "--min-idle" => {
+                o.min_idle = Some(
+                    value
+                        .parse::<u32>()
+                        .ok()
+                        .filter(|n| (1..=100).contains(n))
+                        .ok_or_else(|| bad("expected a whole number from 1 to 100"))?,
+                )
             }
             "--json" => o.json = Some(PathBuf::from(value)),
             "--svg" => o.svg = PathBuf::from(value),

@@ -82,7 +82,9 @@ pub async fn run_scenario(
                 primary.proxy.addr().port(),
                 o.baseline_timeout,
             )),
-            "middleware" => Arm::Middleware(Middleware::new(&primary, &secondary, o.budget)?),
+            "middleware" => {
+                Arm::Middleware(Middleware::new(&primary, &secondary, o.budget, o.min_idle)?)
+            }
             _ => Arm::Peer(Peer::new(&primary, &secondary, o.budget).await?),
         };
         arms.push(ArmRun {
@@ -354,6 +356,7 @@ pub async fn run_scenario(
             "idempotent_share": o.idempotent,
             "budget_ms": o.budget.as_millis() as u64,
             "baseline_timeout_ms": o.baseline_timeout.as_millis() as u64,
+            "middleware_min_idle": o.min_idle,
         },
         "arms": arm_reports,
     });

@@ -367,7 +367,9 @@ pub struct PoolConfig {
     /// Closes connections this old, > 0 and ≤ 24 h; `"none"` keeps them. Default `"30m"`.
     #[serde(with = "super::duration::option")]
     pub max_lifetime: Option<Duration>,
-    /// Bound on the health check of a checked-out connection, > 0 and ≤ 1 min
+    /// Bound on the health check (one round trip) of a pooled connection idle for 2 s or
+    /// more, at normal latency; on a region observed to answer slowly the check may take
+    /// one of its round trips (up to the connect timeout's ceiling). > 0 and ≤ 1 min
     /// ([`MAX_VALIDATION_TIMEOUT`]). Default `"500ms"`.
     #[serde(with = "super::duration")]
     pub validation_timeout: Duration,

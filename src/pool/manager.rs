@@ -315,19 +315,22 @@ impl bb8::ManageConnection for TiberiusManager {
                 .await?;
             Ok::<_, tiberius::error::Error>(())
         };
+        // One round trip: on a region that answers slowly (evidence, not timeouts) it may
+        // take that round trip, or a working connection would be closed for being slow and
+        // the request sent to wait for a new login instead (several round trips).
+        let limit = self.latency.as_ref().map_or(self.validation_timeout, |l| {
+            l.timeout_on_evidence(1, self.validation_timeout, self.max_connect_timeout)
+        });
         // Boxed: this future sits inside every checkout's future, and the driver's query
         // future inline would make each checkout (and each call) kilobytes larger — copied
         // on every call, though the check itself runs only after `revalidate_after`.
-        match Box::pin(tokio::time::timeout(self.validation_timeout, check)).await {
+        match Box::pin(tokio::time::timeout(limit, check)).await {
             Ok(Ok(())) => {
                 conn.mark_clean();
                 Ok(())
             }
             Ok(Err(e)) => Err(Error::from_tiberius(e, false).raised_by_validation()),
-            Err(_) => Err(
-                Error::timeout(TimeoutScope::Validation, self.validation_timeout)
-                    .raised_by_validation(),
-            ),
+            Err(_) => Err(Error::timeout(TimeoutScope::Validation, limit).raised_by_validation()),
         }
     }
 
