@@ -123,20 +123,18 @@ pub struct RequestContext {
     wire: Option<Arc<WireState>>,
 }
 
-/// Answers, whenever asked, whether an attempt's region is still the last one that could
-/// take its request (the router's view changes while the attempt waits).
-#[derive(Clone)]
-pub(crate) struct StillLast(Arc<dyn Fn() -> bool + Send + Sync>);
-
-impl StillLast {
-    pub(crate) fn new(check: impl Fn() -> bool + Send + Sync + 'static) -> Self {
-        StillLast(Arc::new(check))
-    }
+/// Where an attempt went when it was on the last region that could take its request: the
+/// router answers, whenever asked, whether that is still so (its view changes while the
+/// attempt waits). No allocation: a router handle (one `Arc`) and an index.
+#[derive(Clone, Debug)]
+pub(crate) struct StillLast {
+    router: crate::failover::Router,
+    region: usize,
 }
 
-impl std::fmt::Debug for StillLast {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("StillLast(..)")
+impl StillLast {
+    pub(crate) fn new(router: crate::failover::Router, region: usize) -> Self {
+        StillLast { router, region }
     }
 }
 
@@ -292,9 +290,11 @@ impl RequestContext {
     /// bound instead of failing at the first connect that cannot reach the region; once
     /// another region could take the request, it stops and the request moves on.
     pub fn no_alternative(&self) -> bool {
-        self.no_alternative
-            .as_ref()
-            .is_some_and(|still| (still.0)())
+        self.no_alternative.as_ref().is_some_and(|last| {
+            !last
+                .router
+                .has_alternative(self.intent, self.consistency, last.region)
+        })
     }
 
     /// Sets what [`no_alternative`](Self::no_alternative) asks, for the next attempt.

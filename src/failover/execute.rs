@@ -95,13 +95,8 @@ impl Router {
         record_server(region);
         let limit = self.attempt_limit(region, &req, last);
         req.context.set_attempt_limit(limit);
-        req.context.set_no_alternative(last.then(|| {
-            let router = self.clone();
-            let (intent, consistency) = (req.context.intent(), req.context.read_consistency());
-            crate::request::StillLast::new(move || {
-                !router.has_alternative(intent, consistency, index)
-            })
-        }));
+        req.context
+            .set_no_alternative(last.then(|| crate::request::StillLast::new(self.clone(), index)));
         if last {
             // Nowhere better to go: an open (or full half-open) breaker would only turn
             // this request into a failure; it passes, unrecorded.

@@ -425,7 +425,12 @@ impl Router {
     /// Whether a region other than `index` could take a request of this kind now (the
     /// same selection as [`candidates`](Self::candidates), without moving the serving
     /// region or reporting anything).
-    fn has_alternative(&self, intent: Intent, consistency: Consistency, index: usize) -> bool {
+    pub(crate) fn has_alternative(
+        &self,
+        intent: Intent,
+        consistency: Consistency,
+        index: usize,
+    ) -> bool {
         let now = Instant::now();
         let views: Vec<RegionView> = self.shared.regions.iter().map(|r| r.view(now)).collect();
         let tracked = intent == Intent::Write || consistency == Consistency::AllowStale;
