@@ -16,6 +16,7 @@ mod stream;
 mod wire_tx;
 
 use std::fmt;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -191,19 +192,23 @@ impl Pool {
         // counts as timed out.
         let pending = self.checkouts.start();
         let mut failures = self.failures.subscribe();
-        let mut get = Box::pin(self.inner.get_owned());
+        let get = self.inner.get_owned();
+        tokio::pin!(get);
         let deadline = tokio::time::sleep(limit);
         tokio::pin!(deadline);
-        // Persisting: the last connect error, and when this checkout may ask for another
-        // connect (bb8 starts one for a fresh `get` while getters outnumber connects).
+        // Persisting (made only once a connect failed, so the common checkout pays for
+        // none of it): the last connect error, when this checkout may ask for another
+        // connect (bb8 starts one for a fresh `get` while getters outnumber connects), and
+        // one timer for that and for asking again whether the request is still without
+        // an alternative.
         let mut last_failure: Option<Error> = None;
-        let retry = tokio::time::sleep(Duration::ZERO);
-        tokio::pin!(retry);
-        let mut retry_armed = false;
-        let mut recheck = tokio::time::interval(RECONNECT_PACE);
-        recheck.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut retry_at: Option<Instant> = None;
+        let mut timer: Option<Pin<Box<tokio::time::Sleep>>> = None;
+        let wake = |retry_at: Option<Instant>| {
+            let recheck = Instant::now() + RECONNECT_PACE;
+            retry_at.map_or(recheck, |at| at.min(recheck))
+        };
         loop {
-            let connected = self.stats.connected().notified();
             tokio::select! {
                 biased;
                 got = &mut get => {
@@ -223,8 +228,11 @@ impl Pool {
                     // not, and ends the wait as before.
                     Ok(error) if unreachable(&error) && still_last() => {
                         last_failure = Some(error);
-                        retry.as_mut().reset(self.next_reconnect());
-                        retry_armed = true;
+                        retry_at = Some(self.next_reconnect());
+                        match timer.as_mut() {
+                            Some(t) => t.as_mut().reset(wake(retry_at)),
+                            None => timer = Some(Box::pin(tokio::time::sleep_until(wake(retry_at)))),
+                        }
                     }
                     Ok(error) => {
                         pending.settle();
@@ -239,19 +247,26 @@ impl Pool {
                     }
                 },
                 // The region answers logins again: ask for a connect of our own at once.
-                _ = connected, if retry_armed => {
-                    retry_armed = false;
+                _ = self.stats.connected().notified(), if retry_at.is_some() => {
+                    retry_at = None;
                     get.set(self.inner.get_owned());
                 }
-                _ = &mut retry, if retry_armed => {
-                    retry_armed = false;
-                    get.set(self.inner.get_owned());
-                }
-                // Somewhere else could take the request now: stop persisting.
-                _ = recheck.tick(), if last_failure.is_some() => {
+                _ = async {
+                    if let Some(t) = timer.as_mut() {
+                        t.as_mut().await;
+                    }
+                }, if timer.is_some() => {
+                    // Somewhere else could take the request now: stop persisting.
                     if !still_last() {
                         pending.settle();
                         return Err(last_failure.take().unwrap_or_else(|| self.exhausted(limit)));
+                    }
+                    if retry_at.is_some_and(|at| at <= Instant::now()) {
+                        retry_at = None;
+                        get.set(self.inner.get_owned());
+                    }
+                    if let Some(t) = timer.as_mut() {
+                        t.as_mut().reset(wake(retry_at));
                     }
                 }
                 _ = &mut deadline => {
