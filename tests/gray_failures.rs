@@ -234,3 +234,39 @@ async fn an_idle_connection_to_a_slow_region_is_kept_not_failed_by_its_check() {
     assert_eq!(stats.connections_closed_broken, 0);
     regions.primary().chaos().set(Toxics::ok());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_waiting_for_its_only_region_moves_when_another_becomes_writable() {
+    let (regions, stack) = only_writable_primary("moved_writes").await;
+    // The primary becomes unreachable for good: the write has nowhere else to go and
+    // waits in its checkout while the pool keeps trying.
+    let chaos = regions.primary().chaos();
+    chaos.set(Toxics::refuse());
+    chaos.reset_connections();
+    eventually(
+        "the proxy closed every connection",
+        Duration::from_secs(5),
+        || chaos.counters().active == 0,
+    )
+    .await;
+    // A failover-group flip 600 ms later: the secondary becomes writable, and the probes
+    // (every 200 ms) see it. The waiting write must not sit out its 3 s budget on the
+    // unreachable primary.
+    let flip = tokio::spawn({
+        let faults = regions.secondary().faults();
+        async move {
+            tokio::time::sleep(Duration::from_millis(600)).await;
+            faults.set_read_only(false);
+        }
+    });
+    let before = regions.secondary().faults().counters();
+    // A write-intent statement every region can run (the regions do not replicate).
+    let result = stack.call(exec("moved_write", "SELECT 1", vec![])).await;
+    flip.await.unwrap();
+    result.unwrap_or_else(|e| panic!("the write moved to the new primary: {e}"));
+    let after = regions.secondary().faults().counters();
+    assert!(
+        after.batches + after.rpcs > before.batches + before.rpcs,
+        "served by the secondary"
+    );
+}
