@@ -75,6 +75,22 @@ async fn only_writable_primary(table: &str) -> (Backend, Stack) {
     (regions, stack)
 }
 
+/// The primary refuses new connections and its open ones are reset; returns once the proxy
+/// holds none (a connection reset while a write is on it would make the write's outcome
+/// unknown, which other tests cover), so the next checkout must connect.
+async fn refuse_every_connection(regions: &Backend) -> mssql_testkit::chaos::ChaosHandle {
+    let chaos = regions.primary().chaos();
+    chaos.set(Toxics::refuse());
+    chaos.reset_connections();
+    eventually(
+        "the proxy closed every connection",
+        Duration::from_secs(5),
+        || chaos.counters().active == 0,
+    )
+    .await;
+    chaos
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_primary_keeps_taking_writes() {
     let (regions, stack) = only_writable_primary("gray_writes").await;
@@ -151,17 +167,7 @@ async fn a_write_waits_out_a_short_outage_of_its_only_region() {
     let (regions, stack) = only_writable_primary("outage_writes").await;
     // The primary refuses every connection and its open ones are cut: each connect fails
     // at once. It comes back 1.2 s later, well within the write's 3 s budget.
-    let chaos = regions.primary().chaos();
-    chaos.set(Toxics::refuse());
-    chaos.reset_connections();
-    // The pooled connections are gone before the write starts (a connection reset while
-    // the write is on it would make its outcome unknown, which is another test).
-    eventually(
-        "the proxy closed every connection",
-        Duration::from_secs(5),
-        || chaos.counters().active == 0,
-    )
-    .await;
+    let chaos = refuse_every_connection(&regions).await;
     let back = tokio::spawn({
         let chaos = chaos.clone();
         async move {
@@ -240,15 +246,7 @@ async fn a_write_waiting_for_its_only_region_moves_when_another_becomes_writable
     let (regions, stack) = only_writable_primary("moved_writes").await;
     // The primary becomes unreachable for good: the write has nowhere else to go and
     // waits in its checkout while the pool keeps trying.
-    let chaos = regions.primary().chaos();
-    chaos.set(Toxics::refuse());
-    chaos.reset_connections();
-    eventually(
-        "the proxy closed every connection",
-        Duration::from_secs(5),
-        || chaos.counters().active == 0,
-    )
-    .await;
+    refuse_every_connection(&regions).await;
     // A failover-group flip 600 ms later: the secondary becomes writable, and the probes
     // (every 200 ms) see it. The waiting write must not sit out its 3 s budget on the
     // unreachable primary.

@@ -242,6 +242,13 @@ impl fmt::Debug for Router {
     }
 }
 
+/// The serving slot a request of this kind follows, and whether it moves that slot: a read
+/// that must see the latest data follows the writes' slot and moves nothing.
+fn serving_slot(intent: Intent, consistency: Consistency) -> (usize, bool) {
+    let tracked = intent == Intent::Write || consistency == Consistency::AllowStale;
+    (slot(if tracked { intent } else { Intent::Write }), tracked)
+}
+
 fn slot(intent: Intent) -> usize {
     match intent {
         Intent::Read => 0,
@@ -391,23 +398,18 @@ impl Router {
     /// the serving region of the intent. A read that must see the latest data follows the
     /// writes' serving region and moves nothing.
     fn candidates(&self, intent: Intent, consistency: Consistency) -> (Vec<usize>, bool) {
-        let now = Instant::now();
         let regions = &self.shared.regions;
-        let views: Vec<RegionView> = regions.iter().map(|r| r.view(now)).collect();
-        let tracked = intent == Intent::Write || consistency == Consistency::AllowStale;
+        let views = self.views();
+        let (followed, tracked) = serving_slot(intent, consistency);
         let mut serving = self.serving_lock();
-        let current = if tracked {
-            serving[slot(intent)]
-        } else {
-            serving[slot(Intent::Write)]
-        };
+        let current = serving[followed];
         let Selection {
             serving: chosen,
             candidates,
             last_resort,
         } = select::select(&views, intent, consistency, current);
         if tracked && chosen != current {
-            serving[slot(intent)] = chosen;
+            serving[followed] = chosen;
             drop(serving);
             emit(
                 self.shared.observer.as_ref(),
@@ -422,6 +424,12 @@ impl Router {
         (candidates, last_resort)
     }
 
+    /// What [`select`](select::select) needs to know about every region, now.
+    fn views(&self) -> Vec<RegionView> {
+        let now = Instant::now();
+        self.shared.regions.iter().map(|r| r.view(now)).collect()
+    }
+
     /// Whether a region other than `index` could take a request of this kind now (the
     /// same selection as [`candidates`](Self::candidates), without moving the serving
     /// region or reporting anything).
@@ -431,13 +439,8 @@ impl Router {
         consistency: Consistency,
         index: usize,
     ) -> bool {
-        let now = Instant::now();
-        let views: Vec<RegionView> = self.shared.regions.iter().map(|r| r.view(now)).collect();
-        let tracked = intent == Intent::Write || consistency == Consistency::AllowStale;
-        let current = {
-            let serving = self.serving_lock();
-            serving[slot(if tracked { intent } else { Intent::Write })]
-        };
+        let views = self.views();
+        let current = self.serving_lock()[serving_slot(intent, consistency).0];
         select::select(&views, intent, consistency, current)
             .candidates
             .iter()

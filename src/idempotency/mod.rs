@@ -290,7 +290,7 @@ impl IdempotentWrite {
             Ok(response) => response.result_sets,
             Err(e) => return self.after_error(client, e).await,
         };
-        let Some((_, recorded)) = split_outcome(&sets) else {
+        let Some((_, recorded)) = split_outcome(sets) else {
             return Err(no_outcome_row());
         };
         match recorded.open_transactions {
@@ -327,7 +327,7 @@ impl IdempotentWrite {
             }
             Err(e) => return self.after_error(client, e).await,
         };
-        let Some((write_sets, recorded)) = split_outcome(&sets) else {
+        let Some((write_sets, recorded)) = split_outcome(sets) else {
             return Err(roll_back(client, no_outcome_row()).await);
         };
         if recorded.replayed {
@@ -348,7 +348,7 @@ impl IdempotentWrite {
             }
             n => return Err(roll_back(client, left_open(n - 1)).await),
         }
-        let text = returned::encode(write_sets);
+        let text = returned::encode(&write_sets);
         if text.chars().count() > returned::MAX_RECORDED_CHARS {
             return Err(roll_back(client, too_large()).await);
         }
@@ -367,7 +367,7 @@ impl IdempotentWrite {
         );
         let open = client.simple_query(commit).await?.into_row().await?;
         match open.as_ref().map(crate::pool::service::trancount_of) {
-            Some(0) => self.answer(recorded, write_sets.to_vec()),
+            Some(0) => self.answer(recorded, write_sets),
             Some(n) => Err(roll_back(client, left_open(n)).await),
             None => Err(no_outcome_row()),
         }
@@ -380,15 +380,15 @@ impl IdempotentWrite {
         if !matches!(error.server_number(), Some(2627 | 2601)) {
             return Err(error);
         }
+        // Tables without the `returned` column still serve `idempotent_execute`.
+        let returned = match self.answer {
+            Answer::RowsAffected => "",
+            Answer::Rows => ", returned",
+        };
         let select = format!(
-            "SELECT rows_affected, request_fingerprint, returned FROM {} WHERE idempotency_key = @P1",
+            "SELECT rows_affected, request_fingerprint{returned} FROM {} WHERE idempotency_key = @P1",
             self.table
         );
-        let select = match self.answer {
-            // Tables without the `returned` column still serve `idempotent_execute`.
-            Answer::RowsAffected => select.replace(", returned", ""),
-            Answer::Rows => select,
-        };
         let row = client
             .query(select, &[&self.key.as_ref()])
             .await?
@@ -507,8 +507,8 @@ struct Recorded {
 /// Splits the guarded write's answer into the write's own result sets and the outcome:
 /// the outcome row (rows, replayed, fingerprint[, returned]) and then `@@TRANCOUNT` are
 /// its last two result sets. `None` when the answer does not have that shape.
-fn split_outcome(sets: &[ResultSet]) -> Option<(&[ResultSet], Recorded)> {
-    let (write, ours) = sets.split_at(sets.len().checked_sub(2)?);
+fn split_outcome(mut sets: Vec<ResultSet>) -> Option<(Vec<ResultSet>, Recorded)> {
+    let ours = sets.split_off(sets.len().checked_sub(2)?);
     let row = ours[0].rows.first()?.as_tiberius();
     let open = ours[1].rows.first()?.as_tiberius();
     let rows = row.try_get::<i64, _>(0).ok().flatten()?;
@@ -519,7 +519,7 @@ fn split_outcome(sets: &[ResultSet]) -> Option<(&[ResultSet], Recorded)> {
         returned: text_at(row, 3),
         open_transactions: crate::pool::service::trancount_of(open),
     };
-    Some((write, recorded))
+    Some((sets, recorded))
 }
 
 /// The text in column `index`, if there is one and it is not NULL.
