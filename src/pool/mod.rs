@@ -269,14 +269,10 @@ impl Pool {
                         t.as_mut().reset(wake(retry_at));
                     }
                 }
+                // Out of time (counted as a checkout timeout, persisting or not); a
+                // persisting one says why with the last connect error.
                 _ = &mut deadline => {
-                    return Err(match last_failure {
-                        Some(error) => {
-                            pending.settle();
-                            error
-                        }
-                        None => self.exhausted(limit),
-                    });
+                    return Err(last_failure.unwrap_or_else(|| self.exhausted(limit)));
                 }
             }
         }
