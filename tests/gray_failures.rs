@@ -7,11 +7,13 @@ mod support;
 
 use std::time::Duration;
 
+use mssql_resilience::config::Config;
 use mssql_resilience::deadline::ambient;
 use mssql_resilience::error::Outcome;
 use mssql_resilience::failover::Grade;
+use mssql_resilience::observe::{Recorded, RecordingObserver};
 use mssql_resilience::sql::SqlRequest;
-use mssql_resilience::{Consistency, RequestContext, Stack};
+use mssql_resilience::{Consistency, Intent, RequestContext, Stack, StackBuilder};
 use mssql_testkit::chaos::Toxics;
 use mssql_testkit::tds::{ErrorSpec, Trigger};
 use support::*;
@@ -65,10 +67,20 @@ async fn a_slow_but_working_secondary_serves_reads_while_the_primary_is_down() {
 /// Two regions whose secondary is a read-only replica (the primary is the only writable
 /// region), probed, with an empty `table (id INT)` on the primary.
 async fn only_writable_primary(table: &str) -> (Backend, Stack) {
+    only_writable_primary_with(table, |_| {}, |b| b).await
+}
+
+/// [`only_writable_primary`], with the configuration edited by `config` and the stack's
+/// builder by `builder`.
+async fn only_writable_primary_with(
+    table: &str,
+    config: impl FnOnce(&mut Config),
+    builder: impl FnOnce(StackBuilder) -> StackBuilder,
+) -> (Backend, Stack) {
     let regions = testkit().await;
     regions.secondary().faults().set_read_only(true);
-    let config = regions.config("", 2, |_| {});
-    let stack = Stack::builder(config).build().unwrap();
+    let config = regions.config("", 2, config);
+    let stack = builder(Stack::builder(config)).build().unwrap();
     assert!(stack.wait_for_probes(Duration::from_secs(5)).await);
     let ddl = format!("CREATE TABLE {table} (id INT)");
     stack.call(exec("ddl", &ddl, vec![])).await.unwrap();
@@ -267,4 +279,69 @@ async fn a_write_waiting_for_its_only_region_moves_when_another_becomes_writable
         after.batches + after.rpcs > before.batches + before.rpcs,
         "served by the secondary"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_primary_whose_pool_cannot_grow_hands_reads_to_the_secondary_and_keeps_writes() {
+    let observer = RecordingObserver::new();
+    // No hedging: reads that queue on the primary must move because its pool starves,
+    // not because a hedge on the secondary answered first.
+    let (regions, stack) = only_writable_primary_with(
+        "starved_writes",
+        |c| c.failover.hedge_delay = None,
+        |b| b.observer(observer.shared()),
+    )
+    .await;
+    let pool = stack.pools()[0].1.clone();
+    // A login storm (40613) while the primary gets a little slower (20 ms each way, far
+    // below every timeout, so nothing else degrades it): the connections it has keep
+    // working, new ones fail, and more requests arrive than its connections can carry at
+    // once.
+    regions
+        .primary()
+        .faults()
+        .fail_logins(ErrorSpec::known(40613), Trigger::Always);
+    regions
+        .primary()
+        .chaos()
+        .set(Toxics::latency(Duration::from_millis(20), Duration::ZERO));
+    let open = pool.state().connections;
+    let reads = (0..open + 10).map(|_| stack.call(read("starved_read", "SELECT 1")));
+    for result in futures_util::future::join_all(reads).await {
+        let response = result.expect("every read is served, by the primary or the secondary");
+        assert_eq!(response.scalar().and_then(|v| v.as_i64()), Some(1));
+    }
+    assert!(
+        pool.checkout_stats().starved > 0,
+        "the primary's pool starved"
+    );
+    let events = observer.events();
+    assert!(
+        events.iter().any(|e| matches!(e,
+            Recorded::RegionHealthChanged { region, grade: Grade::Degraded, writable: true, .. }
+                if region == "westeurope")),
+        "a pool that cannot grow degrades its region: {events:?}"
+    );
+    assert!(
+        events.iter().any(|e| matches!(e,
+            Recorded::RegionSwitched { intent: Intent::Read, to: Some(to), .. }
+                if to == "northeurope")),
+        "reads move to the secondary: {events:?}"
+    );
+    // Writes have nowhere else to go and keep using the primary's open connections.
+    for i in 0..3 {
+        let sql = format!("INSERT INTO starved_writes (id) VALUES ({i})");
+        stack
+            .call(exec("starved_write", &sql, vec![]))
+            .await
+            .unwrap_or_else(|e| panic!("write {i}: {e}"));
+    }
+    regions.primary().chaos().set(Toxics::ok());
+    let count = SqlRequest::query(
+        RequestContext::read("count").consistency(Consistency::Latest),
+        "SELECT COUNT(*) FROM starved_writes",
+        [],
+    );
+    let response = stack.call(count).await.unwrap();
+    assert_eq!(response.scalar().and_then(|v| v.as_i64()), Some(3));
 }

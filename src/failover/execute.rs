@@ -107,6 +107,7 @@ impl Router {
         let read = (intent == Intent::Read).then(|| req.context.operation_cow());
         let start = Instant::now();
         let result = region.service.clone().oneshot(req).await;
+        self.check_pool_starvation(index);
         if result.is_ok() {
             if bypassed {
                 // It answered past its open breaker: let the breaker try it now (half-open)
@@ -137,6 +138,29 @@ impl Router {
             },
         );
         (index, result)
+    }
+
+    /// A region whose pool starved since the last look (a checkout kept waiting because
+    /// new connections fail while every open one is busy) is degraded for a while: reads
+    /// go where they need not queue, and the region's connections are left to what has
+    /// nowhere else to go.
+    fn check_pool_starvation(&self, index: usize) {
+        let region = &self.shared.regions[index];
+        let Some(pool) = &region.pool else { return };
+        let starved = pool.starved_waits();
+        if region
+            .starved_seen
+            .load(std::sync::atomic::Ordering::Relaxed)
+            == starved
+        {
+            return;
+        }
+        region
+            .starved_seen
+            .store(starved, std::sync::atomic::Ordering::Relaxed);
+        if region.health.pool_starved(Instant::now()) {
+            self.health_changed(index);
+        }
     }
 
     /// Health bookkeeping after a failed attempt; whether the request may move on to

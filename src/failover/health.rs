@@ -53,8 +53,10 @@ pub enum Grade {
     /// Answering, but slow (probe round trip at or over
     /// [`HealthPolicy::degraded_latency`]), partly failing (a quarter or more of recent
     /// live attempts failed), recovering (answered again, fewer than
-    /// [`HealthPolicy::healthy_after`] good probes since it was down), or failing its
-    /// probes while live requests still succeed.
+    /// [`HealthPolicy::healthy_after`] good probes since it was down), failing its
+    /// probes while live requests still succeed, or short of connections (its pool was
+    /// starved within the last second: new connections fail while every open one is
+    /// busy, so it can carry no more than it has).
     Degraded,
     /// Its last [`HealthPolicy::unhealthy_after`] probes failed and no live request has
     /// succeeded since.
@@ -118,6 +120,9 @@ const LIVE_MIN_SAMPLES: u32 = 10;
 const LIVE_FAILURE_RATE: f64 = 0.25;
 /// Weight of the newest live attempt in the failure rate.
 const LIVE_WEIGHT: f64 = 0.1;
+/// How long a region stays degraded after its pool was last seen starved (a checkout
+/// kept waiting because new connections fail while every open one is busy).
+pub(crate) const STARVED_HOLD: Duration = Duration::from_secs(1);
 
 #[derive(Debug)]
 struct Inner {
@@ -137,10 +142,12 @@ struct Inner {
     healthy_since: Instant,
     last_trouble: Option<Instant>,
     last_probe: Option<ProbeRecord>,
+    /// Degraded until then: its pool was starved (see [`Health::pool_starved`]).
+    starved_until: Option<Instant>,
 }
 
 impl Inner {
-    fn grade(&self, policy: &HealthPolicy) -> Grade {
+    fn grade(&self, policy: &HealthPolicy, now: Instant) -> Grade {
         if self.consecutive_failed >= policy.unhealthy_after.max(1) {
             return if self.live_ok_since_probe_failed {
                 Grade::Degraded
@@ -151,7 +158,8 @@ impl Inner {
         let slow = self.probe_rtt >= policy.degraded_latency;
         let failing =
             self.live_samples >= LIVE_MIN_SAMPLES && self.live_failure_rate >= LIVE_FAILURE_RATE;
-        if self.recovering || slow || failing {
+        let starved = self.starved_until.is_some_and(|until| now < until);
+        if self.recovering || slow || failing || starved {
             Grade::Degraded
         } else {
             Grade::Healthy
@@ -160,7 +168,7 @@ impl Inner {
 
     /// Recomputes the grade; whether grade or writability changed since `before`.
     fn settle(&mut self, policy: &HealthPolicy, before: (Grade, bool), now: Instant) -> bool {
-        let grade = self.grade(policy);
+        let grade = self.grade(policy, now);
         if grade == Grade::Down {
             self.recovering = true;
         }
@@ -214,6 +222,7 @@ impl Health {
                 healthy_since: Instant::now(),
                 last_trouble: None,
                 last_probe: None,
+                starved_until: None,
             }),
         }
     }
@@ -319,6 +328,19 @@ impl Health {
             i.settle(&self.policy, before, now),
             i.writable.unwrap_or(true),
         )
+    }
+
+    /// Its pool was starved: a checkout had to keep waiting because new connections fail
+    /// while every open one is busy. The region serves what its open connections can
+    /// carry — and no more: it is degraded for [`STARVED_HOLD`] from now (and the
+    /// fail-back clock restarts), so reads go to a region where they need not queue
+    /// while writes keep using its connections. Returns `true` if the grade changed.
+    pub(crate) fn pool_starved(&self, now: Instant) -> bool {
+        let mut i = self.lock();
+        let before = (i.grade, i.writable.unwrap_or(true));
+        i.starved_until = Some(now + STARVED_HOLD);
+        i.last_trouble = Some(now);
+        i.settle(&self.policy, before, now)
     }
 
     /// A request or the breaker saw trouble: restarts the hysteresis clock.
@@ -470,6 +492,33 @@ mod tests {
             h.live(false, now);
         }
         assert_eq!(h.status().0, Grade::Healthy);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_starved_pool_degrades_its_region_for_a_while_and_restarts_the_failback_clock() {
+        let h = Health::new(Role::Auto, policy());
+        let t0 = Instant::now();
+        h.probe_ok(ok(true), t0);
+        let stable_at = t0 + policy().failback_hysteresis;
+        assert_eq!(h.view(stable_at), (Grade::Healthy, true, true));
+        let starved = stable_at + MS;
+        assert!(h.pool_starved(starved), "degraded at once");
+        assert_eq!(h.view(starved), (Grade::Degraded, true, false));
+        assert!(
+            !h.pool_starved(starved + 10 * MS),
+            "still degraded: no news"
+        );
+        // Still within the hold from the last starvation: a success changes nothing.
+        let held = starved + 10 * MS + STARVED_HOLD - MS;
+        assert!(!h.live(false, held).0);
+        assert_eq!(h.status().0, Grade::Degraded);
+        // Past the hold, the next live answer (or probe) finds it healthy again ...
+        let past = starved + 10 * MS + STARVED_HOLD;
+        assert!(h.live(false, past).0);
+        assert_eq!(h.status().0, Grade::Healthy);
+        // ... but not stable: reads fail back only a whole hysteresis later.
+        assert!(!h.view(past + policy().failback_hysteresis - MS).2);
+        assert!(h.view(past + policy().failback_hysteresis).2);
     }
 
     #[tokio::test(start_paused = true)]

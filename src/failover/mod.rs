@@ -7,7 +7,9 @@
 //!
 //! Each region is [`Grade::Healthy`], [`Grade::Degraded`] or [`Grade::Down`], from its
 //! background probes *and* its live traffic ([`health`]): slow probes, a quarter of recent
-//! attempts failing, or a recent recovery make it degraded; failed probes with no live
+//! attempts failing, a recent recovery, or a pool that cannot grow to meet demand (a
+//! checkout kept waiting because new connections fail while every open one is busy, as
+//! in a login storm under load) make it degraded; failed probes with no live
 //! success since make it down; one good probe or one live answer lifts a down region to
 //! degraded, which is enough for writes. The circuit breaker still cuts off a region that
 //! is truly down.
@@ -75,7 +77,7 @@ mod tasks;
 
 use std::borrow::Cow;
 use std::fmt;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -179,6 +181,9 @@ struct Region {
     latency: Arc<LatencyEstimator>,
     pool: Option<Pool>,
     in_flight: Arc<AtomicUsize>,
+    /// The pool's starved-wait count when last looked at (see
+    /// [`Pool::starved_waits`](crate::pool::Pool::starved_waits)).
+    starved_seen: AtomicU64,
     nudge: Arc<Notify>,
 }
 
@@ -280,6 +285,7 @@ impl Router {
                     latency: spec.latency,
                     pool: spec.pool,
                     in_flight: Arc::default(),
+                    starved_seen: AtomicU64::new(0),
                     nudge: Arc::default(),
                 }
             })

@@ -1,5 +1,5 @@
-//! The pool's own checkout accounting: how many checkouts are waiting now and how many
-//! ran out of time.
+//! The pool's own checkout accounting: how many checkouts are waiting now, how many ran
+//! out of time, and how often one had to keep waiting because the pool could not grow.
 //!
 //! bb8 counts a checkout as settled only when its own future completes. A checkout the
 //! caller's budget cuts short (the attempt's timer drops it) never completes, so bb8's
@@ -17,6 +17,11 @@ pub struct CheckoutStats {
     /// Checkouts that ran out of time since the pool started: the pool's own timeout, the
     /// call's remaining budget, or the caller dropping the wait.
     pub timed_out: u64,
+    /// Times a waiting checkout saw a new connection fail while every open connection
+    /// was in use, and kept waiting for one of those: demand above what the pool has,
+    /// and the pool cannot grow (a login storm, connects timing out). The router counts a
+    /// region whose pool starves as degraded, so reads go where they need not queue.
+    pub starved: u64,
 }
 
 /// The live counters, shared by a pool's clones.
@@ -24,6 +29,7 @@ pub struct CheckoutStats {
 pub(crate) struct CheckoutCounters {
     pending: AtomicU64,
     timed_out: AtomicU64,
+    starved: AtomicU64,
 }
 
 impl CheckoutCounters {
@@ -36,10 +42,22 @@ impl CheckoutCounters {
         }
     }
 
+    /// A waiting checkout keeps waiting after a failed connect (see
+    /// [`CheckoutStats::starved`]).
+    pub(crate) fn note_starved(&self) {
+        self.starved.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// [`CheckoutStats::starved`] alone, for the router's per-attempt check.
+    pub(crate) fn starved(&self) -> u64 {
+        self.starved.load(Ordering::Relaxed)
+    }
+
     pub(crate) fn snapshot(&self) -> CheckoutStats {
         CheckoutStats {
             pending: self.pending.load(Ordering::Relaxed),
             timed_out: self.timed_out.load(Ordering::Relaxed),
+            starved: self.starved(),
         }
     }
 }
@@ -81,7 +99,8 @@ mod tests {
             counters.snapshot(),
             CheckoutStats {
                 pending: 2,
-                timed_out: 0
+                timed_out: 0,
+                starved: 0
             }
         );
         a.settle();
@@ -90,7 +109,8 @@ mod tests {
             counters.snapshot(),
             CheckoutStats {
                 pending: 0,
-                timed_out: 1
+                timed_out: 1,
+                starved: 0
             }
         );
     }
@@ -112,7 +132,8 @@ mod tests {
             counters.snapshot(),
             CheckoutStats {
                 pending: 0,
-                timed_out: 1
+                timed_out: 1,
+                starved: 0
             }
         );
     }

@@ -221,8 +221,12 @@ impl Pool {
                 failure = failures.recv() => match failure {
                     // A connection in use may come back any moment: a failed new login
                     // (a 40613 storm at the gateway) must not fail a checkout that a
-                    // working pooled connection can serve.
-                    Ok(_) if self.has_connections_in_use() => continue,
+                    // working pooled connection can serve. The pool is starved, though:
+                    // more demand than connections, and it cannot grow.
+                    Ok(_) if self.has_connections_in_use() => {
+                        self.checkouts.note_starved();
+                        continue;
+                    }
                     // The region could not be reached (refused, reset, black-holed): it
                     // may come back. Anything else (a TLS or login failure) says it will
                     // not, and ends the wait as before.
@@ -335,6 +339,12 @@ impl Pool {
     /// caller's budget cut short (bb8's own statistics miss them).
     pub fn checkout_stats(&self) -> CheckoutStats {
         self.checkouts.snapshot()
+    }
+
+    /// How often a waiting checkout kept waiting because a new connection failed while
+    /// every open one was busy ([`CheckoutStats::starved`]).
+    pub fn starved_waits(&self) -> u64 {
+        self.checkouts.starved()
     }
 
     /// The manager's counters (connects, failures, redirects).

@@ -138,6 +138,7 @@ pub fn record_gauges(stack: &Stack) {
         let checkouts = pool.checkout_stats();
         gauge!(CONNECTION_PENDING, "region" => name.clone()).set(checkouts.pending as f64);
         counter!(CONNECTION_TIMEOUTS, "region" => name.clone()).absolute(checkouts.timed_out);
+        counter!(POOL_STARVED, "region" => name.clone()).absolute(checkouts.starved);
         counter!(CONNECTION_WAITS, "region" => name.clone()).absolute(stats.get_waited);
         counter!(CONNECTION_CREATED, "region" => name.clone()).absolute(stats.connections_created);
     }

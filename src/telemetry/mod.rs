@@ -153,6 +153,11 @@ pub fn describe_metrics() {
         Unit::Count,
         "Pool checkouts that had to wait for a connection."
     );
+    describe_counter!(
+        POOL_STARVED,
+        Unit::Count,
+        "Times a waiting pool checkout saw a new connection fail while every open one was busy: demand above what the pool has, and it cannot grow (the region counts as degraded)."
+    );
     describe_gauge!(
         CONNECTION_PENDING,
         Unit::Count,

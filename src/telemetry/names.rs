@@ -54,6 +54,9 @@ pub const CONNECTION_MAX: &str = "db_client_connection_max";
 pub const CONNECTION_TIMEOUTS: &str = "db_client_connection_timeouts_total";
 /// Pool checkouts that had to wait.
 pub const CONNECTION_WAITS: &str = "db_client_connection_waits_total";
+/// Times a waiting checkout saw a new connection fail while every open one was busy (the
+/// pool could not grow to meet demand).
+pub const POOL_STARVED: &str = "mssql_resilience_pool_starved_waits_total";
 /// Checkouts waiting for a connection now (`db.client.connection.pending_requests`).
 pub const CONNECTION_PENDING: &str = "db_client_connection_pending_requests";
 /// Time to open a connection (`db.client.connection.create_time`).
