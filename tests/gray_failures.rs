@@ -180,25 +180,53 @@ async fn a_write_waits_out_a_short_outage_of_its_only_region() {
     // The primary refuses every connection and its open ones are cut: each connect fails
     // at once. It comes back 1.2 s later, well within the write's 3 s budget.
     let chaos = refuse_every_connection(&regions).await;
-    let back = tokio::spawn({
-        let chaos = chaos.clone();
+    write_outlasts(&regions, &stack, "outage_writes", async move {
+        tokio::time::sleep(Duration::from_millis(1200)).await;
+        chaos.set(Toxics::ok());
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_waits_out_a_short_login_storm_of_its_only_region() {
+    let (regions, stack) = only_writable_primary("storm_writes").await;
+    // No connection is left open, and every new login gets 40613 ("database not currently
+    // available", a reconfiguration) for 1.2 s: transient, so the write waits.
+    let chaos = refuse_every_connection(&regions).await;
+    let faults = regions.primary().faults();
+    faults.fail_logins(ErrorSpec::known(40613), Trigger::Always);
+    chaos.set(Toxics::ok());
+    let failed = faults.counters().failed_logins;
+    write_outlasts(&regions, &stack, "storm_writes", {
+        let faults = faults.clone();
         async move {
             tokio::time::sleep(Duration::from_millis(1200)).await;
-            chaos.set(Toxics::ok());
+            faults.clear_login_faults();
         }
-    });
+    })
+    .await;
+    assert!(
+        faults.counters().failed_logins > failed,
+        "the storm was met"
+    );
+}
+
+/// Sends a non-idempotent INSERT into `table` on the only writable region while it is
+/// out, `back` bringing it back within the write's budget, and asserts the write was
+/// served once, on a connection opened after the outage. With nowhere else to go, the
+/// write's checkout keeps the pool trying (paced) instead of failing at each failed
+/// connect and spending its three attempts at once.
+async fn write_outlasts(
+    regions: &Backend,
+    stack: &Stack,
+    table: &str,
+    back: impl std::future::Future<Output = ()> + Send + 'static,
+) {
+    let back = tokio::spawn(back);
     let logins = regions.primary().faults().counters().logins;
-    // Not idempotent: it may only be re-sent when nothing reached the server.
-    let result = stack
-        .call(exec(
-            "outage_write",
-            "INSERT INTO outage_writes (id) VALUES (1)",
-            vec![],
-        ))
-        .await;
+    let sql = format!("INSERT INTO {table} (id) VALUES (1)");
+    let result = stack.call(exec("outage_write", &sql, vec![])).await;
     back.await.unwrap();
-    // With nowhere else to go, the write's checkout kept the pool trying (paced) instead
-    // of failing at each refused connect and spending its three attempts in 1.2 s.
     let response = result.unwrap_or_else(|e| panic!("the write waited out the outage: {e}"));
     assert_eq!(response.total_rows_affected(), 1);
     assert!(
@@ -207,7 +235,7 @@ async fn a_write_waits_out_a_short_outage_of_its_only_region() {
     );
     let count = SqlRequest::query(
         RequestContext::read("count").consistency(Consistency::Latest),
-        "SELECT COUNT(*) FROM outage_writes",
+        format!("SELECT COUNT(*) FROM {table}"),
         [],
     );
     let response = stack.call(count).await.unwrap();
@@ -344,4 +372,35 @@ async fn a_primary_whose_pool_cannot_grow_hands_reads_to_the_secondary_and_keeps
     );
     let response = stack.call(count).await.unwrap();
     assert_eq!(response.scalar().and_then(|v| v.as_i64()), Some(3));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_that_cannot_be_resent_is_not_sent_on_a_connection_the_region_may_swallow() {
+    let (regions, stack) = only_writable_primary("swallowed_writes").await;
+    // A pooled connection that works, used just now (the pool's own idle check would
+    // only look at it after 2 s idle).
+    let first = "INSERT INTO swallowed_writes (id) VALUES (0)";
+    stack.call(exec("first", first, vec![])).await.unwrap();
+    // The network starts swallowing everything; the probes notice.
+    regions.primary().chaos().set(Toxics::blackhole());
+    eventually("the primary is down", Duration::from_secs(5), || {
+        grade(&stack, "westeurope") == Grade::Down
+    })
+    .await;
+    // A write that cannot be re-sent, with nowhere else to go: sent on that connection
+    // it would vanish, its outcome unknown. The connection is proved first, and fails.
+    let second = "INSERT INTO swallowed_writes (id) VALUES (1)";
+    let err = stack
+        .call(exec("second", second, vec![]))
+        .await
+        .expect_err("nothing answers");
+    assert_eq!(err.outcome(), Outcome::NotSent, "{err}");
+    regions.primary().chaos().set(Toxics::ok());
+    let count = SqlRequest::query(
+        RequestContext::read("count").consistency(Consistency::Latest),
+        "SELECT COUNT(*) FROM swallowed_writes",
+        [],
+    );
+    let response = stack.call(count).await.unwrap();
+    assert_eq!(response.scalar().and_then(|v| v.as_i64()), Some(1));
 }

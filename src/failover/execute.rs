@@ -84,14 +84,24 @@ impl Router {
     async fn attempt(
         &self,
         index: usize,
-        mut req: SqlRequest,
+        req: SqlRequest,
         last: bool,
     ) -> (usize, Result<SqlResponse, Error>) {
+        self.attempt_counted(index, req, last, true).await
+    }
+
+    /// [`attempt`](Self::attempt); `counted` is false for a request's second attempt on a
+    /// region it is already counted in flight on (the region holds one more connection,
+    /// not one more request waiting).
+    async fn attempt_counted(
+        &self,
+        index: usize,
+        mut req: SqlRequest,
+        last: bool,
+        counted: bool,
+    ) -> (usize, Result<SqlResponse, Error>) {
         let region = &self.shared.regions[index];
-        region
-            .in_flight
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let _in_flight = InFlight(&region.in_flight);
+        let _in_flight = counted.then(|| InFlight::enter(&region.in_flight));
         record_server(region);
         let limit = self.attempt_limit(region, &req, last);
         req.context.set_attempt_limit(limit);
@@ -176,8 +186,12 @@ impl Router {
             } | ErrorKind::DeadlineExceeded
         ) && error.outcome() == Outcome::Ambiguous;
         if unanswered {
-            // No answer within the bound (Karn's rule: no sample, back the timeouts off).
+            // No answer within the bound (Karn's rule: no sample, back the timeouts off),
+            // and the connections idle since before now may be as unanswered.
             region.latency.timed_out();
+            if let Some(pool) = &region.pool {
+                pool.note_unanswered();
+            }
         }
         if verdict.counts_as_failure && region.health.live(true, Instant::now()).0 {
             self.health_changed(index);
@@ -309,7 +323,7 @@ impl Router {
                 to: &region.name,
             },
         );
-        let second = self.attempt(index, req.clone(), true);
+        let second = self.attempt_counted(index, req.clone(), true, false);
         tokio::pin!(second);
         tokio::select! {
             ended = &mut first => match ended {
@@ -452,7 +466,15 @@ fn record_server(region: &Region) {
     }
 }
 
+/// One request counted in flight on a region until dropped.
 struct InFlight<'a>(&'a std::sync::atomic::AtomicUsize);
+
+impl<'a> InFlight<'a> {
+    fn enter(count: &'a std::sync::atomic::AtomicUsize) -> Self {
+        count.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        InFlight(count)
+    }
+}
 
 impl Drop for InFlight<'_> {
     fn drop(&mut self) {

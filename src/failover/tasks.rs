@@ -46,8 +46,10 @@ pub(super) fn spawn(
             );
             let name = region.name.clone();
             let weak = weak.clone();
+            let pool = region.pool.clone();
             tasks.push(tokio::spawn(probe::supervise(name, move || {
-                let (health, breaker, weak) = (health.clone(), breaker.clone(), weak.clone());
+                let (health, breaker, weak, pool) =
+                    (health.clone(), breaker.clone(), weak.clone(), pool.clone());
                 probe::run(
                     prober.clone(),
                     probe_settings,
@@ -62,7 +64,14 @@ pub(super) fn spawn(
                         }
                         let changed = match result {
                             Ok(ok) => health.probe_ok(ok, now),
-                            Err((error, latency)) => health.probe_failed(error, latency, now),
+                            Err((error, latency)) => {
+                                // The region failed to answer: its idle connections may
+                                // be as dead (a black hole, a reset path).
+                                if let Some(pool) = &pool {
+                                    pool.note_unanswered();
+                                }
+                                health.probe_failed(error, latency, now)
+                            }
                         };
                         if let Some(shared) = weak.upgrade() {
                             let router = Router { shared };

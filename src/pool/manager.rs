@@ -306,6 +306,19 @@ impl bb8::ManageConnection for TiberiusManager {
         if conn.last_used.elapsed() < self.revalidate_after {
             return Ok(());
         }
+        self.check(conn).await
+    }
+
+    fn has_broken(&self, conn: &mut Connection) -> bool {
+        conn.broken
+    }
+}
+
+impl TiberiusManager {
+    /// Proves `conn` works with one round trip (`SELECT 1`), bounded by the region's
+    /// observed round trip (at least `validation_timeout`). On failure the connection
+    /// stays marked broken, so the pool discards it; the error is not-sent.
+    pub(crate) async fn check(&self, conn: &mut Connection) -> Result<(), Error> {
         conn.broken = true;
         let check = async {
             conn.client
@@ -332,10 +345,6 @@ impl bb8::ManageConnection for TiberiusManager {
             Ok(Err(e)) => Err(Error::from_tiberius(e, false).raised_by_validation()),
             Err(_) => Err(Error::timeout(TimeoutScope::Validation, limit).raised_by_validation()),
         }
-    }
-
-    fn has_broken(&self, conn: &mut Connection) -> bool {
-        conn.broken
     }
 }
 

@@ -100,12 +100,24 @@ pub struct Pool {
     settings: PoolSettings,
     /// The next slot for a persisting checkout's connect while connects fail.
     next_reconnect: Arc<std::sync::Mutex<Instant>>,
+    /// The manager, for checks of suspect connections (shared: pools are cloned per call).
+    manager: Arc<TiberiusManager>,
+    /// When an attempt on this region last went unanswered, as nanoseconds after `epoch`
+    /// plus one (0: never).
+    unanswered: Arc<std::sync::atomic::AtomicU64>,
+    epoch: Instant,
 }
 
-/// A connect failure that says the region could not be reached (an I/O error or a
-/// timeout), as opposed to one that says it refuses this client (TLS, login errors).
-fn unreachable(error: &Error) -> bool {
+/// A connect failure that says the region may serve again soon: it could not be reached
+/// (an I/O error or a timeout), or it refused the login with a transient error (40613
+/// "database not currently available" during a reconfiguration, 40501 "service busy",
+/// …: the numbers SqlClient and the Azure SQL documentation call transient) — as opposed
+/// to one that says it refuses this client (TLS, a wrong password).
+fn may_come_back(error: &Error) -> bool {
     matches!(error.kind(), ErrorKind::Io(_) | ErrorKind::Timeout { .. })
+        || error
+            .server_number()
+            .is_some_and(|n| crate::classify::transient::lookup(n).is_some())
 }
 
 /// While connects to a region fail, checkouts that persist (their request has nowhere
@@ -137,14 +149,46 @@ impl Pool {
             .error_sink(Box::new(FailureSink(failures.clone())))
             .build_unchecked(manager.clone());
         Pool {
-            inner,
             events: manager.event_sink(),
+            manager: Arc::new(manager),
+            inner,
             failures,
             stats,
             checkouts: Arc::default(),
             settings,
             next_reconnect: Arc::new(std::sync::Mutex::new(Instant::now())),
+            unanswered: Arc::default(),
+            epoch: Instant::now(),
         }
+    }
+
+    /// An attempt on this region went unanswered (it timed out after it was sent): the
+    /// network may be swallowing traffic, so the idle connections last seen working
+    /// before now are suspect (see [`is_suspect`](Self::is_suspect)).
+    pub(crate) fn note_unanswered(&self) {
+        let nanos = Instant::now()
+            .saturating_duration_since(self.epoch)
+            .as_nanos();
+        let mark = u64::try_from(nanos).unwrap_or(u64::MAX - 1) + 1;
+        self.unanswered
+            .fetch_max(mark, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Whether `conn` was last seen working before the region last left an attempt
+    /// unanswered. A request that must not be sent into a black hole (a write that cannot
+    /// be re-sent: its outcome would become unknown) proves such a connection with one
+    /// round trip first ([`check`](Self::check)).
+    pub(crate) fn is_suspect(&self, conn: &Connection) -> bool {
+        match self.unanswered.load(std::sync::atomic::Ordering::Relaxed) {
+            0 => false,
+            mark => conn.last_used <= self.epoch + Duration::from_nanos(mark - 1),
+        }
+    }
+
+    /// Proves `conn` with one round trip (see [`TiberiusManager`]'s idle check); on
+    /// failure the connection is left broken (discarded) and the error is not-sent.
+    pub(crate) async fn check(&self, conn: &mut Connection) -> Result<(), Error> {
+        self.manager.check(conn).await
     }
 
     /// Checks a connection out, waiting at most `min(within, checkout_timeout)`. A connect
@@ -230,7 +274,7 @@ impl Pool {
                     // The region could not be reached (refused, reset, black-holed): it
                     // may come back. Anything else (a TLS or login failure) says it will
                     // not, and ends the wait as before.
-                    Ok(error) if unreachable(&error) && still_last() => {
+                    Ok(error) if may_come_back(&error) && still_last() => {
                         last_failure = Some(error);
                         retry_at = Some(self.next_reconnect());
                         match timer.as_mut() {

@@ -201,6 +201,16 @@ async fn run(
     });
     let still_last = || req.context.no_alternative();
     let mut conn = pool.checkout_persisting(within, &still_last).await?;
+    // A write that cannot be re-sent, on a connection last seen working before its region
+    // left an attempt unanswered: the path may be a black hole, and a write sent into one
+    // ends with an unknown outcome. One round trip proves the path first; if it fails,
+    // the write is still not sent (and the connection is discarded).
+    if req.context.intent() == crate::request::Intent::Write
+        && !req.context.is_idempotent()
+        && pool.is_suspect(&conn)
+    {
+        Box::pin(pool.check(&mut conn)).await?;
+    }
     let written_before = conn.tap.written();
     conn.tap.attach(wire);
     // Until the request completes, the connection counts as broken: if this future is
