@@ -84,24 +84,11 @@ impl Router {
     async fn attempt(
         &self,
         index: usize,
-        req: SqlRequest,
-        last: bool,
-    ) -> (usize, Result<SqlResponse, Error>) {
-        self.attempt_counted(index, req, last, true).await
-    }
-
-    /// [`attempt`](Self::attempt); `counted` is false for a request's second attempt on a
-    /// region it is already counted in flight on (the region holds one more connection,
-    /// not one more request waiting).
-    async fn attempt_counted(
-        &self,
-        index: usize,
         mut req: SqlRequest,
         last: bool,
-        counted: bool,
     ) -> (usize, Result<SqlResponse, Error>) {
         let region = &self.shared.regions[index];
-        let _in_flight = counted.then(|| InFlight::enter(&region.in_flight));
+        let _in_flight = InFlight::enter(&region.in_flight);
         record_server(region);
         let limit = self.attempt_limit(region, &req, last);
         req.context.set_attempt_limit(limit);
@@ -323,7 +310,7 @@ impl Router {
                 to: &region.name,
             },
         );
-        let second = self.attempt_counted(index, req.clone(), true, false);
+        let second = self.attempt(index, req.clone(), true);
         tokio::pin!(second);
         tokio::select! {
             ended = &mut first => match ended {
@@ -361,9 +348,13 @@ impl Router {
                     let error = match result {
                         Ok(response) => {
                             // The attempts still running lost to a faster region: that
-                            // slowness counts against their regions' fail-back clock.
+                            // slowness counts against their regions' fail-back clock, and
+                            // their connections are suspect until those regions answer.
                             for &slow in &running {
                                 regions[slow].health.note_trouble(Instant::now());
+                                if let Some(pool) = &regions[slow].pool {
+                                    pool.note_unanswered();
+                                }
                             }
                             return Ended::Answered(response);
                         }

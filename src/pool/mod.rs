@@ -6,13 +6,21 @@
 //! retry layer, under its budget, or a fleet would hammer a database that refuses logins),
 //! and a connect failure is reported to the callers waiting for a connection at once
 //! (bb8 alone would let them wait out the whole checkout timeout and then report only
-//! "timed out", losing e.g. the 40613 the server sent).
+//! "timed out", losing e.g. the 40613 the server sent) — unless the request has nowhere
+//! else to go and the failure says the region may serve again soon
+//! ([`Pool::checkout_persisting`]).
+//!
+//! The pool also keeps two signals for the router: checkouts **starved** (kept waiting
+//! because new connections fail while every open one is busy, [`Pool::starved_waits`]),
+//! and connections made **suspect** by an unanswered attempt or a failed probe, which a
+//! write that cannot be re-sent proves with one round trip before it is sent.
 
 mod checkouts;
 mod connector;
 mod manager;
 pub(crate) mod service;
 mod stream;
+mod suspicion;
 mod wire_tx;
 
 use std::fmt;
@@ -102,10 +110,8 @@ pub struct Pool {
     next_reconnect: Arc<std::sync::Mutex<Instant>>,
     /// The manager, for checks of suspect connections (shared: pools are cloned per call).
     manager: Arc<TiberiusManager>,
-    /// When an attempt on this region last went unanswered, as nanoseconds after `epoch`
-    /// plus one (0: never).
-    unanswered: Arc<std::sync::atomic::AtomicU64>,
-    epoch: Instant,
+    /// Which idle connections are suspect (see [`suspicion`]).
+    suspicion: Arc<suspicion::Suspicion>,
 }
 
 /// A connect failure that says the region may serve again soon: it could not be reached
@@ -157,32 +163,34 @@ impl Pool {
             checkouts: Arc::default(),
             settings,
             next_reconnect: Arc::new(std::sync::Mutex::new(Instant::now())),
-            unanswered: Arc::default(),
-            epoch: Instant::now(),
+            suspicion: Arc::new(suspicion::Suspicion::new()),
         }
     }
 
-    /// An attempt on this region went unanswered (it timed out after it was sent): the
-    /// network may be swallowing traffic, so the idle connections last seen working
-    /// before now are suspect (see [`is_suspect`](Self::is_suspect)).
+    /// A request on this region went unanswered (an attempt timed out after it was
+    /// sent, a probe failed, a hedge elsewhere answered first): the idle connections last
+    /// seen working before now are suspect until the region answers again.
     pub(crate) fn note_unanswered(&self) {
-        let nanos = Instant::now()
-            .saturating_duration_since(self.epoch)
-            .as_nanos();
-        let mark = u64::try_from(nanos).unwrap_or(u64::MAX - 1) + 1;
-        self.unanswered
-            .fetch_max(mark, std::sync::atomic::Ordering::Relaxed);
+        self.suspicion.unanswered();
     }
 
-    /// Whether `conn` was last seen working before the region last left an attempt
-    /// unanswered. A request that must not be sent into a black hole (a write that cannot
-    /// be re-sent: its outcome would become unknown) proves such a connection with one
-    /// round trip first ([`check`](Self::check)).
-    pub(crate) fn is_suspect(&self, conn: &Connection) -> bool {
-        match self.unanswered.load(std::sync::atomic::Ordering::Relaxed) {
-            0 => false,
-            mark => conn.last_used <= self.epoch + Duration::from_nanos(mark - 1),
-        }
+    /// The region's suspicion mark now (0: none), read before a request is sent.
+    pub(crate) fn unanswered_mark(&self) -> u64 {
+        self.suspicion.mark()
+    }
+
+    /// Whether `conn` is suspect under `mark` (from
+    /// [`unanswered_mark`](Self::unanswered_mark)): a request that must not be sent into
+    /// a black hole (a write that cannot be re-sent) proves it first
+    /// ([`check`](Self::check)).
+    pub(crate) fn is_suspect(&self, conn: &Connection, mark: u64) -> bool {
+        self.suspicion.is_suspect(conn.last_used, mark)
+    }
+
+    /// A request sent under `mark` was answered: the suspicion ends (unless a newer
+    /// unanswered request moved the mark).
+    pub(crate) fn answered_after(&self, mark: u64) {
+        self.suspicion.answered_after(mark);
     }
 
     /// Proves `conn` with one round trip (see [`TiberiusManager`]'s idle check); on

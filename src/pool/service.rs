@@ -205,11 +205,14 @@ async fn run(
     // left an attempt unanswered: the path may be a black hole, and a write sent into one
     // ends with an unknown outcome. One round trip proves the path first; if it fails,
     // the write is still not sent (and the connection is discarded).
+    // A slow region is not a black hole: any answer since the mark clears it.
+    let mark = pool.unanswered_mark();
     if req.context.intent() == crate::request::Intent::Write
         && !req.context.is_idempotent()
-        && pool.is_suspect(&conn)
+        && pool.is_suspect(&conn, mark)
     {
         Box::pin(pool.check(&mut conn)).await?;
+        pool.answered_after(mark);
     }
     let written_before = conn.tap.written();
     conn.tap.attach(wire);
@@ -243,6 +246,9 @@ async fn run(
         }
     }
     conn.tap.detach();
+    if result.is_ok() || result.as_ref().is_err_and(|e| e.server_number().is_some()) {
+        pool.answered_after(mark);
+    }
     let sent = conn.tap.written() > written_before;
     let effects = req.session_effects();
     match result {
