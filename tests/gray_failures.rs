@@ -114,22 +114,10 @@ async fn a_slow_primary_keeps_taking_writes() {
         .chaos()
         .set(Toxics::latency(Duration::from_millis(600), Duration::ZERO));
     // Each succeeds within the stack's 3 s budget, which bounds every call.
-    for i in 0..5 {
-        let sql = format!("INSERT INTO gray_writes (id) VALUES ({i})");
-        stack
-            .call(exec("slow_write", &sql, vec![]))
-            .await
-            .unwrap_or_else(|e| panic!("write {i}: {e}"));
-    }
+    insert_ids(&stack, "gray_writes", "slow_write", 0..5).await;
     regions.primary().chaos().set(Toxics::ok());
     // Read-your-writes: only the primary has them (the testkit regions do not replicate).
-    let count = SqlRequest::query(
-        RequestContext::read("count").consistency(Consistency::Latest),
-        "SELECT COUNT(*) FROM gray_writes",
-        [],
-    );
-    let response = stack.call(count).await.unwrap();
-    assert_eq!(response.scalar().and_then(|v| v.as_i64()), Some(5));
+    assert_eq!(rows_on_primary(&stack, "gray_writes").await, 5);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -233,13 +221,7 @@ async fn write_outlasts(
         regions.primary().faults().counters().logins > logins,
         "served on a connection opened after the outage"
     );
-    let count = SqlRequest::query(
-        RequestContext::read("count").consistency(Consistency::Latest),
-        format!("SELECT COUNT(*) FROM {table}"),
-        [],
-    );
-    let response = stack.call(count).await.unwrap();
-    assert_eq!(response.scalar().and_then(|v| v.as_i64()), Some(1));
+    assert_eq!(rows_on_primary(stack, table).await, 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -357,21 +339,9 @@ async fn a_primary_whose_pool_cannot_grow_hands_reads_to_the_secondary_and_keeps
         "reads move to the secondary: {events:?}"
     );
     // Writes have nowhere else to go and keep using the primary's open connections.
-    for i in 0..3 {
-        let sql = format!("INSERT INTO starved_writes (id) VALUES ({i})");
-        stack
-            .call(exec("starved_write", &sql, vec![]))
-            .await
-            .unwrap_or_else(|e| panic!("write {i}: {e}"));
-    }
+    insert_ids(&stack, "starved_writes", "starved_write", 0..3).await;
     regions.primary().chaos().set(Toxics::ok());
-    let count = SqlRequest::query(
-        RequestContext::read("count").consistency(Consistency::Latest),
-        "SELECT COUNT(*) FROM starved_writes",
-        [],
-    );
-    let response = stack.call(count).await.unwrap();
-    assert_eq!(response.scalar().and_then(|v| v.as_i64()), Some(3));
+    assert_eq!(rows_on_primary(&stack, "starved_writes").await, 3);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -396,11 +366,29 @@ async fn a_write_that_cannot_be_resent_is_not_sent_on_a_connection_the_region_ma
         .expect_err("nothing answers");
     assert_eq!(err.outcome(), Outcome::NotSent, "{err}");
     regions.primary().chaos().set(Toxics::ok());
+    assert_eq!(rows_on_primary(&stack, "swallowed_writes").await, 1);
+}
+
+/// Inserts each of `ids` into `table (id INT)` as its own non-idempotent write, each of
+/// which must succeed.
+async fn insert_ids(stack: &Stack, table: &str, op: &'static str, ids: std::ops::Range<i32>) {
+    for i in ids {
+        let sql = format!("INSERT INTO {table} (id) VALUES ({i})");
+        stack
+            .call(exec(op, &sql, vec![]))
+            .await
+            .unwrap_or_else(|e| panic!("write {i}: {e}"));
+    }
+}
+
+/// The rows of `table` on the writable region (a read that asks for the latest data:
+/// only the primary has the writes; the testkit regions do not replicate).
+async fn rows_on_primary(stack: &Stack, table: &str) -> i64 {
     let count = SqlRequest::query(
         RequestContext::read("count").consistency(Consistency::Latest),
-        "SELECT COUNT(*) FROM swallowed_writes",
+        format!("SELECT COUNT(*) FROM {table}"),
         [],
     );
     let response = stack.call(count).await.unwrap();
-    assert_eq!(response.scalar().and_then(|v| v.as_i64()), Some(1));
+    response.scalar().and_then(|v| v.as_i64()).expect("a count")
 }
