@@ -129,14 +129,7 @@ async fn a_cut_short_request_is_drained_and_its_connection_survives_a_login_stor
     let pool = stack.pools()[0].1.clone();
     assert_eq!(pool.state().statistics.connections_created, 1);
     // New logins fail from now on: only the pooled connection can serve.
-    regions
-        .primary()
-        .faults()
-        .fail_logins(ErrorSpec::known(40613), Trigger::Always);
-    regions
-        .primary()
-        .chaos()
-        .set(Toxics::latency(Duration::from_millis(150), Duration::ZERO));
+    login_storm_while_slow(&regions, Duration::from_millis(150));
     // The caller gives up after 100 ms, long before the 300 ms round trip answers.
     let err = ambient::with_budget(
         Duration::from_millis(100),
@@ -307,14 +300,7 @@ async fn a_primary_whose_pool_cannot_grow_hands_reads_to_the_secondary_and_keeps
     // below every timeout, so nothing else degrades it): the connections it has keep
     // working, new ones fail, and more requests arrive than its connections can carry at
     // once.
-    regions
-        .primary()
-        .faults()
-        .fail_logins(ErrorSpec::known(40613), Trigger::Always);
-    regions
-        .primary()
-        .chaos()
-        .set(Toxics::latency(Duration::from_millis(20), Duration::ZERO));
+    login_storm_while_slow(&regions, Duration::from_millis(20));
     let open = pool.state().connections;
     let reads = (0..open + 10).map(|_| stack.call(read("starved_read", "SELECT 1")));
     for result in futures_util::future::join_all(reads).await {
@@ -391,4 +377,17 @@ async fn rows_on_primary(stack: &Stack, table: &str) -> i64 {
     );
     let response = stack.call(count).await.unwrap();
     response.scalar().and_then(|v| v.as_i64()).expect("a count")
+}
+
+/// Every new login to the primary fails with 40613 from now on (its open connections keep
+/// working), and its network adds `latency` each way.
+fn login_storm_while_slow(regions: &Backend, latency: Duration) {
+    regions
+        .primary()
+        .faults()
+        .fail_logins(ErrorSpec::known(40613), Trigger::Always);
+    regions
+        .primary()
+        .chaos()
+        .set(Toxics::latency(latency, Duration::ZERO));
 }
