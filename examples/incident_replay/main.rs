@@ -27,6 +27,11 @@
 //! series time; see `record.rs`), `--record-tail D` (with `--record-metrics`: the run goes
 //! on for D more of healthy traffic after the timeline's end, so that alerts can resolve;
 //! default 20s). `--record-metrics` needs a single timeline, not `--suite`.
+//! `--requests FILE`: every request of every arm as CSV (`arm,start_s,kind,ok,
+//! achievable,latency_ms,error`: when it was issued, read or write, whether it succeeded
+//! within its deadline, the oracle's achievable value for it, how long it took, and the
+//! error label of a failure) — to see *which* requests an arm lost and why; a single
+//! timeline, not `--suite`.
 //!
 //! A call counts as a success only when its answer arrives within the request's deadline
 //! (`--budget`) + 50 ms, for every arm: the API's own caller has given up by then, so a
@@ -71,6 +76,7 @@ pub struct Options {
     svg: PathBuf,
     record_metrics: Option<PathBuf>,
     record_tail: Duration,
+    requests: Option<PathBuf>,
 }
 
 fn parse_args() -> Result<Options, String> {
@@ -92,6 +98,7 @@ fn parse_args() -> Result<Options, String> {
         svg: PathBuf::from("target/incident-replay.svg"),
         record_metrics: None,
         record_tail: Duration::from_secs(20),
+        requests: None,
     };
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
@@ -165,12 +172,16 @@ fn parse_args() -> Result<Options, String> {
             "--svg" => o.svg = PathBuf::from(value),
             "--record-metrics" => o.record_metrics = Some(PathBuf::from(value)),
             "--record-tail" => o.record_tail = parse_duration(&value).map_err(|e| bad(&e))?,
+            "--requests" => o.requests = Some(PathBuf::from(value)),
             other => return Err(format!("unknown option {other:?}")),
         }
     }
     if o.suite.is_some() {
         if o.record_metrics.is_some() {
             return Err("--record-metrics records one timeline; it excludes --suite".into());
+        }
+        if o.requests.is_some() {
+            return Err("--requests lists one timeline's requests; it excludes --suite".into());
         }
         if o.timeline.is_some() {
             return Err("--suite and --timeline exclude each other".into());
@@ -231,6 +242,10 @@ async fn single(o: &Options) -> Result<(), Box<dyn std::error::Error>> {
     if let Some(path) = &o.json {
         write_file(path, &serde_json::to_string_pretty(&run.report)?)?;
         println!("JSON report: {}", path.display());
+    }
+    if let (Some(path), Some(csv)) = (&o.requests, &run.requests) {
+        write_file(path, csv)?;
+        println!("requests: {}", path.display());
     }
     if let (Some(path), Some(scrapes)) = (&o.record_metrics, &run.scrapes) {
         let settings = serde_json::json!({

@@ -34,6 +34,8 @@ pub struct ScenarioRun {
     pub seconds: usize,
     /// With `--record-metrics`: the middleware arm's scrapes, one per second.
     pub scrapes: Option<Vec<record::Scrape>>,
+    /// With `--requests`: every arm's requests as CSV (see `main.rs`).
+    pub requests: Option<String>,
 }
 
 /// One arm's regions, client and collected figures.
@@ -257,6 +259,10 @@ pub async fn run_scenario(
     let mut arm_reports = serde_json::Map::new();
     let mut series = Vec::new();
     let seconds = timeline.duration.as_secs_f64().ceil() as usize;
+    let mut requests = o
+        .requests
+        .is_some()
+        .then(|| String::from("arm,start_s,kind,ok,achievable,latency_ms,error\n"));
     for run in &arms {
         for region in [&run.primary, &run.secondary] {
             region.proxy.handle().clear();
@@ -271,6 +277,20 @@ pub async fn run_scenario(
             .unwrap_or_default();
         let verification: Verification = report::verify(&acknowledged, &found);
         let records = run.records.lock().map(|r| r.clone()).unwrap_or_default();
+        if let Some(csv) = &mut requests {
+            for r in &records {
+                csv.push_str(&format!(
+                    "{},{:.3},{},{},{:.3},{:.1},{}\n",
+                    run.name,
+                    r.at.as_secs_f64(),
+                    if r.write { "write" } else { "read" },
+                    u8::from(r.ok),
+                    oracle.achievable(r.at, r.write),
+                    r.latency.as_secs_f64() * 1000.0,
+                    r.error.as_deref().unwrap_or(""),
+                ));
+            }
+        }
         let (attempts_in_windows, mut extra) = match run.arm.attempt_log() {
             None => (
                 records
@@ -366,6 +386,7 @@ pub async fn run_scenario(
         windows,
         seconds,
         scrapes,
+        requests,
     })
 }
 
