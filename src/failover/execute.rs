@@ -145,17 +145,10 @@ impl Router {
         let region = &self.shared.regions[index];
         let Some(pool) = &region.pool else { return };
         let starved = pool.starved_waits();
-        if region
+        let seen = region
             .starved_seen
-            .load(std::sync::atomic::Ordering::Relaxed)
-            == starved
-        {
-            return;
-        }
-        region
-            .starved_seen
-            .store(starved, std::sync::atomic::Ordering::Relaxed);
-        if region.health.pool_starved(Instant::now()) {
+            .swap(starved, std::sync::atomic::Ordering::Relaxed);
+        if seen != starved && region.health.pool_starved(Instant::now()) {
             self.health_changed(index);
         }
     }
@@ -177,7 +170,7 @@ impl Router {
             // and the connections idle since before now may be as unanswered.
             region.latency.timed_out();
             if let Some(pool) = &region.pool {
-                pool.note_unanswered();
+                pool.suspicion().unanswered();
             }
         }
         if verdict.counts_as_failure && region.health.live(true, Instant::now()).0 {
@@ -353,7 +346,7 @@ impl Router {
                             for &slow in &running {
                                 regions[slow].health.note_trouble(Instant::now());
                                 if let Some(pool) = &regions[slow].pool {
-                                    pool.note_unanswered();
+                                    pool.suspicion().unanswered();
                                 }
                             }
                             return Ended::Answered(response);

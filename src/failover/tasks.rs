@@ -68,7 +68,7 @@ pub(super) fn spawn(
                                 // The region failed to answer: its idle connections may
                                 // be as dead (a black hole, a reset path).
                                 if let Some(pool) = &pool {
-                                    pool.note_unanswered();
+                                    pool.suspicion().unanswered();
                                 }
                                 health.probe_failed(error, latency, now)
                             }

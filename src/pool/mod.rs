@@ -12,15 +12,16 @@
 //!
 //! The pool also keeps two signals for the router: checkouts **starved** (kept waiting
 //! because new connections fail while every open one is busy, [`Pool::starved_waits`]),
-//! and connections made **suspect** by an unanswered attempt or a failed probe, which a
-//! write that cannot be re-sent proves with one round trip before it is sent.
+//! and connections made **suspect** when the region leaves a request unanswered (until it
+//! answers again), which a write that cannot be re-sent proves with one round trip
+//! before it is sent.
 
 mod checkouts;
 mod connector;
 mod manager;
 pub(crate) mod service;
 mod stream;
-mod suspicion;
+pub(crate) mod suspicion;
 mod wire_tx;
 
 use std::fmt;
@@ -167,30 +168,9 @@ impl Pool {
         }
     }
 
-    /// A request on this region went unanswered (an attempt timed out after it was
-    /// sent, a probe failed, a hedge elsewhere answered first): the idle connections last
-    /// seen working before now are suspect until the region answers again.
-    pub(crate) fn note_unanswered(&self) {
-        self.suspicion.unanswered();
-    }
-
-    /// The region's suspicion mark now (0: none), read before a request is sent.
-    pub(crate) fn unanswered_mark(&self) -> u64 {
-        self.suspicion.mark()
-    }
-
-    /// Whether `conn` is suspect under `mark` (from
-    /// [`unanswered_mark`](Self::unanswered_mark)): a request that must not be sent into
-    /// a black hole (a write that cannot be re-sent) proves it first
-    /// ([`check`](Self::check)).
-    pub(crate) fn is_suspect(&self, conn: &Connection, mark: u64) -> bool {
-        self.suspicion.is_suspect(conn.last_used, mark)
-    }
-
-    /// A request sent under `mark` was answered: the suspicion ends (unless a newer
-    /// unanswered request moved the mark).
-    pub(crate) fn answered_after(&self, mark: u64) {
-        self.suspicion.answered_after(mark);
+    /// Which of this region's idle connections are suspect (see [`suspicion`]).
+    pub(crate) fn suspicion(&self) -> &suspicion::Suspicion {
+        &self.suspicion
     }
 
     /// Proves `conn` with one round trip (see [`TiberiusManager`]'s idle check); on
@@ -209,7 +189,9 @@ impl Pool {
     }
 
     /// [`checkout`](Self::checkout), and while `still_last()` says the request has
-    /// nowhere else to go, a connect that cannot reach the region does not end the wait:
+    /// nowhere else to go, a failed connect that says the region may serve again soon (it
+    /// could not be reached, or refused the login with a transient error such as 40613)
+    /// does not end the wait:
     /// the pool tries again — one connect per [`RECONNECT_PACE`] for all persisting
     /// checkouts together while connects fail, and one per waiting checkout as soon as
     /// one succeeds — until the bound, which then fails with the last connect error. A
@@ -279,9 +261,9 @@ impl Pool {
                         self.checkouts.note_starved();
                         continue;
                     }
-                    // The region could not be reached (refused, reset, black-holed): it
-                    // may come back. Anything else (a TLS or login failure) says it will
-                    // not, and ends the wait as before.
+                    // The region could not be reached (refused, reset, black-holed) or
+                    // refused the login with a transient error: it may come back. Anything
+                    // else (TLS, a wrong password) says it will not, and ends the wait.
                     Ok(error) if may_come_back(&error) && still_last() => {
                         last_failure = Some(error);
                         retry_at = Some(self.next_reconnect());

@@ -202,17 +202,18 @@ async fn run(
     let still_last = || req.context.no_alternative();
     let mut conn = pool.checkout_persisting(within, &still_last).await?;
     // A write that cannot be re-sent, on a connection last seen working before its region
-    // left an attempt unanswered: the path may be a black hole, and a write sent into one
-    // ends with an unknown outcome. One round trip proves the path first; if it fails,
-    // the write is still not sent (and the connection is discarded).
-    // A slow region is not a black hole: any answer since the mark clears it.
-    let mark = pool.unanswered_mark();
+    // left a request unanswered (with no answer since: a slow region is not a black hole):
+    // sent into a black hole it would end with an unknown outcome. One round trip proves
+    // the path first; if it fails, the write is still not sent (the connection is
+    // discarded).
+    let suspicion = pool.suspicion();
+    let mark = suspicion.mark();
     if req.context.intent() == crate::request::Intent::Write
         && !req.context.is_idempotent()
-        && pool.is_suspect(&conn, mark)
+        && suspicion.is_suspect(conn.last_used, mark)
     {
         Box::pin(pool.check(&mut conn)).await?;
-        pool.answered_after(mark);
+        suspicion.answered_after(mark);
     }
     let written_before = conn.tap.written();
     conn.tap.attach(wire);
@@ -246,8 +247,13 @@ async fn run(
         }
     }
     conn.tap.detach();
-    if result.is_ok() || result.as_ref().is_err_and(|e| e.server_number().is_some()) {
-        pool.answered_after(mark);
+    // The server answered (rows or an error of its own): the path works.
+    if mark != 0
+        && result
+            .as_ref()
+            .map_or_else(|e| e.server_number().is_some(), |_| true)
+    {
+        suspicion.answered_after(mark);
     }
     let sent = conn.tap.written() > written_before;
     let effects = req.session_effects();
