@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use tokio::time::Instant;
-use tower::ServiceExt;
+use tower::{Service, ServiceExt};
 
 use super::latency::ATTEMPT_ROUND_TRIPS;
 use super::{Region, Router};
@@ -25,7 +25,7 @@ enum Ended {
 }
 
 impl Router {
-    pub(super) async fn route(self, req: SqlRequest) -> Result<SqlResponse, Error> {
+    pub(super) async fn route(self, mut req: SqlRequest) -> Result<SqlResponse, Error> {
         let ctx = &req.context;
         let intent = ctx.intent();
         let (candidates, last_resort) = self.candidates(intent, ctx.read_consistency());
@@ -35,7 +35,6 @@ impl Router {
         let hedge_after = self.shared.hedge_delay.filter(|_| {
             intent == Intent::Read && ctx.is_idempotent() && ctx.may_hedge() && candidates.len() > 1
         });
-        let mut req = req;
         // Last resort: a region's open breaker may be passed (see `select`).
         req.context.set_breaker_bypass(last_resort);
         let ended = match hedge_after {
@@ -103,7 +102,13 @@ impl Router {
         let bypassed = req.context.breaker_bypass();
         let read = (intent == Intent::Read).then(|| req.context.operation_cow());
         let start = Instant::now();
-        let result = region.service.clone().oneshot(req).await;
+        // `ready` then `call` rather than `oneshot`: this future already holds the request,
+        // and `oneshot` would hold a second copy of it.
+        let mut service = region.service.clone();
+        let result = match service.ready().await {
+            Ok(ready) => ready.call(req).await,
+            Err(error) => Err(error),
+        };
         self.check_pool_starvation(index);
         if result.is_ok() {
             if bypassed {
@@ -303,8 +308,8 @@ impl Router {
                 to: &region.name,
             },
         );
-        let second = self.attempt(index, req.clone(), true);
-        tokio::pin!(second);
+        // Boxed: rarely made, and inline it would double the size of every call's future.
+        let mut second = Box::pin(self.attempt(index, req.clone(), true));
         tokio::select! {
             ended = &mut first => match ended {
                 (_, Ok(_)) => ended,

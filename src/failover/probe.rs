@@ -55,7 +55,7 @@ pub trait Prober: Send + Sync + 'static {
 #[derive(Debug)]
 pub struct SqlProber {
     manager: TiberiusManager,
-    conn: Mutex<Option<Connection>>,
+    conn: Mutex<Option<Box<Connection>>>,
 }
 
 impl SqlProber {

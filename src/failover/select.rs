@@ -97,11 +97,13 @@ pub fn select(
         }
         _ => best,
     };
+    // The chosen region first, the rest in rank order.
+    if let Some(at) = ranked.iter().position(|&i| i == chosen) {
+        ranked[..=at].rotate_right(1);
+    }
     Selection {
         serving: Some(chosen),
-        candidates: std::iter::once(chosen)
-            .chain(ranked.into_iter().filter(|&i| i != chosen))
-            .collect(),
+        candidates: ranked,
         last_resort: false,
     }
 }

@@ -210,7 +210,7 @@ impl TiberiusManager {
         self.config.get_addr()
     }
 
-    async fn connect_once(&self) -> Result<Connection, Error> {
+    async fn connect_once(&self) -> Result<Box<Connection>, Error> {
         let mut config = self.config.clone();
         if let Some(provider) = &self.access_tokens {
             let token = crate::auth::fetch(provider.as_ref()).await?;
@@ -228,12 +228,12 @@ impl TiberiusManager {
             let (stream, tap) = TrackedStream::new(tcp);
             match tiberius::Client::connect(config.clone(), stream.compat_write()).await {
                 Ok(client) => {
-                    return Ok(Connection {
+                    return Ok(Box::new(Connection {
                         client,
                         tap,
                         broken: false,
                         last_used: tokio::time::Instant::now(),
-                    })
+                    }))
                 }
                 Err(tiberius::error::Error::Routing { host, port })
                     if redirects < self.max_redirects =>
@@ -260,10 +260,12 @@ fn split_addr(addr: &str) -> (&str, u16) {
 }
 
 impl bb8::ManageConnection for TiberiusManager {
-    type Connection = Connection;
+    /// Boxed: the tiberius client is ~1.5 KB, and bb8 and every future between it and the
+    /// request move the connection by value — a pointer moves for free.
+    type Connection = Box<Connection>;
     type Error = Error;
 
-    async fn connect(&self) -> Result<Connection, Error> {
+    async fn connect(&self) -> Result<Box<Connection>, Error> {
         let start = tokio::time::Instant::now();
         let limit = self.latency.as_ref().map_or(self.connect_timeout, |l| {
             l.timeout(
@@ -302,14 +304,14 @@ impl bb8::ManageConnection for TiberiusManager {
         result
     }
 
-    async fn is_valid(&self, conn: &mut Connection) -> Result<(), Error> {
+    async fn is_valid(&self, conn: &mut Box<Connection>) -> Result<(), Error> {
         if conn.last_used.elapsed() < self.revalidate_after {
             return Ok(());
         }
         self.check(conn).await
     }
 
-    fn has_broken(&self, conn: &mut Connection) -> bool {
+    fn has_broken(&self, conn: &mut Box<Connection>) -> bool {
         conn.broken
     }
 }

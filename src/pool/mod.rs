@@ -25,15 +25,17 @@ pub(crate) mod suspicion;
 mod wire_tx;
 
 use std::fmt;
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 
 use tokio::sync::broadcast;
 use tokio::time::Instant;
 
-use self::checkouts::CheckoutCounters;
 pub use self::checkouts::CheckoutStats;
+use self::checkouts::{CheckoutCounters, PendingCheckout};
 pub use self::connector::{
     tune, ConnectFuture, Connector, FixedAddress, SharedConnector, TcpConnector,
 };
@@ -97,9 +99,15 @@ impl bb8::ErrorSink<Error> for FailureSink {
     }
 }
 
-/// A bb8 pool of tiberius connections for one server.
+/// A bb8 pool of tiberius connections for one server. Cloning it is one reference
+/// count: every call's service holds a clone.
 #[derive(Clone)]
 pub struct Pool {
+    shared: Arc<Shared>,
+}
+
+/// What a pool's clones share.
+struct Shared {
     inner: bb8::Pool<TiberiusManager>,
     /// Where checkout events go (the manager's region label and observer).
     events: EventSink,
@@ -108,11 +116,11 @@ pub struct Pool {
     checkouts: Arc<CheckoutCounters>,
     settings: PoolSettings,
     /// The next slot for a persisting checkout's connect while connects fail.
-    next_reconnect: Arc<std::sync::Mutex<Instant>>,
-    /// The manager, for checks of suspect connections (shared: pools are cloned per call).
-    manager: Arc<TiberiusManager>,
+    next_reconnect: std::sync::Mutex<Instant>,
+    /// The manager, for checks of suspect connections.
+    manager: TiberiusManager,
     /// Which idle connections are suspect (see [`suspicion`]).
-    suspicion: Arc<suspicion::Suspicion>,
+    suspicion: suspicion::Suspicion,
 }
 
 /// A connect failure that says the region may serve again soon: it could not be reached
@@ -127,6 +135,24 @@ fn may_come_back(error: &Error) -> bool {
             .is_some_and(|n| crate::classify::transient::lookup(n).is_some())
 }
 
+/// A checked-out connection.
+type PooledConnection = bb8::PooledConnection<'static, TiberiusManager>;
+/// What bb8's checkout ends with.
+type GetResult = Result<PooledConnection, bb8::RunError<Error>>;
+
+/// The end of bb8's checkout: a connection, or bb8's own error. bb8's timeout counts as
+/// a timeout (the pending guard drops unsettled); anything else settles.
+fn settled(
+    got: GetResult,
+    pending: PendingCheckout,
+    start: Instant,
+) -> Result<PooledConnection, Error> {
+    if !matches!(got, Err(bb8::RunError::TimedOut)) {
+        pending.settle();
+    }
+    got.map_err(|e| Error::from_pool(e, start.elapsed()))
+}
+
 /// While connects to a region fail, checkouts that persist (their request has nowhere
 /// else to go) ask for one new connect per this interval between them all.
 pub const RECONNECT_PACE: Duration = Duration::from_millis(250);
@@ -134,8 +160,8 @@ pub const RECONNECT_PACE: Duration = Duration::from_millis(250);
 impl fmt::Debug for Pool {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Pool")
-            .field("settings", &self.settings)
-            .field("state", &self.inner.state())
+            .field("settings", &self.shared.settings)
+            .field("state", &self.shared.inner.state())
             .finish()
     }
 }
@@ -156,27 +182,29 @@ impl Pool {
             .error_sink(Box::new(FailureSink(failures.clone())))
             .build_unchecked(manager.clone());
         Pool {
-            events: manager.event_sink(),
-            manager: Arc::new(manager),
-            inner,
-            failures,
-            stats,
-            checkouts: Arc::default(),
-            settings,
-            next_reconnect: Arc::new(std::sync::Mutex::new(Instant::now())),
-            suspicion: Arc::new(suspicion::Suspicion::new()),
+            shared: Arc::new(Shared {
+                events: manager.event_sink(),
+                manager,
+                inner,
+                failures,
+                stats,
+                checkouts: Arc::default(),
+                settings,
+                next_reconnect: std::sync::Mutex::new(Instant::now()),
+                suspicion: suspicion::Suspicion::new(),
+            }),
         }
     }
 
     /// Which of this region's idle connections are suspect (see [`suspicion`]).
     pub(crate) fn suspicion(&self) -> &suspicion::Suspicion {
-        &self.suspicion
+        &self.shared.suspicion
     }
 
     /// Proves `conn` with one round trip (see [`TiberiusManager`]'s idle check); on
     /// failure the connection is left broken (discarded) and the error is not-sent.
     pub(crate) async fn check(&self, conn: &mut Connection) -> Result<(), Error> {
-        self.manager.check(conn).await
+        self.shared.manager.check(conn).await
     }
 
     /// Checks a connection out, waiting at most `min(within, checkout_timeout)`. A connect
@@ -207,7 +235,8 @@ impl Pool {
     ) -> Result<bb8::PooledConnection<'static, TiberiusManager>, Error> {
         let start = Instant::now();
         let result = self.wait_for_connection(within, start, still_last).await;
-        self.events
+        self.shared
+            .events
             .emit(|region| crate::observe::Event::CheckoutFinished {
                 region,
                 waited: start.elapsed(),
@@ -220,15 +249,50 @@ impl Pool {
         within: Duration,
         start: Instant,
         still_last: &(dyn Fn() -> bool + Send + Sync),
-    ) -> Result<bb8::PooledConnection<'static, TiberiusManager>, Error> {
-        let limit = within.min(self.settings.checkout_timeout);
-        // Pending until it ends; ended by the timer below, or dropped by the caller's, it
-        // counts as timed out.
-        let pending = self.checkouts.start();
-        let mut failures = self.failures.subscribe();
-        let get = self.inner.get_owned();
+    ) -> Result<PooledConnection, Error> {
+        // Pending until it ends; ended by the timer of the slow path, or dropped by the
+        // caller's, it counts as timed out.
+        let pending = self.shared.checkouts.start();
+        // Subscribed before bb8 may start a connect, so its failure cannot be missed.
+        let failures = self.shared.failures.subscribe();
+        // In an `Option` so the slow path can drop it in place (pinned here).
+        let get = Some(self.shared.inner.get_owned());
         tokio::pin!(get);
-        let deadline = tokio::time::sleep(limit);
+        // The common case — an idle connection (bb8 answers at once) — makes none of the
+        // waiting machinery: that lives in its own boxed future, so this one stays small.
+        if let Poll::Ready(got) = std::future::poll_fn(|cx| {
+            Poll::Ready(
+                get.as_mut()
+                    .as_pin_mut()
+                    .map_or(Poll::Pending, |g| g.poll(cx)),
+            )
+        })
+        .await
+        {
+            return settled(got, pending, start);
+        }
+        Box::pin(self.wait_longer(within, start, still_last, pending, failures, get)).await
+    }
+
+    /// The checkout's slow path: `first` (bb8's checkout, already polled once) is still
+    /// pending. A checkout asked for again replaces it: the old one is dropped, or bb8
+    /// could hand the connection it waits for to a future no one polls.
+    async fn wait_longer<G>(
+        &self,
+        within: Duration,
+        start: Instant,
+        still_last: &(dyn Fn() -> bool + Send + Sync),
+        pending: PendingCheckout,
+        mut failures: broadcast::Receiver<Error>,
+        mut first: Pin<&mut Option<G>>,
+    ) -> Result<PooledConnection, Error>
+    where
+        G: Future<Output = GetResult> + Send,
+    {
+        let limit = within.min(self.shared.settings.checkout_timeout);
+        // A checkout of our own asked for again (see below), once `first` is dropped.
+        let mut fresh: Option<Pin<Box<dyn Future<Output = GetResult> + Send + '_>>> = None;
+        let deadline = tokio::time::sleep(limit.saturating_sub(start.elapsed()));
         tokio::pin!(deadline);
         // Persisting (made only once a connect failed, so the common checkout pays for
         // none of it): the last connect error, when this checkout may ask for another
@@ -245,12 +309,12 @@ impl Pool {
         loop {
             tokio::select! {
                 biased;
-                got = &mut get => {
-                    // bb8's own timeout is a timeout too; anything else settles.
-                    if !matches!(got, Err(bb8::RunError::TimedOut)) {
-                        pending.settle();
-                    }
-                    return got.map_err(|e| Error::from_pool(e, start.elapsed()));
+                got = std::future::poll_fn(|cx| match (fresh.as_mut(), first.as_mut().as_pin_mut()) {
+                    (Some(get), _) => get.as_mut().poll(cx),
+                    (None, Some(get)) => get.poll(cx),
+                    (None, None) => Poll::Pending,
+                }) => {
+                    return settled(got, pending, start);
                 }
                 failure = failures.recv() => match failure {
                     // A connection in use may come back any moment: a failed new login
@@ -258,7 +322,7 @@ impl Pool {
                     // working pooled connection can serve. The pool is starved, though:
                     // more demand than connections, and it cannot grow.
                     Ok(_) if self.has_connections_in_use() => {
-                        self.checkouts.note_starved();
+                        self.shared.checkouts.note_starved();
                         continue;
                     }
                     // The region could not be reached (refused, reset, black-holed) or
@@ -285,9 +349,10 @@ impl Pool {
                     }
                 },
                 // The region answers logins again: ask for a connect of our own at once.
-                _ = self.stats.connected().notified(), if retry_at.is_some() => {
+                _ = self.shared.stats.connected().notified(), if retry_at.is_some() => {
                     retry_at = None;
-                    get.set(self.inner.get_owned());
+                    first.set(None);
+                    fresh = Some(Box::pin(self.shared.inner.get_owned()));
                 }
                 _ = async {
                     if let Some(t) = timer.as_mut() {
@@ -301,7 +366,8 @@ impl Pool {
                     }
                     if retry_at.is_some_and(|at| at <= Instant::now()) {
                         retry_at = None;
-                        get.set(self.inner.get_owned());
+                        first.set(None);
+                    fresh = Some(Box::pin(self.shared.inner.get_owned()));
                     }
                     if let Some(t) = timer.as_mut() {
                         t.as_mut().reset(wake(retry_at));
@@ -321,6 +387,7 @@ impl Pool {
     /// outage into a connect storm.
     fn next_reconnect(&self) -> Instant {
         let mut next = self
+            .shared
             .next_reconnect
             .lock()
             .unwrap_or_else(|e| e.into_inner());
@@ -330,7 +397,7 @@ impl Pool {
     }
 
     fn has_connections_in_use(&self) -> bool {
-        let state = self.inner.state();
+        let state = self.shared.inner.state();
         state.connections > state.idle_connections
     }
 
@@ -339,13 +406,13 @@ impl Pool {
     /// database); otherwise a connection was being opened and did not come in time
     /// ([`TimeoutScope::Connect`]).
     fn exhausted(&self, waited: Duration) -> Error {
-        let state = self.inner.state();
+        let state = self.shared.inner.state();
         tracing::debug!(
             target: "mssql_resilience",
             connections = state.connections, idle = state.idle_connections,
             "pool checkout timed out"
         );
-        let scope = if state.connections >= self.settings.max_size.max(1) {
+        let scope = if state.connections >= self.shared.settings.max_size.max(1) {
             TimeoutScope::PoolCheckout
         } else {
             TimeoutScope::Connect
@@ -361,28 +428,28 @@ impl Pool {
 
     /// bb8's figures (connections, idle, statistics).
     pub fn state(&self) -> bb8::State {
-        self.inner.state()
+        self.shared.inner.state()
     }
 
     /// The pool's limits.
     pub fn settings(&self) -> PoolSettings {
-        self.settings
+        self.shared.settings
     }
 
     /// Checkouts waiting now and checkouts that ran out of time, counting those the
     /// caller's budget cut short (bb8's own statistics miss them).
     pub fn checkout_stats(&self) -> CheckoutStats {
-        self.checkouts.snapshot()
+        self.shared.checkouts.snapshot()
     }
 
     /// How often a waiting checkout kept waiting because a new connection failed while
     /// every open one was busy ([`CheckoutStats::starved`]).
     pub fn starved_waits(&self) -> u64 {
-        self.checkouts.starved()
+        self.shared.checkouts.starved()
     }
 
     /// The manager's counters (connects, failures, redirects).
     pub fn manager_stats(&self) -> Arc<ManagerStats> {
-        self.stats.clone()
+        self.shared.stats.clone()
     }
 }

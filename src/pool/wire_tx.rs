@@ -77,9 +77,7 @@ impl WireTx {
                 continue;
             }
             let take = self.remaining.min(bytes.len());
-            for &b in &bytes[..take] {
-                self.payload_byte(b);
-            }
+            self.payload(&bytes[..take]);
             self.remaining -= take;
             bytes = &bytes[take..];
             if self.remaining == 0 {
@@ -114,18 +112,40 @@ impl WireTx {
         }
     }
 
-    fn payload_byte(&mut self, b: u8) {
-        let at = self.msg_offset;
-        if (DESC_TYPE_AT..DESC_AT).contains(&at) {
-            self.desc_type[at - DESC_TYPE_AT] = b;
-        } else if (DESC_AT..DESC_END).contains(&at) {
-            self.desc[at - DESC_AT] = b;
+    /// Reads a run of payload bytes: the descriptor where the run covers it, and
+    /// "COMMIT" until the message is known to mention it. Bytes that cannot start the
+    /// word are skipped with `memchr`, so a request costs little more than a vector scan.
+    fn payload(&mut self, chunk: &[u8]) {
+        let start = self.msg_offset;
+        if start < DESC_END {
+            let end = (start + chunk.len()).min(DESC_END);
+            for at in start.max(DESC_TYPE_AT)..end {
+                let b = chunk[at - start];
+                if at < DESC_AT {
+                    self.desc_type[at - DESC_TYPE_AT] = b;
+                } else {
+                    self.desc[at - DESC_AT] = b;
+                }
+            }
         }
-        self.msg_offset = at.saturating_add(1);
-        // UTF-16LE: each letter is followed by a zero byte.
+        self.msg_offset = start.saturating_add(chunk.len());
+        let mut rest = chunk;
+        while !rest.is_empty() && !self.mentions_commit {
+            if self.commit_progress == 0 {
+                match memchr::memchr2(b'C', b'c', rest) {
+                    Some(i) => rest = &rest[i..],
+                    None => return,
+                }
+            }
+            self.commit_byte(rest[0]);
+            rest = &rest[1..];
+        }
+    }
+
+    /// One step through "COMMIT" in UTF-16LE: each letter is followed by a zero byte.
+    fn commit_byte(&mut self, b: u8) {
         let p = self.commit_progress;
-        let expected_letter = p.is_multiple_of(2);
-        let matches = if expected_letter {
+        let matches = if p.is_multiple_of(2) {
             b.to_ascii_uppercase() == COMMIT[p / 2]
         } else {
             b == 0
@@ -230,6 +250,26 @@ mod tests {
             let ev = w.evidence();
             assert_eq!((ev.requests, ev.last_tx), (3, 11));
             assert!(ev.several_tx && !ev.may_commit);
+        }
+    }
+
+    #[test]
+    fn a_commit_is_found_after_a_false_start_and_not_without_its_zero_bytes() {
+        for step in [1, 2, 5, 4096] {
+            let mut w = WireTx::default();
+            feed_in(&mut w, &batch("select 'COMMCOMMIT'", 0, 512), step);
+            assert!(w.evidence().may_commit, "{step}");
+            w.reset_evidence();
+            // "COMMIT" as single bytes (not UTF-16LE) is not the word.
+            let mut ascii = batch("x", 0, 512);
+            let at = ascii.len() - 2;
+            ascii.splice(at.., b"COMMIT".iter().copied());
+            let len = (ascii.len() as u16).to_be_bytes();
+            ascii[2..4].copy_from_slice(&len);
+            feed_in(&mut w, &ascii, step);
+            let ev = w.evidence();
+            assert_eq!(ev.requests, 1, "{step}");
+            assert!(!ev.may_commit, "{step}");
         }
     }
 

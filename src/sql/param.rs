@@ -415,12 +415,12 @@ impl<'a> WireStatement<'a> {
 
     /// The parameters to hand to tiberius.
     pub(crate) fn params(&self) -> Vec<&dyn ToSql> {
-        let mut out: Vec<&dyn ToSql> = Vec::with_capacity(self.params.len() + 2);
-        if let Some(wrapper) = &self.wrapper {
-            out.extend(wrapper.iter().map(|p| p as &dyn ToSql));
-        }
-        out.extend(self.params.iter().map(|p| p as &dyn ToSql));
-        out
+        self.wrapper
+            .iter()
+            .flatten()
+            .chain(self.params.iter())
+            .map(|p| p as &dyn ToSql)
+            .collect()
     }
 }
 

@@ -177,7 +177,7 @@ impl SqlRequest {
                 returns,
                 effects: SessionEffects::of(&sql),
                 sql,
-                params: params.into_iter().collect(),
+                params: collect_params(params),
             },
         }
     }
@@ -252,4 +252,15 @@ impl HasContext for SqlRequest {
     fn context_mut(&mut self) -> &mut RequestContext {
         &mut self.context
     }
+}
+
+/// The parameters of a statement; every statement without any shares one empty list
+/// (an `Arc<[T]>` allocates even when empty).
+fn collect_params(params: impl IntoIterator<Item = Param>) -> Arc<[Param]> {
+    static NONE: std::sync::OnceLock<Arc<[Param]>> = std::sync::OnceLock::new();
+    let mut params = params.into_iter().peekable();
+    if params.peek().is_none() {
+        return NONE.get_or_init(|| Arc::from([])).clone();
+    }
+    params.collect()
 }

@@ -8,7 +8,6 @@ use metrics::{counter, histogram};
 use pin_project_lite::pin_project;
 use tokio::time::Instant;
 use tower::{Layer, Service};
-use tracing::Instrument;
 
 use super::names::{DB_SYSTEM, OPERATION_DURATION, OUTCOME_UNKNOWN};
 use crate::error::{Error, ErrorKind};
@@ -103,7 +102,7 @@ where
 {
     type Response = S::Response;
     type Error = Error;
-    type Future = ResponseFuture<tracing::instrument::Instrumented<S::Future>>;
+    type Future = ResponseFuture<S::Future>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
         self.inner.poll_ready(cx)
@@ -131,15 +130,17 @@ where
             }
         }
         let future = {
-            let _entered = span.enter();
+            let _entered = (!span.is_disabled()).then(|| span.enter());
             self.inner.call(req)
         };
+        let metrics = self.layer.metrics;
         ResponseFuture {
-            inner: future.instrument(span.clone()),
+            inner: future,
             span,
             operation,
-            start: Instant::now(),
-            metrics: self.layer.metrics,
+            // The clock is read only for the histogram.
+            start: metrics.then(Instant::now),
+            metrics,
         }
     }
 }
@@ -149,9 +150,11 @@ pin_project! {
     pub struct ResponseFuture<F> {
         #[pin]
         inner: F,
+        // Entered around each poll of `inner`, unless disabled (no subscriber wants it:
+        // then entering would only cost time).
         span: tracing::Span,
         operation: std::borrow::Cow<'static, str>,
-        start: Instant,
+        start: Option<Instant>,
         metrics: bool,
     }
 }
@@ -170,8 +173,13 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
-        let result = ready!(this.inner.poll(cx));
-        let seconds = this.start.elapsed().as_secs_f64();
+        let result = {
+            let _entered = (!this.span.is_disabled()).then(|| this.span.enter());
+            ready!(this.inner.poll(cx))
+        };
+        let seconds = this
+            .start
+            .map_or(0.0, |start| start.elapsed().as_secs_f64());
         // A `Cow::Borrowed` operation name is passed on without allocating.
         let operation = this.operation.clone();
         let metrics = *this.metrics;
