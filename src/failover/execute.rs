@@ -54,7 +54,13 @@ impl Router {
     /// The bound of an attempt on `region`: the whole remaining budget when it is the
     /// `last` candidate (nowhere better to go), otherwise the region's latency-aware
     /// timeout (at least the configured attempt timeout), never past the deadline.
-    fn attempt_limit(&self, region: &Region, req: &SqlRequest, last: bool) -> Option<Duration> {
+    fn attempt_limit(
+        &self,
+        region: &Region,
+        req: &SqlRequest,
+        last: bool,
+        now: Instant,
+    ) -> Option<Duration> {
         let floor = self
             .shared
             .attempt_timeout?
@@ -62,7 +68,7 @@ impl Router {
         let remaining = req
             .context
             .deadline()
-            .map(|d| d.saturating_duration_since(Instant::now()));
+            .map(|d| d.saturating_duration_since(now));
         match remaining {
             Some(remaining) if last => Some(remaining),
             Some(remaining) => Some(region.latency.timeout_on_evidence(
@@ -89,7 +95,8 @@ impl Router {
         let region = &self.shared.regions[index];
         let _in_flight = InFlight::enter(&region.in_flight);
         record_server(region);
-        let limit = self.attempt_limit(region, &req, last);
+        let start = Instant::now();
+        let limit = self.attempt_limit(region, &req, last, start);
         req.context.set_attempt_limit(limit);
         req.context
             .set_no_alternative(last.then(|| crate::request::StillLast::new(self.clone(), index)));
@@ -101,7 +108,6 @@ impl Router {
         let intent = req.context.intent();
         let bypassed = req.context.breaker_bypass();
         let read = (intent == Intent::Read).then(|| req.context.operation_cow());
-        let start = Instant::now();
         // `ready` then `call` rather than `oneshot`: this future already holds the request,
         // and `oneshot` would hold a second copy of it.
         let mut service = region.service.clone();
@@ -116,8 +122,11 @@ impl Router {
                 // rather than wait out its open period.
                 region.breaker.allow_probe_now();
             }
-            region.latency.sample(start.elapsed(), 1);
-            let (changed, writable) = region.health.live(false, Instant::now());
+            let end = Instant::now();
+            region
+                .latency
+                .sample(end.saturating_duration_since(start), 1);
+            let (changed, writable) = region.health.live(false, end);
             if changed {
                 self.health_changed(index);
             }
@@ -280,11 +289,12 @@ impl Router {
         req: &SqlRequest,
     ) -> (usize, Result<SqlResponse, Error>) {
         let region = &self.shared.regions[index];
+        let now = Instant::now();
         let remaining = req
             .context
             .deadline()
-            .map(|d| d.saturating_duration_since(Instant::now()));
-        let bound = self.attempt_limit(region, req, false);
+            .map(|d| d.saturating_duration_since(now));
+        let bound = self.attempt_limit(region, req, false, now);
         let (Some(remaining), Some(bound)) = (remaining, bound) else {
             return self.attempt(index, req.clone(), true).await;
         };

@@ -405,7 +405,6 @@ impl Router {
     /// writes' serving region and moves nothing.
     fn candidates(&self, intent: Intent, consistency: Consistency) -> (Vec<usize>, bool) {
         let regions = &self.shared.regions;
-        let views = self.views();
         let (followed, tracked) = serving_slot(intent, consistency);
         let mut serving = self.serving_lock();
         let current = serving[followed];
@@ -413,7 +412,7 @@ impl Router {
             serving: chosen,
             candidates,
             last_resort,
-        } = select::select(&views, intent, consistency, current);
+        } = self.with_views(|views| select::select(views, intent, consistency, current));
         if tracked && chosen != current {
             serving[followed] = chosen;
             drop(serving);
@@ -430,10 +429,20 @@ impl Router {
         (candidates, last_resort)
     }
 
-    /// What [`select`](select::select) needs to know about every region, now.
-    fn views(&self) -> Vec<RegionView> {
+    /// Runs `f` on what [`select`](select::select) needs to know about every region, now
+    /// (on the stack for up to `INLINE_VIEWS` regions: this runs on every call).
+    fn with_views<R>(&self, f: impl FnOnce(&[RegionView]) -> R) -> R {
+        const INLINE_VIEWS: usize = 8;
         let now = Instant::now();
-        self.shared.regions.iter().map(|r| r.view(now)).collect()
+        let regions = &self.shared.regions;
+        if regions.len() > INLINE_VIEWS {
+            return f(&regions.iter().map(|r| r.view(now)).collect::<Vec<_>>());
+        }
+        let mut views = [RegionView::UNUSABLE; INLINE_VIEWS];
+        for (view, region) in views.iter_mut().zip(regions.iter()) {
+            *view = region.view(now);
+        }
+        f(&views[..regions.len()])
     }
 
     /// Whether a region other than `index` could take a request of this kind now (the
@@ -445,9 +454,8 @@ impl Router {
         consistency: Consistency,
         index: usize,
     ) -> bool {
-        let views = self.views();
         let current = self.serving_lock()[serving_slot(intent, consistency).0];
-        select::select(&views, intent, consistency, current)
+        self.with_views(|views| select::select(views, intent, consistency, current))
             .candidates
             .iter()
             .any(|&i| i != index)

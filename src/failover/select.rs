@@ -40,6 +40,18 @@ pub struct RegionView {
     pub saturated: bool,
 }
 
+impl RegionView {
+    /// A region nothing may be sent to (a placeholder).
+    pub const UNUSABLE: RegionView = RegionView {
+        grade: Grade::Down,
+        permitted: false,
+        bypassable: false,
+        writable: false,
+        stable: false,
+        saturated: true,
+    };
+}
+
 /// The outcome of [`select`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Selection {

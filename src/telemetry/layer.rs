@@ -33,7 +33,8 @@ impl<T> QueryText for WithContext<T> {}
 /// Adds [`Telemetry`] around a service.
 #[derive(Debug, Clone)]
 pub struct TelemetryLayer {
-    namespace: Option<String>,
+    /// Shared: every call clones the layer.
+    namespace: Option<std::sync::Arc<str>>,
     record_query_text: bool,
     metrics: bool,
 }
@@ -63,7 +64,7 @@ impl TelemetryLayer {
 
     /// Sets `db.namespace` (the database name) on spans. Defaults to unset.
     pub fn namespace(mut self, database: impl Into<String>) -> Self {
-        self.namespace = Some(database.into());
+        self.namespace = Some(database.into().into());
         self
     }
 
