@@ -2,7 +2,8 @@
 //! the batch go on, batch-aborting ones stop it (some rolling back), `SET XACT_ABORT ON`
 //! turns every runtime error into abort-and-roll-back; `@@ERROR`, `@@TRANCOUNT` and
 //! `XACT_STATE()` read the session; a parameterised request (a module) that changes the
-//! transaction count gets error 266.
+//! transaction count gets error 266; `TRY…CATCH` catches runtime errors, dooms the
+//! transaction where SQL Server does, and `THROW;` rethrows.
 
 mod tds_common;
 
@@ -214,21 +215,159 @@ async fn rpc_statement_errors_continue_and_the_client_sees_the_error() {
 }
 
 #[tokio::test]
-async fn try_catch_is_rejected_not_half_run() {
-    // Documented as out of reach (no doomed transactions without TRY/CATCH): the batch
-    // fails before running anything and leaves no transaction behind.
+async fn a_caught_statement_error_runs_the_catch_block_and_the_transaction_stays_committable() {
+    let server = start().await;
+    let mut c = connect(&server).await;
+    setup(&mut c).await;
+    // The duplicate is caught: the rest of the TRY block is skipped, the CATCH block sees
+    // the error, the transaction (XACT_ABORT OFF) is still committable, and the client
+    // gets no error at all.
+    let sets = batch(
+        &mut c,
+        "BEGIN TRAN; BEGIN TRY INSERT INTO t (id) VALUES (1); INSERT INTO t (id) VALUES (1); INSERT INTO t (id) VALUES (2) END TRY BEGIN CATCH INSERT INTO log (n) VALUES (ERROR_NUMBER()); SELECT XACT_STATE() AS s, ERROR_SEVERITY() AS sev END CATCH; COMMIT",
+    )
+    .await
+    .unwrap();
+    let row = &sets.last().unwrap()[0];
+    assert_eq!(row.get::<i32, _>("s"), Some(1));
+    assert_eq!(row.get::<i32, _>("sev"), Some(14));
+    assert_eq!(scalar(&mut c, "SELECT COUNT(*) FROM t").await, 1);
+    assert_eq!(scalar(&mut c, "SELECT MAX(n) FROM log").await, 2627);
+    assert_eq!(scalar(&mut c, "SELECT @@TRANCOUNT").await, 0);
+}
+
+#[tokio::test]
+async fn the_usual_catch_rolls_back_and_rethrows_the_original_error() {
     let server = start().await;
     let mut c = connect(&server).await;
     setup(&mut c).await;
     let err = batch(
         &mut c,
-        "BEGIN TRY INSERT INTO t (id) VALUES (1) END TRY BEGIN CATCH SELECT 2 END CATCH",
+        "BEGIN TRY BEGIN TRANSACTION; INSERT INTO t (id) VALUES (1); INSERT INTO t (id) VALUES (1); COMMIT TRANSACTION; END TRY BEGIN CATCH IF @@TRANCOUNT > 0 ROLLBACK TRANSACTION; INSERT INTO log (n) VALUES (ERROR_NUMBER()); THROW; END CATCH",
     )
     .await
     .unwrap_err();
-    assert!(code(&err).is_some(), "{err}");
+    assert_eq!(code(&err), Some(2627), "{err}");
+    assert_eq!(scalar(&mut c, "SELECT COUNT(*) FROM t").await, 0);
+    assert_eq!(scalar(&mut c, "SELECT COUNT(*) FROM log").await, 1);
+    assert_eq!(scalar(&mut c, "SELECT @@TRANCOUNT").await, 0);
+}
+
+#[tokio::test]
+async fn a_caught_error_that_would_roll_back_dooms_the_transaction() {
+    let server = start().await;
+    let mut c = connect(&server).await;
+    setup(&mut c).await;
+    // XACT_ABORT ON: the caught duplicate dooms the transaction; the CATCH block reads
+    // XACT_STATE() = -1, and its write fails with 3930 (not caught: outside the TRY).
+    let err = batch(
+        &mut c,
+        "SET XACT_ABORT ON; BEGIN TRAN; BEGIN TRY INSERT INTO t (id) VALUES (1); INSERT INTO t (id) VALUES (1) END TRY BEGIN CATCH INSERT INTO log (n) VALUES (XACT_STATE()) END CATCH",
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(code(&err), Some(3930), "{err}");
     assert_eq!(scalar(&mut c, "SELECT @@TRANCOUNT").await, 0);
     assert_eq!(scalar(&mut c, "SELECT COUNT(*) FROM t").await, 0);
+    assert_eq!(scalar(&mut c, "SELECT COUNT(*) FROM log").await, 0);
+    batch(&mut c, "SET XACT_ABORT OFF").await.unwrap();
+    // XACT_ABORT OFF: a conversion error dooms it too; reads still work, COMMIT fails
+    // with 3930 (statement-level), and the batch's end rolls the transaction back with
+    // 3998.
+    let sets = batch(
+        &mut c,
+        "BEGIN TRAN; INSERT INTO t (id) VALUES (5); BEGIN TRY SELECT CAST(v AS INT) FROM c END TRY BEGIN CATCH SELECT XACT_STATE() AS s, COUNT(*) AS n FROM t END CATCH",
+    )
+    .await;
+    let err = sets.unwrap_err();
+    assert_eq!(code(&err), Some(3998), "{err}");
+    assert_eq!(scalar(&mut c, "SELECT @@TRANCOUNT").await, 0);
+    assert_eq!(scalar(&mut c, "SELECT COUNT(*) FROM t").await, 0);
+    let err = batch(
+        &mut c,
+        "BEGIN TRAN; INSERT INTO t (id) VALUES (6); BEGIN TRY SELECT CAST(v AS INT) FROM c END TRY BEGIN CATCH SELECT 1 END CATCH; COMMIT",
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(code(&err), Some(3930), "{err}");
+    assert_eq!(scalar(&mut c, "SELECT @@TRANCOUNT").await, 0);
+    assert_eq!(scalar(&mut c, "SELECT COUNT(*) FROM t").await, 0);
+}
+
+#[tokio::test]
+async fn the_catch_block_reads_the_doomed_state_before_it_rolls_back() {
+    let server = start().await;
+    let mut c = connect(&server).await;
+    setup(&mut c).await;
+    let sets = batch(
+        &mut c,
+        "SET XACT_ABORT ON; BEGIN TRAN; BEGIN TRY INSERT INTO t (id) VALUES (1); INSERT INTO t (id) VALUES (1) END TRY BEGIN CATCH SELECT XACT_STATE() AS s; ROLLBACK; INSERT INTO log (n) VALUES (ERROR_NUMBER()) END CATCH",
+    )
+    .await
+    .unwrap();
+    assert_eq!(sets.last().unwrap()[0].get::<i32, _>("s"), Some(-1));
+    assert_eq!(scalar(&mut c, "SELECT COUNT(*) FROM t").await, 0);
+    // After the ROLLBACK the CATCH block writes again, outside any transaction.
+    assert_eq!(scalar(&mut c, "SELECT MAX(n) FROM log").await, 2627);
+}
+
+#[tokio::test]
+async fn try_does_not_catch_name_resolution_errors_or_messages() {
+    let server = start().await;
+    let mut c = connect(&server).await;
+    setup(&mut c).await;
+    // 208 is raised before the statement runs: the batch stops, the CATCH block does not
+    // run (as in SQL Server).
+    let err = batch(
+        &mut c,
+        "BEGIN TRY SELECT * FROM missing END TRY BEGIN CATCH INSERT INTO log (n) VALUES (1) END CATCH",
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(code(&err), Some(208), "{err}");
+    assert_eq!(scalar(&mut c, "SELECT COUNT(*) FROM log").await, 0);
+    // RAISERROR of severity 10 is a message, not an error; 16 is caught.
+    let sets = batch(
+        &mut c,
+        "BEGIN TRY RAISERROR('only a message', 10, 1); INSERT INTO log (n) VALUES (10); RAISERROR('a real one', 16, 3) END TRY BEGIN CATCH SELECT ERROR_MESSAGE() AS m, ERROR_STATE() AS st, ERROR_NUMBER() AS n END CATCH",
+    )
+    .await
+    .unwrap();
+    let row = &sets.last().unwrap()[0];
+    assert_eq!(row.get::<&str, _>("m"), Some("a real one"));
+    assert_eq!(row.get::<i32, _>("st"), Some(3));
+    assert_eq!(row.get::<i32, _>("n"), Some(50000));
+    assert_eq!(scalar(&mut c, "SELECT COUNT(*) FROM log").await, 1);
+}
+
+#[tokio::test]
+async fn nested_try_blocks_and_error_functions_outside_catch() {
+    let server = start().await;
+    let mut c = connect(&server).await;
+    setup(&mut c).await;
+    // An error in an inner CATCH block goes to the outer one.
+    let sets = batch(
+        &mut c,
+        "BEGIN TRY BEGIN TRY THROW 50001, 'inner', 1; END TRY BEGIN CATCH THROW 50002, 'from the catch', 1; END CATCH END TRY BEGIN CATCH SELECT ERROR_NUMBER() AS n END CATCH",
+    )
+    .await
+    .unwrap();
+    assert_eq!(sets.last().unwrap()[0].get::<i32, _>("n"), Some(50002));
+    // Outside a CATCH block the error functions are NULL, and THROW; has nothing to
+    // rethrow.
+    let rows = batch(&mut c, "SELECT ERROR_NUMBER() AS n, ERROR_MESSAGE() AS m")
+        .await
+        .unwrap();
+    assert_eq!(rows[0][0].get::<i32, _>("n"), None);
+    assert_eq!(rows[0][0].get::<&str, _>("m"), None);
+    let err = batch(&mut c, "THROW;").await.unwrap_err();
+    assert_eq!(code(&err), Some(10704), "{err}");
+    // A TRY block without its CATCH block is a syntax error; nothing runs.
+    let err = batch(&mut c, "BEGIN TRY INSERT INTO log (n) VALUES (1) END TRY")
+        .await
+        .unwrap_err();
+    assert_eq!(code(&err), Some(102), "{err}");
+    assert_eq!(scalar(&mut c, "SELECT COUNT(*) FROM log").await, 0);
 }
 
 #[tokio::test]

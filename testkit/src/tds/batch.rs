@@ -1,9 +1,11 @@
 //! Batch and transaction semantics: what an error does to the rest of the batch and to
-//! an open transaction (SQL Server with `XACT_ABORT OFF`, its default, and `ON`), and
-//! the session values `@@ERROR` and `XACT_STATE()`.
+//! an open transaction (SQL Server with `XACT_ABORT OFF`, its default, and `ON`), which
+//! errors a `TRY` block catches and which doom its transaction, and the session values
+//! `@@ERROR`, `XACT_STATE()` and `ERROR_NUMBER()` & co.
 //!
 //! The table is documented in `testkit/README.md` ("Batch and transaction semantics").
 
+use super::errors::ErrorSpec;
 use super::translate::Tok;
 
 /// What an error does to the batch and to an open transaction.
@@ -74,36 +76,118 @@ pub(crate) fn effect(number: u32, class: u8, first_kw: &str, xact_abort: bool) -
     }
 }
 
+/// Whether a `TRY` block catches error `number` of severity `class`. It catches errors
+/// of severity 11 to 19 that do not end the session, except compile and name-resolution
+/// errors, which SQL Server raises before the statement runs (they stop the batch at the
+/// same level: "errors that occur during statement-level recompilation, such as object
+/// name resolution errors, are not caught").
+pub(crate) fn catchable(number: u32, class: u8) -> bool {
+    (11..=19).contains(&class) && !COMPILE.contains(&number)
+}
+
+/// Whether an error caught with a transaction open dooms it (`XACT_STATE() = -1`: no
+/// more writes, no COMMIT, only ROLLBACK): an error that outside `TRY` would have rolled
+/// the transaction back — every runtime error with `XACT_ABORT ON`, conversion errors
+/// and deadlocks without it.
+pub(crate) fn dooms(effect: ErrorEffect) -> bool {
+    effect == ErrorEffect::AbortBatchRollback
+}
+
+/// Error 3930: a write or a COMMIT in a doomed transaction.
+pub(crate) fn doomed_write() -> ErrorSpec {
+    ErrorSpec::new(
+        3930,
+        16,
+        "The current transaction cannot be committed and cannot support operations that write to the log file. Roll back the transaction.",
+    )
+}
+
+/// Error 3998: a doomed transaction still open when the batch ends (it is rolled back).
+pub(crate) fn doomed_at_end() -> ErrorSpec {
+    ErrorSpec::new(
+        3998,
+        16,
+        "Uncommittable transaction is detected at the end of the batch. The transaction is rolled back.",
+    )
+}
+
 /// Session values that statements can read.
-#[derive(Debug, Clone, Copy, Default)]
-pub(crate) struct SessionValues {
+#[derive(Debug, Clone, Default)]
+pub(crate) struct SessionValues<'a> {
     /// `@@ERROR`: the number of the last statement's error, 0 after a success.
     pub last_error: u32,
     /// `@@TRANCOUNT`.
     pub trancount: u32,
+    /// The open transaction is doomed (an error a `TRY` block caught).
+    pub doomed: bool,
+    /// In a `CATCH` block: the error it caught (message rendered), for `ERROR_NUMBER()`
+    /// and the other error functions; `None` elsewhere, where they are NULL.
+    pub caught: Option<&'a ErrorSpec>,
 }
 
-impl SessionValues {
-    /// `XACT_STATE()`: 1 inside a transaction, 0 outside. (-1, a doomed transaction,
-    /// needs TRY/CATCH, which the testkit does not run; see the README.)
+impl SessionValues<'_> {
+    /// `XACT_STATE()`: 1 inside a transaction, -1 inside a doomed one, 0 outside.
     fn xact_state(&self) -> i64 {
-        i64::from(self.trancount > 0)
+        match (self.trancount > 0, self.doomed) {
+            (false, _) => 0,
+            (true, false) => 1,
+            (true, true) => -1,
+        }
+    }
+
+    /// The value of error function `name` (upper case), if it is one, as tokens: the
+    /// value, or a NULL of the function's type (int, or nvarchar for the texts).
+    fn error_function(&self, name: &str) -> Option<Vec<Tok>> {
+        let null_text = |len: &str| {
+            ["CAST", "(", "NULL", "AS", "NVARCHAR", "(", len, ")", ")"]
+                .iter()
+                .map(|t| match *t {
+                    "(" | ")" => Tok::Punct((*t).into()),
+                    n if n.starts_with(|c: char| c.is_ascii_digit()) => Tok::Num(n.into()),
+                    w => Tok::Word(w.into()),
+                })
+                .collect()
+        };
+        let num = |n: Option<i64>| {
+            vec![n.map_or_else(|| Tok::Word("NULL".into()), |n| Tok::Num(n.to_string()))]
+        };
+        let e = self.caught;
+        Some(match name {
+            "ERROR_NUMBER" => num(e.map(|e| i64::from(e.number))),
+            "ERROR_SEVERITY" => num(e.map(|e| i64::from(e.class))),
+            "ERROR_STATE" => num(e.map(|e| i64::from(e.state))),
+            // Error tokens carry line 1 (lines are not tracked).
+            "ERROR_LINE" => num(e.map(|_| 1)),
+            // No procedures: a batch's error has none.
+            "ERROR_PROCEDURE" => null_text("128"),
+            "ERROR_MESSAGE" => match e {
+                Some(e) => vec![Tok::Str(e.message.clone())],
+                None => null_text("4000"),
+            },
+            _ => return None,
+        })
     }
 }
 
-/// Replaces `@@ERROR` and `XACT_STATE()` with their values.
-pub(crate) fn substitute(toks: &[Tok], v: SessionValues) -> Vec<Tok> {
+/// Replaces `@@ERROR`, `XACT_STATE()` and the error functions with their values.
+pub(crate) fn substitute(toks: &[Tok], v: &SessionValues<'_>) -> Vec<Tok> {
     let mut out = Vec::with_capacity(toks.len());
     let mut i = 0;
     while i < toks.len() {
         let t = &toks[i];
+        let empty_call = toks.get(i + 1).is_some_and(|n| n.is_punct("("))
+            && toks.get(i + 2).is_some_and(|n| n.is_punct(")"));
         if t.is_kw("@@ERROR") {
             out.push(Tok::Num(v.last_error.to_string()));
-        } else if t.is_kw("XACT_STATE")
-            && toks.get(i + 1).is_some_and(|n| n.is_punct("("))
-            && toks.get(i + 2).is_some_and(|n| n.is_punct(")"))
-        {
+        } else if empty_call && t.is_kw("XACT_STATE") {
             out.push(Tok::Num(v.xact_state().to_string()));
+            i += 2;
+        } else if let Some(value) = empty_call
+            .then(|| t.kw())
+            .flatten()
+            .and_then(|k| v.error_function(&k))
+        {
+            out.extend(value);
             i += 2;
         } else {
             out.push(t.clone());
@@ -173,11 +257,57 @@ mod tests {
         let v = SessionValues {
             last_error: 2627,
             trancount: 2,
+            ..SessionValues::default()
         };
-        let out = substitute(&toks, v);
+        let out = substitute(&toks, &v);
         assert_eq!(out[1], Tok::Num("2627".into()));
         assert_eq!(out[3], Tok::Num("1".into()));
         assert_eq!(out[5], Tok::Num("2627".into()));
         assert_eq!(out.len(), 6);
+    }
+
+    #[test]
+    fn a_catch_block_reads_its_error_and_a_doomed_transaction_reads_minus_one() {
+        let toks = tokenize(
+            "SELECT ERROR_NUMBER(), ERROR_MESSAGE(), ERROR_SEVERITY(), ERROR_STATE(), XACT_STATE()",
+        )
+        .unwrap();
+        let caught = ErrorSpec::new(2627, 14, "dup 'key'").with_state(2);
+        let v = SessionValues {
+            trancount: 1,
+            doomed: true,
+            caught: Some(&caught),
+            ..SessionValues::default()
+        };
+        let out = substitute(&toks, &v);
+        assert_eq!(out[1], Tok::Num("2627".into()));
+        assert_eq!(out[3], Tok::Str("dup 'key'".into()));
+        assert_eq!(out[5], Tok::Num("14".into()));
+        assert_eq!(out[7], Tok::Num("2".into()));
+        assert_eq!(out[9], Tok::Num("-1".into()));
+        // Outside a CATCH block the error functions are NULL (typed).
+        let outside = substitute(&toks, &SessionValues::default());
+        assert_eq!(outside[1], Tok::Word("NULL".into()));
+        let text: Vec<String> = outside.iter().map(Tok::render).collect();
+        assert!(
+            text.join(" ")
+                .contains("CAST ( NULL AS NVARCHAR ( 4000 ) )"),
+            "{text:?}"
+        );
+        assert_eq!(outside.last(), Some(&Tok::Num("0".into())));
+    }
+
+    #[test]
+    fn try_catches_runtime_errors_not_compile_errors_or_fatal_ones() {
+        assert!(catchable(2627, 14));
+        assert!(catchable(245, 16));
+        assert!(catchable(50000, 16));
+        assert!(!catchable(208, 16));
+        assert!(!catchable(102, 15));
+        assert!(!catchable(50000, 10));
+        assert!(!catchable(40613, 20));
+        assert!(dooms(effect(245, 16, "SELECT", false)));
+        assert!(dooms(effect(2627, 14, "INSERT", true)));
+        assert!(!dooms(effect(2627, 14, "INSERT", false)));
     }
 }

@@ -46,6 +46,9 @@ pub(crate) struct ServerCtx {
 enum Stop {
     /// A batch-aborting error was written; the rest of the batch is skipped.
     Error,
+    /// Inside a `TRY` block, an error it catches (in `Session::caught`, not written):
+    /// the rest of the block is skipped and its `CATCH` block runs.
+    Caught,
     /// An attention arrived (or the session is going away).
     Interrupted,
 }
@@ -72,6 +75,16 @@ struct Session {
     last_error: u32,
     /// Whether the current request reported an error (DONEPROC's error bit).
     request_failed: bool,
+    /// `TRY` blocks the running statement is inside.
+    try_depth: u32,
+    /// The error a `TRY` block just caught, on its way to the `CATCH` block.
+    caught: Option<ErrorSpec>,
+    /// The errors of the `CATCH` blocks running (innermost last, message rendered), for
+    /// `ERROR_NUMBER()` & co and `THROW;`.
+    catching: Vec<ErrorSpec>,
+    /// The open transaction is doomed: a caught error would have rolled it back (see
+    /// [`batch::dooms`]); only ROLLBACK ends it, and the batch's end rolls it back.
+    doomed: bool,
     /// Offsets in the response buffer just after each ROW token (for stall faults).
     row_ends: Vec<usize>,
     /// Close the connection once the current response is written.
@@ -154,6 +167,10 @@ pub(crate) async fn serve(ctx: Arc<ServerCtx>, stream: TcpStream, ctl: Arc<Sessi
         options: SessionOptions::default(),
         last_error: 0,
         request_failed: false,
+        try_depth: 0,
+        caught: None,
+        catching: Vec::new(),
+        doomed: false,
         row_ends: Vec::new(),
         close_after: false,
         procs: procs::ProcState::default(),
@@ -572,6 +589,14 @@ impl Session {
             self.close_after = true;
             return Ok(());
         }
+        // A doomed transaction still open when the batch ends is rolled back, with 3998.
+        if self.doomed && self.trancount > 0 {
+            let e = batch::doomed_at_end();
+            self.error(&mut w, &e);
+            self.last_error = e.number;
+            self.request_failed = true;
+            self.rollback_now(&mut w).await;
+        }
         if in_proc && outcome.is_ok() && self.trancount != trancount_before {
             // A module (dynamic SQL, a prepared statement) must end with the transaction
             // count it began with; SQL Server says so after the module ran, and the
@@ -770,12 +795,14 @@ impl Session {
     async fn rollback_now(&mut self, w: &mut TokenWriter) {
         let _ = self.exec_simple("ROLLBACK").await;
         self.trancount = 0;
+        self.doomed = false;
         w.env_change_bytes(10, &[], &self.desc());
     }
 
     async fn begin_now(&mut self, w: &mut TokenWriter) -> Result<(), SqlError> {
         if self.trancount == 0 {
             self.exec_simple("BEGIN").await?;
+            self.doomed = false;
             self.tran_desc = self.tran_desc.wrapping_add(1).max(1);
             w.env_change_bytes(8, &self.desc(), &[]);
         }
@@ -795,10 +822,21 @@ impl Session {
         e: ErrorSpec,
         first_kw: &str,
     ) -> Result<(), Stop> {
+        let effect = batch::effect(e.number, e.class, first_kw, self.options.xact_abort());
+        if self.try_depth > 0 && batch::catchable(e.number, e.class) {
+            // Caught: nothing reaches the client; a transaction the error would have
+            // rolled back is doomed instead.
+            if self.trancount > 0 && batch::dooms(effect) {
+                self.doomed = true;
+            }
+            self.last_error = e.number;
+            let message = self.render(&e);
+            self.caught = Some(ErrorSpec { message, ..e });
+            return Err(Stop::Caught);
+        }
         self.error(w, &e);
         self.last_error = e.number;
         self.request_failed = true;
-        let effect = batch::effect(e.number, e.class, first_kw, self.options.xact_abort());
         if effect == ErrorEffect::AbortBatchRollback && self.trancount > 0 {
             self.rollback_now(w).await;
         }
@@ -852,8 +890,26 @@ impl Session {
             }
             match stmt {
                 Stmt::Simple(toks) => {
-                    let toks = batch::substitute(toks, self.values());
+                    let toks = batch::substitute(toks, &self.values());
                     self.exec_one(&toks, params, w, dones, done_tok).await?
+                }
+                Stmt::Try { body, catch } => {
+                    self.try_depth += 1;
+                    let ran = Box::pin(self.exec_list(body, params, w, dones, done_tok)).await;
+                    self.try_depth -= 1;
+                    match ran {
+                        Err(Stop::Caught) => {
+                            let caught = self.caught.take().unwrap_or_else(|| {
+                                ErrorSpec::new(50000, 16, "an error was caught")
+                            });
+                            self.catching.push(caught);
+                            let ran =
+                                Box::pin(self.exec_list(catch, params, w, dones, done_tok)).await;
+                            self.catching.pop();
+                            ran?;
+                        }
+                        other => other?,
+                    }
                 }
                 Stmt::If {
                     cond,
@@ -861,7 +917,7 @@ impl Session {
                     otherwise,
                 } => {
                     let ctx = self.trans_ctx();
-                    let cond = batch::substitute(cond, self.values());
+                    let cond = batch::substitute(cond, &self.values());
                     let cond_sql = match translate::rewrite(&cond, &ctx) {
                         Ok(s) => format!("SELECT CASE WHEN ({s}) THEN 1 ELSE 0 END"),
                         Err(e) => {
@@ -900,10 +956,12 @@ impl Session {
         Ok(())
     }
 
-    fn values(&self) -> SessionValues {
+    fn values(&self) -> SessionValues<'_> {
         SessionValues {
             last_error: self.last_error,
             trancount: self.trancount,
+            doomed: self.doomed,
+            caught: self.catching.last(),
         }
     }
 
@@ -921,11 +979,35 @@ impl Session {
         let ctx = self.trans_ctx();
         let bound = translate::bind_exec_args(toks, params);
         let toks = bound.as_deref().unwrap_or(toks);
+        // `THROW;` re-raises the error of the CATCH block it is in.
+        if first_kw == "THROW" && toks.len() == 1 {
+            let e = self.catching.last().cloned().unwrap_or_else(|| {
+                ErrorSpec::new(
+                    10704,
+                    15,
+                    "To rethrow an error, a THROW statement must be used inside a CATCH block.",
+                )
+            });
+            return self.report(w, dones, done_tok, e, &first_kw).await;
+        }
         let action = match self.options.apply(toks) {
             Some(Ok(())) => Action::SetIgnored,
             Some(Err(e)) => Action::Unsupported(e),
             None => translate::action(toks, &ctx),
         };
+        // A doomed transaction takes no more writes and no COMMIT: only ROLLBACK.
+        if self.doomed && self.trancount > 0 {
+            let writes = match &action {
+                Action::Commit => true,
+                Action::Sql { kind, .. } => kind.writes(),
+                _ => false,
+            };
+            if writes {
+                return self
+                    .report(w, dones, done_tok, batch::doomed_write(), &first_kw)
+                    .await;
+            }
+        }
         // IMPLICIT_TRANSACTIONS ON: a data or schema statement outside a transaction
         // opens one, which only COMMIT or ROLLBACK ends.
         if self.options.implicit_transactions()
@@ -1054,6 +1136,19 @@ impl Session {
                 let _name = r.b_varchar();
                 let flags = r.u8().unwrap_or(0);
                 if self.trancount > 0 {
+                    if ty == 7 && self.doomed {
+                        let mut dones = Vec::new();
+                        let _ = self
+                            .report(
+                                &mut w,
+                                &mut dones,
+                                tok::DONE,
+                                batch::doomed_write(),
+                                "COMMIT",
+                            )
+                            .await;
+                        return self.send(&w.buf).await;
+                    }
                     if ty == 7 {
                         match self.exec_simple("COMMIT").await {
                             Ok(()) => {

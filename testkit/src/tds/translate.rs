@@ -229,6 +229,11 @@ pub(crate) enum Stmt {
         then: Vec<Stmt>,
         otherwise: Vec<Stmt>,
     },
+    /// `BEGIN TRY … END TRY BEGIN CATCH … END CATCH`.
+    Try {
+        body: Vec<Stmt>,
+        catch: Vec<Stmt>,
+    },
 }
 
 const STARTS: &[&str] = &[
@@ -288,9 +293,39 @@ fn is_tran_word(t: Option<&Tok>) -> bool {
     t.is_some_and(|t| t.is_kw("TRAN") || t.is_kw("TRANSACTION") || t.is_kw("DISTRIBUTED"))
 }
 
+/// `BEGIN TRY` / `BEGIN CATCH` (as opposed to a `BEGIN … END` block or `BEGIN TRAN`).
+fn is_try_or_catch(t: Option<&Tok>) -> bool {
+    t.is_some_and(|t| t.is_kw("TRY") || t.is_kw("CATCH"))
+}
+
+/// Statements up to `END <word>` (`END TRY`, `END CATCH`), which it consumes.
+fn parse_until_end(toks: &[Tok], pos: &mut usize, word: &str) -> Result<Vec<Stmt>, ErrorSpec> {
+    let mut body = Vec::new();
+    loop {
+        skip_separators(toks, pos);
+        match toks.get(*pos) {
+            None => return Err(syntax_error(word)),
+            Some(t) if t.is_kw("END") => {
+                if !toks.get(*pos + 1).is_some_and(|n| n.is_kw(word)) {
+                    return Err(syntax_error("END"));
+                }
+                *pos += 2;
+                return Ok(body);
+            }
+            Some(_) => match parse_stmt(toks, pos)? {
+                Some(s) => body.push(s),
+                None => return Err(syntax_error(&toks[*pos].render())),
+            },
+        }
+    }
+}
+
 fn parse_block(toks: &[Tok], pos: &mut usize) -> Result<Vec<Stmt>, ErrorSpec> {
     skip_separators(toks, pos);
-    if toks.get(*pos).is_some_and(|t| t.is_kw("BEGIN")) && !is_tran_word(toks.get(*pos + 1)) {
+    if toks.get(*pos).is_some_and(|t| t.is_kw("BEGIN"))
+        && !is_tran_word(toks.get(*pos + 1))
+        && !is_try_or_catch(toks.get(*pos + 1))
+    {
         *pos += 1;
         let mut body = Vec::new();
         loop {
@@ -321,6 +356,27 @@ fn parse_stmt(toks: &[Tok], pos: &mut usize) -> Result<Option<Stmt>, ErrorSpec> 
     };
     if first.is_kw("END") || first.is_kw("ELSE") {
         return Ok(None);
+    }
+    if first.is_kw("BEGIN") && toks.get(*pos + 1).is_some_and(|t| t.is_kw("TRY")) {
+        *pos += 2;
+        let body = parse_until_end(toks, pos, "TRY")?;
+        skip_separators(toks, pos);
+        // A TRY block must be followed at once by its CATCH block.
+        if !(toks.get(*pos).is_some_and(|t| t.is_kw("BEGIN"))
+            && toks.get(*pos + 1).is_some_and(|t| t.is_kw("CATCH")))
+        {
+            let near = toks
+                .get(*pos)
+                .map_or_else(|| "TRY".to_string(), Tok::render);
+            return Err(syntax_error(&near));
+        }
+        *pos += 2;
+        let catch = parse_until_end(toks, pos, "CATCH")?;
+        return Ok(Some(Stmt::Try { body, catch }));
+    }
+    if first.is_kw("BEGIN") && toks.get(*pos + 1).is_some_and(|t| t.is_kw("CATCH")) {
+        // A CATCH block without its TRY.
+        return Err(syntax_error("CATCH"));
     }
     if first.is_kw("IF") {
         *pos += 1;
@@ -592,18 +648,48 @@ fn action_inner(toks: &[Tok], ctx: &Ctx) -> Result<Action, ErrorSpec> {
         "MERGE" => return Err(unsupported("MERGE")),
         "SAVE" => return Err(unsupported("SAVE TRANSACTION")),
         "RAISERROR" | "THROW" => {
-            let msg = toks
+            let at = toks.iter().position(|t| matches!(t, Tok::Str(_)));
+            let msg = match at.map(|i| &toks[i]) {
+                Some(Tok::Str(s)) => s.clone(),
+                _ => String::new(),
+            };
+            // THROW number, 'message', state: always severity 16.
+            // RAISERROR ('message', severity, state): the severity decides whether it is
+            // an error at all (11 and above) or a message (10 and below).
+            let after_msg: Vec<i64> = at
+                .map(|i| &toks[i + 1..])
+                .unwrap_or_default()
                 .iter()
-                .find_map(|t| match t {
-                    Tok::Str(s) => Some(s.clone()),
+                .filter_map(|t| match t {
+                    Tok::Num(n) => n.parse().ok(),
                     _ => None,
                 })
-                .unwrap_or_default();
-            let number = match (k0.as_str(), toks.get(1)) {
-                ("THROW", Some(Tok::Num(n))) => n.parse().unwrap_or(50000),
-                _ => 50000,
+                .collect();
+            let (number, class, state) = match (k0.as_str(), toks.get(1)) {
+                ("THROW", Some(Tok::Num(n))) => (
+                    n.parse().unwrap_or(50000),
+                    16,
+                    after_msg.first().copied().unwrap_or(1),
+                ),
+                ("THROW", _) => (50000, 16, 1),
+                _ => {
+                    let severity = after_msg.first().copied().unwrap_or(16);
+                    if !(0..=18).contains(&severity) {
+                        return Err(ErrorSpec::new(
+                            2754,
+                            16,
+                            "Error severity levels greater than 18 can only be specified by members of the sysadmin role, using the WITH LOG option.",
+                        ));
+                    }
+                    (50000, severity, after_msg.get(1).copied().unwrap_or(1))
+                }
             };
-            return Err(ErrorSpec::new(number, 16, msg));
+            let class = u8::try_from(class).unwrap_or(16);
+            let state = u8::try_from(state.clamp(0, 255)).unwrap_or(1);
+            if class <= 10 {
+                return Ok(Action::Print(msg));
+            }
+            return Err(ErrorSpec::new(number, class, msg).with_state(state));
         }
         _ => {}
     }
@@ -1296,6 +1382,7 @@ mod tests {
             .map(|s| match s {
                 Stmt::Simple(t) => rewrite(&t, &ctx()).unwrap(),
                 Stmt::If { .. } => "IF".into(),
+                Stmt::Try { .. } => "TRY".into(),
             })
             .collect()
     }
