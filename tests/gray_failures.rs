@@ -192,6 +192,40 @@ async fn a_write_waits_out_a_short_login_storm_of_its_only_region() {
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_login_into_a_latency_spike_is_finished_for_a_write_with_nowhere_else_to_go() {
+    // One region, no probes: the latency estimate is the loopback's until the spike.
+    let regions = testkit().await;
+    let config = regions.config("", 1, |c| c.timeouts.connect = Duration::from_secs(1));
+    let stack = Stack::builder(config).probes(false).build().unwrap();
+    stack
+        .call(exec("ddl", "CREATE TABLE spike_writes (id INT)", vec![]))
+        .await
+        .unwrap();
+    // A spike of 300 ms each way, and no connection left open: the write must log in.
+    // The server answers the PRELOGIN after 0.6 s, but the whole login takes 1.2 s, past
+    // the 1 s connect timeout. Abandoned there, the next connect (2 s bound) would end
+    // at about 2.3 s and the write at about 2.9 s, past its 2.4 s budget; finished, the
+    // login ends at 1.2 s and the write at 1.8 s.
+    let chaos = refuse_every_connection(&regions).await;
+    chaos.set(Toxics::latency(Duration::from_millis(300), Duration::ZERO));
+    let logins = regions.primary().faults().counters().logins;
+    let write = SqlRequest::execute(
+        RequestContext::write("spike_write").budget(Duration::from_millis(2400)),
+        "INSERT INTO spike_writes (id) VALUES (1)",
+        [],
+    );
+    let result = stack.call(write).await;
+    chaos.set(Toxics::ok());
+    result.unwrap_or_else(|e| panic!("the login was finished for the write: {e}"));
+    assert_eq!(
+        regions.primary().faults().counters().logins,
+        logins + 1,
+        "one login, finished rather than started over"
+    );
+    assert_eq!(rows_on_primary(&stack, "spike_writes").await, 1);
+}
+
 /// Sends a non-idempotent INSERT into `table` on the only writable region while it is
 /// out, `back` bringing it back within the write's budget, and asserts the write was
 /// served once, on a connection opened after the outage. With nowhere else to go, the

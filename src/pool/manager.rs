@@ -9,6 +9,8 @@
 //! mid-stream and unusable).
 
 use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,6 +19,7 @@ use tokio_util::compat::TokioAsyncWriteCompatExt;
 
 use super::connector::SharedConnector;
 use super::stream::{Tap, TrackedStream};
+use super::waiting::Waiting;
 use crate::auth::AccessTokenProvider;
 use crate::error::{Error, TimeoutScope};
 use crate::failover::latency::{LatencyEstimator, CONNECT_ROUND_TRIPS};
@@ -107,6 +110,8 @@ pub struct TiberiusManager {
     access_tokens: Option<Arc<dyn AccessTokenProvider>>,
     stats: Arc<ManagerStats>,
     events: EventSink,
+    /// Requests with nowhere else to go waiting on this region's pool (shared with it).
+    waiting: Arc<Waiting>,
 }
 
 /// A region label and an observer: where a manager and its pool report events. Cheap to
@@ -158,6 +163,7 @@ impl TiberiusManager {
             access_tokens: None,
             stats: Arc::default(),
             events: EventSink::default(),
+            waiting: Arc::default(),
         }
     }
 
@@ -205,12 +211,22 @@ impl TiberiusManager {
         self.events.clone()
     }
 
+    /// The requests with nowhere else to go waiting on this manager's pool.
+    pub(crate) fn waiting(&self) -> &Arc<Waiting> {
+        &self.waiting
+    }
+
     /// The configured server address (`host:port`), for telemetry.
     pub fn address(&self) -> String {
         self.config.get_addr()
     }
 
-    async fn connect_once(&self) -> Result<Box<Connection>, Error> {
+    /// One connect (following redirects); `current` holds the tap of the connection
+    /// being opened, so a timeout can tell whether the server has answered it yet.
+    async fn connect_once(
+        &self,
+        current: &std::sync::Mutex<Option<Arc<Tap>>>,
+    ) -> Result<Box<Connection>, Error> {
         let mut config = self.config.clone();
         if let Some(provider) = &self.access_tokens {
             let token = crate::auth::fetch(provider.as_ref()).await?;
@@ -226,6 +242,7 @@ impl TiberiusManager {
                 .await
                 .map_err(|e| Error::from_tiberius(e.into(), false))?;
             let (stream, tap) = TrackedStream::new(tcp);
+            *current.lock().unwrap_or_else(|e| e.into_inner()) = Some(tap.clone());
             match tiberius::Client::connect(config.clone(), stream.compat_write()).await {
                 Ok(client) => {
                     return Ok(Box::new(Connection {
@@ -274,14 +291,12 @@ impl bb8::ManageConnection for TiberiusManager {
                 self.max_connect_timeout,
             )
         });
-        let result = match tokio::time::timeout(limit, self.connect_once()).await {
+        let current = std::sync::Mutex::new(None);
+        let connect = self.connect_once(&current);
+        tokio::pin!(connect);
+        let result = match tokio::time::timeout(limit, &mut connect).await {
             Ok(result) => result,
-            Err(_) => {
-                if let Some(latency) = &self.latency {
-                    latency.timed_out();
-                }
-                Err(Error::timeout(TimeoutScope::Connect, limit))
-            }
+            Err(_) => self.finish_for_waiters(connect, &current, start).await,
         };
         let duration = start.elapsed();
         if let (Ok(_), Some(latency)) = (&result, &self.latency) {
@@ -317,6 +332,41 @@ impl bb8::ManageConnection for TiberiusManager {
 }
 
 impl TiberiusManager {
+    /// A connect past its latency-aware timeout. If the server has answered it (so the
+    /// path works, slowly: not a black hole) and a request with nowhere else to go waits
+    /// on the pool, starting over would only throw away the round trips made: the connect
+    /// keeps going until the latest such request's deadline (at most the ceiling).
+    /// Otherwise it fails as timed out, and the latency estimate backs off.
+    async fn finish_for_waiters(
+        &self,
+        mut connect: Pin<&mut impl Future<Output = Result<Box<Connection>, Error>>>,
+        current: &std::sync::Mutex<Option<Arc<Tap>>>,
+        start: tokio::time::Instant,
+    ) -> Result<Box<Connection>, Error> {
+        let ceiling = start + self.max_connect_timeout;
+        loop {
+            let answered = current
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .as_ref()
+                .is_some_and(|tap| tap.answered());
+            let until = self
+                .waiting
+                .latest()
+                .map(|deadline| deadline.min(ceiling))
+                .filter(|until| answered && *until > tokio::time::Instant::now());
+            let Some(until) = until else {
+                if let Some(latency) = &self.latency {
+                    latency.timed_out();
+                }
+                return Err(Error::timeout(TimeoutScope::Connect, start.elapsed()));
+            };
+            if let Ok(result) = tokio::time::timeout_at(until, connect.as_mut()).await {
+                return result;
+            }
+        }
+    }
+
     /// Proves `conn` works with one round trip (`SELECT 1`), bounded by the region's
     /// observed round trip (at least `validation_timeout`). On failure the connection
     /// stays marked broken, so the pool discards it; the error is not-sent.

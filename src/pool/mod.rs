@@ -22,6 +22,7 @@ mod manager;
 pub(crate) mod service;
 mod stream;
 pub(crate) mod suspicion;
+mod waiting;
 mod wire_tx;
 
 use std::fmt;
@@ -290,6 +291,9 @@ impl Pool {
         G: Future<Output = GetResult> + Send,
     {
         let limit = within.min(self.shared.settings.checkout_timeout);
+        // With nowhere else to go, a connect the server answers slowly is finished for
+        // this request instead of abandoned at its latency-aware timeout (see `waiting`).
+        let _waiting = still_last().then(|| self.shared.manager.waiting().enter(start + limit));
         // A checkout of our own asked for again (see below), once `first` is dropped.
         let mut fresh: Option<Pin<Box<dyn Future<Output = GetResult> + Send + '_>>> = None;
         let deadline = tokio::time::sleep(limit.saturating_sub(start.elapsed()));

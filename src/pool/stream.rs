@@ -17,6 +17,8 @@ use crate::request::WireState;
 #[derive(Debug, Default)]
 pub(crate) struct Tap {
     written: AtomicU64,
+    /// The server has sent something on this connection (it answers, however slowly).
+    answered: AtomicBool,
     /// Set when an attempt attaches; the attempt's first write checks the socket first.
     check_before_write: AtomicBool,
     attempt: Mutex<Option<Arc<WireState>>>,
@@ -28,6 +30,11 @@ impl Tap {
     /// Bytes written since the connection opened.
     pub(crate) fn written(&self) -> u64 {
         self.written.load(Ordering::Acquire)
+    }
+
+    /// Whether the server has sent anything on this connection yet.
+    pub(crate) fn answered(&self) -> bool {
+        self.answered.load(Ordering::Acquire)
     }
 
     /// Marks `wire` as sent on the next successful write (until [`detach`](Self::detach)).
@@ -125,7 +132,12 @@ impl AsyncRead for TrackedStream {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_read(cx, buf)
+        let before = buf.filled().len();
+        let poll = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if buf.filled().len() > before && !self.tap.answered.load(Ordering::Relaxed) {
+            self.tap.answered.store(true, Ordering::Release);
+        }
+        poll
     }
 }
 

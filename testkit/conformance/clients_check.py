@@ -263,6 +263,28 @@ def error_2627():
     raise AssertionError("no error")
 
 
+def try_catch_rethrow():
+    # The CATCH block application code writes: roll back, then rethrow. Every result set
+    # is read (drivers raise an error that follows one only when they reach it).
+    c = drv.connect()
+    cur = c.connection.cursor() if isinstance(drv, Alchemy) else c.cursor()
+    try:
+        cur.execute(f"BEGIN TRY BEGIN TRAN; INSERT INTO {prefix}_pk (id) VALUES (2); "
+                    f"INSERT INTO {prefix}_pk (id) VALUES (1); COMMIT; END TRY "
+                    f"BEGIN CATCH IF @@TRANCOUNT > 0 ROLLBACK; THROW; END CATCH")
+        while cur.nextset():
+            pass
+        raise AssertionError("no error")
+    except AssertionError:
+        raise
+    except Exception as e:  # noqa: BLE001 - the driver's error for 2627
+        assert error_number(e) == 2627, e
+    finally:
+        c.close()
+    rows = drv.run(conn, f"SELECT COUNT(*) FROM {prefix}_pk WHERE id = 2")
+    assert rows == [(0,)], rows
+
+
 def long_string():
     drv.run(conn, f"CREATE TABLE {prefix}_long (id INT, body NVARCHAR(MAX))", fetch=False)
     s = "ü" * 10000
@@ -312,6 +334,7 @@ for name, fn in [
     ("rollback and commit", transactions),
     ("error 208", error_208),
     ("error 2627", error_2627),
+    ("TRY/CATCH: roll back and rethrow", try_catch_rethrow),
     ("10,000-character string", long_string),
     ("2,000-row result", many_rows),
     ("client timeout, then the same connection or pool" if stack != "pymssql"
