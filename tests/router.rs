@@ -365,6 +365,34 @@ async fn slow_reads_are_hedged_and_the_first_answer_wins() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_hedge_that_loses_to_the_region_it_followed_does_not_delay_fail_back() {
+    let (router, west, north, _observer) = start(Some(Duration::from_millis(250)), None);
+    run_for(Duration::from_millis(10)).await;
+    west.probe_ok.store(false, Ordering::SeqCst);
+    run_for(Duration::from_secs(1)).await;
+    assert_eq!(serving_reads(&router).as_deref(), Some("north"));
+    west.probe_ok.store(true, Ordering::SeqCst);
+    let healed = Instant::now();
+    run_for(Duration::from_secs(10)).await;
+    // A read on north that takes 300 ms is hedged to west at 250 ms; north answers first,
+    // while west's attempt (100 ms) is still running. West had less time, not a slower
+    // answer: its fail-back clock keeps running.
+    north.set(Mode::Slow(Duration::from_millis(300)));
+    west.set(Mode::Slow(Duration::from_millis(100)));
+    call(&router, read()).await.unwrap();
+    assert_eq!((west.calls(), north.calls()), (1, 1), "hedged to west");
+    north.set(Mode::Ok);
+    west.set(Mode::Ok);
+    run_for((healed + Duration::from_secs(32)) - Instant::now()).await;
+    call(&router, read()).await.unwrap();
+    assert_eq!(
+        serving_reads(&router).as_deref(),
+        Some("west"),
+        "back on west 30 s after it healed"
+    );
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_read_only_refusal_marks_the_region_and_writes_follow_the_probes() {
     let (router, west, north, _) = start(None, None);
     north.writable.store(false, Ordering::SeqCst);

@@ -343,7 +343,8 @@ impl Router {
         let mut pending = FuturesUnordered::new();
         let last = |n: usize| n + 1 == candidates.len();
         pending.push(self.attempt(candidates[0], req.clone(), last(0)));
-        let mut running = vec![candidates[0]];
+        // The regions with an attempt running, and when each started.
+        let mut running = vec![(candidates[0], Instant::now())];
         let mut next = 1;
         let hedge = tokio::time::sleep(delay);
         tokio::pin!(hedge);
@@ -352,13 +353,17 @@ impl Router {
         loop {
             tokio::select! {
                 Some((index, result)) = pending.next() => {
-                    running.retain(|&i| i != index);
+                    let started = running.iter().find(|(i, _)| *i == index).map(|&(_, s)| s);
+                    running.retain(|&(i, _)| i != index);
                     let error = match result {
                         Ok(response) => {
-                            // The attempts still running lost to a faster region: that
-                            // slowness counts against their regions' fail-back clock, and
-                            // their connections are suspect until those regions answer.
-                            for &slow in &running {
+                            // The attempts still running that started no later than this
+                            // one lost to a faster region: that slowness counts against
+                            // their regions' fail-back clock, and their connections are
+                            // suspect until those regions answer. A hedge sent after it
+                            // and still running shows nothing (it had less time).
+                            let won_started = started.unwrap_or_else(Instant::now);
+                            for &(slow, _) in running.iter().filter(|&&(_, s)| s <= won_started) {
                                 regions[slow].health.note_trouble(Instant::now());
                                 if let Some(pool) = &regions[slow].pool {
                                     pool.suspicion().unanswered();
@@ -385,7 +390,7 @@ impl Router {
                     }
                     self.moving_on(req, index, candidates[next]);
                     pending.push(self.attempt(candidates[next], req.clone(), last(next)));
-                    running.push(candidates[next]);
+                    running.push((candidates[next], Instant::now()));
                     next += 1;
                     // The new attempt gets its own hedge delay.
                     hedge.as_mut().reset(crate::deadline::instant_after(Instant::now(), delay));
@@ -394,7 +399,7 @@ impl Router {
                 _ = &mut hedge, if hedge_armed && next < candidates.len() && pending.len() == 1 => {
                     hedge_armed = false;
                     if self.may_add_attempt(req, false) {
-                        let from = running.first().copied().unwrap_or(candidates[0]);
+                        let from = running.first().map_or(candidates[0], |&(i, _)| i);
                         emit(
                             self.shared.observer.as_ref(),
                             Event::Hedged {
@@ -404,7 +409,7 @@ impl Router {
                             },
                         );
                         pending.push(self.attempt(candidates[next], req.clone(), last(next)));
-                        running.push(candidates[next]);
+                        running.push((candidates[next], Instant::now()));
                         next += 1;
                     }
                 }
