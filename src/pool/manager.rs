@@ -296,7 +296,10 @@ impl bb8::ManageConnection for TiberiusManager {
         tokio::pin!(connect);
         let result = match tokio::time::timeout(limit, &mut connect).await {
             Ok(result) => result,
-            Err(_) => self.finish_for_waiters(connect, &current, start).await,
+            Err(_) => {
+                self.finish_for_waiters(connect, &current, start, limit)
+                    .await
+            }
         };
         let duration = start.elapsed();
         if let (Ok(_), Some(latency)) = (&result, &self.latency) {
@@ -332,35 +335,45 @@ impl bb8::ManageConnection for TiberiusManager {
 }
 
 impl TiberiusManager {
-    /// A connect past its latency-aware timeout. If the server has answered it (so the
-    /// path works, slowly: not a black hole) and a request with nowhere else to go waits
-    /// on the pool, starting over would only throw away the round trips made: the connect
-    /// keeps going until the latest such request's deadline (at most the ceiling).
-    /// Otherwise it fails as timed out, and the latency estimate backs off.
+    /// A connect past its latency-aware timeout (`limit`). If the server answered it
+    /// within that time (so the path works, slowly: not a black hole) and a request with
+    /// nowhere else to go waits on the pool, starting over would only throw away the round
+    /// trips made: the connect gets another `limit`, and another as long as the server
+    /// keeps answering within each, until the latest such request's deadline (at most the
+    /// ceiling). A connect that stalls (no byte in a whole `limit`), or that no such
+    /// request waits for, fails as timed out, and the latency estimate backs off.
     async fn finish_for_waiters(
         &self,
         mut connect: Pin<&mut impl Future<Output = Result<Box<Connection>, Error>>>,
         current: &std::sync::Mutex<Option<Arc<Tap>>>,
         start: tokio::time::Instant,
+        limit: Duration,
     ) -> Result<Box<Connection>, Error> {
         let ceiling = start + self.max_connect_timeout;
-        loop {
-            let answered = current
+        // What the server had sent when the last window began: (connection, bytes).
+        let progress = || {
+            current
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .as_ref()
-                .is_some_and(|tap| tap.answered());
+                .map_or((0, 0), |tap| (Arc::as_ptr(tap) as usize, tap.read()))
+        };
+        let mut seen = (0, 0);
+        loop {
+            let now = tokio::time::Instant::now();
+            let answered = progress();
             let until = self
                 .waiting
                 .latest()
-                .map(|deadline| deadline.min(ceiling))
-                .filter(|until| answered && *until > tokio::time::Instant::now());
+                .map(|deadline| deadline.min(ceiling).min(now + limit))
+                .filter(|until| answered != seen && answered.1 > 0 && *until > now);
             let Some(until) = until else {
                 if let Some(latency) = &self.latency {
                     latency.timed_out();
                 }
                 return Err(Error::timeout(TimeoutScope::Connect, start.elapsed()));
             };
+            seen = answered;
             if let Ok(result) = tokio::time::timeout_at(until, connect.as_mut()).await {
                 return result;
             }

@@ -17,8 +17,8 @@ use crate::request::WireState;
 #[derive(Debug, Default)]
 pub(crate) struct Tap {
     written: AtomicU64,
-    /// The server has sent something on this connection (it answers, however slowly).
-    answered: AtomicBool,
+    /// Bytes the server has sent on this connection (it answers, however slowly).
+    read: AtomicU64,
     /// Set when an attempt attaches; the attempt's first write checks the socket first.
     check_before_write: AtomicBool,
     attempt: Mutex<Option<Arc<WireState>>>,
@@ -32,9 +32,9 @@ impl Tap {
         self.written.load(Ordering::Acquire)
     }
 
-    /// Whether the server has sent anything on this connection yet.
-    pub(crate) fn answered(&self) -> bool {
-        self.answered.load(Ordering::Acquire)
+    /// Bytes the server has sent on this connection so far.
+    pub(crate) fn read(&self) -> u64 {
+        self.read.load(Ordering::Acquire)
     }
 
     /// Marks `wire` as sent on the next successful write (until [`detach`](Self::detach)).
@@ -134,8 +134,9 @@ impl AsyncRead for TrackedStream {
     ) -> Poll<io::Result<()>> {
         let before = buf.filled().len();
         let poll = Pin::new(&mut self.inner).poll_read(cx, buf);
-        if buf.filled().len() > before && !self.tap.answered.load(Ordering::Relaxed) {
-            self.tap.answered.store(true, Ordering::Release);
+        let read = buf.filled().len() - before;
+        if read > 0 {
+            self.tap.read.fetch_add(read as u64, Ordering::AcqRel);
         }
         poll
     }
