@@ -2,7 +2,8 @@
 //! when. A connect whose latency-aware timeout fires while the server is answering it
 //! (slowly: a latency spike) is not abandoned when such a request waits: starting over
 //! would throw away the round trips already made, and the request has no better place to
-//! go. The connect keeps going until the latest of those requests' deadlines.
+//! go. The connect gets one more timeout at a time while the server keeps answering, up
+//! to the latest of those requests' deadlines (see the manager's connect).
 
 use std::sync::{Arc, Mutex};
 
