@@ -154,6 +154,31 @@ fn settled(
     got.map_err(|e| Error::from_pool(e, start.elapsed()))
 }
 
+/// The bb8 checkout a waiting checkout polls: `first` (pinned in the caller's frame)
+/// until it asks bb8 again, then a fresh one of its own.
+struct Getting<'a, G> {
+    first: Pin<&'a mut Option<G>>,
+    fresh: Option<Pin<Box<dyn Future<Output = GetResult> + Send + 'a>>>,
+}
+
+impl<'a, G: Future<Output = GetResult>> Getting<'a, G> {
+    fn poll(&mut self, cx: &mut std::task::Context<'_>) -> Poll<GetResult> {
+        match (self.fresh.as_mut(), self.first.as_mut().as_pin_mut()) {
+            (Some(get), _) => get.as_mut().poll(cx),
+            (None, Some(get)) => get.poll(cx),
+            (None, None) => Poll::Pending,
+        }
+    }
+
+    /// Asks bb8 again (a fresh checkout, for which bb8 starts a connect while getters
+    /// outnumber connects). The old checkout is dropped first: kept, bb8 could hand it the
+    /// connection it waits for, and no one would poll it.
+    fn renew(&mut self, pool: &'a bb8::Pool<TiberiusManager>) {
+        self.first.set(None);
+        self.fresh = Some(Box::pin(pool.get_owned()));
+    }
+}
+
 /// While connects to a region fail, checkouts that persist (their request has nowhere
 /// else to go) ask for one new connect per this interval between them all.
 pub const RECONNECT_PACE: Duration = Duration::from_millis(250);
@@ -276,16 +301,15 @@ impl Pool {
     }
 
     /// The checkout's slow path: `first` (bb8's checkout, already polled once) is still
-    /// pending. A checkout asked for again replaces it: the old one is dropped, or bb8
-    /// could hand the connection it waits for to a future no one polls.
-    async fn wait_longer<G>(
-        &self,
+    /// pending.
+    async fn wait_longer<'a, G>(
+        &'a self,
         within: Duration,
         start: Instant,
         still_last: &(dyn Fn() -> bool + Send + Sync),
         pending: PendingCheckout,
         mut failures: broadcast::Receiver<Error>,
-        mut first: Pin<&mut Option<G>>,
+        first: Pin<&'a mut Option<G>>,
     ) -> Result<PooledConnection, Error>
     where
         G: Future<Output = GetResult> + Send,
@@ -294,8 +318,7 @@ impl Pool {
         // With nowhere else to go, a connect the server answers slowly is finished for
         // this request instead of abandoned at its latency-aware timeout (see `waiting`).
         let _waiting = still_last().then(|| self.shared.manager.waiting().enter(start + limit));
-        // A checkout of our own asked for again (see below), once `first` is dropped.
-        let mut fresh: Option<Pin<Box<dyn Future<Output = GetResult> + Send + '_>>> = None;
+        let mut get = Getting { first, fresh: None };
         let deadline = tokio::time::sleep(limit.saturating_sub(start.elapsed()));
         tokio::pin!(deadline);
         // Persisting (made only once a connect failed, so the common checkout pays for
@@ -313,11 +336,7 @@ impl Pool {
         loop {
             tokio::select! {
                 biased;
-                got = std::future::poll_fn(|cx| match (fresh.as_mut(), first.as_mut().as_pin_mut()) {
-                    (Some(get), _) => get.as_mut().poll(cx),
-                    (None, Some(get)) => get.poll(cx),
-                    (None, None) => Poll::Pending,
-                }) => {
+                got = std::future::poll_fn(|cx| get.poll(cx)) => {
                     return settled(got, pending, start);
                 }
                 failure = failures.recv() => match failure {
@@ -355,8 +374,7 @@ impl Pool {
                 // The region answers logins again: ask for a connect of our own at once.
                 _ = self.shared.stats.connected().notified(), if retry_at.is_some() => {
                     retry_at = None;
-                    first.set(None);
-                    fresh = Some(Box::pin(self.shared.inner.get_owned()));
+                    get.renew(&self.shared.inner);
                 }
                 _ = async {
                     if let Some(t) = timer.as_mut() {
@@ -370,8 +388,7 @@ impl Pool {
                     }
                     if retry_at.is_some_and(|at| at <= Instant::now()) {
                         retry_at = None;
-                        first.set(None);
-                    fresh = Some(Box::pin(self.shared.inner.get_owned()));
+                        get.renew(&self.shared.inner);
                     }
                     if let Some(t) = timer.as_mut() {
                         t.as_mut().reset(wake(retry_at));

@@ -131,17 +131,15 @@ where
             }
         }
         let future = {
-            let _entered = (!span.is_disabled()).then(|| span.enter());
+            let _entered = enter(&span);
             self.inner.call(req)
         };
-        let metrics = self.layer.metrics;
         ResponseFuture {
             inner: future,
             span,
             operation,
             // The clock is read only for the histogram.
-            start: metrics.then(Instant::now),
-            metrics,
+            start: self.layer.metrics.then(Instant::now),
         }
     }
 }
@@ -151,13 +149,18 @@ pin_project! {
     pub struct ResponseFuture<F> {
         #[pin]
         inner: F,
-        // Entered around each poll of `inner`, unless disabled (no subscriber wants it:
-        // then entering would only cost time).
+        // Entered around each poll of `inner` (see `enter`).
         span: tracing::Span,
         operation: std::borrow::Cow<'static, str>,
+        // When the call started, with metrics on (`None`: metrics off).
         start: Option<Instant>,
-        metrics: bool,
     }
+}
+
+/// Enters `span` unless it is disabled: with nothing listening, entering would only cost
+/// time (tiberius turns on `tracing`'s `log` feature, which logs every enter and exit).
+fn enter(span: &tracing::Span) -> Option<tracing::span::Entered<'_>> {
+    (!span.is_disabled()).then(|| span.enter())
 }
 
 impl<F> std::fmt::Debug for ResponseFuture<F> {
@@ -175,15 +178,14 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
         let result = {
-            let _entered = (!this.span.is_disabled()).then(|| this.span.enter());
+            let _entered = enter(this.span);
             ready!(this.inner.poll(cx))
         };
-        let seconds = this
-            .start
-            .map_or(0.0, |start| start.elapsed().as_secs_f64());
+        let seconds = this.start.map(|start| start.elapsed().as_secs_f64());
+        let metrics = seconds.is_some();
+        let seconds = seconds.unwrap_or_default();
         // A `Cow::Borrowed` operation name is passed on without allocating.
         let operation = this.operation.clone();
-        let metrics = *this.metrics;
         match &result {
             Ok(_) if !metrics => {}
             Ok(_) => histogram!(

@@ -6,7 +6,7 @@
 //! The table is documented in `testkit/README.md` ("Batch and transaction semantics").
 
 use super::errors::ErrorSpec;
-use super::translate::Tok;
+use super::translate::{tokenize, Tok};
 
 /// What an error does to the batch and to an open transaction.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -138,16 +138,8 @@ impl SessionValues<'_> {
     /// The value of error function `name` (upper case), if it is one, as tokens: the
     /// value, or a NULL of the function's type (int, or nvarchar for the texts).
     fn error_function(&self, name: &str) -> Option<Vec<Tok>> {
-        let null_text = |len: &str| {
-            ["CAST", "(", "NULL", "AS", "NVARCHAR", "(", len, ")", ")"]
-                .iter()
-                .map(|t| match *t {
-                    "(" | ")" => Tok::Punct((*t).into()),
-                    n if n.starts_with(|c: char| c.is_ascii_digit()) => Tok::Num(n.into()),
-                    w => Tok::Word(w.into()),
-                })
-                .collect()
-        };
+        let null_text =
+            |len: u32| tokenize(&format!("CAST(NULL AS NVARCHAR({len}))")).unwrap_or_default();
         let num = |n: Option<i64>| {
             vec![n.map_or_else(|| Tok::Word("NULL".into()), |n| Tok::Num(n.to_string()))]
         };
@@ -159,10 +151,10 @@ impl SessionValues<'_> {
             // Error tokens carry line 1 (lines are not tracked).
             "ERROR_LINE" => num(e.map(|_| 1)),
             // No procedures: a batch's error has none.
-            "ERROR_PROCEDURE" => null_text("128"),
+            "ERROR_PROCEDURE" => null_text(128),
             "ERROR_MESSAGE" => match e {
                 Some(e) => vec![Tok::Str(e.message.clone())],
-                None => null_text("4000"),
+                None => null_text(4000),
             },
             _ => return None,
         })

@@ -46,9 +46,9 @@ pub(crate) struct ServerCtx {
 enum Stop {
     /// A batch-aborting error was written; the rest of the batch is skipped.
     Error,
-    /// Inside a `TRY` block, an error it catches (in `Session::caught`, not written):
-    /// the rest of the block is skipped and its `CATCH` block runs.
-    Caught,
+    /// Inside a `TRY` block, an error it catches (message rendered, not written): the
+    /// rest of the block is skipped and its `CATCH` block runs.
+    Caught(Box<ErrorSpec>),
     /// An attention arrived (or the session is going away).
     Interrupted,
 }
@@ -77,8 +77,6 @@ struct Session {
     request_failed: bool,
     /// `TRY` blocks the running statement is inside.
     try_depth: u32,
-    /// The error a `TRY` block just caught, on its way to the `CATCH` block.
-    caught: Option<ErrorSpec>,
     /// The errors of the `CATCH` blocks running (innermost last, message rendered), for
     /// `ERROR_NUMBER()` & co and `THROW;`.
     catching: Vec<ErrorSpec>,
@@ -168,7 +166,6 @@ pub(crate) async fn serve(ctx: Arc<ServerCtx>, stream: TcpStream, ctl: Arc<Sessi
         last_error: 0,
         request_failed: false,
         try_depth: 0,
-        caught: None,
         catching: Vec::new(),
         doomed: false,
         row_ends: Vec::new(),
@@ -831,8 +828,7 @@ impl Session {
             }
             self.last_error = e.number;
             let message = self.render(&e);
-            self.caught = Some(ErrorSpec { message, ..e });
-            return Err(Stop::Caught);
+            return Err(Stop::Caught(Box::new(ErrorSpec { message, ..e })));
         }
         self.error(w, &e);
         self.last_error = e.number;
@@ -898,11 +894,8 @@ impl Session {
                     let ran = Box::pin(self.exec_list(body, params, w, dones, done_tok)).await;
                     self.try_depth -= 1;
                     match ran {
-                        Err(Stop::Caught) => {
-                            let caught = self.caught.take().unwrap_or_else(|| {
-                                ErrorSpec::new(50000, 16, "an error was caught")
-                            });
-                            self.catching.push(caught);
+                        Err(Stop::Caught(caught)) => {
+                            self.catching.push(*caught);
                             let ran =
                                 Box::pin(self.exec_list(catch, params, w, dones, done_tok)).await;
                             self.catching.pop();
