@@ -389,6 +389,54 @@ async fn a_write_that_cannot_be_resent_is_not_sent_on_a_connection_the_region_ma
     assert_eq!(rows_on_primary(&stack, "swallowed_writes").await, 1);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_down_region_at_its_bound_keeps_the_writes_due_last() {
+    // A pool of two: two requests waiting on the primary once it is not healthy are as
+    // many as it may hold.
+    let (regions, stack) =
+        only_writable_primary_with("roomy_writes", |c| c.pool.max_size = 2, |b| b).await;
+    let pool = stack.pools()[0].1.clone();
+    refuse_every_connection(&regions).await;
+    eventually("the primary is down", Duration::from_secs(5), || {
+        grade(&stack, "westeurope") == Grade::Down
+    })
+    .await;
+    let write = |id: i32, budget_ms: u64| {
+        let stack = stack.clone();
+        tokio::spawn(async move {
+            let sql = format!("INSERT INTO roomy_writes (id) VALUES ({id})");
+            let ctx = RequestContext::write("roomy_write").budget(Duration::from_millis(budget_ms));
+            stack.call(SqlRequest::execute(ctx, sql, [])).await
+        })
+    };
+    // Two writes with nowhere else to go wait for the primary to come back: the first
+    // due in 1.5 s, the second in 3 s.
+    let first = write(1, 1500);
+    let second = write(2, 3000);
+    eventually("both writes wait", Duration::from_secs(1), || {
+        pool.checkout_stats().pending == 2
+    })
+    .await;
+    // A third, due after the first: while the region is down a place in line is worth
+    // nothing, so the write due first gives way (it would be the first to run out of
+    // time) rather than the newcomer being turned away.
+    let third = write(3, 3000);
+    let err = first
+        .await
+        .unwrap()
+        .expect_err("the write due first gave its place");
+    assert_eq!(err.kind().as_str(), "no_region_available", "{err}");
+    assert_eq!(err.outcome(), Outcome::NotSent, "{err}");
+    // The region comes back within the other two writes' budgets: both are served.
+    regions.primary().chaos().set(Toxics::ok());
+    for (id, w) in [(2, second), (3, third)] {
+        w.await
+            .unwrap()
+            .unwrap_or_else(|e| panic!("write {id} kept its place and was served: {e}"));
+    }
+    assert_eq!(rows_on_primary(&stack, "roomy_writes").await, 2);
+}
+
 /// Inserts each of `ids` into `table (id INT)` as its own non-idempotent write, each of
 /// which must succeed.
 async fn insert_ids(stack: &Stack, table: &str, op: &'static str, ids: std::ops::Range<i32>) {

@@ -28,7 +28,8 @@ impl Router {
     pub(super) async fn route(self, mut req: SqlRequest) -> Result<SqlResponse, Error> {
         let ctx = &req.context;
         let intent = ctx.intent();
-        let (candidates, last_resort) = self.candidates(intent, ctx.read_consistency());
+        let (candidates, last_resort) =
+            self.candidates(intent, ctx.read_consistency(), ctx.deadline());
         if candidates.is_empty() {
             return Err(self.nothing_eligible(intent, ctx.read_consistency()));
         }
@@ -93,6 +94,7 @@ impl Router {
         last: bool,
     ) -> (usize, Result<SqlResponse, Error>) {
         let region = &self.shared.regions[index];
+        region.make_room(req.context.deadline());
         let _in_flight = InFlight::enter(&region.in_flight);
         record_server(region);
         let start = Instant::now();
@@ -424,7 +426,7 @@ impl Router {
             .regions
             .iter()
             .map(|r| {
-                let view = r.view(Instant::now());
+                let view = r.view(Instant::now(), None);
                 let mut why = vec![view.grade.as_str()];
                 if !view.permitted {
                     why.push(match r.breaker.state() {

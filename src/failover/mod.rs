@@ -188,13 +188,11 @@ struct Region {
 }
 
 impl Region {
-    /// What [`select`](select::select) needs to know, now.
-    fn view(&self, now: Instant) -> RegionView {
+    /// What [`select`](select::select) needs to know, now, for a request due at `due`.
+    fn view(&self, now: Instant, due: Option<Instant>) -> RegionView {
         let (grade, writable, stable) = self.health.view(now);
-        let saturated = grade != Grade::Healthy
-            && self.pool.as_ref().is_some_and(|p| {
-                self.in_flight.load(Ordering::Relaxed) >= p.settings().max_size as usize
-            });
+        let saturated =
+            self.saturated(grade) && !due.is_some_and(|due| self.would_make_room(grade, due));
         let permitted = self.breaker.is_call_permitted();
         RegionView {
             grade,
@@ -203,6 +201,43 @@ impl Region {
             writable,
             stable,
             saturated,
+        }
+    }
+
+    /// Whether as many requests as the region may hold wait on it: as many as its pool
+    /// has connections, once it is not healthy (a slow or down region must not take every
+    /// request slot of the service).
+    fn saturated(&self, grade: Grade) -> bool {
+        grade != Grade::Healthy
+            && self.pool.as_ref().is_some_and(|p| {
+                self.in_flight.load(Ordering::Relaxed) >= p.settings().max_size as usize
+            })
+    }
+
+    /// Whether a saturated region would make room for a request due at `due`: while it is
+    /// down, a request waiting there for a connection that is due earlier gives way (see
+    /// `pool::waiting`). A slow region serving its line keeps the order: the earliest due
+    /// is the next served.
+    fn would_make_room(&self, grade: Grade, due: Instant) -> bool {
+        grade == Grade::Down
+            && self
+                .pool
+                .as_ref()
+                .is_some_and(|p| p.waiting().would_give_way(due))
+    }
+
+    /// Makes the room [`would_make_room`](Self::would_make_room) promised a request due
+    /// at `due` that starts an attempt here: if the region is still down and saturated,
+    /// the waiting request due first gives way. (As before, a request the selection let
+    /// in is not turned away here: a race past the bound is brief and small.)
+    fn make_room(&self, due: Option<Instant>) {
+        let Some((pool, due)) = self.pool.as_ref().zip(due) else {
+            return;
+        };
+        if self.in_flight.load(Ordering::Relaxed) >= pool.settings().max_size as usize
+            && self.health.view(Instant::now()).0 == Grade::Down
+        {
+            pool.waiting().give_way(due);
         }
     }
 }
@@ -380,8 +415,8 @@ impl Router {
     /// Re-evaluates which region serves each intent (after a health or breaker change, so
     /// the serving region is right even when no request is flowing), then publishes.
     fn reevaluate(&self) {
-        let _ = self.candidates(Intent::Read, Consistency::AllowStale);
-        let _ = self.candidates(Intent::Write, Consistency::AllowStale);
+        let _ = self.candidates(Intent::Read, Consistency::AllowStale, None);
+        let _ = self.candidates(Intent::Write, Consistency::AllowStale, None);
         self.publish();
     }
 
@@ -402,8 +437,14 @@ impl Router {
 
     /// The candidate regions for a request, serving region first; updates (and reports)
     /// the serving region of the intent. A read that must see the latest data follows the
-    /// writes' serving region and moves nothing.
-    fn candidates(&self, intent: Intent, consistency: Consistency) -> (Vec<usize>, bool) {
+    /// writes' serving region and moves nothing. `due` is the request's deadline (a down,
+    /// saturated region makes room for a request due later than one waiting there).
+    fn candidates(
+        &self,
+        intent: Intent,
+        consistency: Consistency,
+        due: Option<Instant>,
+    ) -> (Vec<usize>, bool) {
         let regions = &self.shared.regions;
         let (followed, tracked) = serving_slot(intent, consistency);
         let mut serving = self.serving_lock();
@@ -412,7 +453,9 @@ impl Router {
             serving: chosen,
             candidates,
             last_resort,
-        } = self.with_views(|views| select::select(views, intent, consistency, current));
+        } = self.with_views(due, |views| {
+            select::select(views, intent, consistency, current)
+        });
         if tracked && chosen != current {
             serving[followed] = chosen;
             drop(serving);
@@ -431,16 +474,16 @@ impl Router {
 
     /// Runs `f` on what [`select`](select::select) needs to know about every region, now
     /// (on the stack for up to `INLINE_VIEWS` regions: this runs on every call).
-    fn with_views<R>(&self, f: impl FnOnce(&[RegionView]) -> R) -> R {
+    fn with_views<R>(&self, due: Option<Instant>, f: impl FnOnce(&[RegionView]) -> R) -> R {
         const INLINE_VIEWS: usize = 8;
         let now = Instant::now();
         let regions = &self.shared.regions;
         if regions.len() > INLINE_VIEWS {
-            return f(&regions.iter().map(|r| r.view(now)).collect::<Vec<_>>());
+            return f(&regions.iter().map(|r| r.view(now, due)).collect::<Vec<_>>());
         }
         let mut views = [RegionView::UNUSABLE; INLINE_VIEWS];
         for (view, region) in views.iter_mut().zip(regions.iter()) {
-            *view = region.view(now);
+            *view = region.view(now, due);
         }
         f(&views[..regions.len()])
     }
@@ -455,10 +498,12 @@ impl Router {
         index: usize,
     ) -> bool {
         let current = self.serving_lock()[serving_slot(intent, consistency).0];
-        self.with_views(|views| select::select(views, intent, consistency, current))
-            .candidates
-            .iter()
-            .any(|&i| i != index)
+        self.with_views(None, |views| {
+            select::select(views, intent, consistency, current)
+        })
+        .candidates
+        .iter()
+        .any(|&i| i != index)
     }
 }
 

@@ -154,6 +154,23 @@ fn settled(
     got.map_err(|e| Error::from_pool(e, start.elapsed()))
 }
 
+/// A waiting checkout told to give its place to a request due later (see [`waiting`]):
+/// not sent, and not worth retrying here (its deadline is the nearest of those waiting).
+fn gave_way(last_failure: Option<Error>) -> Error {
+    let error = Error::new(
+        ErrorKind::NoRegionAvailable {
+            reason: "the region is down and as many requests as it may hold wait on it; this \
+                     one, due first, gave its place to one due later"
+                .into(),
+        },
+        crate::error::Outcome::NotSent,
+    );
+    match last_failure {
+        Some(cause) => error.with_source(cause),
+        None => error,
+    }
+}
+
 /// The bb8 checkout a waiting checkout polls: `first` (pinned in the caller's frame)
 /// until it asks bb8 again, then a fresh one of its own.
 struct Getting<'a, G> {
@@ -220,6 +237,12 @@ impl Pool {
                 suspicion: suspicion::Suspicion::new(),
             }),
         }
+    }
+
+    /// The requests with nowhere else to go waiting on this pool for a connection (see
+    /// [`waiting`]).
+    pub(crate) fn waiting(&self) -> &waiting::Waiting {
+        self.shared.manager.waiting()
     }
 
     /// Which of this region's idle connections are suspect (see [`suspicion`]).
@@ -317,7 +340,9 @@ impl Pool {
         let limit = within.min(self.shared.settings.checkout_timeout);
         // With nowhere else to go, a connect the server answers slowly is finished for
         // this request instead of abandoned at its latency-aware timeout (see `waiting`).
-        let _waiting = still_last().then(|| self.shared.manager.waiting().enter(start + limit));
+        // Registered, it may also be told to give way to a request due later (see
+        // `waiting`).
+        let waiting = still_last().then(|| self.shared.manager.waiting().enter(start + limit));
         let mut get = Getting { first, fresh: None };
         let deadline = tokio::time::sleep(limit.saturating_sub(start.elapsed()));
         tokio::pin!(deadline);
@@ -371,6 +396,16 @@ impl Pool {
                         return Err(self.exhausted(limit));
                     }
                 },
+                // The region is down, the requests waiting on it are at the router's bound,
+                // and one due later than this one came: it takes this place.
+                _ = async {
+                    if let Some(w) = &waiting {
+                        w.told_to_give_way().await;
+                    }
+                }, if waiting.is_some() => {
+                    pending.settle();
+                    return Err(gave_way(last_failure));
+                }
                 // The region answers logins again: ask for a connect of our own at once.
                 _ = self.shared.stats.connected().notified(), if retry_at.is_some() => {
                     retry_at = None;

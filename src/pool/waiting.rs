@@ -1,37 +1,80 @@
 //! Which requests with nowhere else to go wait on a pool for a connection, and until
-//! when. A connect whose latency-aware timeout fires while the server is answering it
-//! (slowly: a latency spike) is not abandoned when such a request waits: starting over
-//! would throw away the round trips already made, and the request has no better place to
-//! go. The connect gets one more timeout at a time while the server keeps answering, up
-//! to the latest of those requests' deadlines (see the manager's connect).
+//! when.
+//!
+//! - A connect whose latency-aware timeout fires while the server is answering it
+//!   (slowly: a latency spike) is not abandoned when such a request waits: starting over
+//!   would throw away the round trips already made, and the request has no better place
+//!   to go. The connect gets one more timeout at a time while the server keeps answering,
+//!   up to the latest of those requests' deadlines (see the manager's connect).
+//! - While the region is down, a place in the line gives no head start: nobody is being
+//!   served, and whoever is still waiting when the region comes back is served at once.
+//!   So when the router's bound on requests waiting there is reached, the waiter with the
+//!   **earliest** deadline — the least chance to see the region back — gives way to a
+//!   newcomer with a later one ([`Waiting::give_way`]), instead of the newcomer being
+//!   turned away. The bound holds either way; what changes is who keeps a place.
 
 use std::sync::{Arc, Mutex};
 
+use tokio::sync::Notify;
 use tokio::time::Instant;
+
+/// One waiting request: its deadline, and how it is told to give way.
+#[derive(Debug)]
+struct Entry {
+    deadline: Instant,
+    give_way: Arc<Notify>,
+}
 
 /// The deadlines of the waiting requests that have nowhere else to go.
 #[derive(Debug, Default)]
 pub(crate) struct Waiting {
-    deadlines: Mutex<Vec<Instant>>,
+    entries: Mutex<Vec<Entry>>,
 }
 
 impl Waiting {
-    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Instant>> {
-        self.deadlines.lock().unwrap_or_else(|e| e.into_inner())
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Entry>> {
+        self.entries.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// A request waits until `deadline`; it stops waiting when the guard drops.
     pub(crate) fn enter(self: &Arc<Self>, deadline: Instant) -> WaitingGuard {
-        self.lock().push(deadline);
+        let give_way = Arc::new(Notify::new());
+        self.lock().push(Entry {
+            deadline,
+            give_way: give_way.clone(),
+        });
         WaitingGuard {
             waiting: self.clone(),
-            deadline,
+            give_way,
         }
     }
 
     /// The latest deadline of the requests waiting now, if any waits.
     pub(crate) fn latest(&self) -> Option<Instant> {
-        self.lock().iter().max().copied()
+        self.lock().iter().map(|e| e.deadline).max()
+    }
+
+    /// Whether a waiting request would give way to one due at `deadline` (one of them is
+    /// due earlier).
+    pub(crate) fn would_give_way(&self, deadline: Instant) -> bool {
+        self.lock().iter().any(|e| e.deadline < deadline)
+    }
+
+    /// Tells the waiting request with the earliest deadline, if it is earlier than
+    /// `deadline`, to give up its place (its checkout ends, not sent); it stops counting
+    /// as waiting at once. Whether one did.
+    pub(crate) fn give_way(&self, deadline: Instant) -> bool {
+        let mut entries = self.lock();
+        let Some((at, _)) = entries
+            .iter()
+            .enumerate()
+            .filter(|(_, e)| e.deadline < deadline)
+            .min_by_key(|(_, e)| e.deadline)
+        else {
+            return false;
+        };
+        entries.swap_remove(at).give_way.notify_one();
+        true
     }
 }
 
@@ -39,14 +82,25 @@ impl Waiting {
 #[derive(Debug)]
 pub(crate) struct WaitingGuard {
     waiting: Arc<Waiting>,
-    deadline: Instant,
+    give_way: Arc<Notify>,
+}
+
+impl WaitingGuard {
+    /// Completes when this request was told to give way to one with a later deadline
+    /// (see [`Waiting::give_way`]).
+    pub(crate) async fn told_to_give_way(&self) {
+        self.give_way.notified().await;
+    }
 }
 
 impl Drop for WaitingGuard {
     fn drop(&mut self) {
-        let mut deadlines = self.waiting.lock();
-        if let Some(at) = deadlines.iter().position(|d| *d == self.deadline) {
-            deadlines.swap_remove(at);
+        let mut entries = self.waiting.lock();
+        if let Some(at) = entries
+            .iter()
+            .position(|e| Arc::ptr_eq(&e.give_way, &self.give_way))
+        {
+            entries.swap_remove(at);
         }
     }
 }
@@ -71,5 +125,39 @@ mod tests {
         assert_eq!(waiting.latest(), Some(now + Duration::from_secs(1)));
         drop(same);
         assert_eq!(waiting.latest(), None);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_earliest_deadline_gives_way_to_a_later_one_only() {
+        let waiting = Arc::new(Waiting::default());
+        let now = Instant::now();
+        let s = Duration::from_secs(1);
+        let middle = waiting.enter(now + 2 * s);
+        let earliest = waiting.enter(now + s);
+        let latest = waiting.enter(now + 3 * s);
+        // Nobody is due before `now + 1 s`: nobody gives way to it.
+        assert!(!waiting.would_give_way(now + s));
+        assert!(!waiting.give_way(now + s));
+        assert!(waiting.would_give_way(now + 4 * s));
+        assert!(waiting.give_way(now + 4 * s));
+        // The earliest was told (a stored permit: it completes at once), the others not.
+        tokio::time::timeout(Duration::ZERO, earliest.told_to_give_way())
+            .await
+            .expect("the earliest waiter gives way");
+        for other in [&middle, &latest] {
+            assert!(
+                tokio::time::timeout(Duration::ZERO, other.told_to_give_way())
+                    .await
+                    .is_err()
+            );
+        }
+        // It no longer counts as waiting: the next to give way is the middle one.
+        assert!(!waiting.would_give_way(now + 2 * s));
+        assert!(waiting.give_way(now + 4 * s));
+        tokio::time::timeout(Duration::ZERO, middle.told_to_give_way())
+            .await
+            .expect("then the next earliest");
+        drop(earliest);
+        assert_eq!(waiting.latest(), Some(now + 3 * s));
     }
 }
