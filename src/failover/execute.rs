@@ -25,30 +25,41 @@ enum Ended {
 }
 
 impl Router {
-    pub(super) async fn route(self, mut req: SqlRequest) -> Result<SqlResponse, Error> {
-        let ctx = &req.context;
-        let intent = ctx.intent();
-        let (candidates, last_resort) =
-            self.candidates(intent, ctx.read_consistency(), ctx.deadline());
-        if candidates.is_empty() {
-            return Err(self.nothing_eligible(intent, ctx.read_consistency()));
-        }
-        let hedge_after = self.shared.hedge_delay.filter(|_| {
-            intent == Intent::Read && ctx.is_idempotent() && ctx.may_hedge() && candidates.len() > 1
-        });
-        // Last resort: a region's open breaker may be passed (see `select`).
-        req.context.set_breaker_bypass(last_resort);
-        let ended = match hedge_after {
-            None => self.in_turn(&req, &candidates).await,
-            Some(delay) => self.hedged(&req, &candidates, delay).await,
-        };
-        match ended {
-            Ended::Answered(response) => Ok(response),
-            Ended::Failed(error) => Err(error),
-            Ended::Exhausted(index, error) if error.server_number() == Some(3906) => {
-                Err(refused_read_only(&self.shared.regions[index].name).with_source(error))
+    /// Routes one request. A plain `fn` returning an `async move` block, not an `async
+    /// fn`: an `async fn` keeps its arguments twice in its future (rust-lang/rust#62958),
+    /// and the request is the largest of them; this future is allocated on every call.
+    pub(super) fn route(
+        self,
+        mut req: SqlRequest,
+    ) -> impl std::future::Future<Output = Result<SqlResponse, Error>> + Send {
+        async move {
+            let ctx = &req.context;
+            let intent = ctx.intent();
+            let (candidates, last_resort) =
+                self.candidates(intent, ctx.read_consistency(), ctx.deadline());
+            if candidates.is_empty() {
+                return Err(self.nothing_eligible(intent, ctx.read_consistency()));
             }
-            Ended::Exhausted(_, error) => Err(error),
+            let hedge_after = self.shared.hedge_delay.filter(|_| {
+                intent == Intent::Read
+                    && ctx.is_idempotent()
+                    && ctx.may_hedge()
+                    && candidates.len() > 1
+            });
+            // Last resort: a region's open breaker may be passed (see `select`).
+            req.context.set_breaker_bypass(last_resort);
+            let ended = match hedge_after {
+                None => self.in_turn(&req, &candidates).await,
+                Some(delay) => self.hedged(&req, &candidates, delay).await,
+            };
+            match ended {
+                Ended::Answered(response) => Ok(response),
+                Ended::Failed(error) => Err(error),
+                Ended::Exhausted(index, error) if error.server_number() == Some(3906) => {
+                    Err(refused_read_only(&self.shared.regions[index].name).with_source(error))
+                }
+                Ended::Exhausted(_, error) => Err(error),
+            }
         }
     }
 
@@ -90,7 +101,7 @@ impl Router {
     async fn attempt(
         &self,
         index: usize,
-        mut req: SqlRequest,
+        req: &SqlRequest,
         last: bool,
     ) -> (usize, Result<SqlResponse, Error>) {
         let region = &self.shared.regions[index];
@@ -98,25 +109,27 @@ impl Router {
         let _in_flight = InFlight::enter(&region.in_flight);
         record_server(region);
         let start = Instant::now();
-        let limit = self.attempt_limit(region, &req, last, start);
-        req.context.set_attempt_limit(limit);
-        req.context
-            .set_no_alternative(last.then(|| crate::request::StillLast::new(self.clone(), index)));
-        if last {
-            // Nowhere better to go: an open (or full half-open) breaker would only turn
-            // this request into a failure; it passes, unrecorded.
-            req.context.set_breaker_bypass(true);
-        }
-        let intent = req.context.intent();
-        let bypassed = req.context.breaker_bypass();
-        let read = (intent == Intent::Read).then(|| req.context.operation_cow());
-        // `ready` then `call` rather than `oneshot`: this future already holds the request,
-        // and `oneshot` would hold a second copy of it.
+        let limit = self.attempt_limit(region, req, last, start);
+        // Nowhere better to go: an open (or full half-open) breaker would only turn this
+        // request into a failure; it passes, unrecorded.
+        let bypassed = last || req.context.breaker_bypass();
+        // `ready` then `call` rather than `oneshot`, and the request copied only once the
+        // service is ready: this future holds no copy of it across an await (it is on
+        // every call's path, and its size is allocated with the call's).
         let mut service = region.service.clone();
         let result = match service.ready().await {
-            Ok(ready) => ready.call(req).await,
+            Ok(ready) => {
+                let mut attempt = req.clone();
+                attempt.context.set_attempt_limit(limit);
+                attempt.context.set_no_alternative(
+                    last.then(|| crate::request::StillLast::new(self.clone(), index)),
+                );
+                attempt.context.set_breaker_bypass(bypassed);
+                ready.call(attempt).await
+            }
             Err(error) => Err(error),
         };
+        let intent = req.context.intent();
         self.check_pool_starvation(index);
         if result.is_ok() {
             if bypassed {
@@ -132,11 +145,11 @@ impl Router {
             if changed {
                 self.health_changed(index);
             }
-            if let Some(operation) = read.filter(|_| !writable) {
+            if intent == Intent::Read && !writable {
                 emit(
                     self.shared.observer.as_ref(),
                     Event::StaleRead {
-                        operation: &operation,
+                        operation: req.context.operation(),
                         region: &region.name,
                     },
                 );
@@ -256,7 +269,7 @@ impl Router {
             let (index, result) = if last && req.context.is_idempotent() {
                 self.last_with_second_chance(candidates[n], req).await
             } else {
-                self.attempt(candidates[n], req.clone(), last).await
+                self.attempt(candidates[n], req, last).await
             };
             let error = match result {
                 Ok(response) => return Ended::Answered(response),
@@ -291,20 +304,18 @@ impl Router {
         req: &SqlRequest,
     ) -> (usize, Result<SqlResponse, Error>) {
         let region = &self.shared.regions[index];
+        // One attempt future for every path (this one is inside every call's future).
+        let first = self.attempt(index, req, true);
+        tokio::pin!(first);
         let now = Instant::now();
         let remaining = req
             .context
             .deadline()
             .map(|d| d.saturating_duration_since(now));
-        let bound = self.attempt_limit(region, req, false, now);
-        let (Some(remaining), Some(bound)) = (remaining, bound) else {
-            return self.attempt(index, req.clone(), true).await;
+        let bound = match (remaining, self.attempt_limit(region, req, false, now)) {
+            (Some(remaining), Some(bound)) if bound < remaining => bound,
+            _ => return first.await,
         };
-        if bound >= remaining {
-            return self.attempt(index, req.clone(), true).await;
-        }
-        let first = self.attempt(index, req.clone(), true);
-        tokio::pin!(first);
         tokio::select! {
             ended = &mut first => return ended,
             _ = tokio::time::sleep(bound) => {}
@@ -321,7 +332,7 @@ impl Router {
             },
         );
         // Boxed: rarely made, and inline it would double the size of every call's future.
-        let mut second = Box::pin(self.attempt(index, req.clone(), true));
+        let mut second = Box::pin(self.attempt(index, req, true));
         tokio::select! {
             ended = &mut first => match ended {
                 (_, Ok(_)) => ended,
@@ -344,7 +355,7 @@ impl Router {
         let regions = &self.shared.regions;
         let mut pending = FuturesUnordered::new();
         let last = |n: usize| n + 1 == candidates.len();
-        pending.push(self.attempt(candidates[0], req.clone(), last(0)));
+        pending.push(self.attempt(candidates[0], req, last(0)));
         // The regions with an attempt running, and when each started.
         let mut running = vec![(candidates[0], Instant::now())];
         let mut next = 1;
@@ -391,7 +402,7 @@ impl Router {
                         return final_error.unwrap_or(Ended::Exhausted(index, error));
                     }
                     self.moving_on(req, index, candidates[next]);
-                    pending.push(self.attempt(candidates[next], req.clone(), last(next)));
+                    pending.push(self.attempt(candidates[next], req, last(next)));
                     running.push((candidates[next], Instant::now()));
                     next += 1;
                     // The new attempt gets its own hedge delay.
@@ -410,7 +421,7 @@ impl Router {
                                 to: &regions[candidates[next]].name,
                             },
                         );
-                        pending.push(self.attempt(candidates[next], req.clone(), last(next)));
+                        pending.push(self.attempt(candidates[next], req, last(next)));
                         running.push((candidates[next], Instant::now()));
                         next += 1;
                     }

@@ -201,92 +201,103 @@ where
     }
 }
 
-async fn run<S, Req>(mut svc: S, shared: Arc<Shared>, req: Req) -> Result<S::Response, Error>
+/// The attempts of one call. A plain `fn` returning an `async move` block that uses what it
+/// captured in place: an `async fn` keeps its arguments twice in its future
+/// (rust-lang/rust#62958), and this future is allocated on every call.
+fn run<S, Req>(
+    mut svc: S,
+    shared: Arc<Shared>,
+    req: Req,
+) -> impl std::future::Future<Output = Result<S::Response, Error>>
 where
     S: Service<Req>,
     S::Error: Into<Error>,
     Req: HasContext + Clone,
 {
-    let policy = shared.policy;
-    let mut schedule = None;
     let mut pending = Some(req);
-    let mut attempt: u32 = 1;
-    loop {
-        let req = pending.take().expect("a request is kept for every attempt");
-        let ctx = req.context();
-        let (idempotent, deadline, operation) =
-            (ctx.is_idempotent(), ctx.deadline(), ctx.operation_cow());
-        if attempt < policy.max_attempts {
-            pending = Some(req.clone());
-        }
-        let mut error: Error = match svc.call(req).await {
-            Ok(response) => return Ok(response),
-            Err(e) => e.into(),
-        };
-        let verdict = shared.classifier.classify(&error);
-        let stop = if !verdict.retryable {
-            Some(RetryStop::NotRetryable)
-        } else if !crate::safety::may_resend_idempotent(idempotent, &error) {
-            Some(RetryStop::NotIdempotent)
-        } else if attempt >= policy.max_attempts {
-            Some(RetryStop::MaxAttempts)
-        } else {
-            let backoff = schedule
-                .get_or_insert_with(|| policy.backoff.schedule(shared.rng()))
-                .next()
-                .unwrap_or(policy.backoff.cap());
-            let delay = backoff.max(verdict.delay_hint.unwrap_or_default());
-            let remaining = deadline.map(|d| d.saturating_duration_since(Instant::now()));
-            match remaining {
-                Some(remaining) if delay.saturating_add(policy.attempt_reserve) >= remaining => {
-                    Some(RetryStop::DeadlineWouldBeExceeded {
-                        next_delay: delay,
-                        remaining,
-                    })
-                }
-                _ => {
-                    if shared.budget.as_ref().is_some_and(|b| !b.try_withdraw()) {
-                        emit(
-                            shared.observer.as_ref(),
-                            Event::RetryBudgetExhausted {
-                                operation: &operation,
-                            },
-                        );
-                        Some(RetryStop::BudgetExhausted)
-                    } else {
-                        emit(
-                            shared.observer.as_ref(),
-                            Event::RetryScheduled {
-                                operation: &operation,
-                                attempt,
-                                delay,
-                                error: &error,
-                            },
-                        );
-                        tokio::time::sleep(delay).await;
-                        None
+    async move {
+        let policy = shared.policy;
+        let mut schedule = None;
+        let mut attempt: u32 = 1;
+        loop {
+            let req = pending.take().expect("a request is kept for every attempt");
+            let ctx = req.context();
+            let (idempotent, deadline, operation) =
+                (ctx.is_idempotent(), ctx.deadline(), ctx.operation_cow());
+            if attempt < policy.max_attempts {
+                pending = Some(req.clone());
+            }
+            let mut error: Error = match svc.call(req).await {
+                Ok(response) => return Ok(response),
+                Err(e) => e.into(),
+            };
+            let verdict = shared.classifier.classify(&error);
+            let stop = if !verdict.retryable {
+                Some(RetryStop::NotRetryable)
+            } else if !crate::safety::may_resend_idempotent(idempotent, &error) {
+                Some(RetryStop::NotIdempotent)
+            } else if attempt >= policy.max_attempts {
+                Some(RetryStop::MaxAttempts)
+            } else {
+                let backoff = schedule
+                    .get_or_insert_with(|| policy.backoff.schedule(shared.rng()))
+                    .next()
+                    .unwrap_or(policy.backoff.cap());
+                let delay = backoff.max(verdict.delay_hint.unwrap_or_default());
+                let remaining = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+                match remaining {
+                    Some(remaining)
+                        if delay.saturating_add(policy.attempt_reserve) >= remaining =>
+                    {
+                        Some(RetryStop::DeadlineWouldBeExceeded {
+                            next_delay: delay,
+                            remaining,
+                        })
+                    }
+                    _ => {
+                        if shared.budget.as_ref().is_some_and(|b| !b.try_withdraw()) {
+                            emit(
+                                shared.observer.as_ref(),
+                                Event::RetryBudgetExhausted {
+                                    operation: &operation,
+                                },
+                            );
+                            Some(RetryStop::BudgetExhausted)
+                        } else {
+                            emit(
+                                shared.observer.as_ref(),
+                                Event::RetryScheduled {
+                                    operation: &operation,
+                                    attempt,
+                                    delay,
+                                    error: &error,
+                                },
+                            );
+                            tokio::time::sleep(delay).await;
+                            None
+                        }
                     }
                 }
+            };
+            if let Some(stop) = stop {
+                error.set_retry_context(attempt, stop, idempotent);
+                emit(
+                    shared.observer.as_ref(),
+                    Event::RetryStopped {
+                        operation: &operation,
+                        attempts: attempt,
+                        stop,
+                        error: &error,
+                    },
+                );
+                return Err(error);
             }
-        };
-        if let Some(stop) = stop {
-            error.set_retry_context(attempt, stop, idempotent);
-            emit(
-                shared.observer.as_ref(),
-                Event::RetryStopped {
-                    operation: &operation,
-                    attempts: attempt,
-                    stop,
-                    error: &error,
-                },
-            );
-            return Err(error);
+            if let Err(e) = svc.ready().await {
+                let mut error: Error = e.into();
+                error.set_retry_context(attempt, RetryStop::NotRetryable, idempotent);
+                return Err(error);
+            }
+            attempt += 1;
         }
-        if let Err(e) = svc.ready().await {
-            let mut error: Error = e.into();
-            error.set_retry_context(attempt, RetryStop::NotRetryable, idempotent);
-            return Err(error);
-        }
-        attempt += 1;
     }
 }
