@@ -96,6 +96,11 @@ impl WireState {
         self.0.load(Ordering::Acquire) == WIRE_SENT
     }
 
+    /// No service has marked it yet.
+    fn is_fresh(&self) -> bool {
+        self.0.load(Ordering::Acquire) == WIRE_UNKNOWN
+    }
+
     /// The outcome of this attempt if it is lost now: not-sent only when the service said
     /// so and wrote nothing; otherwise ambiguous.
     pub fn outcome_if_lost(&self) -> Outcome {
@@ -317,11 +322,24 @@ impl RequestContext {
         self.deadline
     }
 
-    /// Starts tracking a new attempt's wire state and returns it.
+    /// Starts tracking a new attempt's wire state and returns it. One an outer layer
+    /// installed for this attempt ([`watch_attempt`](Self::watch_attempt)) and no service
+    /// marked yet is kept, so that layer sees what the attempt did.
     pub fn begin_attempt(&mut self) -> Arc<WireState> {
-        let wire = Arc::new(WireState::default());
-        self.wire = Some(wire.clone());
-        wire
+        match &self.wire {
+            Some(wire) if wire.is_fresh() => wire.clone(),
+            _ => {
+                let wire = Arc::new(WireState::default());
+                self.wire = Some(wire.clone());
+                wire
+            }
+        }
+    }
+
+    /// Installs `wire` (fresh) for the next attempt made with this context: the attempt
+    /// layer adopts it, so the router sees whether an attempt it started reached the wire.
+    pub(crate) fn watch_attempt(&mut self, wire: Arc<WireState>) {
+        self.wire = Some(wire);
     }
 
     /// The current attempt's wire state, if an attempt layer is tracking one.

@@ -35,6 +35,8 @@ enum Mode {
     /// The first call hangs this long (a connection the network lost); later calls
     /// answer at once.
     FirstHangs(Duration),
+    /// Waits for a connection that never comes: says the request is not sent, and hangs.
+    NoConnection,
 }
 
 /// A fake region: a scripted service, a switchable probe, call counters.
@@ -123,6 +125,12 @@ impl Fake {
                                 tokio::time::sleep(d).await;
                             }
                             Ok(SqlResponse::default())
+                        }
+                        Mode::NoConnection => {
+                            if let Some(wire) = req.context().wire() {
+                                wire.mark_not_sent();
+                            }
+                            std::future::pending().await
                         }
                     }
                 }
@@ -635,4 +643,30 @@ async fn an_idempotent_request_on_its_last_region_gets_a_second_chance() {
     let w = within(mssql_resilience::Intent::Write, Duration::from_secs(3));
     assert!(call(&router, w).await.is_err());
     assert_eq!(west.calls(), calls + 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_request_still_waiting_for_a_connection_gets_no_twin() {
+    let (router, west, north, observer) = start_with(adaptive(None), None);
+    north.writable.store(false, Ordering::SeqCst);
+    run_for(Duration::from_millis(10)).await;
+    // West is the only region a latest-data read may use, and its attempt waits for a
+    // connection that never comes (the region went dark). A second attempt would wait
+    // beside it for the same connections, and count twice against the region's bound on
+    // waiting requests: none is made, however long the wait.
+    west.set(Mode::NoConnection);
+    let read = SqlRequest::query(
+        RequestContext::read("r")
+            .consistency(Consistency::Latest)
+            .with_deadline(Instant::now() + Duration::from_secs(5)),
+        "SELECT 1",
+        [],
+    );
+    let err = call(&router, read).await.expect_err("nothing answered");
+    assert_eq!(err.outcome(), Outcome::NotSent, "{err}");
+    assert_eq!(west.calls(), 1, "one attempt, no twin");
+    assert!(!observer
+        .events()
+        .iter()
+        .any(|e| matches!(e, Recorded::Hedged { .. })));
 }

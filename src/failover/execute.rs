@@ -1,6 +1,7 @@
 //! Running one request over its candidate regions: attempts with latency-aware bounds,
 //! the move to the next region after a failure, and hedged reads.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::stream::{FuturesUnordered, StreamExt};
@@ -12,7 +13,7 @@ use super::{Region, Router};
 use crate::circuit_breaker::BreakerState;
 use crate::error::{Error, ErrorKind, Outcome, TimeoutScope};
 use crate::observe::{emit, Event};
-use crate::request::{Consistency, Intent};
+use crate::request::{Consistency, Intent, WireState};
 use crate::sql::{SqlRequest, SqlResponse};
 
 /// How routing one request ended.
@@ -103,6 +104,7 @@ impl Router {
         index: usize,
         req: &SqlRequest,
         last: bool,
+        watch: Option<&Arc<WireState>>,
     ) -> (usize, Result<SqlResponse, Error>) {
         let region = &self.shared.regions[index];
         region.make_room(req.context.deadline());
@@ -120,6 +122,9 @@ impl Router {
         let result = match service.ready().await {
             Ok(ready) => {
                 let mut attempt = req.clone();
+                if let Some(wire) = watch {
+                    attempt.context.watch_attempt(wire.clone());
+                }
                 attempt.context.set_attempt_limit(limit);
                 attempt.context.set_no_alternative(
                     last.then(|| crate::request::StillLast::new(self.clone(), index)),
@@ -269,7 +274,7 @@ impl Router {
             let (index, result) = if last && req.context.is_idempotent() {
                 self.last_with_second_chance(candidates[n], req).await
             } else {
-                self.attempt(candidates[n], req, last).await
+                self.attempt(candidates[n], req, last, None).await
             };
             let error = match result {
                 Ok(response) => return Ended::Answered(response),
@@ -297,7 +302,9 @@ impl Router {
     /// connection — racing it. The first may be a slow query, or a connection the network
     /// silently lost (a close held back, a half-open socket) on a region that is otherwise
     /// fine; the first answer wins, a failure waits for the other attempt. The second
-    /// attempt is paid from the retry budget, like a hedge.
+    /// attempt is paid from the retry budget, like a hedge, and is made only once the
+    /// first was sent (one still waiting for a connection would only have a twin waiting
+    /// beside it).
     async fn last_with_second_chance(
         &self,
         index: usize,
@@ -305,7 +312,8 @@ impl Router {
     ) -> (usize, Result<SqlResponse, Error>) {
         let region = &self.shared.regions[index];
         // One attempt future for every path (this one is inside every call's future).
-        let first = self.attempt(index, req, true);
+        let wire = Arc::new(WireState::default());
+        let first = self.attempt(index, req, true, Some(&wire));
         tokio::pin!(first);
         let now = Instant::now();
         let remaining = req
@@ -316,9 +324,23 @@ impl Router {
             (Some(remaining), Some(bound)) if bound < remaining => bound,
             _ => return first.await,
         };
-        tokio::select! {
-            ended = &mut first => return ended,
-            _ = tokio::time::sleep(bound) => {}
+        // The race is against a request that was sent: one still waiting for a connection
+        // (its region is down, or its pool cannot grow) gains nothing from a twin waiting
+        // beside it, which would only count twice against the region's bound on waiting
+        // requests. So the bound is counted again until the first attempt is sent.
+        let timer = tokio::time::sleep(bound);
+        tokio::pin!(timer);
+        loop {
+            tokio::select! {
+                ended = &mut first => return ended,
+                () = &mut timer => {}
+            }
+            // Not sent as far as the service says (a service that never says may have
+            // sent it: the twin is made).
+            if wire.outcome_if_lost() != Outcome::NotSent {
+                break;
+            }
+            timer.as_mut().reset(Instant::now() + bound);
         }
         if !self.may_add_attempt(req, false) {
             return first.await;
@@ -332,7 +354,7 @@ impl Router {
             },
         );
         // Boxed: rarely made, and inline it would double the size of every call's future.
-        let mut second = Box::pin(self.attempt(index, req, true));
+        let mut second = Box::pin(self.attempt(index, req, true, None));
         tokio::select! {
             ended = &mut first => match ended {
                 (_, Ok(_)) => ended,
@@ -355,7 +377,7 @@ impl Router {
         let regions = &self.shared.regions;
         let mut pending = FuturesUnordered::new();
         let last = |n: usize| n + 1 == candidates.len();
-        pending.push(self.attempt(candidates[0], req, last(0)));
+        pending.push(self.attempt(candidates[0], req, last(0), None));
         // The regions with an attempt running, and when each started.
         let mut running = vec![(candidates[0], Instant::now())];
         let mut next = 1;
@@ -402,7 +424,7 @@ impl Router {
                         return final_error.unwrap_or(Ended::Exhausted(index, error));
                     }
                     self.moving_on(req, index, candidates[next]);
-                    pending.push(self.attempt(candidates[next], req, last(next)));
+                    pending.push(self.attempt(candidates[next], req, last(next), None));
                     running.push((candidates[next], Instant::now()));
                     next += 1;
                     // The new attempt gets its own hedge delay.
@@ -421,7 +443,7 @@ impl Router {
                                 to: &regions[candidates[next]].name,
                             },
                         );
-                        pending.push(self.attempt(candidates[next], req, last(next)));
+                        pending.push(self.attempt(candidates[next], req, last(next), None));
                         running.push((candidates[next], Instant::now()));
                         next += 1;
                     }
