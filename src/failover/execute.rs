@@ -29,6 +29,10 @@ impl Router {
     /// Routes one request. A plain `fn` returning an `async move` block, not an `async
     /// fn`: an `async fn` keeps its arguments twice in its future (rust-lang/rust#62958),
     /// and the request is the largest of them; this future is allocated on every call.
+    #[expect(
+        clippy::manual_async_fn,
+        reason = "an async fn would hold the request twice (rust-lang/rust#62958)"
+    )]
     pub(super) fn route(
         self,
         mut req: SqlRequest,
