@@ -322,9 +322,9 @@ impl RequestContext {
         self.deadline
     }
 
-    /// Starts tracking a new attempt's wire state and returns it. One an outer layer
-    /// installed for this attempt ([`watch_attempt`](Self::watch_attempt)) and no service
-    /// marked yet is kept, so that layer sees what the attempt did.
+    /// Starts tracking a new attempt's wire state and returns it. One the router
+    /// installed for this attempt, that no service marked yet, is kept, so the router sees
+    /// whether the attempt reached the wire.
     pub fn begin_attempt(&mut self) -> Arc<WireState> {
         match &self.wire {
             Some(wire) if wire.is_fresh() => wire.clone(),

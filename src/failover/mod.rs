@@ -208,18 +208,21 @@ impl Region {
     /// has connections, once it is not healthy (a slow or down region must not take every
     /// request slot of the service).
     fn saturated(&self, grade: Grade) -> bool {
-        grade != Grade::Healthy
-            && self.pool.as_ref().is_some_and(|p| {
-                self.in_flight.load(Ordering::Relaxed) >= p.settings().max_size as usize
-            })
+        grade != Grade::Healthy && self.at_bound()
+    }
+
+    /// As many requests are in flight on the region as its pool has connections.
+    fn at_bound(&self) -> bool {
+        self.pool.as_ref().is_some_and(|p| {
+            self.in_flight.load(Ordering::Relaxed) >= p.settings().max_size as usize
+        })
     }
 
     /// Whether a saturated region would make room for a request due at `due`: while it is
-    /// down, a request waiting there for a connection that is due earlier gives way (see
-    /// `pool::waiting`). A slow region serving its line keeps the order: the earliest due
-    /// is the next served.
+    /// down ([`gives_way`]), a request waiting there for a connection that is due earlier
+    /// gives way (see `pool::waiting`).
     fn would_make_room(&self, grade: Grade, due: Instant) -> bool {
-        grade == Grade::Down
+        gives_way(grade)
             && self
                 .pool
                 .as_ref()
@@ -227,19 +230,27 @@ impl Region {
     }
 
     /// Makes the room [`would_make_room`](Self::would_make_room) promised a request due
-    /// at `due` that starts an attempt here: if the region is still down and saturated,
-    /// the waiting request due first gives way. (As before, a request the selection let
-    /// in is not turned away here: a race past the bound is brief and small.)
+    /// at `due` that starts an attempt here: if the region is still saturated, the waiting
+    /// request due first gives way. (As before, a request the selection let in is not
+    /// turned away here: a race past the bound is brief and small.) The bound is looked at
+    /// first: this runs on every attempt.
     fn make_room(&self, due: Option<Instant>) {
-        let Some((pool, due)) = self.pool.as_ref().zip(due) else {
+        let (Some(due), Some(pool)) = (due, &self.pool) else {
             return;
         };
-        if self.in_flight.load(Ordering::Relaxed) >= pool.settings().max_size as usize
-            && self.health.view(Instant::now()).0 == Grade::Down
-        {
+        if self.at_bound() && gives_way(self.health.view(Instant::now()).0) {
             pool.waiting().give_way(due);
         }
     }
+}
+
+/// Whether requests waiting on a saturated region of this grade give way to later ones.
+/// Only while it is down: a place in its line is then worth nothing (nobody is served,
+/// and whoever still waits when it comes back is served at once), and the request due
+/// first has the least chance to see it back. A slow region serving its line keeps the
+/// order: the request due first is the next served.
+fn gives_way(grade: Grade) -> bool {
+    grade == Grade::Down
 }
 
 struct Shared {
