@@ -397,20 +397,13 @@ impl Router {
                     let error = match result {
                         Ok(response) => {
                             // The attempts still running that started no later than this
-                            // one lost to a faster region: slower than the hedge delay, as
-                            // live evidence as a slow probe is. That counts against their
-                            // regions' health like a failed attempt (enough of them grade
-                            // a region degraded, and reads then go straight to the faster
-                            // one instead of each leaving a slow attempt behind, draining
-                            // on a connection writes may need) and restarts their
-                            // fail-back clock; their connections are suspect until those
-                            // regions answer. A hedge sent after it and still running
-                            // shows nothing (it had less time).
+                            // one lost to a faster region: that slowness counts against
+                            // their regions' fail-back clock, and their connections are
+                            // suspect until those regions answer. A hedge sent after it
+                            // and still running shows nothing (it had less time).
                             let won_started = started.unwrap_or_else(Instant::now);
                             for &(slow, _) in running.iter().filter(|&&(_, s)| s <= won_started) {
-                                if regions[slow].health.live(true, Instant::now()).0 {
-                                    self.health_changed(slow);
-                                }
+                                regions[slow].health.note_trouble(Instant::now());
                                 if let Some(pool) = &regions[slow].pool {
                                     pool.suspicion().unanswered();
                                 }

@@ -52,7 +52,7 @@ pub enum Grade {
     Healthy,
     /// Answering, but slow (probe round trip at or over
     /// [`HealthPolicy::degraded_latency`]), partly failing (a quarter or more of recent
-    /// live attempts failed or lost to a hedge on another region), recovering (answered again, fewer than
+    /// live attempts failed), recovering (answered again, fewer than
     /// [`HealthPolicy::healthy_after`] good probes since it was down), failing its
     /// probes while live requests still succeed, or short of connections (its pool was
     /// starved within the last second: new connections fail while every open one is
