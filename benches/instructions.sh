@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 query=${1:-select1}
 command -v valgrind >/dev/null || { echo "valgrind is needed (Debian package valgrind)"; exit 1; }
-bin=$(cargo bench --bench stack --no-run --message-format=json 2>/dev/null \
+bin=$(cargo bench -p mssql-resilience-benches --bench stack --no-run --message-format=json 2>/dev/null \
   | python3 -c 'import json,sys
 for line in sys.stdin:
     m = json.loads(line)
