@@ -170,17 +170,30 @@ pub async fn run_scenario(
         })
         .collect();
     // The middleware's view of its regions, sampled every 100 ms: state changes go into
-    // the report (serving region, health, writability, breaker).
+    // the report (serving region, health grade, writability, breaker); and each region's pool
+    // every 500 ms (`pool_timeline`, see `pool_sample`).
     let region_log: Arc<Mutex<Vec<serde_json::Value>>> = Arc::default();
+    let pool_log: Arc<Mutex<Vec<serde_json::Value>>> = Arc::default();
     let middleware = arms.iter().find_map(|run| match &*run.arm {
         Arm::Middleware(m) => Some(m),
         _ => None,
     });
     let sampler = if let Some(m) = middleware {
-        let (stack, log) = (m.stack.clone(), region_log.clone());
+        let (stack, log, pools) = (m.stack.clone(), region_log.clone(), pool_log.clone());
         Some(tokio::spawn(async move {
             let mut last = String::new();
-            loop {
+            for tick in 0u64.. {
+                if tick % 5 == 0 {
+                    let t_s = start.elapsed().as_secs_f64();
+                    let samples: Vec<_> = stack
+                        .pools()
+                        .iter()
+                        .map(|(name, pool)| pool_sample(t_s, name, pool))
+                        .collect();
+                    if let Ok(mut log) = pools.lock() {
+                        log.extend(samples);
+                    }
+                }
                 let state: Vec<String> = stack
                     .health()
                     .iter()
@@ -188,7 +201,7 @@ pub async fn run_scenario(
                         format!(
                             "{}:{}{}{}{} breaker={}",
                             r.name,
-                            if r.healthy { "healthy" } else { "UNHEALTHY" },
+                            r.grade.as_str(),
                             if r.writable { ",rw" } else { ",ro" },
                             if r.serving_reads { ",reads" } else { "" },
                             if r.serving_writes { ",writes" } else { "" },
@@ -342,6 +355,10 @@ pub async fn run_scenario(
             e.insert(
                 "region_states".into(),
                 json!(region_log.lock().map(|l| l.clone()).unwrap_or_default()),
+            );
+            e.insert(
+                "pool_timeline".into(),
+                json!(pool_log.lock().map(|l| l.clone()).unwrap_or_default()),
             );
         }
         // What an oracle could have served of the same requests.
@@ -503,4 +520,28 @@ async fn load(
             }
         }
     }
+}
+
+/// One region's pool at `t_s`: connections open and idle, checkouts waiting now, and the
+/// counters since start (connects made and failed, connections closed as broken or
+/// invalid, checkouts that timed out, gets that had to wait) — the difference of two
+/// samples is what happened between them.
+fn pool_sample(t_s: f64, region: &str, pool: &mssql_resilience::pool::Pool) -> serde_json::Value {
+    let state = pool.state();
+    let stats = &state.statistics;
+    let checkouts = pool.checkout_stats();
+    let manager = pool.manager_stats();
+    json!({
+        "t_s": t_s,
+        "region": region,
+        "open": state.connections,
+        "idle": state.idle_connections,
+        "waiting": checkouts.pending,
+        "connects": manager.connects(),
+        "connect_failures": manager.connect_failures(),
+        "closed_broken": stats.connections_closed_broken,
+        "closed_invalid": stats.connections_closed_invalid,
+        "checkouts_timed_out": checkouts.timed_out,
+        "gets_waited": stats.get_waited,
+    })
 }
