@@ -274,9 +274,10 @@ impl Pool {
     /// one succeeds — until the bound, which then fails with the last connect error. A
     /// region that comes back within the request's budget serves it, instead of the
     /// request spending its attempts and the retry budget on connects into the outage.
-    /// `still_last` is asked again every [`RECONNECT_PACE`]: once another region could
-    /// take the request, the wait ends with the last connect error (not sent), so the
-    /// request moves on.
+    /// Once a connect has failed, `still_last` is asked again at every failure and every
+    /// [`RECONNECT_PACE`]: once another region could take the request, the wait ends with
+    /// the last connect error (not sent), so the request moves on. (Before that, the
+    /// request waits for the connect in progress, which its latency-aware timeout bounds.)
     pub async fn checkout_persisting(
         &self,
         within: Duration,
