@@ -2,7 +2,9 @@
 //! row locks. A second writer waits for the first one's transaction (up to the server's
 //! `busy_timeout`) and then fails with 1222, as a SQL Server session with `SET
 //! LOCK_TIMEOUT` would; readers see the last committed state and never wait (like
-//! READ_COMMITTED_SNAPSHOT). See the README's "Locking" limits for what this does not prove.
+//! READ_COMMITTED_SNAPSHOT). An `UPDLOCK` read queues as in SQL Server, and a READ COMMITTED
+//! transaction that has not written yet is not made a deadlock victim by another session's
+//! commit. See the README's "Locking" limits for what this does not prove.
 
 mod tds_common;
 
@@ -83,6 +85,88 @@ async fn a_second_writer_that_waits_less_than_the_lock_timeout_goes_through() {
     assert!(!waiting.is_finished(), "B waits for A's write lock");
     batch(&mut a, "COMMIT TRANSACTION").await.unwrap();
     waiting.await.unwrap().unwrap();
+    assert_eq!(
+        count(&batch(&mut a, "SELECT COUNT(*) FROM t").await.unwrap()),
+        2
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn updlock_reads_queue_behind_each_other_instead_of_deadlocking() {
+    // The idempotency pattern: look the key up WITH (UPDLOCK, HOLDLOCK), insert it if
+    // absent. SQL Server makes the second session wait at its read; it then sees the
+    // first one's row and inserts nothing. Neither is a deadlock victim.
+    let server = server(Duration::from_secs(10)).await;
+    let mut a = connect(&server).await;
+    let mut b = connect(&server).await;
+    batch(&mut a, "CREATE TABLE t (id INT NOT NULL PRIMARY KEY)")
+        .await
+        .unwrap();
+    batch(
+        &mut a,
+        "BEGIN TRANSACTION; SELECT id FROM t WITH (UPDLOCK, HOLDLOCK) WHERE id = 5",
+    )
+    .await
+    .unwrap();
+    let waiting = tokio::spawn(async move {
+        let r = batch(
+            &mut b,
+            "BEGIN TRANSACTION;
+             IF NOT EXISTS (SELECT 1 FROM t WITH (UPDLOCK, HOLDLOCK) WHERE id = 5)
+                 INSERT INTO t (id) VALUES (5);
+             COMMIT TRANSACTION",
+        )
+        .await
+        .map(|_| ());
+        (b, r)
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(!waiting.is_finished(), "B waits at its UPDLOCK read");
+    batch(&mut a, "INSERT INTO t (id) VALUES (5); COMMIT TRANSACTION")
+        .await
+        .expect("A, which read first, writes: it is not a deadlock victim");
+    let (mut b, r) = waiting.await.unwrap();
+    r.expect("B sees A's row and inserts nothing");
+    assert_eq!(
+        count(&batch(&mut b, "SELECT COUNT(*) FROM t").await.unwrap()),
+        1
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_committed_transaction_writes_after_another_session_committed() {
+    // B reads, A commits a row, B writes: under READ COMMITTED (SNAPSHOT) each statement
+    // sees the latest commit, so B's write goes through and B then counts A's row too.
+    let server = server(Duration::from_secs(10)).await;
+    let mut a = connect(&server).await;
+    let mut b = connect(&server).await;
+    batch(&mut a, "CREATE TABLE t (id INT NOT NULL PRIMARY KEY)")
+        .await
+        .unwrap();
+    assert_eq!(
+        count(
+            &batch(&mut b, "BEGIN TRANSACTION; SELECT COUNT(*) FROM t")
+                .await
+                .unwrap()
+        ),
+        0
+    );
+    batch(&mut a, "INSERT INTO t (id) VALUES (1)")
+        .await
+        .unwrap();
+    batch(&mut b, "INSERT INTO t (id) VALUES (2)")
+        .await
+        .expect("no deadlock: B had written nothing");
+    assert_eq!(
+        count(&batch(&mut b, "SELECT COUNT(*) FROM t").await.unwrap()),
+        2
+    );
+    batch(&mut b, "COMMIT TRANSACTION").await.unwrap();
+    // Once B has written, its transaction keeps its own writes: a rollback undoes them.
+    batch(&mut b, "BEGIN TRANSACTION; INSERT INTO t (id) VALUES (3)")
+        .await
+        .unwrap();
+    batch(&mut b, "ROLLBACK TRANSACTION").await.unwrap();
     assert_eq!(
         count(&batch(&mut a, "SELECT COUNT(*) FROM t").await.unwrap()),
         2

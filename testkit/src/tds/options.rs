@@ -61,6 +61,12 @@ impl Default for SessionOptions {
 }
 
 impl SessionOptions {
+    /// Whether each statement reads the latest committed data (READ UNCOMMITTED or READ
+    /// COMMITTED) rather than what the transaction read first.
+    pub fn reads_per_statement(&self) -> bool {
+        self.isolation <= READ_COMMITTED
+    }
+
     fn flag(&self, name: &str) -> bool {
         FLAGS
             .iter()

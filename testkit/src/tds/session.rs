@@ -775,6 +775,49 @@ impl Session {
         }
     }
 
+    /// Runs one translated statement. Inside a transaction, a read that asks for update
+    /// locks (`update_locks`) takes the write lock before it reads
+    /// ([`sql::lock_for_update`]), and a transaction that has written nothing yet and
+    /// reads per statement (READ COMMITTED, as SQL Server's default READ COMMITTED
+    /// SNAPSHOT does) moves to a fresh snapshot once when its first write finds the old
+    /// one stale ([`sql::fresh_snapshot`]), instead of failing as a deadlock victim.
+    async fn run_statement(
+        &mut self,
+        text: String,
+        params: &[Param],
+        kind: Kind,
+        update_locks: bool,
+    ) -> Result<sql::Outcome, SqlError> {
+        let in_transaction = self.trancount > 0;
+        let lock = in_transaction && update_locks;
+        let text: std::sync::Arc<str> = text.into();
+        let mut renewed = false;
+        loop {
+            let (text, p, db) = (text.clone(), params.to_vec(), self.ctx.database.clone());
+            let r = self
+                .blocking(move |c| {
+                    if lock {
+                        sql::lock_for_update(c, &db)?;
+                    }
+                    sql::run(c, &text, &p, kind, &db)
+                })
+                .await
+                .unwrap_or(Err(SqlError::Interrupted));
+            match r {
+                Err(SqlError::StaleSnapshot)
+                    if in_transaction && !renewed && self.options.reads_per_statement() =>
+                {
+                    renewed = true;
+                    let fresh = self.blocking(sql::fresh_snapshot).await;
+                    if !matches!(fresh, Some(Ok(true))) {
+                        return Err(SqlError::StaleSnapshot);
+                    }
+                }
+                other => return other,
+            }
+        }
+    }
+
     async fn exec_simple(&mut self, sql_text: &'static str) -> Result<(), SqlError> {
         let db = self.ctx.database.clone();
         self.blocking(move |c| {
@@ -857,8 +900,8 @@ impl Session {
             SqlError::Interrupted => return Err(Stop::Interrupted),
             // A lock wait inside a transaction is reported as a deadlock (the other
             // writer waits on this transaction's lock too); outside, as a lock timeout.
-            SqlError::Busy if self.trancount > 0 => ErrorSpec::deadlock(),
-            SqlError::Busy => ErrorSpec::known(1222),
+            SqlError::Busy | SqlError::StaleSnapshot if self.trancount > 0 => ErrorSpec::deadlock(),
+            SqlError::Busy | SqlError::StaleSnapshot => ErrorSpec::known(1222),
             SqlError::Error(spec) => spec,
         };
         // Some SQLite failures end the transaction; tell the client, as SQL Server does.
@@ -918,12 +961,10 @@ impl Session {
                             continue;
                         }
                     };
-                    let p = params.to_vec();
-                    let db = self.ctx.database.clone();
+                    let locks = translate::reads_with_write_locks(&cond);
                     let r = self
-                        .blocking(move |c| sql::run(c, &cond_sql, &p, Kind::Select, &db))
-                        .await
-                        .unwrap_or(Err(SqlError::Interrupted));
+                        .run_statement(cond_sql, params, Kind::Select, locks)
+                        .await;
                     let truth = match r {
                         Ok(o) => o
                             .result
@@ -1080,12 +1121,8 @@ impl Session {
                     let e = ErrorSpec::read_only(&self.ctx.database);
                     return self.report(w, dones, done_tok, e, &first_kw).await;
                 }
-                let p = params.to_vec();
-                let db = self.ctx.database.clone();
-                let r = self
-                    .blocking(move |c| sql::run(c, &text, &p, kind, &db))
-                    .await
-                    .unwrap_or(Err(SqlError::Interrupted));
+                let locks = translate::reads_with_write_locks(toks);
+                let r = self.run_statement(text, params, kind, locks).await;
                 match r {
                     Ok(o) => {
                         if let Some(rs) = &o.result {

@@ -92,6 +92,10 @@ pub(crate) enum SqlError {
     Error(ErrorSpec),
     /// SQLite was busy (a lock held by another session) past the busy timeout.
     Busy,
+    /// A write in a transaction whose read snapshot is older than the last commit
+    /// (`SQLITE_BUSY_SNAPSHOT`): SQLite cannot move the snapshot forward inside the
+    /// transaction. See [`fresh_snapshot`].
+    StaleSnapshot,
     /// Interrupted (attention, kill, shutdown).
     Interrupted,
 }
@@ -115,6 +119,35 @@ pub(crate) fn init(path: &Path) -> rusqlite::Result<()> {
     let conn = Connection::open(path)?;
     let _mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
     Ok(())
+}
+
+/// Takes the database's write lock for the open transaction now, waiting for another
+/// session's write transaction as long as the busy timeout allows: what an `UPDLOCK`
+/// (or `XLOCK`, `TABLOCKX`) read does in SQL Server, where a second session asking for
+/// the same lock waits before it reads. Without it both sessions would read, and the one
+/// writing second would fail on its stale snapshot — a deadlock SQL Server does not have.
+/// SQLite has no "lock now" statement inside a transaction; writing the header's
+/// `user_version` (which the testkit keeps at 0) is the smallest write there is.
+pub(crate) fn lock_for_update(conn: &Connection, database: &str) -> Result<(), SqlError> {
+    conn.execute_batch("PRAGMA user_version = 0")
+        .map_err(|e| map_error(&e, Kind::Update, database))
+}
+
+/// Moves a transaction that has written nothing yet to a fresh read snapshot (ends the
+/// SQLite transaction and begins another), so its first write sees the latest commit
+/// as READ COMMITTED SNAPSHOT does (each statement reads the data committed when it
+/// starts). Nothing is lost: the transaction holds no writes, in the main database or
+/// in `tempdb`. `Ok(false)` when it has written (then a stale snapshot is a real
+/// conflict, reported as a deadlock).
+pub(crate) fn fresh_snapshot(conn: &Connection) -> rusqlite::Result<bool> {
+    use rusqlite::{TransactionState, MAIN_DB, TEMP_DB};
+    for db in [MAIN_DB, TEMP_DB] {
+        if conn.transaction_state(Some(db))? == TransactionState::Write {
+            return Ok(false);
+        }
+    }
+    conn.execute_batch("ROLLBACK; BEGIN")?;
+    Ok(true)
 }
 
 /// Runs one translated statement with the request's parameters.
@@ -365,6 +398,9 @@ pub(crate) fn map_error(e: &rusqlite::Error, kind: Kind, database: &str) -> SqlE
         other => (None, 0, other.to_string()),
     };
     match code {
+        Some(ErrorCode::DatabaseBusy) if ext == rusqlite::ffi::SQLITE_BUSY_SNAPSHOT => {
+            return SqlError::StaleSnapshot
+        }
         Some(ErrorCode::DatabaseBusy) | Some(ErrorCode::DatabaseLocked) => return SqlError::Busy,
         Some(ErrorCode::OperationInterrupted) => return SqlError::Interrupted,
         Some(ErrorCode::ReadOnly) => return SqlError::Error(ErrorSpec::read_only(database)),

@@ -961,6 +961,25 @@ const HINTS: &[&str] = &[
     "SNAPSHOT",
 ];
 
+/// Table hints that take update or exclusive locks on the rows a statement reads.
+const WRITE_LOCK_HINTS: &[&str] = &["UPDLOCK", "XLOCK", "TABLOCKX"];
+
+/// Whether the statement (or an `IF` condition) reads a table `WITH (UPDLOCK)`,
+/// `XLOCK` or `TABLOCKX`: a read that locks as a write does (see
+/// `sql::lock_for_update`).
+pub(crate) fn reads_with_write_locks(toks: &[Tok]) -> bool {
+    toks.iter().enumerate().any(|(i, t)| {
+        t.is_kw("WITH")
+            && toks.get(i + 1).is_some_and(|t| t.is_punct("("))
+            && matching_paren(toks, i + 1).is_some_and(|close| {
+                toks[i + 2..close].iter().any(|t| {
+                    t.kw()
+                        .is_some_and(|k| WRITE_LOCK_HINTS.contains(&k.as_str()))
+                })
+            })
+    })
+}
+
 /// Rewrites T-SQL tokens into SQLite SQL text.
 pub(crate) fn rewrite(toks: &[Tok], ctx: &Ctx) -> Result<String, ErrorSpec> {
     let mut out: Vec<String> = Vec::new();
@@ -1327,6 +1346,21 @@ pub(crate) fn rewrite(toks: &[Tok], ctx: &Ctx) -> Result<String, ErrorSpec> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn update_lock_hints_are_found_in_a_with_list() {
+        let locks = |sql: &str| reads_with_write_locks(&tokenize(sql).unwrap());
+        assert!(locks(
+            "SELECT 1 FROM t WITH (UPDLOCK, HOLDLOCK) WHERE k = 1"
+        ));
+        assert!(locks(
+            "EXISTS (SELECT 1 FROM t WITH (rowlock, xlock) WHERE k = 1)"
+        ));
+        assert!(locks("SELECT * FROM t WITH (TABLOCKX)"));
+        assert!(!locks("SELECT 1 FROM t WITH (NOLOCK)"));
+        assert!(!locks("SELECT 1 FROM t WITH (HOLDLOCK) WHERE updlock = 1"));
+        assert!(!locks("SELECT updlock FROM t"));
+    }
 
     #[test]
     fn an_rpcs_values_are_bound_into_a_batch_exec_sp_executesql() {
