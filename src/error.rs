@@ -242,6 +242,8 @@ struct Inner {
     validation: bool,
     /// A rejected request whose effects the error does not prove undone.
     may_have_applied: bool,
+    /// The router found no region to try: nothing was attempted anywhere.
+    turned_away: bool,
 }
 
 impl Error {
@@ -258,6 +260,7 @@ impl Error {
                 idempotent: None,
                 validation: false,
                 may_have_applied: false,
+                turned_away: false,
             }),
         }
     }
@@ -345,6 +348,26 @@ impl Error {
     /// Records whether a rejected request may have left effects behind.
     pub(crate) fn set_may_have_applied(&mut self, may: bool) {
         self.inner.may_have_applied = may;
+    }
+
+    /// True when the request was turned away before any region was tried: the failover
+    /// router found none that could take it (all down, saturated, behind an open breaker,
+    /// or none writable for a write) — an [`ErrorKind::NoRegionAvailable`] that sent
+    /// nothing, opened no connection and waited for none. The
+    /// [retry layer](crate::retry) retries such a call while its deadline allows without
+    /// counting it against `max_attempts` or the retry budget: it put no load on any
+    /// server.
+    pub fn is_turned_away(&self) -> bool {
+        self.inner.turned_away
+    }
+
+    /// Marks the error as [turned away](Self::is_turned_away): for a service of your own
+    /// under the retry layer that refuses a request before it does anything with it. Mark
+    /// only a failure that sent nothing and opened or waited for no connection; the retry
+    /// layer then tries the call again without counting the try.
+    pub fn turned_away(mut self) -> Self {
+        self.inner.turned_away = true;
+        self
     }
 
     /// True for a deadline or timeout of any scope.
@@ -511,6 +534,7 @@ impl From<BoxError> for Error {
                 idempotent: None,
                 validation: false,
                 may_have_applied: false,
+                turned_away: false,
             }),
         }
     }

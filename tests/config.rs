@@ -303,6 +303,19 @@ fn retry_rules_come_from_the_retry_layer() {
         "invalid `retry.max_attempts` = 0: must be between 1 and 100"
     );
     assert_eq!(
+        message("[retry]\nmax_polling = 100001\n"),
+        "invalid `retry.max_polling` = 100001: must be at most 100000"
+    );
+    let config = Config::from_toml_str(&minimal("[retry]\nmax_polling = 0\n")).unwrap();
+    assert_eq!(config.retry.policy().unwrap().max_polling(), 0);
+    assert_eq!(
+        Config::from_toml_str(&minimal(""))
+            .unwrap()
+            .retry
+            .max_polling,
+        100
+    );
+    assert_eq!(
         message("[retry]\nbase = \"0s\"\n"),
         "invalid `retry.base` = 0ns: must be greater than zero"
     );

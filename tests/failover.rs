@@ -7,10 +7,10 @@ mod support;
 use std::time::Duration;
 
 use mssql_resilience::circuit_breaker::BreakerState;
-use mssql_resilience::error::ErrorKind;
+use mssql_resilience::error::{ErrorKind, RetryStop};
 use mssql_resilience::failover::RegionSnapshot;
 use mssql_resilience::observe::{Recorded, RecordingObserver};
-use mssql_resilience::{Intent, Stack};
+use mssql_resilience::{Intent, RequestContext, SqlRequest, Stack};
 use mssql_testkit::chaos::{Mode, Phase, Schedule, Toxics};
 use mssql_testkit::tds::{ErrorSpec, Trigger};
 use support::*;
@@ -336,25 +336,34 @@ async fn writes_follow_a_failover_group_flip_and_read_only_regions_take_none() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn no_writable_region_fails_fast_and_says_so() {
+async fn no_writable_region_is_polled_until_the_deadline_and_says_so() {
     let regions = testkit().await;
     regions.primary().faults().set_read_only(true);
     regions.secondary().faults().set_read_only(true);
     let config = regions.config("", 2, |_| {});
     let stack = Stack::builder(config).build().unwrap();
     assert!(stack.wait_for_probes(Duration::from_secs(5)).await);
-    let start = Instant::now();
+    let write = |budget| {
+        let context = RequestContext::write("insert").budget(budget);
+        SqlRequest::execute(context, "INSERT INTO nowhere (a) VALUES (1)", vec![])
+    };
+    // Turned away by the router (nothing sent): tried again, without using attempts,
+    // until the next try would not fit in its budget — a failover group mid-flip gets
+    // the whole budget to make a region writable.
     let err = stack
-        .call(exec("insert", "INSERT INTO nowhere (a) VALUES (1)", vec![]))
+        .call(write(Duration::from_millis(400)))
         .await
         .unwrap_err();
     assert!(
-        start.elapsed() < Duration::from_secs(1),
-        "took {:?}",
-        start.elapsed()
-    );
-    assert!(
         matches!(err.kind(), ErrorKind::NoRegionAvailable { .. }),
+        "{err}"
+    );
+    assert!(err.is_turned_away(), "{err}");
+    assert!(
+        matches!(
+            err.retry_stop(),
+            Some(RetryStop::DeadlineWouldBeExceeded { .. })
+        ),
         "{err}"
     );
     assert!(
@@ -362,6 +371,16 @@ async fn no_writable_region_fails_fast_and_says_so() {
             .contains("no writable region can take this write"),
         "{err}"
     );
+    // With polling off it fails within its attempts, as any not-sent failure does.
+    let config = regions.config("", 2, |c| c.retry.max_polling = 0);
+    let stack = Stack::builder(config).build().unwrap();
+    assert!(stack.wait_for_probes(Duration::from_secs(5)).await);
+    let err = stack
+        .call(write(Duration::from_secs(60)))
+        .await
+        .unwrap_err();
+    assert_eq!(err.retry_stop(), Some(RetryStop::MaxAttempts), "{err}");
+    assert_eq!(err.attempts(), 3);
     // Reads still work.
     assert_eq!(scalar(&stack, "SELECT 1").await, 1);
 }

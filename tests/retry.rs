@@ -307,3 +307,107 @@ fn retry_budget_bounds_name_the_field() {
     let e = Backoff::new(ms(1), Duration::MAX, Jitter::Full).unwrap_err();
     assert_eq!(e.field(), "backoff.cap");
 }
+
+fn turned_away() -> Error {
+    Error::new(
+        mssql_resilience::ErrorKind::NoRegionAvailable {
+            reason: "every region is full".into(),
+        },
+        Outcome::NotSent,
+    )
+    .turned_away()
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_call_turned_away_is_tried_again_without_using_attempts_or_budget() {
+    // Five refusals before anything is tried, then a transient failure, then an answer:
+    // only the last two count against max_attempts (2) and draw on the budget.
+    let retries = RetryBudget::new(Duration::from_secs(10), 1.0, 0.0).unwrap();
+    let script = Script::new([
+        Step::Err(turned_away()),
+        Step::Err(turned_away()),
+        Step::Err(turned_away()),
+        Step::Err(turned_away()),
+        Step::Err(turned_away()),
+        Step::Err(server(40613, 20)),
+        Step::Ok(7),
+    ]);
+    let budget = TimeoutBudget::new(ms(5000), ms(5000)).unwrap();
+    let mut svc = ServiceBuilder::new()
+        .layer(budget.deadline_layer())
+        .layer(RetryLayer::new(policy(2, ms(100), ms(400))).with_budget(retries.clone()))
+        .service(script.clone());
+    assert_eq!(call(&mut svc, write()).await.unwrap(), 7);
+    assert_eq!(script.calls(), 7);
+    assert_eq!(
+        retries.snapshot().withdrawals,
+        1,
+        "only the 40613 retry is paid"
+    );
+    // The backoff still grows between the refusals: 100, 200, 400, 400, 400, 400 ms.
+    let t = script.call_times();
+    let gaps: Vec<Duration> = t.windows(2).map(|w| w[1] - w[0]).collect();
+    assert_eq!(gaps, [ms(100), ms(200), ms(400), ms(400), ms(400), ms(400)]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_call_turned_away_stops_at_the_deadline_or_without_one_at_max_attempts() {
+    let script = Script::new([Step::Err(turned_away())]);
+    let budget = TimeoutBudget::new(ms(1000), ms(1000)).unwrap();
+    let mut svc = ServiceBuilder::new()
+        .layer(budget.deadline_layer())
+        .layer(RetryLayer::new(policy(2, ms(300), ms(300))))
+        .service(script.clone());
+    let err = call(&mut svc, read()).await.unwrap_err();
+    // Tries at 0, 300, 600, 900 ms; a fifth would start at 1200 ms, past the deadline.
+    assert_eq!(script.calls(), 4);
+    assert!(err.is_turned_away());
+    assert_eq!(err.attempts(), 4);
+    assert!(matches!(
+        err.retry_stop(),
+        Some(RetryStop::DeadlineWouldBeExceeded { .. })
+    ));
+
+    // No deadline: nothing else would stop it, so each refusal counts.
+    let script = Script::new([Step::Err(turned_away())]);
+    let mut svc = RetryLayer::new(policy(2, ms(300), ms(300))).layer(script.clone());
+    let err = call(&mut svc, read()).await.unwrap_err();
+    assert_eq!(script.calls(), 2);
+    assert_eq!(err.retry_stop(), Some(RetryStop::MaxAttempts));
+
+    // max_attempts = 1 is no retries of any kind.
+    let script = Script::new([Step::Err(turned_away())]);
+    let mut svc = ServiceBuilder::new()
+        .layer(budget.deadline_layer())
+        .layer(RetryLayer::new(policy(1, ms(300), ms(300))))
+        .service(script.clone());
+    let err = call(&mut svc, read()).await.unwrap_err();
+    assert_eq!(script.calls(), 1);
+    assert_eq!(err.retry_stop(), Some(RetryStop::MaxAttempts));
+}
+
+#[tokio::test(start_paused = true)]
+async fn beyond_max_polling_a_turned_away_call_counts_its_tries() {
+    // One place to poll: the first call turned away takes it and polls to its deadline;
+    // the second, turned away while the first polls, fails within its two attempts.
+    let script = Script::new([Step::Err(turned_away())]);
+    let budget = TimeoutBudget::new(ms(1000), ms(1000)).unwrap();
+    let policy = policy(2, ms(300), ms(300)).with_max_polling(1).unwrap();
+    let svc = ServiceBuilder::new()
+        .layer(budget.deadline_layer())
+        .layer(RetryLayer::new(policy))
+        .service(script.clone());
+    let (mut a, mut b) = (svc.clone(), svc);
+    let (first, second) = tokio::join!(call(&mut a, read()), call(&mut b, read()));
+    let (first, second) = (first.unwrap_err(), second.unwrap_err());
+    assert!(matches!(
+        first.retry_stop(),
+        Some(RetryStop::DeadlineWouldBeExceeded { .. })
+    ));
+    assert_eq!(first.attempts(), 4);
+    assert_eq!(second.retry_stop(), Some(RetryStop::MaxAttempts));
+    assert_eq!(second.attempts(), 2);
+    // The place is given back: a later call polls again.
+    let third = call(&mut a, read()).await.unwrap_err();
+    assert_eq!(third.attempts(), 4);
+}

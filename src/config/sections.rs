@@ -156,6 +156,10 @@ pub struct RetryConfig {
     /// Seeds the jitter for reproducible runs (tests), any `u64`. Default: random.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub seed: Option<u64>,
+    /// How many calls may be tried again at once after the router turned them away
+    /// without counting the tries, 0–100 000 (0: never). Default 100. See
+    /// [`RetryPolicy::with_max_polling`].
+    pub max_polling: u32,
 }
 
 impl Default for RetryConfig {
@@ -169,13 +173,14 @@ impl Default for RetryConfig {
             cap: backoff.cap(),
             jitter: backoff.jitter().into(),
             seed: None,
+            max_polling: policy.max_polling(),
         }
     }
 }
 
 impl RetryConfig {
     /// The validated [`RetryPolicy`]. Errors name `retry.max_attempts`, `retry.base`,
-    /// `retry.cap`.
+    /// `retry.cap`, `retry.max_polling`.
     pub fn policy(&self) -> Result<RetryPolicy, ConfigError> {
         let backoff = Backoff::new(self.base, self.cap, self.jitter.into()).map_err(|e| {
             renamed(
@@ -183,7 +188,8 @@ impl RetryConfig {
                 &[("backoff.base", "retry.base"), ("backoff.cap", "retry.cap")],
             )
         })?;
-        let policy = RetryPolicy::new(self.max_attempts, backoff)?;
+        let policy =
+            RetryPolicy::new(self.max_attempts, backoff)?.with_max_polling(self.max_polling)?;
         Ok(match self.seed {
             Some(seed) => policy.with_seed(seed),
             None => policy,

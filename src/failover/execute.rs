@@ -496,6 +496,7 @@ impl Router {
             },
             Outcome::NotSent,
         )
+        .turned_away()
     }
 }
 

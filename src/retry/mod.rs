@@ -16,6 +16,19 @@
 //!    the error says so ([`RetryStop::DeadlineWouldBeExceeded`]);
 //! 5. the shared [retry budget](budget), if any, has a retry left.
 //!
+//! A call the failover router **turned away** before trying any region
+//! ([`Error::is_turned_away`]: every region down, saturated or behind an open breaker, or
+//! none writable for a write) put no load on any server. When the call has a deadline and
+//! the policy retries at all, such a failure neither uses up one of `max_attempts` nor
+//! draws on the budget: the call is tried again after the backoff (which keeps growing to
+//! its cap) for as long as rule 4 allows, so a request that arrives while the only region
+//! it can use is full or not yet back gets in when room appears instead of giving up three
+//! backoffs later. At most [`RetryPolicy::max_polling`] calls poll at once (default 100):
+//! polling calls hold the service's request slots while they sleep, and beyond the bound a
+//! turned-away call fails within its attempts, fast, as before. A failure after which
+//! anything was sent, or a connection was opened or waited for, counts as usual — a retry
+//! after a failed login adds a login.
+//!
 //! Every returned error carries the number of attempts and the [`RetryStop`] reason.
 //!
 //! ```
@@ -33,7 +46,7 @@ pub mod budget;
 pub mod future;
 mod layer;
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -53,22 +66,28 @@ use crate::request::HasContext;
 /// The most attempts a policy may allow.
 pub const MAX_ATTEMPTS_LIMIT: u32 = 100;
 
+/// The largest [`RetryPolicy::with_max_polling`] a policy accepts.
+pub const MAX_POLLING_LIMIT: u32 = 100_000;
+
 /// How many attempts, how far apart.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RetryPolicy {
     max_attempts: u32,
     backoff: Backoff,
     attempt_reserve: Duration,
+    max_polling: u32,
     seed: Option<u64>,
 }
 
 impl Default for RetryPolicy {
-    /// 3 attempts, [`Backoff::default`] (50 ms base, 2 s cap, full jitter), 10 ms reserve.
+    /// 3 attempts, [`Backoff::default`] (50 ms base, 2 s cap, full jitter), 10 ms reserve,
+    /// at most 100 calls polling at once.
     fn default() -> Self {
         RetryPolicy {
             max_attempts: 3,
             backoff: Backoff::default(),
             attempt_reserve: Duration::from_millis(10),
+            max_polling: 100,
             seed: None,
         }
     }
@@ -99,6 +118,30 @@ impl RetryPolicy {
         self
     }
 
+    /// At most `max_polling` calls of this layer (all its clones together) are tried again
+    /// after being [turned away](Error::is_turned_away) without counting the tries, at
+    /// once; further turned-away calls count every try as any other failure, so they fail
+    /// within their `max_attempts` as before. Polling calls hold the service's request
+    /// slots while they sleep: the bound keeps a long outage from taking all of them, as
+    /// the router's bound on requests waiting on one region does. 0 turns polling off.
+    /// Default 100 (as many requests as a region's pool, at its default size, may hold).
+    pub fn with_max_polling(mut self, max_polling: u32) -> Result<Self, ConfigError> {
+        if max_polling > MAX_POLLING_LIMIT {
+            return Err(ConfigError::new(
+                "retry.max_polling",
+                max_polling,
+                format!("must be at most {MAX_POLLING_LIMIT}"),
+            ));
+        }
+        self.max_polling = max_polling;
+        Ok(self)
+    }
+
+    /// How many calls may poll at once (see [`with_max_polling`](Self::with_max_polling)).
+    pub fn max_polling(&self) -> u32 {
+        self.max_polling
+    }
+
     /// Seeds the jitter, for reproducible runs. Defaults to a random seed.
     pub fn with_seed(mut self, seed: u64) -> Self {
         self.seed = Some(seed);
@@ -122,6 +165,8 @@ struct Shared {
     budget: Option<RetryBudget>,
     observer: Option<SharedObserver>,
     calls: AtomicU64,
+    /// Calls polling after being turned away (at most `policy.max_polling`).
+    polling: AtomicU32,
 }
 
 impl Shared {
@@ -218,13 +263,17 @@ where
     async move {
         let policy = shared.policy;
         let mut schedule = None;
+        // Attempts made, and those counted against `max_attempts` (see `uncounted`).
         let mut attempt: u32 = 1;
+        let mut counted: u32 = 1;
+        // This call's place among the polling calls, once it has one.
+        let mut polling: Option<Polling<'_>> = None;
         loop {
             let req = pending.take().expect("a request is kept for every attempt");
             let ctx = req.context();
             let (idempotent, deadline, operation) =
                 (ctx.is_idempotent(), ctx.deadline(), ctx.operation_cow());
-            if attempt < policy.max_attempts {
+            if counted < policy.max_attempts || may_poll(&policy, deadline) {
                 pending = Some(req.clone());
             }
             let mut error: Error = match svc.call(req).await {
@@ -232,11 +281,20 @@ where
                 Err(e) => e.into(),
             };
             let verdict = shared.classifier.classify(&error);
+            let uncounted = error.is_turned_away()
+                && may_poll(&policy, deadline)
+                && (polling.is_some() || {
+                    polling = Polling::enter(&shared.polling, policy.max_polling);
+                    polling.is_some()
+                });
+            if uncounted {
+                counted -= 1;
+            }
             let stop = if !verdict.retryable {
                 Some(RetryStop::NotRetryable)
             } else if !crate::safety::may_resend_idempotent(idempotent, &error) {
                 Some(RetryStop::NotIdempotent)
-            } else if attempt >= policy.max_attempts {
+            } else if counted >= policy.max_attempts {
                 Some(RetryStop::MaxAttempts)
             } else {
                 let backoff = schedule
@@ -255,7 +313,7 @@ where
                         })
                     }
                     _ => {
-                        if shared.budget.as_ref().is_some_and(|b| !b.try_withdraw()) {
+                        if !uncounted && shared.budget.as_ref().is_some_and(|b| !b.try_withdraw()) {
                             emit(
                                 shared.observer.as_ref(),
                                 Event::RetryBudgetExhausted {
@@ -298,6 +356,36 @@ where
                 return Err(error);
             }
             attempt += 1;
+            counted += 1;
         }
+    }
+}
+
+/// Whether a call [turned away](Error::is_turned_away) may be tried again without it
+/// counting as an attempt: only when it has a deadline to stop it, and only when the
+/// policy retries at all (`max_attempts = 1` means no retries of any kind) and polls.
+fn may_poll(policy: &RetryPolicy, deadline: Option<Instant>) -> bool {
+    policy.max_attempts > 1 && policy.max_polling > 0 && deadline.is_some()
+}
+
+/// A call's place among those polling after being turned away; given back when the call
+/// ends (answered, failed or dropped).
+struct Polling<'a>(&'a AtomicU32);
+
+impl<'a> Polling<'a> {
+    /// A place, if fewer than `max` calls hold one.
+    fn enter(count: &'a AtomicU32, max: u32) -> Option<Self> {
+        count
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < max).then_some(n + 1)
+            })
+            .ok()
+            .map(|_| Polling(count))
+    }
+}
+
+impl Drop for Polling<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
     }
 }
