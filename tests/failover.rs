@@ -267,22 +267,29 @@ async fn traffic_fails_back_after_the_hysteresis() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn writes_follow_a_failover_group_flip_and_read_only_regions_take_none() {
+/// Two regions as a failover group before a flip: the table `orders` in both (as
+/// geo-replication would ensure), the secondary read-only, and a stack whose probes
+/// have seen both.
+async fn a_failover_group_with_orders() -> (Backend, Stack) {
     let regions = testkit().await;
-    let (primary, secondary) = (regions.primary(), regions.secondary());
-    // The table exists in both regions (as geo-replication would ensure).
     let ddl = "CREATE TABLE orders (id INT NOT NULL PRIMARY KEY, note NVARCHAR(100) NULL)";
-    for region in [primary, secondary] {
+    for region in [regions.primary(), regions.secondary()] {
         single_region(&regions, region)
             .call(exec("ddl", ddl, vec![]))
             .await
             .unwrap();
     }
-    secondary.faults().set_read_only(true);
+    regions.secondary().faults().set_read_only(true);
     let config = regions.config("", 2, |_| {});
     let stack = Stack::builder(config).build().unwrap();
     assert!(stack.wait_for_probes(Duration::from_secs(5)).await);
+    (regions, stack)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_follow_a_failover_group_flip_and_read_only_regions_take_none() {
+    let (regions, stack) = a_failover_group_with_orders().await;
+    let (primary, secondary) = (regions.primary(), regions.secondary());
 
     let insert = |id: i32| {
         exec(
@@ -333,6 +340,43 @@ async fn writes_follow_a_failover_group_flip_and_read_only_regions_take_none() {
     assert!(health
         .iter()
         .any(|r| r.name == "northeurope" && r.writable && r.serving_writes));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_issued_mid_flip_waits_for_the_new_primary() {
+    let (regions, stack) = a_failover_group_with_orders().await;
+    let (primary, secondary) = (regions.primary(), regions.secondary());
+    // Mid-flip: the old primary has turned read-only, the new one is not writable yet,
+    // and the probes have seen it (no region is writable).
+    primary.faults().set_read_only(true);
+    let seen = Instant::now();
+    while stack.health().iter().any(|r| r.writable) {
+        assert!(
+            seen.elapsed() < Duration::from_secs(5),
+            "probes never saw the flip"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let insert = exec(
+        "insert",
+        "INSERT INTO orders (id, note) VALUES (1, NULL)",
+        vec![],
+    );
+    let write = tokio::spawn({
+        let stack = stack.clone();
+        async move { stack.call(insert).await }
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    secondary.faults().set_read_only(false);
+    // Turned away until the probes find the new primary writable, then written there:
+    // the write had most of its budget left, and nothing was sent before.
+    write
+        .await
+        .unwrap()
+        .expect("the write waits for the new primary");
+    let count = "SELECT COUNT(*) FROM orders";
+    assert_eq!(scalar(&single_region(&regions, secondary), count).await, 1);
+    assert_eq!(scalar(&single_region(&regions, primary), count).await, 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

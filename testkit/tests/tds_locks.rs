@@ -21,14 +21,20 @@ async fn server(busy_timeout: Duration) -> TdsServer {
     TdsServer::start(config).await.expect("server starts")
 }
 
-/// Two sessions; the first has inserted row 1 in a transaction it has not committed.
-async fn writer_holding_the_lock(busy_timeout: Duration) -> (TdsServer, TestClient, TestClient) {
+/// Two sessions and an empty table `t (id INT PRIMARY KEY)`.
+async fn two_sessions(busy_timeout: Duration) -> (TdsServer, TestClient, TestClient) {
     let server = server(busy_timeout).await;
     let mut a = connect(&server).await;
     let b = connect(&server).await;
     batch(&mut a, "CREATE TABLE t (id INT NOT NULL PRIMARY KEY)")
         .await
         .unwrap();
+    (server, a, b)
+}
+
+/// Two sessions; the first has inserted row 1 in a transaction it has not committed.
+async fn writer_holding_the_lock(busy_timeout: Duration) -> (TdsServer, TestClient, TestClient) {
+    let (server, mut a, b) = two_sessions(busy_timeout).await;
     batch(&mut a, "BEGIN TRANSACTION; INSERT INTO t (id) VALUES (1)")
         .await
         .unwrap();
@@ -96,12 +102,7 @@ async fn updlock_reads_queue_behind_each_other_instead_of_deadlocking() {
     // The idempotency pattern: look the key up WITH (UPDLOCK, HOLDLOCK), insert it if
     // absent. SQL Server makes the second session wait at its read; it then sees the
     // first one's row and inserts nothing. Neither is a deadlock victim.
-    let server = server(Duration::from_secs(10)).await;
-    let mut a = connect(&server).await;
-    let mut b = connect(&server).await;
-    batch(&mut a, "CREATE TABLE t (id INT NOT NULL PRIMARY KEY)")
-        .await
-        .unwrap();
+    let (_server, mut a, mut b) = two_sessions(Duration::from_secs(10)).await;
     batch(
         &mut a,
         "BEGIN TRANSACTION; SELECT id FROM t WITH (UPDLOCK, HOLDLOCK) WHERE id = 5",
@@ -137,12 +138,7 @@ async fn updlock_reads_queue_behind_each_other_instead_of_deadlocking() {
 async fn a_read_committed_transaction_writes_after_another_session_committed() {
     // B reads, A commits a row, B writes: under READ COMMITTED (SNAPSHOT) each statement
     // sees the latest commit, so B's write goes through and B then counts A's row too.
-    let server = server(Duration::from_secs(10)).await;
-    let mut a = connect(&server).await;
-    let mut b = connect(&server).await;
-    batch(&mut a, "CREATE TABLE t (id INT NOT NULL PRIMARY KEY)")
-        .await
-        .unwrap();
+    let (_server, mut a, mut b) = two_sessions(Duration::from_secs(10)).await;
     assert_eq!(
         count(
             &batch(&mut b, "BEGIN TRANSACTION; SELECT COUNT(*) FROM t")
