@@ -388,8 +388,9 @@ async fn a_call_turned_away_stops_at_the_deadline_or_without_one_at_max_attempts
 
 #[tokio::test(start_paused = true)]
 async fn beyond_max_polling_a_turned_away_call_counts_its_tries() {
-    // One place to poll: the first call turned away takes it and polls to its deadline;
-    // the second, turned away while the first polls, fails within its two attempts.
+    // One place to sleep before a free try: the first call turned away takes it each time
+    // and polls to its deadline; the second, turned away while the first sleeps, counts
+    // its tries and fails within its two attempts.
     let script = Script::new([Step::Err(turned_away())]);
     let budget = TimeoutBudget::new(ms(1000), ms(1000)).unwrap();
     let policy = policy(2, ms(300), ms(300)).with_max_polling(1).unwrap();

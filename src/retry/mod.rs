@@ -23,9 +23,10 @@
 //! draws on the budget: the call is tried again after the backoff (which keeps growing to
 //! its cap) for as long as rule 4 allows, so a request that arrives while the only region
 //! it can use is full or not yet back gets in when room appears instead of giving up three
-//! backoffs later. At most [`RetryPolicy::max_polling`] calls poll at once (default 100):
-//! polling calls hold the service's request slots while they sleep, and beyond the bound a
-//! turned-away call fails within its attempts, fast, as before. A failure after which
+//! backoffs later. At most [`RetryPolicy::max_polling`] calls sleep before such a free try
+//! at once (default 100): they hold the service's request slots while they sleep, and
+//! beyond the bound a turned-away call counts the try, so it fails within its attempts,
+//! fast, as before. A failure after which
 //! anything was sent, or a connection was opened or waited for, counts as usual — a retry
 //! after a failed login adds a login.
 //!
@@ -118,12 +119,12 @@ impl RetryPolicy {
         self
     }
 
-    /// At most `max_polling` calls of this layer (all its clones together) are tried again
-    /// after being [turned away](Error::is_turned_away) without counting the tries, at
-    /// once; further turned-away calls count every try as any other failure, so they fail
-    /// within their `max_attempts` as before. Polling calls hold the service's request
-    /// slots while they sleep: the bound keeps a long outage from taking all of them, as
-    /// the router's bound on requests waiting on one region does. 0 turns polling off.
+    /// At most `max_polling` calls of this layer (all its clones together) sleep at once
+    /// before a try that does not count, after being [turned away](Error::is_turned_away);
+    /// a call turned away while that many sleep counts the try as any other failure, so it
+    /// fails within its `max_attempts` as before. Sleeping calls hold the service's request
+    /// slots: the bound keeps a long outage from taking all of them, as the router's bound
+    /// on requests waiting on one region does. 0 turns polling off.
     /// Default 100 (as many requests as a region's pool, at its default size, may hold).
     pub fn with_max_polling(mut self, max_polling: u32) -> Result<Self, ConfigError> {
         if max_polling > MAX_POLLING_LIMIT {
@@ -165,7 +166,8 @@ struct Shared {
     budget: Option<RetryBudget>,
     observer: Option<SharedObserver>,
     calls: AtomicU64,
-    /// Calls polling after being turned away (at most `policy.max_polling`).
+    /// Calls sleeping before a free try after being turned away (at most
+    /// `policy.max_polling`).
     polling: AtomicU32,
 }
 
@@ -266,8 +268,6 @@ where
         // Attempts made, and those counted against `max_attempts` (see `uncounted`).
         let mut attempt: u32 = 1;
         let mut counted: u32 = 1;
-        // This call's place among the polling calls, once it has one.
-        let mut polling: Option<Polling<'_>> = None;
         loop {
             let req = pending.take().expect("a request is kept for every attempt");
             let ctx = req.context();
@@ -281,12 +281,12 @@ where
                 Err(e) => e.into(),
             };
             let verdict = shared.classifier.classify(&error);
-            let uncounted = error.is_turned_away()
-                && may_poll(&policy, deadline)
-                && (polling.is_some() || {
-                    polling = Polling::enter(&shared.polling, policy.max_polling);
-                    polling.is_some()
-                });
+            // A place among the polling calls, held through the backoff sleep below and
+            // given back before the next try.
+            let polling = (error.is_turned_away() && may_poll(&policy, deadline))
+                .then(|| Polling::enter(&shared.polling, policy.max_polling))
+                .flatten();
+            let uncounted = polling.is_some();
             if uncounted {
                 counted -= 1;
             }
@@ -368,8 +368,8 @@ fn may_poll(policy: &RetryPolicy, deadline: Option<Instant>) -> bool {
     policy.max_attempts > 1 && policy.max_polling > 0 && deadline.is_some()
 }
 
-/// A call's place among those polling after being turned away; given back when the call
-/// ends (answered, failed or dropped).
+/// A call's place among those sleeping before a free try after being turned away; given
+/// back when dropped (before the try, or with the call if it is dropped meanwhile).
 struct Polling<'a>(&'a AtomicU32);
 
 impl<'a> Polling<'a> {
