@@ -351,8 +351,9 @@ impl Error {
     }
 
     /// True when the request was turned away before any region was tried: the failover
-    /// router found none that could take it (all down, saturated, behind an open breaker,
-    /// or none writable for a write) — an [`ErrorKind::NoRegionAvailable`] that sent
+    /// router found none that could take it (each one that could is saturated — not
+    /// healthy and holding as many requests as its pool has connections — or isolated by
+    /// hand, or none is writable for a write) — an [`ErrorKind::NoRegionAvailable`] that sent
     /// nothing, opened no connection and waited for none. The
     /// [retry layer](crate::retry) retries such a call while its deadline allows without
     /// counting it against `max_attempts` or the retry budget: it put no load on any

@@ -17,8 +17,8 @@
 //! 5. the shared [retry budget](budget), if any, has a retry left.
 //!
 //! A call the failover router **turned away** before trying any region
-//! ([`Error::is_turned_away`]: every region down, saturated or behind an open breaker, or
-//! none writable for a write) put no load on any server. When the call has a deadline and
+//! ([`Error::is_turned_away`]: each region that could take it saturated or isolated by hand,
+//! or none writable for a write) put no load on any server. When the call has a deadline and
 //! the policy retries at all, such a failure neither uses up one of `max_attempts` nor
 //! draws on the budget: the call is tried again after the backoff (which keeps growing to
 //! its cap) for as long as rule 4 allows, so a request that arrives while the only region
