@@ -340,13 +340,8 @@ impl TiberiusManager {
     /// nowhere else to go waits on the pool, starting over would only throw away the round
     /// trips made: the connect gets another `limit`, and another as long as the server
     /// keeps answering within each, until the latest such request's deadline (at most the
-    /// ceiling). If the server has not answered it yet but answered something else (a
-    /// request, a probe) within `limit` before the connect began, the region is alive and
-    /// has just become slow, so the connect first runs on to the backed-off timeout a
-    /// fresh connect would get, counted from its start (a fresh connect would only
-    /// repeat the round trips). A connect that stalls (no byte in a whole `limit`, after
-    /// that), or that no such request waits for, fails as timed out, and the latency
-    /// estimate backs off.
+    /// ceiling). A connect that stalls (no byte in a whole `limit`), or that no such
+    /// request waits for, fails as timed out, and the latency estimate backs off.
     async fn finish_for_waiters(
         &self,
         mut connect: Pin<&mut impl Future<Output = Result<Box<Connection>, Error>>>,
@@ -364,29 +359,6 @@ impl TiberiusManager {
                 .map_or((0, 0), |tap| (Arc::as_ptr(tap) as usize, tap.read()))
         };
         let mut seen = (0, 0);
-        // Nothing answered yet, but the region answered something within `limit` before
-        // this connect began (it is alive, and may just have become slow): while a request
-        // with nowhere else to go waits, give the connect the backed-off timeout a fresh
-        // connect would get, counted from its start, instead of starting over.
-        if let (Some(latency), Some(latest)) = (&self.latency, self.waiting.latest()) {
-            if progress().1 == 0
-                && latency.answered_since(start.checked_sub(limit).unwrap_or(start))
-            {
-                latency.timed_out();
-                let longer = start
-                    + latency.timeout(
-                        CONNECT_ROUND_TRIPS,
-                        self.connect_timeout,
-                        self.max_connect_timeout,
-                    );
-                let until = longer.min(latest).min(ceiling);
-                if until > tokio::time::Instant::now() {
-                    if let Ok(result) = tokio::time::timeout_at(until, connect.as_mut()).await {
-                        return result;
-                    }
-                }
-            }
-        }
         loop {
             let now = tokio::time::Instant::now();
             let answered = progress();
