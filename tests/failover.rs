@@ -349,14 +349,12 @@ async fn a_write_issued_mid_flip_waits_for_the_new_primary() {
     // Mid-flip: the old primary has turned read-only, the new one is not writable yet,
     // and the probes have seen it (no region is writable).
     primary.faults().set_read_only(true);
-    let seen = Instant::now();
-    while stack.health().iter().any(|r| r.writable) {
-        assert!(
-            seen.elapsed() < Duration::from_secs(5),
-            "probes never saw the flip"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    eventually(
+        "the probes see no writable region",
+        Duration::from_secs(30),
+        || !stack.health().iter().any(|r| r.writable),
+    )
+    .await;
     let insert = exec(
         "insert",
         "INSERT INTO orders (id, note) VALUES (1, NULL)",

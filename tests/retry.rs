@@ -308,6 +308,19 @@ fn retry_budget_bounds_name_the_field() {
     assert_eq!(e.field(), "backoff.cap");
 }
 
+/// `policy` over `script`, under a deadline `total` away (the stack's order).
+fn under_deadline(
+    total: Duration,
+    policy: RetryPolicy,
+    script: &Script,
+) -> impl Service<mssql_resilience::WithContext<u32>, Response = u32, Error = Error> + Clone {
+    let budget = TimeoutBudget::new(total, total).unwrap();
+    ServiceBuilder::new()
+        .layer(budget.deadline_layer())
+        .layer(RetryLayer::new(policy))
+        .service(script.clone())
+}
+
 fn turned_away() -> Error {
     Error::new(
         mssql_resilience::ErrorKind::NoRegionAvailable {
@@ -353,11 +366,7 @@ async fn a_call_turned_away_is_tried_again_without_using_attempts_or_budget() {
 #[tokio::test(start_paused = true)]
 async fn a_call_turned_away_stops_at_the_deadline_or_without_one_at_max_attempts() {
     let script = Script::new([Step::Err(turned_away())]);
-    let budget = TimeoutBudget::new(ms(1000), ms(1000)).unwrap();
-    let mut svc = ServiceBuilder::new()
-        .layer(budget.deadline_layer())
-        .layer(RetryLayer::new(policy(2, ms(300), ms(300))))
-        .service(script.clone());
+    let mut svc = under_deadline(ms(1000), policy(2, ms(300), ms(300)), &script);
     let err = call(&mut svc, read()).await.unwrap_err();
     // Tries at 0, 300, 600, 900 ms; a fifth would start at 1200 ms, past the deadline.
     assert_eq!(script.calls(), 4);
@@ -377,10 +386,7 @@ async fn a_call_turned_away_stops_at_the_deadline_or_without_one_at_max_attempts
 
     // max_attempts = 1 is no retries of any kind.
     let script = Script::new([Step::Err(turned_away())]);
-    let mut svc = ServiceBuilder::new()
-        .layer(budget.deadline_layer())
-        .layer(RetryLayer::new(policy(1, ms(300), ms(300))))
-        .service(script.clone());
+    let mut svc = under_deadline(ms(1000), policy(1, ms(300), ms(300)), &script);
     let err = call(&mut svc, read()).await.unwrap_err();
     assert_eq!(script.calls(), 1);
     assert_eq!(err.retry_stop(), Some(RetryStop::MaxAttempts));
@@ -392,12 +398,8 @@ async fn beyond_max_polling_a_turned_away_call_counts_its_tries() {
     // and polls to its deadline; the second, turned away while the first sleeps, counts
     // its tries and fails within its two attempts.
     let script = Script::new([Step::Err(turned_away())]);
-    let budget = TimeoutBudget::new(ms(1000), ms(1000)).unwrap();
     let policy = policy(2, ms(300), ms(300)).with_max_polling(1).unwrap();
-    let svc = ServiceBuilder::new()
-        .layer(budget.deadline_layer())
-        .layer(RetryLayer::new(policy))
-        .service(script.clone());
+    let svc = under_deadline(ms(1000), policy, &script);
     let (mut a, mut b) = (svc.clone(), svc);
     let (first, second) = tokio::join!(call(&mut a, read()), call(&mut b, read()));
     let (first, second) = (first.unwrap_err(), second.unwrap_err());

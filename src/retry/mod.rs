@@ -26,9 +26,8 @@
 //! backoffs later. At most [`RetryPolicy::max_polling`] calls sleep before such a free try
 //! at once (default 100): they hold the service's request slots while they sleep, and
 //! beyond the bound a turned-away call counts the try, so it fails within its attempts,
-//! fast, as before. A failure after which
-//! anything was sent, or a connection was opened or waited for, counts as usual — a retry
-//! after a failed login adds a login.
+//! fast, as before. A failure after which anything was sent, or a connection was opened or
+//! waited for, counts as usual — a retry after a failed login adds a login.
 //!
 //! Every returned error carries the number of attempts and the [`RetryStop`] reason.
 //!
@@ -265,15 +264,16 @@ where
     async move {
         let policy = shared.policy;
         let mut schedule = None;
-        // Attempts made, and those counted against `max_attempts` (see `uncounted`).
+        // Tries made, and the failed ones that count against `max_attempts` (a try the
+        // router turned away, while the call may poll, does not).
         let mut attempt: u32 = 1;
-        let mut counted: u32 = 1;
+        let mut counted: u32 = 0;
         loop {
             let req = pending.take().expect("a request is kept for every attempt");
             let ctx = req.context();
             let (idempotent, deadline, operation) =
                 (ctx.is_idempotent(), ctx.deadline(), ctx.operation_cow());
-            if counted < policy.max_attempts || may_poll(&policy, deadline) {
+            if counted + 1 < policy.max_attempts || may_poll(&policy, deadline) {
                 pending = Some(req.clone());
             }
             let mut error: Error = match svc.call(req).await {
@@ -283,12 +283,14 @@ where
             let verdict = shared.classifier.classify(&error);
             // A place among the polling calls, held through the backoff sleep below and
             // given back before the next try.
-            let polling = (error.is_turned_away() && may_poll(&policy, deadline))
-                .then(|| Polling::enter(&shared.polling, policy.max_polling))
-                .flatten();
+            let polling = if error.is_turned_away() && may_poll(&policy, deadline) {
+                Polling::enter(&shared.polling, policy.max_polling)
+            } else {
+                None
+            };
             let uncounted = polling.is_some();
-            if uncounted {
-                counted -= 1;
+            if !uncounted {
+                counted += 1;
             }
             let stop = if !verdict.retryable {
                 Some(RetryStop::NotRetryable)
@@ -356,7 +358,6 @@ where
                 return Err(error);
             }
             attempt += 1;
-            counted += 1;
         }
     }
 }
