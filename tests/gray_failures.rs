@@ -226,6 +226,50 @@ async fn a_login_into_a_latency_spike_is_finished_for_a_write_with_nowhere_else_
     assert_eq!(rows_on_primary(&stack, "spike_writes").await, 1);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_login_not_answered_within_the_connect_timeout_runs_on_when_the_region_just_answered() {
+    // As above, but slower: 600 ms each way, so even the PRELOGIN answer (1.2 s) comes
+    // after the 1 s connect timeout, and the connect fails on time. The region answered
+    // the DDL a moment before, so it is alive and has just become slow: with a write that
+    // has nowhere else to go waiting, the connect runs on as a spare and opens its
+    // connection at about 2.4 s, which the pool hands to the write; the write ends at
+    // about 3.6 s, within its 4 s budget. Thrown away at 1 s, the next connect (started
+    // at 1.0–1.25 s) would end at about 3.4 s and the write at 4.6 s.
+    let regions = testkit().await;
+    let config = regions.config("", 1, |c| c.timeouts.connect = Duration::from_secs(1));
+    let stack = Stack::builder(config).probes(false).build().unwrap();
+    stack
+        .call(exec(
+            "ddl",
+            "CREATE TABLE slow_login_writes (id INT)",
+            vec![],
+        ))
+        .await
+        .unwrap();
+    let chaos = refuse_every_connection(&regions).await;
+    chaos.set(Toxics::latency(Duration::from_millis(600), Duration::ZERO));
+    let stats = stack.pools()[0].1.manager_stats();
+    let (failures, late) = (stats.connect_failures(), stats.late_connects());
+    let write = SqlRequest::execute(
+        RequestContext::write("slow_login_write").budget(Duration::from_secs(4)),
+        "INSERT INTO slow_login_writes (id) VALUES (1)",
+        [],
+    );
+    let result = stack.call(write).await;
+    chaos.set(Toxics::ok());
+    result.unwrap_or_else(|e| panic!("the spare's connection served the write: {e}"));
+    assert!(
+        stats.connect_failures() > failures,
+        "the first connect failed on time"
+    );
+    assert_eq!(
+        stats.late_connects(),
+        late + 1,
+        "the first connect ran on and opened its connection"
+    );
+    assert_eq!(rows_on_primary(&stack, "slow_login_writes").await, 1);
+}
+
 /// Sends a non-idempotent INSERT into `table` on the only writable region while it is
 /// out, `back` bringing it back within the write's budget, and asserts the write was
 /// served once, on a connection opened after the outage. With nowhere else to go, the

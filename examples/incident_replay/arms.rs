@@ -371,8 +371,8 @@ impl Observer for AttemptLog {
     }
 }
 
-/// The full stack with default settings (`--min-idle` sets `pool.min_idle`), over both
-/// regions.
+/// The full stack with default settings (`--min-idle` sets `pool.min_idle`, `--max-pool`
+/// `pool.max_size`), over both regions.
 pub struct Middleware {
     pub stack: Stack,
     pub log: Arc<AttemptLog>,
@@ -385,10 +385,14 @@ impl Middleware {
         secondary: &Region,
         budget: Duration,
         min_idle: Option<u32>,
+        max_pool: Option<u32>,
     ) -> Result<Middleware, Box<dyn std::error::Error>> {
-        let mut toml = String::new();
+        let mut toml = String::from("[pool]\n");
         if let Some(n) = min_idle {
-            toml.push_str(&format!("[pool]\nmin_idle = {n}\n"));
+            toml.push_str(&format!("min_idle = {n}\n"));
+        }
+        if let Some(n) = max_pool {
+            toml.push_str(&format!("max_size = {n}\n"));
         }
         for region in [primary, secondary] {
             toml.push_str(&format!(

@@ -20,7 +20,9 @@
 //! idempotency key, default 0.5), `--budget D` (each API request's deadline, default 5s),
 //! `--baseline-timeout D` (the baseline's per-call timeout, default 30s like ADO.NET's
 //! CommandTimeout), `--min-idle N` (the middleware's `pool.min_idle`, 1–100: idle
-//! connections kept open per region; default unset, as in the crate), `--flip` (a failover-group flip at the timeline's `flip_at`),
+//! connections kept open per region; default unset, as in the crate), `--max-pool N` (the
+//! middleware's `pool.max_size`, 1–1000: connections per region; default 100, as in the
+//! crate), `--flip` (a failover-group flip at the timeline's `flip_at`),
 //! `--json FILE`, `--svg FILE` (default target/incident-replay.svg),
 //! `--record-metrics FILE` (the middleware arm's Prometheus exposition, scraped every
 //! second of replay time, as promtool `input_series`; 1 replay second = 1 minute of
@@ -71,6 +73,7 @@ pub struct Options {
     budget: Duration,
     baseline_timeout: Duration,
     min_idle: Option<u32>,
+    max_pool: Option<u32>,
     flip: bool,
     json: Option<PathBuf>,
     svg: PathBuf,
@@ -93,6 +96,7 @@ fn parse_args() -> Result<Options, String> {
         budget: Duration::from_secs(5),
         baseline_timeout: Duration::from_secs(30),
         min_idle: None,
+        max_pool: None,
         flip: false,
         json: None,
         svg: PathBuf::from("target/incident-replay.svg"),
@@ -166,6 +170,15 @@ fn parse_args() -> Result<Options, String> {
                         .ok()
                         .filter(|n| (1..=100).contains(n))
                         .ok_or_else(|| bad("expected a whole number from 1 to 100"))?,
+                )
+            }
+            "--max-pool" => {
+                o.max_pool = Some(
+                    value
+                        .parse::<u32>()
+                        .ok()
+                        .filter(|n| (1..=1000).contains(n))
+                        .ok_or_else(|| bad("expected a whole number from 1 to 1000"))?,
                 )
             }
             "--json" => o.json = Some(PathBuf::from(value)),

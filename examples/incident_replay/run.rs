@@ -84,9 +84,9 @@ pub async fn run_scenario(
                 primary.proxy.addr().port(),
                 o.baseline_timeout,
             )),
-            "middleware" => {
-                Arm::Middleware(Middleware::new(&primary, &secondary, o.budget, o.min_idle)?)
-            }
+            "middleware" => Arm::Middleware(Middleware::new(
+                &primary, &secondary, o.budget, o.min_idle, o.max_pool,
+            )?),
             _ => Arm::Peer(Peer::new(&primary, &secondary, o.budget).await?),
         };
         arms.push(ArmRun {
@@ -394,6 +394,7 @@ pub async fn run_scenario(
             "budget_ms": o.budget.as_millis() as u64,
             "baseline_timeout_ms": o.baseline_timeout.as_millis() as u64,
             "middleware_min_idle": o.min_idle,
+            "middleware_max_pool": o.max_pool,
         },
         "arms": arm_reports,
     });
@@ -539,6 +540,7 @@ fn pool_sample(t_s: f64, region: &str, pool: &mssql_resilience::pool::Pool) -> s
         "waiting": checkouts.pending,
         "connects": manager.connects(),
         "connect_failures": manager.connect_failures(),
+        "late_connects": manager.late_connects(),
         "closed_broken": stats.connections_closed_broken,
         "closed_invalid": stats.connections_closed_invalid,
         "checkouts_timed_out": checkouts.timed_out,

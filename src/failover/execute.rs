@@ -149,7 +149,7 @@ impl Router {
             let end = Instant::now();
             region
                 .latency
-                .sample(end.saturating_duration_since(start), 1);
+                .sample_at(end.saturating_duration_since(start), 1, end);
             let (changed, writable) = region.health.live(false, end);
             if changed {
                 self.health_changed(index);

@@ -55,6 +55,8 @@ struct State {
     rttvar: u64,
     /// Timeouts in a row since the last sample.
     backoff: u32,
+    /// When the last sample arrived.
+    last_answer: Option<tokio::time::Instant>,
 }
 
 /// A region's round-trip estimate. See the [module docs](self).
@@ -89,11 +91,18 @@ impl LatencyEstimator {
     }
 
     /// Records that an operation needing `round_trips` round trips answered after
-    /// `elapsed`; resets the back-off.
+    /// `elapsed`, now; resets the back-off.
     pub fn sample(&self, elapsed: Duration, round_trips: u32) {
+        self.sample_at(elapsed, round_trips, tokio::time::Instant::now());
+    }
+
+    /// [`sample`](Self::sample) for an answer that arrived at `at` (saves a clock read
+    /// when the caller has one).
+    pub fn sample_at(&self, elapsed: Duration, round_trips: u32, at: tokio::time::Instant) {
         let rtt = nanos(elapsed) / u64::from(round_trips.max(1));
         let mut s = self.lock();
         s.backoff = 0;
+        s.last_answer = Some(s.last_answer.map_or(at, |t| t.max(at)));
         match s.srtt {
             None => {
                 s.srtt = Some(rtt);
@@ -113,6 +122,11 @@ impl LatencyEstimator {
     pub fn timed_out(&self) {
         let mut s = self.lock();
         s.backoff = (s.backoff + 1).min(MAX_BACKOFF);
+    }
+
+    /// Whether an answer (a sample) arrived at or after `since`.
+    pub fn answered_since(&self, since: tokio::time::Instant) -> bool {
+        self.lock().last_answer.is_some_and(|t| t >= since)
     }
 
     /// The estimate now.
@@ -171,6 +185,23 @@ mod tests {
     use super::*;
 
     const MS: Duration = Duration::from_millis(1);
+
+    #[test]
+    fn answered_since_is_the_last_sample() {
+        let e = LatencyEstimator::new();
+        let t0 = tokio::time::Instant::now();
+        assert!(!e.answered_since(t0), "no answer yet");
+        e.sample_at(MS, 1, t0 + 10 * MS);
+        assert!(e.answered_since(t0));
+        assert!(e.answered_since(t0 + 10 * MS));
+        assert!(!e.answered_since(t0 + 11 * MS));
+        // An older answer reported late does not move it back.
+        e.sample_at(MS, 1, t0 + 5 * MS);
+        assert!(e.answered_since(t0 + 10 * MS));
+        // A timeout is not an answer.
+        e.timed_out();
+        assert!(!e.answered_since(t0 + 11 * MS));
+    }
 
     #[test]
     fn no_sample_means_the_floor() {

@@ -6,7 +6,6 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bb8::ManageConnection;
 use tokio::sync::Mutex;
 use tokio::time::Instant;
 
@@ -76,7 +75,7 @@ impl Prober for SqlProber {
             let (mut conn, round_trips) = match slot.take() {
                 Some(conn) => (conn, 1),
                 None => (
-                    self.manager.connect().await?,
+                    self.manager.connect_for_probe().await?,
                     super::latency::ATTEMPT_ROUND_TRIPS,
                 ),
             };

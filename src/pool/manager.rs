@@ -18,6 +18,7 @@ use std::time::Duration;
 use tokio_util::compat::TokioAsyncWriteCompatExt;
 
 use super::connector::SharedConnector;
+use super::spares::Spares;
 use super::stream::{Tap, TrackedStream};
 use super::waiting::Waiting;
 use crate::auth::AccessTokenProvider;
@@ -66,6 +67,7 @@ impl Connection {
 pub struct ManagerStats {
     connects: AtomicU64,
     connect_failures: AtomicU64,
+    late_connects: AtomicU64,
     redirects: AtomicU64,
     /// Woken at every connection opened (checkouts that persist through failed connects
     /// wait on it).
@@ -86,6 +88,12 @@ impl ManagerStats {
     pub fn connect_failures(&self) -> u64 {
         self.connect_failures.load(Ordering::Relaxed)
     }
+    /// Connections opened by connects that had timed out (and were counted in
+    /// [`connect_failures`](Self::connect_failures)) but ran on as spares (see
+    /// [`TiberiusManager`]); each is also counted in [`connects`](Self::connects).
+    pub fn late_connects(&self) -> u64 {
+        self.late_connects.load(Ordering::Relaxed)
+    }
     /// Gateway redirects followed.
     pub fn redirects(&self) -> u64 {
         self.redirects.load(Ordering::Relaxed)
@@ -94,6 +102,20 @@ impl ManagerStats {
 
 /// A [`bb8::ManageConnection`] for tiberius: bounded (latency-aware) connects, redirects
 /// followed and counted, idle revalidation, and broken connections never reused.
+///
+/// A connect that times out before the server answered anything fails on time (counted,
+/// the latency estimate backed off), but when the region answered something else within
+/// that timeout before the connect began and a request with nowhere else to go waits, the
+/// connect runs on in the background as a *spare* (the region was alive a moment ago and
+/// may just have turned slow: started over, the connect would lose the round trips it
+/// waited for). A spare that opens its connection within the backed-off timeout a fresh
+/// connect would get — or later, while the server keeps answering it within each such
+/// window, at most the connect ceiling — adds it to the pool, which hands it to a waiting
+/// checkout (or, when connects in progress fill the pool, to the first of them to ask,
+/// which returns it instead of its own), and counts in
+/// [`ManagerStats::late_connects`]; a spare that fails is dropped without a second count
+/// or any health evidence (a connect started before the region's last answers says
+/// nothing about it now). At most the pool's size of spares run at once.
 #[derive(Clone)]
 pub struct TiberiusManager {
     config: tiberius::Config,
@@ -112,6 +134,8 @@ pub struct TiberiusManager {
     events: EventSink,
     /// Requests with nowhere else to go waiting on this region's pool (shared with it).
     waiting: Arc<Waiting>,
+    /// Connects run on past their timeout, and the connections they opened.
+    spares: Arc<Spares>,
 }
 
 /// A region label and an observer: where a manager and its pool report events. Cheap to
@@ -164,6 +188,7 @@ impl TiberiusManager {
             stats: Arc::default(),
             events: EventSink::default(),
             waiting: Arc::default(),
+            spares: Arc::default(),
         }
     }
 
@@ -214,6 +239,17 @@ impl TiberiusManager {
     /// The requests with nowhere else to go waiting on this manager's pool.
     pub(crate) fn waiting(&self) -> &Arc<Waiting> {
         &self.waiting
+    }
+
+    /// A new connection of the manager's own, for a health probe: never a spare's (its
+    /// elapsed time must be a login's, since it feeds the latency estimate).
+    pub(crate) async fn connect_for_probe(&self) -> Result<Box<Connection>, Error> {
+        self.open(false).await
+    }
+
+    /// The connects run on past their timeout (see [`spares`](super::spares)).
+    pub(super) fn spares(&self) -> &Spares {
+        &self.spares
     }
 
     /// The configured server address (`host:port`), for telemetry.
@@ -269,6 +305,16 @@ impl TiberiusManager {
     }
 }
 
+/// What the server has sent on the connection a connect is opening: (which connection,
+/// bytes), so that a redirect's new connection counts as new progress.
+fn answered(current: &std::sync::Mutex<Option<Arc<Tap>>>) -> (usize, u64) {
+    current
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .as_ref()
+        .map_or((0, 0), |tap| (Arc::as_ptr(tap) as usize, tap.read()))
+}
+
 fn split_addr(addr: &str) -> (&str, u16) {
     match addr.rsplit_once(':') {
         Some((host, port)) => (host, port.parse().unwrap_or(1433)),
@@ -283,6 +329,29 @@ impl bb8::ManageConnection for TiberiusManager {
     type Error = Error;
 
     async fn connect(&self) -> Result<Box<Connection>, Error> {
+        self.open(true).await
+    }
+
+    async fn is_valid(&self, conn: &mut Box<Connection>) -> Result<(), Error> {
+        if conn.last_used.elapsed() < self.revalidate_after {
+            return Ok(());
+        }
+        self.check(conn).await
+    }
+
+    fn has_broken(&self, conn: &mut Box<Connection>) -> bool {
+        conn.broken
+    }
+}
+
+impl TiberiusManager {
+    /// Opens a new connection under the region's latency-aware connect timeout (see
+    /// [`with_latency`](Self::with_latency)), finishing one the server is answering for
+    /// requests with nowhere else to go, and running one it has not answered yet on as a
+    /// spare when the region answered just before it began (see [`spares`](super::spares)).
+    /// With `take_spares`, a spare's connection the pool had no room for is returned
+    /// instead, as soon as one is offered.
+    async fn open(&self, take_spares: bool) -> Result<Box<Connection>, Error> {
         let start = tokio::time::Instant::now();
         let limit = self.latency.as_ref().map_or(self.connect_timeout, |l| {
             l.timeout(
@@ -291,14 +360,40 @@ impl bb8::ManageConnection for TiberiusManager {
                 self.max_connect_timeout,
             )
         });
-        let current = std::sync::Mutex::new(None);
-        let connect = self.connect_once(&current);
-        tokio::pin!(connect);
-        let result = match tokio::time::timeout(limit, &mut connect).await {
-            Ok(result) => result,
-            Err(_) => {
-                self.finish_for_waiters(connect, &current, start, limit)
-                    .await
+        // Owned (the manager's clone, boxed), so that it can outlive this call as a spare.
+        let current = Arc::new(std::sync::Mutex::new(None));
+        let connect = {
+            let manager = self.clone();
+            let current = current.clone();
+            Box::pin(async move { manager.connect_once(&current).await })
+        };
+        let own = async {
+            let mut connect = connect;
+            match tokio::time::timeout(limit, &mut connect).await {
+                Ok(result) => result,
+                Err(_) => {
+                    match self
+                        .finish_for_waiters(connect.as_mut(), &current, start, limit)
+                        .await
+                    {
+                        Some(result) => result,
+                        // Given up on, still running: it may run on as a spare.
+                        None => {
+                            self.keep_as_spare(connect, current.clone(), start, limit);
+                            Err(Error::timeout(TimeoutScope::Connect, start.elapsed()))
+                        }
+                    }
+                }
+            }
+        };
+        // A spare's connection the pool had no room for (its places are taken by connects
+        // like this one) is taken instead: it was counted when it opened.
+        let result = tokio::select! {
+            biased;
+            result = own => result,
+            conn = self.spares.offered(), if take_spares => {
+                self.stats.connected.notify_waiters();
+                return Ok(conn);
             }
         };
         let duration = start.elapsed();
@@ -322,15 +417,73 @@ impl bb8::ManageConnection for TiberiusManager {
         result
     }
 
-    async fn is_valid(&self, conn: &mut Box<Connection>) -> Result<(), Error> {
-        if conn.last_used.elapsed() < self.revalidate_after {
-            return Ok(());
+    /// A connect that timed out before the server answered anything: if the region
+    /// answered something else within `limit` before it began, a request with nowhere
+    /// else to go waits and the cap allows, it runs on in the background as a spare
+    /// (see [`spares`](super::spares)); otherwise it is dropped (closed).
+    fn keep_as_spare(
+        &self,
+        connect: Pin<Box<impl Future<Output = Result<Box<Connection>, Error>> + Send + 'static>>,
+        current: Arc<std::sync::Mutex<Option<Arc<Tap>>>>,
+        start: tokio::time::Instant,
+        limit: Duration,
+    ) {
+        let Some(latency) = &self.latency else { return };
+        if answered(&current).1 != 0
+            || self.waiting.latest().is_none()
+            || !latency.answered_since(start.checked_sub(limit).unwrap_or(start))
+        {
+            return;
         }
-        self.check(conn).await
-    }
-
-    fn has_broken(&self, conn: &mut Box<Connection>) -> bool {
-        conn.broken
+        let Some(place) = self.spares.reserve() else {
+            return;
+        };
+        // Each window: the backed-off timeout a fresh connect would get now (this
+        // connect's failure has just backed the estimate off).
+        let window = latency
+            .timeout(
+                CONNECT_ROUND_TRIPS,
+                self.connect_timeout,
+                self.max_connect_timeout,
+            )
+            .max(limit);
+        let ceiling = start + self.max_connect_timeout;
+        let manager = self.clone();
+        tokio::spawn(async move {
+            let mut connect = connect;
+            let mut until = (start + window).min(ceiling);
+            let mut seen = (0, 0);
+            let result = loop {
+                match tokio::time::timeout_at(until, connect.as_mut()).await {
+                    Ok(result) => break result,
+                    Err(_) => {
+                        let now = tokio::time::Instant::now();
+                        let progress = answered(&current);
+                        if progress.1 == 0 || progress == seen || now >= ceiling {
+                            return;
+                        }
+                        seen = progress;
+                        until = (now + window).min(ceiling);
+                    }
+                }
+            };
+            // A late failure is dropped quietly: counted when the timeout fired.
+            let Ok(conn) = result else { return };
+            let duration = start.elapsed();
+            if let Some(latency) = &manager.latency {
+                latency.sample(duration, CONNECT_ROUND_TRIPS);
+            }
+            manager.events.emit(|region| Event::ConnectFinished {
+                region,
+                duration,
+                ok: true,
+            });
+            tracing::debug!(target: "mssql_resilience", ?duration, "a connect that had timed out opened its connection");
+            manager.stats.connects.fetch_add(1, Ordering::Relaxed);
+            manager.stats.late_connects.fetch_add(1, Ordering::Relaxed);
+            manager.stats.connected.notify_waiters();
+            place.deliver(conn).await;
+        });
     }
 }
 
@@ -340,28 +493,22 @@ impl TiberiusManager {
     /// nowhere else to go waits on the pool, starting over would only throw away the round
     /// trips made: the connect gets another `limit`, and another as long as the server
     /// keeps answering within each, until the latest such request's deadline (at most the
-    /// ceiling). A connect that stalls (no byte in a whole `limit`), or that no such
-    /// request waits for, fails as timed out, and the latency estimate backs off.
+    /// ceiling): its result. A connect that stalls (no byte in a whole `limit`), or that
+    /// no such request waits for, is given up on (`None`, the future still unfinished) and
+    /// the latency estimate backs off.
     async fn finish_for_waiters(
         &self,
         mut connect: Pin<&mut impl Future<Output = Result<Box<Connection>, Error>>>,
         current: &std::sync::Mutex<Option<Arc<Tap>>>,
         start: tokio::time::Instant,
         limit: Duration,
-    ) -> Result<Box<Connection>, Error> {
+    ) -> Option<Result<Box<Connection>, Error>> {
         let ceiling = start + self.max_connect_timeout;
-        // What the server had sent when the last window began: (connection, bytes).
-        let progress = || {
-            current
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .as_ref()
-                .map_or((0, 0), |tap| (Arc::as_ptr(tap) as usize, tap.read()))
-        };
+        // What the server had sent when the last window began.
         let mut seen = (0, 0);
         loop {
             let now = tokio::time::Instant::now();
-            let answered = progress();
+            let answered = answered(current);
             let until = self
                 .waiting
                 .latest()
@@ -371,11 +518,11 @@ impl TiberiusManager {
                 if let Some(latency) = &self.latency {
                     latency.timed_out();
                 }
-                return Err(Error::timeout(TimeoutScope::Connect, start.elapsed()));
+                return None;
             };
             seen = answered;
             if let Ok(result) = tokio::time::timeout_at(until, connect.as_mut()).await {
-                return result;
+                return Some(result);
             }
         }
     }

@@ -20,6 +20,7 @@ mod checkouts;
 mod connector;
 mod manager;
 pub(crate) mod service;
+mod spares;
 mod stream;
 pub(crate) mod suspicion;
 mod waiting;
@@ -224,19 +225,24 @@ impl Pool {
             .test_on_check_out(true)
             .error_sink(Box::new(FailureSink(failures.clone())))
             .build_unchecked(manager.clone());
-        Pool {
-            shared: Arc::new(Shared {
-                events: manager.event_sink(),
-                manager,
-                inner,
-                failures,
-                stats,
-                checkouts: Arc::default(),
-                settings,
-                next_reconnect: std::sync::Mutex::new(Instant::now()),
-                suspicion: suspicion::Suspicion::new(),
-            }),
-        }
+        let shared = Arc::new(Shared {
+            events: manager.event_sink(),
+            manager,
+            inner,
+            failures,
+            stats,
+            checkouts: Arc::default(),
+            settings,
+            next_reconnect: std::sync::Mutex::new(Instant::now()),
+            suspicion: suspicion::Suspicion::new(),
+        });
+        // Connects run on past their timeout add their connections here; at most as many
+        // run at once as the pool may hold (so at most twice its size in logins).
+        shared.manager.spares().attach(
+            Arc::downgrade(&shared),
+            usize::try_from(settings.max_size.max(1)).unwrap_or(usize::MAX),
+        );
+        Pool { shared }
     }
 
     /// The requests with nowhere else to go waiting on this pool for a connection (see
