@@ -16,10 +16,10 @@
 //! it to a waiting checkout; when the pool has no room (its places are taken by connects
 //! still in progress, started for the same waiting checkouts), the connection is handed to
 //! the first of those connects to ask, which returns it instead of waiting on for its own
-//! (closed) — or, when none asks within [`SPARE_SHELF_LIFE`], closed. A spare that fails is dropped quietly: its failure was already counted when its timeout
-//! fired, and a late failure of a connect started before the region's last answers says
-//! nothing about the region now (counting it would grade a region that has come back as
-//! down again).
+//! (closed) — or, when none asks within [`SPARE_SHELF_LIFE`], closed. A spare that fails
+//! is dropped quietly: its failure was already counted when its timeout fired, and a late
+//! failure of a connect started before the region's last answers says nothing about the
+//! region now (counting it would grade a region that has come back as down again).
 //!
 //! At most as many spares run (or wait to be taken) at once as the pool may hold
 //! connections.
@@ -36,7 +36,7 @@ use super::Shared;
 
 /// How long a spare's connection that the pool had no room for waits for a connect in
 /// progress to take it before it is closed.
-pub const SPARE_SHELF_LIFE: Duration = Duration::from_secs(2);
+pub(crate) const SPARE_SHELF_LIFE: Duration = Duration::from_secs(2);
 
 /// The spares of one pool's manager (shared by the manager's clones).
 #[derive(Default)]
