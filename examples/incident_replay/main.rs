@@ -82,6 +82,15 @@ pub struct Options {
     requests: Option<PathBuf>,
 }
 
+/// `value` as a whole number from `lo` to `hi`.
+fn whole_number(value: &str, lo: u32, hi: u32) -> Result<u32, String> {
+    value
+        .parse::<u32>()
+        .ok()
+        .filter(|n| (lo..=hi).contains(n))
+        .ok_or_else(|| format!("expected a whole number from {lo} to {hi}"))
+}
+
 fn parse_args() -> Result<Options, String> {
     let mut o = Options {
         timeline: None,
@@ -163,24 +172,8 @@ fn parse_args() -> Result<Options, String> {
             "--baseline-timeout" => {
                 o.baseline_timeout = parse_duration(&value).map_err(|e| bad(&e))?
             }
-            "--min-idle" => {
-                o.min_idle = Some(
-                    value
-                        .parse::<u32>()
-                        .ok()
-                        .filter(|n| (1..=100).contains(n))
-                        .ok_or_else(|| bad("expected a whole number from 1 to 100"))?,
-                )
-            }
-            "--max-pool" => {
-                o.max_pool = Some(
-                    value
-                        .parse::<u32>()
-                        .ok()
-                        .filter(|n| (1..=1000).contains(n))
-                        .ok_or_else(|| bad("expected a whole number from 1 to 1000"))?,
-                )
-            }
+            "--min-idle" => o.min_idle = Some(whole_number(&value, 1, 100).map_err(|e| bad(&e))?),
+            "--max-pool" => o.max_pool = Some(whole_number(&value, 1, 1000).map_err(|e| bad(&e))?),
             "--json" => o.json = Some(PathBuf::from(value)),
             "--svg" => o.svg = PathBuf::from(value),
             "--record-metrics" => o.record_metrics = Some(PathBuf::from(value)),
