@@ -129,7 +129,10 @@ pub enum Event<'a> {
         /// The region.
         region: &'a str,
     },
-    /// A connection attempt (TCP + PRELOGIN + login, redirects included) ended.
+    /// A connection attempt (TCP + PRELOGIN + login, redirects included) ended. An
+    /// attempt that timed out (`ok: false`) but ran on as a spare and opened its
+    /// connection later is reported again then, with `ok: true` (see
+    /// [`ManagerStats::late_connects`](crate::pool::ManagerStats::late_connects)).
     ConnectFinished {
         /// The region.
         region: &'a str,

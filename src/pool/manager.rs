@@ -104,8 +104,9 @@ impl ManagerStats {
 /// followed and counted, idle revalidation, and broken connections never reused.
 ///
 /// A connect that times out before the server answered anything fails on time (counted,
-/// the latency estimate backed off), but when the region answered something else within
-/// that timeout before the connect began and a request with nowhere else to go waits, the
+/// the latency estimate backed off), but when its TCP connection is up, the region
+/// answered something else since that timeout before the connect began (or later) and a
+/// request with nowhere else to go waits, the
 /// connect runs on in the background as a *spare* (the region was alive a moment ago and
 /// may just have turned slow: started over, the connect would lose the round trips it
 /// waited for). A spare that opens its connection within the backed-off timeout a fresh
@@ -242,7 +243,8 @@ impl TiberiusManager {
     }
 
     /// A new connection of the manager's own, for a health probe: never a spare's (its
-    /// elapsed time must be a login's, since it feeds the latency estimate).
+    /// elapsed time must be a login's, since it feeds the latency estimate). Its own
+    /// connect may still run on as a spare for the pool, like any other.
     pub(crate) async fn connect_for_probe(&self) -> Result<Box<Connection>, Error> {
         self.open(false).await
     }
@@ -417,10 +419,11 @@ impl TiberiusManager {
         result
     }
 
-    /// A connect that timed out before the server answered anything: if the region
-    /// answered something else within `limit` before it began, a request with nowhere
-    /// else to go waits and the cap allows, it runs on in the background as a spare
-    /// (see [`spares`](super::spares)); otherwise it is dropped (closed).
+    /// A connect that timed out on an established connection the server had not answered
+    /// yet: if the region answered something else since `limit` before the connect began,
+    /// a request with nowhere else to go waits and the cap allows, it runs on in the
+    /// background as a spare (see [`spares`](super::spares)); otherwise it is dropped
+    /// (closed).
     fn keep_as_spare(
         &self,
         connect: Pin<Box<impl Future<Output = Result<Box<Connection>, Error>> + Send + 'static>>,
@@ -429,7 +432,11 @@ impl TiberiusManager {
         limit: Duration,
     ) {
         let Some(latency) = &self.latency else { return };
-        if answered(&current).1 != 0
+        // Established (a tap: TCP is up, so a sample of its end measures the login, not
+        // a retransmitted SYN) and not answered yet.
+        let (established, read) = answered(&current);
+        if established == 0
+            || read != 0
             || self.waiting.latest().is_none()
             || !latency.answered_since(start.checked_sub(limit).unwrap_or(start))
         {
@@ -481,8 +488,9 @@ impl TiberiusManager {
             tracing::debug!(target: "mssql_resilience", ?duration, "a connect that had timed out opened its connection");
             manager.stats.connects.fetch_add(1, Ordering::Relaxed);
             manager.stats.late_connects.fetch_add(1, Ordering::Relaxed);
-            manager.stats.connected.notify_waiters();
-            place.deliver(conn).await;
+            // Waiters are woken (to ask for a connect, which may take it) only once the
+            // connection is in the pool or on the shelf.
+            place.deliver(conn, &manager.stats.connected).await;
         });
     }
 }

@@ -7,9 +7,10 @@
 //! that have nowhere else to go wait those extra seconds and miss their deadlines.
 //!
 //! So such a connect fails on time as before — it is counted, it backs the latency
-//! estimate off, its waiters see the failure — but when it had no answer yet, the region
-//! answered something else within that timeout before the connect began, and a request
-//! with nowhere else to go waits, the connect itself runs on in the background as a
+//! estimate off, its waiters see the failure — but when its TCP connection is up and had
+//! no answer yet, the region answered something else since that timeout before the
+//! connect began (or later), and a request with nowhere else to go waits, the connect
+//! itself runs on in the background as a
 //! *spare*: for the backed-off timeout a fresh connect would get (counted from its start),
 //! then for as long as the server keeps answering it within each such window, at most
 //! the connect ceiling. A spare that opens its connection adds it to the pool, which hands
@@ -152,12 +153,14 @@ impl SparePlace {
     /// Adds the spare's connection to the pool, which hands it to a waiting checkout. If
     /// the pool has no room, leaves it for a connect in progress to take, and closes it
     /// after [`SPARE_SHELF_LIFE`] if none does.
-    pub(crate) async fn deliver(self, conn: Box<Connection>) {
+    /// `connected` is woken once the connection is in the pool or on the shelf.
+    pub(crate) async fn deliver(self, conn: Box<Connection>, connected: &Notify) {
         let Some(shared) = self.spares.pool.get().and_then(Weak::upgrade) else {
             return;
         };
         let Err(bb8::AddError::NoCapacity(conn)) = shared.inner.add(conn) else {
-            // Added, or broken (closed).
+            // Added (bb8 hands it to a waiting checkout), or broken (closed).
+            connected.notify_waiters();
             return;
         };
         drop(shared);
@@ -168,6 +171,7 @@ impl SparePlace {
         drop(place);
         spares.ready().push((Instant::now(), conn));
         spares.offered.notify_waiters();
+        connected.notify_waiters();
         tokio::time::sleep(SPARE_SHELF_LIFE).await;
         spares.expire();
     }
