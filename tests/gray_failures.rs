@@ -103,6 +103,51 @@ async fn refuse_every_connection(regions: &Backend) -> mssql_testkit::chaos::Cha
     chaos
 }
 
+/// One region (1 s connect timeout, no probes) with an empty table `table`, created
+/// through the stack: the region has just answered.
+async fn one_region_with_table(table: &str) -> (Backend, Stack) {
+    let regions = testkit().await;
+    let config = regions.config("", 1, |c| c.timeouts.connect = Duration::from_secs(1));
+    let stack = Stack::builder(config).probes(false).build().unwrap();
+    stack
+        .call(exec(
+            "ddl",
+            &format!("CREATE TABLE {table} (id INT)"),
+            vec![],
+        ))
+        .await
+        .unwrap();
+    (regions, stack)
+}
+
+/// Closes every connection to the primary, then lets new ones through `each_way` late:
+/// the next request must log in over the slow path.
+async fn slow_new_logins(
+    regions: &Backend,
+    each_way: Duration,
+) -> mssql_testkit::chaos::ChaosHandle {
+    let chaos = refuse_every_connection(regions).await;
+    chaos.set(Toxics::latency(each_way, Duration::ZERO));
+    chaos
+}
+
+/// Writes one row into `table` (a write with `budget`), then heals the path.
+async fn insert_one_then_heal(
+    stack: &Stack,
+    chaos: &mssql_testkit::chaos::ChaosHandle,
+    table: &str,
+    budget: Duration,
+) -> Result<mssql_resilience::SqlResponse, mssql_resilience::Error> {
+    let write = SqlRequest::execute(
+        RequestContext::write("insert_one").budget(budget),
+        format!("INSERT INTO {table} (id) VALUES (1)"),
+        [],
+    );
+    let result = stack.call(write).await;
+    chaos.set(Toxics::ok());
+    result
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_primary_keeps_taking_writes() {
     let (regions, stack) = only_writable_primary("gray_writes").await;
@@ -195,28 +240,16 @@ async fn a_write_waits_out_a_short_login_storm_of_its_only_region() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_login_into_a_latency_spike_is_finished_for_a_write_with_nowhere_else_to_go() {
     // One region, no probes: the latency estimate is the loopback's until the spike.
-    let regions = testkit().await;
-    let config = regions.config("", 1, |c| c.timeouts.connect = Duration::from_secs(1));
-    let stack = Stack::builder(config).probes(false).build().unwrap();
-    stack
-        .call(exec("ddl", "CREATE TABLE spike_writes (id INT)", vec![]))
-        .await
-        .unwrap();
+    let (regions, stack) = one_region_with_table("spike_writes").await;
     // A spike of 300 ms each way, and no connection left open: the write must log in.
     // The server answers the PRELOGIN after 0.6 s, but the whole login takes 1.2 s, past
     // the 1 s connect timeout. Abandoned there, the next connect (2 s bound) would end
     // at about 2.3 s and the write at about 2.9 s, past its 2.4 s budget; finished, the
     // login ends at 1.2 s and the write at 1.8 s.
-    let chaos = refuse_every_connection(&regions).await;
-    chaos.set(Toxics::latency(Duration::from_millis(300), Duration::ZERO));
+    let chaos = slow_new_logins(&regions, Duration::from_millis(300)).await;
     let logins = regions.primary().faults().counters().logins;
-    let write = SqlRequest::execute(
-        RequestContext::write("spike_write").budget(Duration::from_millis(2400)),
-        "INSERT INTO spike_writes (id) VALUES (1)",
-        [],
-    );
-    let result = stack.call(write).await;
-    chaos.set(Toxics::ok());
+    let result =
+        insert_one_then_heal(&stack, &chaos, "spike_writes", Duration::from_millis(2400)).await;
     result.unwrap_or_else(|e| panic!("the login was finished for the write: {e}"));
     assert_eq!(
         regions.primary().faults().counters().logins,
@@ -235,28 +268,12 @@ async fn a_login_not_answered_within_the_connect_timeout_runs_on_when_the_region
     // connection at about 2.4 s, which the pool hands to the write; the write ends at
     // about 3.6 s, within its 4 s budget. Thrown away at 1 s, the next connect (started
     // at 1.0–1.25 s) would end at about 3.4 s and the write at 4.6 s.
-    let regions = testkit().await;
-    let config = regions.config("", 1, |c| c.timeouts.connect = Duration::from_secs(1));
-    let stack = Stack::builder(config).probes(false).build().unwrap();
-    stack
-        .call(exec(
-            "ddl",
-            "CREATE TABLE slow_login_writes (id INT)",
-            vec![],
-        ))
-        .await
-        .unwrap();
-    let chaos = refuse_every_connection(&regions).await;
-    chaos.set(Toxics::latency(Duration::from_millis(600), Duration::ZERO));
+    let (regions, stack) = one_region_with_table("slow_login_writes").await;
+    let chaos = slow_new_logins(&regions, Duration::from_millis(600)).await;
     let stats = stack.pools()[0].1.manager_stats();
     let (failures, late) = (stats.connect_failures(), stats.late_connects());
-    let write = SqlRequest::execute(
-        RequestContext::write("slow_login_write").budget(Duration::from_secs(4)),
-        "INSERT INTO slow_login_writes (id) VALUES (1)",
-        [],
-    );
-    let result = stack.call(write).await;
-    chaos.set(Toxics::ok());
+    let result =
+        insert_one_then_heal(&stack, &chaos, "slow_login_writes", Duration::from_secs(4)).await;
     result.unwrap_or_else(|e| panic!("the spare's connection served the write: {e}"));
     assert!(
         stats.connect_failures() > failures,
