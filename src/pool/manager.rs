@@ -317,6 +317,28 @@ fn answered(current: &std::sync::Mutex<Option<Arc<Tap>>>) -> (usize, u64) {
         .map_or((0, 0), |tap| (Arc::as_ptr(tap) as usize, tap.read()))
 }
 
+/// Lets a connect past its timeout run on window by window — each ending at `next(now)`,
+/// while that is later than now — as long as the server sent something new on it during
+/// the window before (a connect it has not answered at all gets no window): its result,
+/// or `None` once it stalls or `next` says stop (the future still unfinished).
+async fn run_while_answered(
+    mut connect: Pin<&mut impl Future<Output = Result<Box<Connection>, Error>>>,
+    current: &std::sync::Mutex<Option<Arc<Tap>>>,
+    next: impl Fn(tokio::time::Instant) -> Option<tokio::time::Instant>,
+) -> Option<Result<Box<Connection>, Error>> {
+    // What the server had sent when the last window began.
+    let mut seen = (0, 0);
+    loop {
+        let now = tokio::time::Instant::now();
+        let answered = answered(current);
+        let until = next(now).filter(|until| answered != seen && answered.1 > 0 && *until > now)?;
+        seen = answered;
+        if let Ok(result) = tokio::time::timeout_at(until, connect.as_mut()).await {
+            return Some(result);
+        }
+    }
+}
+
 fn split_addr(addr: &str) -> (&str, u16) {
     match addr.rsplit_once(':') {
         Some((host, port)) => (host, port.parse().unwrap_or(1433)),
@@ -355,13 +377,7 @@ impl TiberiusManager {
     /// instead, as soon as one is offered.
     async fn open(&self, take_spares: bool) -> Result<Box<Connection>, Error> {
         let start = tokio::time::Instant::now();
-        let limit = self.latency.as_ref().map_or(self.connect_timeout, |l| {
-            l.timeout(
-                CONNECT_ROUND_TRIPS,
-                self.connect_timeout,
-                self.max_connect_timeout,
-            )
-        });
+        let limit = self.connect_limit();
         // Owned (the manager's clone, boxed), so that it can outlive this call as a spare.
         let current = Arc::new(std::sync::Mutex::new(None));
         let connect = {
@@ -447,30 +463,19 @@ impl TiberiusManager {
         };
         // Each window: the backed-off timeout a fresh connect would get now (this
         // connect's failure has just backed the estimate off).
-        let window = latency
-            .timeout(
-                CONNECT_ROUND_TRIPS,
-                self.connect_timeout,
-                self.max_connect_timeout,
-            )
-            .max(limit);
+        let window = self.connect_limit().max(limit);
         let ceiling = start + self.max_connect_timeout;
         let manager = self.clone();
         tokio::spawn(async move {
             let mut connect = connect;
-            let mut until = (start + window).min(ceiling);
-            let mut seen = (0, 0);
-            let result = loop {
-                match tokio::time::timeout_at(until, connect.as_mut()).await {
-                    Ok(result) => break result,
-                    Err(_) => {
-                        let now = tokio::time::Instant::now();
-                        let progress = answered(&current);
-                        if progress.1 == 0 || progress == seen || now >= ceiling {
-                            return;
-                        }
-                        seen = progress;
-                        until = (now + window).min(ceiling);
+            let first = tokio::time::timeout_at((start + window).min(ceiling), connect.as_mut());
+            let result = match first.await {
+                Ok(result) => result,
+                Err(_) => {
+                    let next = |now: tokio::time::Instant| Some((now + window).min(ceiling));
+                    match run_while_answered(connect.as_mut(), &current, next).await {
+                        Some(result) => result,
+                        None => return,
                     }
                 }
             };
@@ -506,33 +511,36 @@ impl TiberiusManager {
     /// the latency estimate backs off.
     async fn finish_for_waiters(
         &self,
-        mut connect: Pin<&mut impl Future<Output = Result<Box<Connection>, Error>>>,
+        connect: Pin<&mut impl Future<Output = Result<Box<Connection>, Error>>>,
         current: &std::sync::Mutex<Option<Arc<Tap>>>,
         start: tokio::time::Instant,
         limit: Duration,
     ) -> Option<Result<Box<Connection>, Error>> {
         let ceiling = start + self.max_connect_timeout;
-        // What the server had sent when the last window began.
-        let mut seen = (0, 0);
-        loop {
-            let now = tokio::time::Instant::now();
-            let answered = answered(current);
-            let until = self
-                .waiting
+        let next = |now: tokio::time::Instant| {
+            self.waiting
                 .latest()
                 .map(|deadline| deadline.min(ceiling).min(now + limit))
-                .filter(|until| answered != seen && answered.1 > 0 && *until > now);
-            let Some(until) = until else {
-                if let Some(latency) = &self.latency {
-                    latency.timed_out();
-                }
-                return None;
-            };
-            seen = answered;
-            if let Ok(result) = tokio::time::timeout_at(until, connect.as_mut()).await {
-                return Some(result);
+        };
+        let finished = run_while_answered(connect, current, next).await;
+        if finished.is_none() {
+            if let Some(latency) = &self.latency {
+                latency.timed_out();
             }
         }
+        finished
+    }
+
+    /// The connect timeout now: [`CONNECT_ROUND_TRIPS`] of the region's latency estimate
+    /// (backed off), at least the configured connect timeout, at most the ceiling.
+    fn connect_limit(&self) -> Duration {
+        self.latency.as_ref().map_or(self.connect_timeout, |l| {
+            l.timeout(
+                CONNECT_ROUND_TRIPS,
+                self.connect_timeout,
+                self.max_connect_timeout,
+            )
+        })
     }
 
     /// Proves `conn` works with one round trip (`SELECT 1`), bounded by the region's
