@@ -524,8 +524,9 @@ async fn load(
 }
 
 /// One region's pool at `t_s`: connections open and idle, checkouts waiting now, and the
-/// counters since start (connects made and failed, connections closed as broken or
-/// invalid, checkouts that timed out, gets that had to wait) — the difference of two
+/// counters since start (connects made and failed, connections proven with a round trip
+/// before reuse, connections closed as broken or invalid, checkouts that timed out, gets
+/// that had to wait) — the difference of two
 /// samples is what happened between them.
 fn pool_sample(t_s: f64, region: &str, pool: &mssql_resilience::pool::Pool) -> serde_json::Value {
     let state = pool.state();
@@ -541,6 +542,7 @@ fn pool_sample(t_s: f64, region: &str, pool: &mssql_resilience::pool::Pool) -> s
         "connects": manager.connects(),
         "connect_failures": manager.connect_failures(),
         "late_connects": manager.late_connects(),
+        "checks": manager.checks(),
         "closed_broken": stats.connections_closed_broken,
         "closed_invalid": stats.connections_closed_invalid,
         "checkouts_timed_out": checkouts.timed_out,

@@ -57,6 +57,9 @@ struct State {
     backoff: u32,
     /// When the last sample arrived.
     last_answer: Option<tokio::time::Instant>,
+    /// When the latest-sent of the answered operations was sent (its answer's arrival
+    /// minus its elapsed time).
+    last_answered_sent: Option<tokio::time::Instant>,
 }
 
 /// A region's round-trip estimate. See the [module docs](self).
@@ -103,6 +106,8 @@ impl LatencyEstimator {
         let mut s = self.lock();
         s.backoff = 0;
         s.last_answer = Some(s.last_answer.map_or(at, |t| t.max(at)));
+        let sent = at.checked_sub(elapsed).unwrap_or(at);
+        s.last_answered_sent = Some(s.last_answered_sent.map_or(sent, |t| t.max(sent)));
         match s.srtt {
             None => {
                 s.srtt = Some(rtt);
@@ -117,6 +122,16 @@ impl LatencyEstimator {
         }
     }
 
+    /// Records that an operation sent at `sent` was answered at `at` with an error of the
+    /// server's own (no latency sample: an error may come back faster or slower than a
+    /// result): the region's path worked, as for [`answered_since`](Self::answered_since)
+    /// and [`answered_request_sent_after`](Self::answered_request_sent_after).
+    pub fn answered_with_error(&self, sent: tokio::time::Instant, at: tokio::time::Instant) {
+        let mut s = self.lock();
+        s.last_answer = Some(s.last_answer.map_or(at, |t| t.max(at)));
+        s.last_answered_sent = Some(s.last_answered_sent.map_or(sent, |t| t.max(sent)));
+    }
+
     /// Records that an operation timed out without an answer: derived timeouts double
     /// (up to ×64) until the next sample.
     pub fn timed_out(&self) {
@@ -127,6 +142,13 @@ impl LatencyEstimator {
     /// Whether an answer (a sample) arrived at or after `since`.
     pub fn answered_since(&self, since: tokio::time::Instant) -> bool {
         self.lock().last_answer.is_some_and(|t| t >= since)
+    }
+
+    /// Whether an operation sent after `after` was answered: the region's path worked
+    /// after that moment. (An operation that *ended* at `after` — the one that last used a
+    /// connection, say — was sent before it and does not count.)
+    pub fn answered_request_sent_after(&self, after: tokio::time::Instant) -> bool {
+        self.lock().last_answered_sent.is_some_and(|t| t > after)
     }
 
     /// The estimate now.
@@ -201,6 +223,32 @@ mod tests {
         // A timeout is not an answer.
         e.timed_out();
         assert!(!e.answered_since(t0 + 11 * MS));
+    }
+
+    #[test]
+    fn an_answer_proves_the_path_after_the_moment_its_request_was_sent() {
+        let e = LatencyEstimator::new();
+        let t0 = tokio::time::Instant::now();
+        assert!(!e.answered_request_sent_after(t0), "no answer yet");
+        // Sent at t0 + 10 ms, answered at t0 + 30 ms.
+        e.sample_at(20 * MS, 1, t0 + 30 * MS);
+        assert!(e.answered_request_sent_after(t0 + 9 * MS));
+        assert!(
+            !e.answered_request_sent_after(t0 + 10 * MS),
+            "sent at that moment, not after it"
+        );
+        // A long operation answered later but sent earlier does not move it back.
+        e.sample_at(40 * MS, 1, t0 + 45 * MS);
+        assert!(e.answered_request_sent_after(t0 + 9 * MS));
+        assert!(!e.answered_request_sent_after(t0 + 10 * MS));
+        // A timeout is not an answer.
+        e.timed_out();
+        assert!(!e.answered_request_sent_after(t0 + 10 * MS));
+        // An error of the server's own is, but no sample.
+        e.answered_with_error(t0 + 50 * MS, t0 + 60 * MS);
+        assert!(e.answered_request_sent_after(t0 + 49 * MS));
+        assert!(e.answered_since(t0 + 60 * MS));
+        assert_eq!(e.snapshot().backoff, 1, "no sample: the back-off stands");
     }
 
     #[test]

@@ -69,6 +69,7 @@ pub struct ManagerStats {
     connect_failures: AtomicU64,
     late_connects: AtomicU64,
     redirects: AtomicU64,
+    checks: AtomicU64,
     /// Woken at every connection opened (checkouts that persist through failed connects
     /// wait on it).
     connected: tokio::sync::Notify,
@@ -97,6 +98,12 @@ impl ManagerStats {
     /// Gateway redirects followed.
     pub fn redirects(&self) -> u64 {
         self.redirects.load(Ordering::Relaxed)
+    }
+    /// Pooled connections proven with a `SELECT 1` round trip before reuse (idle ones whose
+    /// region's path was not proven since, and suspect ones before a write that cannot be
+    /// re-sent): each cost a round trip before the request itself.
+    pub fn checks(&self) -> u64 {
+        self.checks.load(Ordering::Relaxed)
     }
 }
 
@@ -209,9 +216,12 @@ impl TiberiusManager {
         self
     }
 
-    /// A connection idle for longer than this is checked with `SELECT 1` on checkout; one
-    /// used more recently is handed out directly (a check per checkout would double the
-    /// round trips). Defaults to 2 s.
+    /// A connection idle for longer than this is checked with `SELECT 1` on checkout
+    /// — unless, for up to 30 s of idleness, the region answered a request sent after the
+    /// connection's last use (its path works; a session the server closed is found by
+    /// the zero-wait check before the request's first byte); one used more recently, or
+    /// within two of the region's round trips, is handed out directly (a check per
+    /// checkout would double the round trips). Defaults to 2 s.
     pub fn with_revalidate_after(mut self, idle: Duration) -> Self {
         self.revalidate_after = idle;
         self
@@ -339,6 +349,39 @@ async fn run_while_answered(
     }
 }
 
+/// The longest idle time after which a region's proven path stands in for a
+/// connection's own check: well under the idle timeouts at which load balancers and NATs
+/// drop flows silently (Azure's load balancer: 4 minutes by default), past which only the
+/// connection's own round trip proves it.
+pub(crate) const PROVEN_PATH_MAX_IDLE: Duration = Duration::from_secs(30);
+
+/// How many of the region's round trips (its smoothed estimate) a connection may sit idle
+/// before it needs proof, if that is longer than the configured `revalidate_after`.
+const IDLE_ROUND_TRIPS: u32 = 2;
+
+/// Whether a pooled connection idle for `idle` must be proven with a round trip before
+/// reuse, on a region whose smoothed round trip is `srtt`. The check costs one round
+/// trip, so it is not worth making before the connection has been idle for
+/// [`IDLE_ROUND_TRIPS`] of them (on a region a second slower each way, a check after the
+/// configured 2 s doubled every request's time), nor before `revalidate_after`. Nor, up
+/// to [`PROVEN_PATH_MAX_IDLE`], when `path_proven`: the region answered a request sent
+/// after the connection was last used, so the path works, and a session the server closed
+/// meanwhile has its FIN or RST waiting in the socket, which the zero-wait check before
+/// the first byte finds (the request fails *not sent*). A write that cannot be re-sent is
+/// still proven on a suspect connection (see `suspicion`).
+pub(crate) fn needs_idle_check(
+    idle: Duration,
+    revalidate_after: Duration,
+    srtt: Option<Duration>,
+    path_proven: bool,
+) -> bool {
+    let worth_it = srtt.map_or(Duration::ZERO, |rtt| {
+        rtt.saturating_mul(IDLE_ROUND_TRIPS)
+            .min(PROVEN_PATH_MAX_IDLE)
+    });
+    idle >= revalidate_after.max(worth_it) && !(path_proven && idle < PROVEN_PATH_MAX_IDLE)
+}
+
 fn split_addr(addr: &str) -> (&str, u16) {
     match addr.rsplit_once(':') {
         Some((host, port)) => (host, port.parse().unwrap_or(1433)),
@@ -357,7 +400,17 @@ impl bb8::ManageConnection for TiberiusManager {
     }
 
     async fn is_valid(&self, conn: &mut Box<Connection>) -> Result<(), Error> {
-        if conn.last_used.elapsed() < self.revalidate_after {
+        let idle = conn.last_used.elapsed();
+        if idle < self.revalidate_after {
+            return Ok(());
+        }
+        let (srtt, path_proven) = self.latency.as_ref().map_or((None, false), |l| {
+            (
+                l.snapshot().srtt,
+                l.answered_request_sent_after(conn.last_used),
+            )
+        });
+        if !needs_idle_check(idle, self.revalidate_after, srtt, path_proven) {
             return Ok(());
         }
         self.check(conn).await
@@ -547,6 +600,7 @@ impl TiberiusManager {
     /// observed round trip (at least `validation_timeout`). On failure the connection
     /// stays marked broken, so the pool discards it; the error is not-sent.
     pub(crate) async fn check(&self, conn: &mut Connection) -> Result<(), Error> {
+        self.stats.checks.fetch_add(1, Ordering::Relaxed);
         conn.broken = true;
         let check = async {
             conn.client
@@ -578,7 +632,30 @@ impl TiberiusManager {
 
 #[cfg(test)]
 mod tests {
-    use super::split_addr;
+    use super::{needs_idle_check, split_addr, PROVEN_PATH_MAX_IDLE};
+    use std::time::Duration;
+
+    #[test]
+    fn an_idle_connection_is_checked_unless_its_region_proved_the_path_since() {
+        let after = Duration::from_secs(2);
+        let s = Duration::from_secs;
+        let fast = Some(Duration::from_millis(1));
+        assert!(!needs_idle_check(s(1), after, fast, false), "used recently");
+        assert!(needs_idle_check(s(2), after, fast, false), "idle, nothing proven");
+        assert!(needs_idle_check(s(2), after, None, false), "no estimate yet");
+        assert!(!needs_idle_check(s(2), after, fast, true), "idle, path proven since");
+        assert!(!needs_idle_check(s(29), after, fast, true));
+        assert!(
+            needs_idle_check(PROVEN_PATH_MAX_IDLE, after, fast, true),
+            "idle for long: only its own round trip proves it"
+        );
+        // A 2 s round trip: idle for less than two of them is not worth a check.
+        let slow = Some(s(2));
+        assert!(!needs_idle_check(s(3), after, slow, false));
+        assert!(needs_idle_check(s(4), after, slow, false));
+        // However slow the region, past the proven-path limit a check is made.
+        assert!(needs_idle_check(PROVEN_PATH_MAX_IDLE, after, Some(s(60)), false));
+    }
 
     #[test]
     fn addresses_split_at_the_last_colon() {
