@@ -218,7 +218,7 @@ impl TiberiusManager {
 
     /// A connection idle for longer than this is checked with `SELECT 1` on checkout
     /// — unless, for up to 30 s of idleness, the region answered a request sent after the
-    /// connection's last use (its path works; a session the server closed is found by
+    /// connection's last use, lately (its path works; a session the server closed is found by
     /// the zero-wait check before the request's first byte); one used more recently, or
     /// within two of the region's round trips, is handed out directly (a check per
     /// checkout would double the round trips). Defaults to 2 s.
@@ -365,7 +365,10 @@ const IDLE_ROUND_TRIPS: u32 = 2;
 /// [`IDLE_ROUND_TRIPS`] of them (on a region a second slower each way, a check after the
 /// configured 2 s doubled every request's time), nor before `revalidate_after`. Nor, up
 /// to [`PROVEN_PATH_MAX_IDLE`], when `path_proven`: the region answered a request sent
-/// after the connection was last used, so the path works, and a session the server closed
+/// after the connection was last used, and its last answer came within the last
+/// [`IDLE_ROUND_TRIPS`] round trips (so a black hole that just began soon ends the
+/// proof, and the check, with its short timeout, keeps requests from being sent into
+/// it), so the path works, and a session the server closed
 /// meanwhile has its FIN or RST waiting in the socket, which the zero-wait check before
 /// the first byte finds (the request fails *not sent*). A write that cannot be re-sent is
 /// still proven on a suspect connection (see `suspicion`).
@@ -405,9 +408,10 @@ impl bb8::ManageConnection for TiberiusManager {
             return Ok(());
         }
         let (srtt, path_proven) = self.latency.as_ref().map_or((None, false), |l| {
-            (
-                l.snapshot().srtt,
-                l.answered_request_sent_after(conn.last_used),
+            l.path_since(
+                conn.last_used,
+                tokio::time::Instant::now(),
+                IDLE_ROUND_TRIPS,
             )
         });
         if !needs_idle_check(idle, self.revalidate_after, srtt, path_proven) {
@@ -632,8 +636,67 @@ impl TiberiusManager {
 
 #[cfg(test)]
 mod tests {
-    use super::{needs_idle_check, split_addr, PROVEN_PATH_MAX_IDLE};
+    use super::{needs_idle_check, split_addr, TiberiusManager, PROVEN_PATH_MAX_IDLE};
+    use crate::failover::latency::LatencyEstimator;
+    use crate::pool::TcpConnector;
+    use bb8::ManageConnection;
+    use std::sync::Arc;
     use std::time::Duration;
+
+    /// A connection that last finished a request 25 s ago, on a region whose estimate
+    /// says 10 s round trips (not checked before 20 s idle, proof fresh for 20 s): whether
+    /// `is_valid` spends a round trip proving it, with `answer` (sent, answered, both
+    /// seconds ago) as the region's only recent evidence.
+    async fn checked_after_idle(answer: Option<(u64, u64)>) -> bool {
+        let server = mssql_testkit::tds::TdsServer::start(
+            mssql_testkit::tds::TdsServerConfig::new("u", "pw"),
+        )
+        .await
+        .unwrap();
+        let mut config = tiberius::Config::new();
+        config.host("127.0.0.1");
+        config.port(server.addr().port());
+        config.authentication(tiberius::AuthMethod::sql_server("u", "pw"));
+        config.encryption(tiberius::EncryptionLevel::NotSupported);
+        let s = Duration::from_secs;
+        let manager =
+            TiberiusManager::new(config, Arc::new(TcpConnector::default()), s(5), s(5), 0);
+        let mut conn = manager.connect().await.unwrap();
+        // The estimate only from here on (the connect above is no evidence).
+        let latency = Arc::new(LatencyEstimator::new());
+        let manager = manager.with_latency(latency.clone(), s(30));
+        let now = tokio::time::Instant::now();
+        let ago = |secs| now.checked_sub(s(secs)).expect("the clock is past 25 s");
+        conn.last_used = ago(25);
+        // 10 s round trips, from an answer long past (sent 36 s ago, answered 26 s ago).
+        latency.sample_at(s(10), 1, ago(26));
+        if let Some((sent, answered)) = answer {
+            latency.answered_with_error(ago(sent), ago(answered));
+        }
+        let checks = manager.stats().checks();
+        manager.is_valid(&mut conn).await.unwrap();
+        manager.stats().checks() - checks == 1
+    }
+
+    #[tokio::test]
+    async fn an_idle_connection_is_checked_unless_its_region_lately_answered_a_later_request() {
+        assert!(
+            checked_after_idle(None).await,
+            "no answer since its last use"
+        );
+        assert!(
+            !checked_after_idle(Some((20, 5))).await,
+            "a request sent after its last use was answered lately"
+        );
+        assert!(
+            checked_after_idle(Some((24, 21))).await,
+            "answered, but not for two round trips: a black hole may have begun"
+        );
+        assert!(
+            checked_after_idle(Some((26, 5))).await,
+            "the answered request was sent before its last use"
+        );
+    }
 
     #[test]
     fn an_idle_connection_is_checked_unless_its_region_proved_the_path_since() {
@@ -641,9 +704,18 @@ mod tests {
         let s = Duration::from_secs;
         let fast = Some(Duration::from_millis(1));
         assert!(!needs_idle_check(s(1), after, fast, false), "used recently");
-        assert!(needs_idle_check(s(2), after, fast, false), "idle, nothing proven");
-        assert!(needs_idle_check(s(2), after, None, false), "no estimate yet");
-        assert!(!needs_idle_check(s(2), after, fast, true), "idle, path proven since");
+        assert!(
+            needs_idle_check(s(2), after, fast, false),
+            "idle, nothing proven"
+        );
+        assert!(
+            needs_idle_check(s(2), after, None, false),
+            "no estimate yet"
+        );
+        assert!(
+            !needs_idle_check(s(2), after, fast, true),
+            "idle, path proven since"
+        );
         assert!(!needs_idle_check(s(29), after, fast, true));
         assert!(
             needs_idle_check(PROVEN_PATH_MAX_IDLE, after, fast, true),
@@ -654,7 +726,12 @@ mod tests {
         assert!(!needs_idle_check(s(3), after, slow, false));
         assert!(needs_idle_check(s(4), after, slow, false));
         // However slow the region, past the proven-path limit a check is made.
-        assert!(needs_idle_check(PROVEN_PATH_MAX_IDLE, after, Some(s(60)), false));
+        assert!(needs_idle_check(
+            PROVEN_PATH_MAX_IDLE,
+            after,
+            Some(s(60)),
+            false
+        ));
     }
 
     #[test]
