@@ -331,11 +331,13 @@ async fn an_idle_connection_to_a_slow_region_is_kept_not_failed_by_its_check() {
     };
     stack.call(write(1)).await.unwrap();
     let created = pool.state().statistics.connections_created;
-    // Idle 2.5 s: past the 2 s after which a connection is checked before use. The
-    // check (one round trip, 1.2 s) may take the region's round trip; bounded by the
+    let checks = pool.manager_stats().checks();
+    // Idle 4 s: past the 2 s after which a connection is checked before use, and past two
+    // of the region's round trips with no answer since (so no answer spares the check).
+    // The check (one round trip, 1.2 s) may take the region's round trip; bounded by the
     // configured 500 ms it closed the working connection as dead, and the write waited
     // for a login that could not finish in time (an unknown outcome).
-    for (id, idle) in [(2, 2500), (3, 3000)] {
+    for (id, idle) in [(2, 4000), (3, 4500)] {
         tokio::time::sleep(Duration::from_millis(idle)).await;
         stack
             .call(write(id))
@@ -346,6 +348,11 @@ async fn an_idle_connection_to_a_slow_region_is_kept_not_failed_by_its_check() {
     assert_eq!(
         stats.connections_created, created,
         "no new login was needed"
+    );
+    assert_eq!(
+        pool.manager_stats().checks() - checks,
+        2,
+        "each idle write was checked"
     );
     assert_eq!(stats.connections_closed_broken, 0);
     regions.primary().chaos().set(Toxics::ok());

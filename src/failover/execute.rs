@@ -140,13 +140,6 @@ impl Router {
         };
         let intent = req.context.intent();
         self.check_pool_starvation(index);
-        if let Err(error) = &result {
-            // An error of the server's own (a read-only refusal, a login rejection): no
-            // latency sample, but the path works.
-            if error.server_number().is_some() {
-                region.latency.answered_with_error(start, Instant::now());
-            }
-        }
         if result.is_ok() {
             if bypassed {
                 // It answered past its open breaker: let the breaker try it now (half-open)

@@ -57,9 +57,6 @@ struct State {
     backoff: u32,
     /// When the last sample arrived.
     last_answer: Option<tokio::time::Instant>,
-    /// When the latest-sent of the answered operations was sent (its answer's arrival
-    /// minus its elapsed time).
-    last_answered_sent: Option<tokio::time::Instant>,
 }
 
 /// A region's round-trip estimate. See the [module docs](self).
@@ -106,8 +103,6 @@ impl LatencyEstimator {
         let mut s = self.lock();
         s.backoff = 0;
         s.last_answer = Some(s.last_answer.map_or(at, |t| t.max(at)));
-        let sent = at.checked_sub(elapsed).unwrap_or(at);
-        s.last_answered_sent = Some(s.last_answered_sent.map_or(sent, |t| t.max(sent)));
         match s.srtt {
             None => {
                 s.srtt = Some(rtt);
@@ -122,16 +117,6 @@ impl LatencyEstimator {
         }
     }
 
-    /// Records that an operation sent at `sent` was answered at `at` with an error of the
-    /// server's own (no latency sample: an error may come back faster or slower than a
-    /// result): the region's path worked, as for [`answered_since`](Self::answered_since)
-    /// and [`path_since`](Self::path_since).
-    pub fn answered_with_error(&self, sent: tokio::time::Instant, at: tokio::time::Instant) {
-        let mut s = self.lock();
-        s.last_answer = Some(s.last_answer.map_or(at, |t| t.max(at)));
-        s.last_answered_sent = Some(s.last_answered_sent.map_or(sent, |t| t.max(sent)));
-    }
-
     /// Records that an operation timed out without an answer: derived timeouts double
     /// (up to ×64) until the next sample.
     pub fn timed_out(&self) {
@@ -142,27 +127,6 @@ impl LatencyEstimator {
     /// Whether an answer (a sample) arrived at or after `since`.
     pub fn answered_since(&self, since: tokio::time::Instant) -> bool {
         self.lock().last_answer.is_some_and(|t| t >= since)
-    }
-
-    /// The smoothed round trip, and whether the region's path is proven working since
-    /// `since`: an operation sent after `since` was answered, and the last answer arrived
-    /// within `fresh_round_trips` smoothed round trips before `now` (at the onset of a
-    /// black hole the answers that went before it prove nothing for long). (An operation
-    /// that *ended* at `since` — the one that last used a connection, say — was sent
-    /// before it and does not count.)
-    pub fn path_since(
-        &self,
-        since: tokio::time::Instant,
-        now: tokio::time::Instant,
-        fresh_round_trips: u32,
-    ) -> (Option<Duration>, bool) {
-        let s = *self.lock();
-        let srtt = s.srtt.map(Duration::from_nanos);
-        let fresh = srtt.unwrap_or_default().saturating_mul(fresh_round_trips);
-        let proven = s.last_answered_sent.is_some_and(|t| t > since)
-            && s.last_answer
-                .is_some_and(|t| now.saturating_duration_since(t) <= fresh);
-        (srtt, proven)
     }
 
     /// The estimate now.
@@ -237,39 +201,6 @@ mod tests {
         // A timeout is not an answer.
         e.timed_out();
         assert!(!e.answered_since(t0 + 11 * MS));
-    }
-
-    #[test]
-    fn an_answer_proves_the_path_after_the_moment_its_request_was_sent_while_fresh() {
-        let e = LatencyEstimator::new();
-        let t0 = tokio::time::Instant::now();
-        let proven = |since, now| e.path_since(since, now, 2).1;
-        assert!(!proven(t0, t0), "no answer yet");
-        // Sent at t0 + 10 ms, answered at t0 + 30 ms (srtt 20 ms: fresh for 40 ms).
-        e.sample_at(20 * MS, 1, t0 + 30 * MS);
-        assert_eq!(e.path_since(t0, t0, 2).0, Some(20 * MS));
-        assert!(proven(t0 + 9 * MS, t0 + 30 * MS));
-        assert!(
-            !proven(t0 + 10 * MS, t0 + 30 * MS),
-            "sent at that moment, not after it"
-        );
-        assert!(proven(t0 + 9 * MS, t0 + 70 * MS));
-        assert!(
-            !proven(t0 + 9 * MS, t0 + 71 * MS),
-            "no answer for two round trips: proves nothing now"
-        );
-        // A long operation answered later but sent earlier does not move it back.
-        e.sample_at(40 * MS, 1, t0 + 45 * MS);
-        assert!(proven(t0 + 9 * MS, t0 + 45 * MS));
-        assert!(!proven(t0 + 10 * MS, t0 + 45 * MS));
-        // A timeout is not an answer.
-        e.timed_out();
-        assert!(!proven(t0 + 10 * MS, t0 + 45 * MS));
-        // An error of the server's own is, but no sample.
-        e.answered_with_error(t0 + 50 * MS, t0 + 60 * MS);
-        assert!(proven(t0 + 49 * MS, t0 + 60 * MS));
-        assert!(e.answered_since(t0 + 60 * MS));
-        assert_eq!(e.snapshot().backoff, 1, "no sample: the back-off stands");
     }
 
     #[test]

@@ -18,6 +18,7 @@ use std::time::Duration;
 use tokio_util::compat::TokioAsyncWriteCompatExt;
 
 use super::connector::SharedConnector;
+use super::proof::{self, PathProof};
 use super::spares::Spares;
 use super::stream::{Tap, TrackedStream};
 use super::waiting::Waiting;
@@ -35,6 +36,9 @@ pub struct Connection {
     pub(crate) broken: bool,
     /// When the connection last finished a request cleanly.
     pub(crate) last_used: tokio::time::Instant,
+    /// The server's address (after any redirect), whose answers on other sessions may
+    /// spare this one its idle check (see [`proof`]).
+    pub(crate) peer: Option<std::net::SocketAddr>,
 }
 
 impl fmt::Debug for Connection {
@@ -99,9 +103,10 @@ impl ManagerStats {
     pub fn redirects(&self) -> u64 {
         self.redirects.load(Ordering::Relaxed)
     }
-    /// Pooled connections proven with a `SELECT 1` round trip before reuse (idle ones whose
-    /// region's path was not proven since, and suspect ones before a write that cannot be
-    /// re-sent): each cost a round trip before the request itself.
+    /// `SELECT 1` round trips made to prove a pooled connection before reuse, whether it
+    /// passed or not (idle ones whose server has not answered lately, and suspect ones
+    /// before a write that cannot be re-sent): each cost a round trip before the request
+    /// itself.
     pub fn checks(&self) -> u64 {
         self.checks.load(Ordering::Relaxed)
     }
@@ -144,6 +149,8 @@ pub struct TiberiusManager {
     waiting: Arc<Waiting>,
     /// Connects run on past their timeout, and the connections they opened.
     spares: Arc<Spares>,
+    /// The answers the region's servers sent on established sessions (shared by clones).
+    proof: Arc<PathProof>,
 }
 
 /// A region label and an observer: where a manager and its pool report events. Cheap to
@@ -197,6 +204,7 @@ impl TiberiusManager {
             events: EventSink::default(),
             waiting: Arc::default(),
             spares: Arc::default(),
+            proof: Arc::default(),
         }
     }
 
@@ -216,12 +224,14 @@ impl TiberiusManager {
         self
     }
 
-    /// A connection idle for longer than this is checked with `SELECT 1` on checkout
-    /// — unless, for up to 30 s of idleness, the region answered a request sent after the
-    /// connection's last use, lately (its path works; a session the server closed is found by
-    /// the zero-wait check before the request's first byte); one used more recently, or
-    /// within two of the region's round trips, is handed out directly (a check per
-    /// checkout would double the round trips). Defaults to 2 s.
+    /// A connection idle for longer than this is checked with `SELECT 1` on checkout —
+    /// unless its server (the same address) answered within the last two of the region's
+    /// round trips and either the connection has been idle for less than two round trips
+    /// or, up to 30 s of idleness, the server answered a request sent after the
+    /// connection's last use (a session the server closed is still found, *not sent*, by
+    /// the zero-wait check before a request's first byte). One used more recently is
+    /// handed out directly (a check per checkout would double the round trips). Defaults
+    /// to 2 s; zero checks every connection whose server has not answered lately.
     pub fn with_revalidate_after(mut self, idle: Duration) -> Self {
         self.revalidate_after = idle;
         self
@@ -236,6 +246,11 @@ impl TiberiusManager {
         self.latency = Some(latency);
         self.max_connect_timeout = max.max(self.connect_timeout);
         self
+    }
+
+    /// The answers the region's servers sent on established sessions.
+    pub(crate) fn proof(&self) -> &PathProof {
+        &self.proof
     }
 
     /// The manager's counters.
@@ -289,6 +304,7 @@ impl TiberiusManager {
                 .connect(host, port)
                 .await
                 .map_err(|e| Error::from_tiberius(e.into(), false))?;
+            let peer = tcp.peer_addr().ok();
             let (stream, tap) = TrackedStream::new(tcp);
             *current.lock().unwrap_or_else(|e| e.into_inner()) = Some(tap.clone());
             match tiberius::Client::connect(config.clone(), stream.compat_write()).await {
@@ -298,6 +314,7 @@ impl TiberiusManager {
                         tap,
                         broken: false,
                         last_used: tokio::time::Instant::now(),
+                        peer,
                     }))
                 }
                 Err(tiberius::error::Error::Routing { host, port })
@@ -349,42 +366,6 @@ async fn run_while_answered(
     }
 }
 
-/// The longest idle time after which a region's proven path stands in for a
-/// connection's own check: well under the idle timeouts at which load balancers and NATs
-/// drop flows silently (Azure's load balancer: 4 minutes by default), past which only the
-/// connection's own round trip proves it.
-pub(crate) const PROVEN_PATH_MAX_IDLE: Duration = Duration::from_secs(30);
-
-/// How many of the region's round trips (its smoothed estimate) a connection may sit idle
-/// before it needs proof, if that is longer than the configured `revalidate_after`.
-const IDLE_ROUND_TRIPS: u32 = 2;
-
-/// Whether a pooled connection idle for `idle` must be proven with a round trip before
-/// reuse, on a region whose smoothed round trip is `srtt`. The check costs one round
-/// trip, so it is not worth making before the connection has been idle for
-/// [`IDLE_ROUND_TRIPS`] of them (on a region a second slower each way, a check after the
-/// configured 2 s doubled every request's time), nor before `revalidate_after`. Nor, up
-/// to [`PROVEN_PATH_MAX_IDLE`], when `path_proven`: the region answered a request sent
-/// after the connection was last used, and its last answer came within the last
-/// [`IDLE_ROUND_TRIPS`] round trips (so a black hole that just began soon ends the
-/// proof, and the check, with its short timeout, keeps requests from being sent into
-/// it), so the path works, and a session the server closed
-/// meanwhile has its FIN or RST waiting in the socket, which the zero-wait check before
-/// the first byte finds (the request fails *not sent*). A write that cannot be re-sent is
-/// still proven on a suspect connection (see `suspicion`).
-pub(crate) fn needs_idle_check(
-    idle: Duration,
-    revalidate_after: Duration,
-    srtt: Option<Duration>,
-    path_proven: bool,
-) -> bool {
-    let worth_it = srtt.map_or(Duration::ZERO, |rtt| {
-        rtt.saturating_mul(IDLE_ROUND_TRIPS)
-            .min(PROVEN_PATH_MAX_IDLE)
-    });
-    idle >= revalidate_after.max(worth_it) && !(path_proven && idle < PROVEN_PATH_MAX_IDLE)
-}
-
 fn split_addr(addr: &str) -> (&str, u16) {
     match addr.rsplit_once(':') {
         Some((host, port)) => (host, port.parse().unwrap_or(1433)),
@@ -407,14 +388,12 @@ impl bb8::ManageConnection for TiberiusManager {
         if idle < self.revalidate_after {
             return Ok(());
         }
-        let (srtt, path_proven) = self.latency.as_ref().map_or((None, false), |l| {
-            l.path_since(
-                conn.last_used,
-                tokio::time::Instant::now(),
-                IDLE_ROUND_TRIPS,
-            )
+        let srtt = self.latency.as_ref().and_then(|l| l.snapshot().srtt);
+        let evidence = conn.peer.map_or_else(proof::Evidence::default, |addr| {
+            self.proof
+                .evidence(addr, conn.last_used, tokio::time::Instant::now())
         });
-        if !needs_idle_check(idle, self.revalidate_after, srtt, path_proven) {
+        if !proof::needs_check(idle, self.revalidate_after, srtt, evidence) {
             return Ok(());
         }
         self.check(conn).await
@@ -636,18 +615,19 @@ impl TiberiusManager {
 
 #[cfg(test)]
 mod tests {
-    use super::{needs_idle_check, split_addr, TiberiusManager, PROVEN_PATH_MAX_IDLE};
+    use super::{split_addr, TiberiusManager};
     use crate::failover::latency::LatencyEstimator;
     use crate::pool::TcpConnector;
     use bb8::ManageConnection;
+    use std::net::SocketAddr;
     use std::sync::Arc;
     use std::time::Duration;
 
-    /// A connection that last finished a request 25 s ago, on a region whose estimate
-    /// says 10 s round trips (not checked before 20 s idle, proof fresh for 20 s): whether
-    /// `is_valid` spends a round trip proving it, with `answer` (sent, answered, both
-    /// seconds ago) as the region's only recent evidence.
-    async fn checked_after_idle(answer: Option<(u64, u64)>) -> bool {
+    /// A real connection to a testkit server, last used 25 s ago, on a region whose
+    /// estimate says 10 s round trips: whether `is_valid` spends a round trip proving it
+    /// when the only answer on record came from `from` (the connection's own server when
+    /// `None`) for a request sent `sent` seconds ago, answered `answered` seconds ago.
+    async fn checked_after_idle(answer: Option<(Option<SocketAddr>, u64, u64)>) -> bool {
         let server = mssql_testkit::tds::TdsServer::start(
             mssql_testkit::tds::TdsServerConfig::new("u", "pw"),
         )
@@ -659,19 +639,22 @@ mod tests {
         config.authentication(tiberius::AuthMethod::sql_server("u", "pw"));
         config.encryption(tiberius::EncryptionLevel::NotSupported);
         let s = Duration::from_secs;
-        let manager =
-            TiberiusManager::new(config, Arc::new(TcpConnector::default()), s(5), s(5), 0);
-        let mut conn = manager.connect().await.unwrap();
-        // The estimate only from here on (the connect above is no evidence).
         let latency = Arc::new(LatencyEstimator::new());
-        let manager = manager.with_latency(latency.clone(), s(30));
+        let manager =
+            TiberiusManager::new(config, Arc::new(TcpConnector::default()), s(5), s(5), 0)
+                .with_latency(latency.clone(), s(30));
+        let mut conn = manager.connect().await.unwrap();
+        let peer = conn.peer.expect("a TCP connection has a peer address");
         let now = tokio::time::Instant::now();
         let ago = |secs| now.checked_sub(s(secs)).expect("the clock is past 25 s");
         conn.last_used = ago(25);
-        // 10 s round trips, from an answer long past (sent 36 s ago, answered 26 s ago).
-        latency.sample_at(s(10), 1, ago(26));
-        if let Some((sent, answered)) = answer {
-            latency.answered_with_error(ago(sent), ago(answered));
+        // 10 s round trips (answers stay fresh for 20 s; idle below that is not checked
+        // while they do).
+        latency.sample(s(10), 1);
+        if let Some((from, sent, answered)) = answer {
+            manager
+                .proof()
+                .answered(from.unwrap_or(peer), ago(sent), ago(answered));
         }
         let checks = manager.stats().checks();
         manager.is_valid(&mut conn).await.unwrap();
@@ -679,59 +662,25 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn an_idle_connection_is_checked_unless_its_region_lately_answered_a_later_request() {
+    async fn an_idle_connection_is_checked_unless_its_server_lately_answered_a_later_request() {
+        assert!(checked_after_idle(None).await, "no answer on record");
         assert!(
-            checked_after_idle(None).await,
-            "no answer since its last use"
+            !checked_after_idle(Some((None, 20, 5))).await,
+            "its server answered a request sent after its last use, lately"
         );
         assert!(
-            !checked_after_idle(Some((20, 5))).await,
-            "a request sent after its last use was answered lately"
-        );
-        assert!(
-            checked_after_idle(Some((24, 21))).await,
-            "answered, but not for two round trips: a black hole may have begun"
-        );
-        assert!(
-            checked_after_idle(Some((26, 5))).await,
+            checked_after_idle(Some((None, 26, 5))).await,
             "the answered request was sent before its last use"
         );
-    }
-
-    #[test]
-    fn an_idle_connection_is_checked_unless_its_region_proved_the_path_since() {
-        let after = Duration::from_secs(2);
-        let s = Duration::from_secs;
-        let fast = Some(Duration::from_millis(1));
-        assert!(!needs_idle_check(s(1), after, fast, false), "used recently");
         assert!(
-            needs_idle_check(s(2), after, fast, false),
-            "idle, nothing proven"
+            checked_after_idle(Some((None, 24, 21))).await,
+            "no answer for two round trips: a black hole may have begun"
         );
+        let elsewhere = SocketAddr::from(([127, 0, 0, 2], 1433));
         assert!(
-            needs_idle_check(s(2), after, None, false),
-            "no estimate yet"
+            checked_after_idle(Some((Some(elsewhere), 20, 5))).await,
+            "another server's answers prove nothing for this session"
         );
-        assert!(
-            !needs_idle_check(s(2), after, fast, true),
-            "idle, path proven since"
-        );
-        assert!(!needs_idle_check(s(29), after, fast, true));
-        assert!(
-            needs_idle_check(PROVEN_PATH_MAX_IDLE, after, fast, true),
-            "idle for long: only its own round trip proves it"
-        );
-        // A 2 s round trip: idle for less than two of them is not worth a check.
-        let slow = Some(s(2));
-        assert!(!needs_idle_check(s(3), after, slow, false));
-        assert!(needs_idle_check(s(4), after, slow, false));
-        // However slow the region, past the proven-path limit a check is made.
-        assert!(needs_idle_check(
-            PROVEN_PATH_MAX_IDLE,
-            after,
-            Some(s(60)),
-            false
-        ));
     }
 
     #[test]

@@ -19,6 +19,7 @@
 mod checkouts;
 mod connector;
 mod manager;
+mod proof;
 pub(crate) mod service;
 mod spares;
 mod stream;
@@ -249,6 +250,11 @@ impl Pool {
     /// [`waiting`]).
     pub(crate) fn waiting(&self) -> &waiting::Waiting {
         self.shared.manager.waiting()
+    }
+
+    /// The answers this region's servers sent on established sessions (see [`proof`]).
+    pub(crate) fn proof(&self) -> &proof::PathProof {
+        self.shared.manager.proof()
     }
 
     /// Which of this region's idle connections are suspect (see [`suspicion`]).

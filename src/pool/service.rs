@@ -196,9 +196,12 @@ async fn run(
     if let Some(sink) = sink.filter(|s| s.delivered() > 0) {
         return Err(sink.interrupted(None));
     }
-    let within = req.context.deadline().map_or(Duration::MAX, |d| {
-        d.saturating_duration_since(Instant::now())
-    });
+    // Before the checkout, so no later than the request is sent (see `proof`).
+    let asked = Instant::now();
+    let within = req
+        .context
+        .deadline()
+        .map_or(Duration::MAX, |d| d.saturating_duration_since(asked));
     let still_last = || req.context.no_alternative();
     let mut conn = pool.checkout_persisting(within, &still_last).await?;
     // A write that cannot be re-sent, on a connection last seen working before its region
@@ -248,12 +251,14 @@ async fn run(
     }
     conn.tap.detach();
     // The server answered (rows or an error of its own): the path works.
-    if mark != 0
-        && result
-            .as_ref()
-            .map_or_else(|e| e.server_number().is_some(), |_| true)
+    if result
+        .as_ref()
+        .map_or_else(|e| e.server_number().is_some(), |_| true)
     {
         suspicion.answered_after(mark);
+        if let Some(addr) = conn.peer {
+            pool.proof().answered(addr, asked, Instant::now());
+        }
     }
     let sent = conn.tap.written() > written_before;
     let effects = req.session_effects();
