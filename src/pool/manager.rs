@@ -61,8 +61,13 @@ impl Connection {
 
     /// Declares the last use finished cleanly: the connection may return to the pool.
     pub fn mark_clean(&mut self) {
+        self.mark_clean_at(tokio::time::Instant::now());
+    }
+
+    /// [`mark_clean`](Self::mark_clean) with the time the use finished.
+    pub(crate) fn mark_clean_at(&mut self, at: tokio::time::Instant) {
         self.broken = false;
-        self.last_used = tokio::time::Instant::now();
+        self.last_used = at;
     }
 }
 

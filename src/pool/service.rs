@@ -251,13 +251,14 @@ async fn run(
     }
     conn.tap.detach();
     // The server answered (rows or an error of its own): the path works.
-    if result
+    let answered_at = result
         .as_ref()
         .map_or_else(|e| e.server_number().is_some(), |_| true)
-    {
+        .then(Instant::now);
+    if let Some(at) = answered_at {
         suspicion.answered_after(mark);
         if let Some(addr) = conn.peer {
-            pool.proof().answered(addr, asked, Instant::now());
+            pool.proof().answered(addr, asked, at);
         }
     }
     let sent = conn.tap.written() > written_before;
@@ -270,7 +271,8 @@ async fn run(
                 return Ok(response);
             }
             if !effects.reset() {
-                conn.mark_clean();
+                // Finished as it was answered (one clock read for both).
+                conn.mark_clean_at(answered_at.unwrap_or_else(Instant::now));
                 return Ok(response);
             }
             let settled = Box::pin(settle(&mut conn.client, effects)).await;
