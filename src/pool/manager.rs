@@ -644,11 +644,12 @@ mod tests {
         config.authentication(tiberius::AuthMethod::sql_server("u", "pw"));
         config.encryption(tiberius::EncryptionLevel::NotSupported);
         let s = Duration::from_secs;
-        let latency = Arc::new(LatencyEstimator::new());
         let manager =
-            TiberiusManager::new(config, Arc::new(TcpConnector::default()), s(5), s(5), 0)
-                .with_latency(latency.clone(), s(30));
+            TiberiusManager::new(config, Arc::new(TcpConnector::default()), s(5), s(5), 0);
         let mut conn = manager.connect().await.unwrap();
+        // The estimate only from here on: the connect's own sample would blur it.
+        let latency = Arc::new(LatencyEstimator::new());
+        let manager = manager.with_latency(latency.clone(), s(30));
         let peer = conn.peer.expect("a TCP connection has a peer address");
         let now = tokio::time::Instant::now();
         let ago = |secs| now.checked_sub(s(secs)).expect("the clock is past 25 s");
