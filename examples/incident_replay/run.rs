@@ -526,8 +526,7 @@ async fn load(
 /// One region's pool at `t_s`: connections open and idle, checkouts waiting now, and the
 /// counters since start (connects made and failed, connections proven with a round trip
 /// before reuse, connections closed as broken or invalid, checkouts that timed out, gets
-/// that had to wait) — the difference of two
-/// samples is what happened between them.
+/// that had to wait) — the difference of two samples is what happened between them.
 fn pool_sample(t_s: f64, region: &str, pool: &mssql_resilience::pool::Pool) -> serde_json::Value {
     let state = pool.state();
     let stats = &state.statistics;

@@ -389,14 +389,16 @@ impl bb8::ManageConnection for TiberiusManager {
     }
 
     async fn is_valid(&self, conn: &mut Box<Connection>) -> Result<(), Error> {
-        let idle = conn.last_used.elapsed();
+        let now = tokio::time::Instant::now();
+        let idle = now.saturating_duration_since(conn.last_used);
+        // The common checkout (used recently) takes neither lock below; `needs_check`
+        // says the same for it.
         if idle < self.revalidate_after {
             return Ok(());
         }
         let srtt = self.latency.as_ref().and_then(|l| l.snapshot().srtt);
         let evidence = conn.peer.map_or_else(proof::Evidence::default, |addr| {
-            self.proof
-                .evidence(addr, conn.last_used, tokio::time::Instant::now())
+            self.proof.evidence(addr, conn.last_used, now)
         });
         if !proof::needs_check(idle, self.revalidate_after, srtt, evidence) {
             return Ok(());

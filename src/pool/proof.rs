@@ -29,7 +29,7 @@ use tokio::time::Instant;
 /// The longest idleness for which the server's answers on other sessions stand in for a
 /// connection's own check: well under the idle timeouts at which load balancers and NATs
 /// drop flows silently (Azure's load balancer: 4 minutes by default).
-pub(crate) const PROVEN_PATH_MAX_IDLE: Duration = Duration::from_secs(30);
+const PROVEN_PATH_MAX_IDLE: Duration = Duration::from_secs(30);
 
 /// How many of the region's smoothed round trips an answer stays fresh, and a connection
 /// may sit idle without a check while its server answers.
