@@ -31,6 +31,8 @@
 //!
 //! [`Error::may_have_applied`]: crate::Error::may_have_applied
 
+use crate::sql::lex::{Token, Tokens};
+
 /// What the bytes written during one attempt show about transactions.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(crate) struct TxEvidence {
@@ -125,68 +127,33 @@ pub fn is_single_dml(sql: &str) -> bool {
         "RECONFIGURE",
         "INTO",
     ];
-    let bytes = sql.as_bytes();
-    let mut words: Vec<String> = Vec::new();
-    let mut i = 0;
+    // The crate's one T-SQL lexer (nested comments, escaped quotes): this scan must see
+    // every statement the server will run.
+    let mut tokens = Tokens::new(sql);
+    let mut words: Vec<&str> = Vec::new();
     let mut trailing_only = false;
-    while i < bytes.len() {
-        let c = bytes[i];
-        if trailing_only && !c.is_ascii_whitespace() && c != b';' {
-            return false;
-        }
-        match c {
-            b'\'' | b'"' | b'[' => {
-                let close = if c == b'[' { b']' } else { c };
-                i += 1;
-                loop {
-                    match bytes.get(i) {
-                        None => return false,
-                        Some(&b) if b == close => {
-                            // A doubled quote is an escaped one.
-                            if bytes.get(i + 1) == Some(&close) {
-                                i += 2;
-                                continue;
-                            }
-                            i += 1;
-                            break;
-                        }
-                        Some(_) => i += 1,
-                    }
-                }
-            }
-            b'-' if bytes.get(i + 1) == Some(&b'-') => {
-                while i < bytes.len() && bytes[i] != b'\n' {
-                    i += 1;
-                }
-            }
-            b'/' if bytes.get(i + 1) == Some(&b'*') => match sql[i + 2..].find("*/") {
-                Some(end) => i += end + 4,
-                None => return false,
-            },
-            b';' => {
-                trailing_only = true;
-                i += 1;
-            }
-            c if c.is_ascii_alphabetic() || c == b'_' || c == b'@' || c == b'#' => {
-                let start = i;
-                while i < bytes.len()
-                    && (bytes[i].is_ascii_alphanumeric()
-                        || matches!(bytes[i], b'_' | b'@' | b'#' | b'$'))
+    for token in tokens.by_ref() {
+        match token {
+            _ if trailing_only && token != Token::Punct(b';') => return false,
+            Token::Punct(b';') => trailing_only = true,
+            Token::Punct(_) => {}
+            Token::Word(word) => {
+                if let Some(known) = STATEMENT_WORDS
+                    .iter()
+                    .find(|known| word.eq_ignore_ascii_case(known))
                 {
-                    i += 1;
-                }
-                let word = sql[start..i].to_ascii_uppercase();
-                if STATEMENT_WORDS.contains(&word.as_str()) {
-                    words.push(word);
+                    words.push(*known);
                 }
             }
-            _ => i += 1,
         }
     }
+    if tokens.unterminated() {
+        return false;
+    }
     match words.as_slice() {
-        [verb] => matches!(verb.as_str(), "INSERT" | "UPDATE" | "DELETE"),
+        [verb] => matches!(*verb, "INSERT" | "UPDATE" | "DELETE"),
         // INSERT INTO t …
-        [insert, into] => insert == "INSERT" && into == "INTO",
+        [insert, into] => *insert == "INSERT" && *into == "INTO",
         _ => false,
     }
 }
@@ -276,6 +243,7 @@ mod tests {
             "UPDATE accounts SET balance = balance - @P1 WHERE id = @P2;",
             "DELETE FROM t WHERE id = 1 -- and then SELECT\n",
             "UPDATE [select] SET a = 1 /* INSERT */",
+            "UPDATE t SET a = 1 /* outer /* DELETE */ SELECT */; -- end",
         ] {
             assert!(is_single_dml(yes), "{yes}");
         }
@@ -290,6 +258,12 @@ mod tests {
             "MERGE t USING s ON t.id = s.id WHEN MATCHED THEN UPDATE SET a = 1",
             "SELECT 1",
             "INSERT INTO t VALUES ('unterminated",
+            "DELETE FROM t /* unterminated",
+            // T-SQL block comments nest: the first `*/` closes only the inner one, so the
+            // quote is commented out and the DELETE is a second statement.
+            "UPDATE accounts SET balance = balance - 10 WHERE id = 1 \
+             /* /* */ ' */ DELETE FROM audit WHERE id = 1 --'",
+            "INSERT INTO t VALUES (1); /* c */ DELETE FROM t",
             "",
         ] {
             assert!(!is_single_dml(no), "{no}");

@@ -28,6 +28,7 @@
 //! [`RequestContext`]: crate::request::RequestContext
 //! [`Numeric`]: tiberius::numeric::Numeric
 
+pub(crate) mod lex;
 mod param;
 pub(crate) mod request;
 mod response;

@@ -24,6 +24,8 @@
 //!
 //! The scan errs on the side of resetting: a word it cannot rule out counts.
 
+use super::lex::{Token, Tokens};
+
 /// What a request may have changed on its session.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(crate) struct SessionEffects {
@@ -113,99 +115,6 @@ impl SessionEffects {
     /// Whether the reset batch must run after the request.
     pub(crate) fn reset(&self) -> bool {
         self.transactions || self.options
-    }
-}
-
-/// A lexical token: a word (identifier, keyword, `@var`, `#temp`), or one punctuation byte.
-/// String literals, quoted identifiers and comments are skipped.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Token<'a> {
-    Word(&'a str),
-    Punct(u8),
-}
-
-#[derive(Clone)]
-struct Tokens<'a> {
-    text: &'a str,
-    at: usize,
-}
-
-impl<'a> Tokens<'a> {
-    fn new(text: &'a str) -> Self {
-        Tokens { text, at: 0 }
-    }
-}
-
-fn is_word_byte(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || matches!(b, b'_' | b'@' | b'#' | b'$') || b >= 0x80
-}
-
-impl<'a> Iterator for Tokens<'a> {
-    type Item = Token<'a>;
-
-    fn next(&mut self) -> Option<Token<'a>> {
-        let bytes = self.text.as_bytes();
-        loop {
-            let b = *bytes.get(self.at)?;
-            match b {
-                b if b.is_ascii_whitespace() => self.at += 1,
-                b'-' if bytes.get(self.at + 1) == Some(&b'-') => {
-                    while self.at < bytes.len() && bytes[self.at] != b'\n' {
-                        self.at += 1;
-                    }
-                }
-                b'/' if bytes.get(self.at + 1) == Some(&b'*') => {
-                    // Block comments nest in T-SQL.
-                    let mut depth = 0usize;
-                    while self.at < bytes.len() {
-                        if bytes[self.at..].starts_with(b"/*") {
-                            depth += 1;
-                            self.at += 2;
-                        } else if bytes[self.at..].starts_with(b"*/") {
-                            depth -= 1;
-                            self.at += 2;
-                            if depth == 0 {
-                                break;
-                            }
-                        } else {
-                            self.at += 1;
-                        }
-                    }
-                }
-                b'\'' | b'"' | b'[' => {
-                    // A literal or a quoted identifier: skipped whole (a doubled closing
-                    // character is an escaped one). An identifier stands for a word.
-                    let close = if b == b'[' { b']' } else { b };
-                    self.at += 1;
-                    while self.at < bytes.len() {
-                        if bytes[self.at] == close {
-                            if bytes.get(self.at + 1) == Some(&close) {
-                                self.at += 2;
-                                continue;
-                            }
-                            break;
-                        }
-                        self.at += 1;
-                    }
-                    self.at = (self.at + 1).min(bytes.len());
-                    if b != b'\'' {
-                        return Some(Token::Word("\"\""));
-                    }
-                }
-                b if is_word_byte(b) => {
-                    let start = self.at;
-                    while self.at < bytes.len() && is_word_byte(bytes[self.at]) {
-                        self.at += 1;
-                    }
-                    // Word bytes are ASCII or whole UTF-8 sequences, so this is a boundary.
-                    return Some(Token::Word(&self.text[start..self.at]));
-                }
-                b => {
-                    self.at += 1;
-                    return Some(Token::Punct(b));
-                }
-            }
-        }
     }
 }
 
