@@ -79,7 +79,11 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
             return Err(NEEDS_UNIT.into());
         }
         let per_unit = unit_nanos(unit).ok_or_else(|| {
-            format!("unknown duration unit `{unit}` (expected ns, us, ms, s, m or h)")
+            // Quoted only when short: the reason never repeats a long input.
+            match unit.chars().count() {
+                ..=8 => format!("unknown duration unit `{unit}` (expected ns, us, ms, s, m or h)"),
+                _ => "unknown duration unit (expected ns, us, ms, s, m or h)".to_owned(),
+            }
         })?;
         total = total
             .checked_add(part_nanos(number, per_unit)?)
@@ -286,6 +290,10 @@ mod tests {
         assert!(parse_duration(".s").unwrap_err().contains("not a number"));
         assert!(parse_duration("+5s").is_err());
         assert!(parse_duration("5s!").is_err());
+        let long = format!("5{}", "x".repeat(500));
+        let reason = parse_duration(&long).unwrap_err();
+        assert!(reason.starts_with("unknown duration unit ("), "{reason}");
+        assert!(!reason.contains("xxxxxxxxx"), "{reason}");
     }
 
     #[test]

@@ -291,6 +291,8 @@ fn decode_set(index: usize, set: &Json) -> Result<ResultSet, RecordError> {
 
 fn decode_cell(cell: &Json) -> Result<ColumnData<'static>, RecordError> {
     const BAD: RecordError = RecordError::Unreadable("a value does not match its type tag");
+    /// 9999-12-31, the last day a DATE / DATETIME2 / DATETIMEOFFSET holds (days since 0001-01-01).
+    const MAX_DAYS: u32 = 3_652_058;
     let tag = cell
         .get(0)
         .and_then(Json::as_str)
@@ -314,9 +316,19 @@ fn decode_cell(cell: &Json) -> Result<ColumnData<'static>, RecordError> {
             .and_then(|s| u8::try_from(s).ok())
             .filter(|s| *s <= 7)
     };
-    let time =
-        |j: &Json, from: usize| Some(Time::new(uint(&at(j, from))?, scale(&at(j, from + 1))?));
-    let days = |j: &Json| uint(j).and_then(|d| u32::try_from(d).ok()).map(Date::new);
+    // Only values SQL Server can hold: `Date::new` asserts its day count fits in three
+    // bytes, and a time of day past midnight would be encoded into a wrong value.
+    let time = |j: &Json, from: usize| {
+        let scale = scale(&at(j, from + 1))?;
+        let increments = uint(&at(j, from))?;
+        (increments < 86_400 * 10u64.pow(u32::from(scale))).then(|| Time::new(increments, scale))
+    };
+    let days = |j: &Json| {
+        uint(j)
+            .and_then(|d| u32::try_from(d).ok())
+            .filter(|d| *d <= MAX_DAYS)
+            .map(Date::new)
+    };
     Ok(match tag {
         "U8" => ColumnData::U8(value(payload, |j| u8::try_from(uint(j)?).ok())?),
         "I16" => ColumnData::I16(value(payload, |j| i16::try_from(int(j)?).ok())?),
@@ -489,6 +501,12 @@ mod tests {
             r#"{"v":1,"sets":[{"columns":[["a","Decimaln"]],"rows":[[["Numeric",["1",39]]]]}]}"#,
             r#"{"v":1,"sets":[{"columns":[["a","Timen"]],"rows":[[["Time",[1,8]]]]}]}"#,
             r#"{"v":1,"sets":[{"columns":[["a","BigVarBin"]],"rows":[[["Binary","abc"]]]}]}"#,
+            // Out of the types' ranges: a day count past three bytes (tiberius's `Date::new`
+            // asserts on it), past 9999-12-31, and a time of day past midnight.
+            r#"{"v":1,"sets":[{"columns":[["d","Daten"]],"rows":[[["Date",16777216]]]}]}"#,
+            r#"{"v":1,"sets":[{"columns":[["d","Daten"]],"rows":[[["Date",3652059]]]}]}"#,
+            r#"{"v":1,"sets":[{"columns":[["t","Timen"]],"rows":[[["Time",[864000000000,7]]]]}]}"#,
+            r#"{"v":1,"sets":[{"columns":[["t","Datetime2"]],"rows":[[["DateTime2",[16777216,0,7]]]]}]}"#,
         ] {
             let error = decode(bad).unwrap_err().to_string();
             assert!(!error.contains("secret"), "{error}");

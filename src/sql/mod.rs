@@ -42,5 +42,5 @@ pub use self::param::{Param, ParamError};
 pub use self::request::{batch, work, Client, SqlRequest, UnitOfWork, WorkFuture};
 pub use self::response::{ResultSet, SqlResponse, Value};
 pub use self::row::{sql_type_name, ColumnIndex, FromRow, FromSqlValue, Reason, Row, RowError};
-pub use self::stream::{RowStream, DEFAULT_STREAM_BUFFER};
+pub use self::stream::{RowStream, DEFAULT_STREAM_BUFFER, MAX_STREAM_BUFFER};
 pub use self::typed::{ResultLimits, TypedOutput};

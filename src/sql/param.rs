@@ -185,6 +185,12 @@ impl Param {
                 }
                 Ok(())
             }
+            // tiberius declares a value below 1 with one integer digit more than it has (a
+            // leading zero), so a scale of 38 goes on the wire as the invalid DECIMAL(39,38).
+            Param::Numeric(Some(n)) if n.precision() > 38 && n.scale() == 38 => Err(
+                "a DECIMAL value can have at most 37 decimal places (the driver declares scale 38 as DECIMAL(39,38))"
+                    .into(),
+            ),
             Param::Numeric(Some(n)) if n.precision() > 38 => {
                 Err("a DECIMAL value must have at most 38 digits (integer digits + scale)".into())
             }
@@ -240,7 +246,13 @@ impl ToSql for Param {
             Param::Time(v) => v.to_sql(),
             Param::DateTime2(v) => v.to_sql(),
             Param::DateTimeOffset(v) => v.to_sql(),
-            Param::DateTime(v) => ColumnData::DateTime(v.and_then(legacy_datetime)),
+            // Past DATETIME's last tick (which `check` refuses): sent as DATETIME2, never
+            // as a NULL, so the server refuses it rather than store nothing.
+            Param::DateTime(Some(v)) => match legacy_datetime(*v) {
+                Some(legacy) => ColumnData::DateTime(Some(legacy)),
+                None => v.to_sql(),
+            },
+            Param::DateTime(None) => ColumnData::DateTime(None),
             Param::Xml(v) => {
                 ColumnData::Xml(v.as_ref().map(|s| Cow::Owned(XmlData::new(s.clone()))))
             }
@@ -484,6 +496,25 @@ mod tests {
             .and_hms_milli_opt(23, 59, 59, 999)
             .unwrap();
         assert!(legacy_datetime(last).is_none());
+        // Sent as it is (inside a unit of work, where `check` does not run), it is never a
+        // NULL: it goes as DATETIME2, for the server to refuse.
+        assert!(matches!(
+            Param::datetime(last).to_sql(),
+            ColumnData::DateTime2(Some(_))
+        ));
+        assert!(matches!(
+            Param::DateTime(None).to_sql(),
+            ColumnData::DateTime(None)
+        ));
+    }
+
+    #[test]
+    fn a_scale_of_38_is_refused_with_the_reason() {
+        let tiny = Param::Numeric(Some(Numeric::new_with_scale(1, 38)));
+        let err = check_params(&[tiny]).unwrap_err().to_string();
+        assert!(err.contains("at most 37 decimal places"), "{err}");
+        let ok = Param::Numeric(Some(Numeric::new_with_scale(1, 37)));
+        assert!(check_params(&[ok]).is_ok());
     }
 
     #[test]

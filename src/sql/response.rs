@@ -3,7 +3,7 @@ use tiberius::numeric::Numeric;
 use tiberius::{ColumnData, ColumnType, FromSql};
 use uuid::Uuid;
 
-use super::row::{FromRow, Row, RowError};
+use super::row::{FromRow, Reason, Row, RowError};
 use super::typed::TypedOutput;
 
 /// One value, of whatever SQL type, held without loss: for code that does not know the
@@ -85,16 +85,27 @@ impl Value {
         Self::from_typed_column(data, ColumnType::Null)
     }
 
-    /// The value of a cell of a column of type `ty`.
+    /// The value of a cell of a column of type `ty`. A date/time the driver cannot decode
+    /// (malformed, or outside chrono's range — SQL Server never sends one) reads as
+    /// [`Value::Null`] here; [`Row::try_get`] reports it as an error instead.
     pub fn from_typed_column(data: &ColumnData<'_>, ty: ColumnType) -> Value {
-        fn or_null<T>(v: &Option<T>, f: impl FnOnce(&T) -> Value) -> Value {
-            v.as_ref().map_or(Value::Null, f)
+        Self::decode(data, ty).unwrap_or(Value::Null)
+    }
+
+    /// The value of a cell of a column of type `ty`, or why it is not a valid value of
+    /// that type.
+    pub(crate) fn decode(data: &ColumnData<'_>, ty: ColumnType) -> Result<Value, Reason> {
+        fn or_null<T>(v: &Option<T>, f: impl FnOnce(&T) -> Value) -> Result<Value, Reason> {
+            Ok(v.as_ref().map_or(Value::Null, f))
         }
         fn date<'a, T: FromSql<'a>>(
             data: &'a ColumnData<'static>,
             f: impl FnOnce(T) -> Value,
-        ) -> Value {
-            T::from_sql(data).ok().flatten().map_or(Value::Null, f)
+        ) -> Result<Value, Reason> {
+            match T::from_sql(data) {
+                Ok(v) => Ok(v.map_or(Value::Null, f)),
+                Err(_) => Err(Reason::OutOfRange("not a valid date/time")),
+            }
         }
         match data {
             ColumnData::U8(v) => or_null(v, |v| Value::Int(i64::from(*v))),
@@ -125,7 +136,7 @@ impl Value {
                     ColumnData::DateTimeOffset(v) => ColumnData::DateTimeOffset(*v),
                     ColumnData::DateTime(v) => ColumnData::DateTime(*v),
                     ColumnData::SmallDateTime(v) => ColumnData::SmallDateTime(*v),
-                    _ => return Value::Null,
+                    _ => return Ok(Value::Null),
                 };
                 match owned {
                     ColumnData::Date(_) => date(&owned, Value::Date),

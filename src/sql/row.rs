@@ -140,12 +140,14 @@ impl Row {
         }
     }
 
-    /// The value of column `index` as a [`Value`], or `None` when there is no such column.
+    /// The value of column `index` as a [`Value`], or `None` when there is no such column
+    /// (or its value is not valid for its type; [`try_get`](Self::try_get) says which).
     pub fn value(&self, index: impl ColumnIndex) -> Option<Value> {
         self.try_get(index).ok()
     }
 
-    /// Every value, in column order.
+    /// Every value, in column order (an invalid date/time as [`Value::Null`], see
+    /// [`Value::from_typed_column`]).
     pub fn values(&self) -> impl Iterator<Item = Value> + '_ {
         self.inner
             .cells()
@@ -478,7 +480,7 @@ from_dates! {
 
 impl<'a> FromSqlValue<'a> for Value {
     fn from_sql_value(value: &'a ColumnData<'static>, ty: ColumnType) -> Result<Self, Reason> {
-        Ok(Value::from_typed_column(value, ty))
+        Value::decode(value, ty)
     }
 }
 
@@ -537,6 +539,28 @@ tuple_from_row!(A: 0, B: 1, C: 2, D: 3, E: 4, F: 5, G: 6, H: 7);
 mod tests {
     use super::*;
     use std::borrow::Cow;
+
+    #[test]
+    fn an_invalid_date_time_is_an_error_not_a_null() {
+        use tiberius::time::{Date, DateTime2, DateTimeOffset, Time};
+        // An offset of 15 hours: no valid DATETIMEOFFSET has one (±14:00 at most).
+        let bad = DateTimeOffset::new(DateTime2::new(Date::new(1), Time::new(0, 7)), 900);
+        let row: Row = tiberius::Row::builder()
+            .column(
+                "at",
+                ColumnType::DatetimeOffsetn,
+                ColumnData::DateTimeOffset(Some(bad)),
+            )
+            .build()
+            .into();
+        let error = row.try_get::<Value>("at").unwrap_err();
+        assert_eq!(error.reason, Reason::OutOfRange("not a valid date/time"));
+        assert_eq!(error.column, "at");
+        assert_eq!(row.value("at"), None, "not reported as NULL");
+        assert!(row
+            .try_get::<Option<DateTime<FixedOffset>>>("at")
+            .is_err());
+    }
 
     fn row() -> Row {
         tiberius::Row::builder()

@@ -19,6 +19,9 @@ use crate::error::{Error, ErrorKind, Outcome};
 /// Rows buffered between the connection and the caller of a [`RowStream`] by default.
 pub const DEFAULT_STREAM_BUFFER: usize = 64;
 
+/// The largest buffer a [`RowStream`] holds, in rows (a larger request is clamped).
+pub const MAX_STREAM_BUFFER: usize = 65_536;
+
 /// The sending half a streamed request carries: the innermost service hands rows to it.
 pub(crate) struct RowSink {
     tx: mpsc::Sender<Row>,
@@ -100,7 +103,7 @@ impl fmt::Debug for RowStream {
 impl RowStream {
     /// Starts `request` (a [`SqlRequest::query`]) on `stack`, streaming its rows.
     pub(crate) fn start(stack: &crate::Stack, request: SqlRequest, buffer: usize) -> RowStream {
-        let (tx, rx) = mpsc::channel(buffer.max(1));
+        let (tx, rx) = mpsc::channel(buffer.clamp(1, MAX_STREAM_BUFFER));
         let mut request = request;
         match &mut request.body {
             Body::Statement { returns, .. } if matches!(returns, Returns::Rows) => {

@@ -150,8 +150,9 @@ impl Stack {
         self.stream_with_buffer(request, DEFAULT_STREAM_BUFFER)
     }
 
-    /// [`stream`](Self::stream) with a buffer of `rows` rows (at least 1) between the
-    /// connection and the caller.
+    /// [`stream`](Self::stream) with a buffer of `rows` rows between the connection and
+    /// the caller, at least 1 and at most [`MAX_STREAM_BUFFER`](super::MAX_STREAM_BUFFER)
+    /// (a larger value is clamped: the buffer's memory is what streaming bounds).
     pub fn stream_with_buffer(&self, request: SqlRequest, rows: usize) -> RowStream {
         RowStream::start(self, request, rows)
     }
