@@ -126,6 +126,13 @@ fn parse_args() -> Result<Options, String> {
         }
         let value = args.next().ok_or_else(|| format!("{flag} needs a value"))?;
         let bad = |what: &str| format!("invalid {flag} {value:?}: {what}");
+        let at_most_a_day = |d: Duration, bad: &dyn Fn(&str) -> String| {
+            if d > timeline::MAX_DURATION {
+                Err(bad("must be at most 24h"))
+            } else {
+                Ok(d)
+            }
+        };
         let fraction = |v: &str| -> Result<f64, String> {
             v.parse::<f64>()
                 .ok()
@@ -138,8 +145,8 @@ fn parse_args() -> Result<Options, String> {
             "--plots" => o.plots = PathBuf::from(value),
             "--duration" => {
                 let d = parse_duration(&value).map_err(|e| bad(&e))?;
-                if d < Duration::from_secs(1) {
-                    return Err(bad("must be at least 1s"));
+                if d < Duration::from_secs(1) || d > timeline::MAX_DURATION {
+                    return Err(bad("must be from 1s to 24h"));
                 }
                 o.duration = Some(d);
             }
@@ -162,22 +169,28 @@ fn parse_args() -> Result<Options, String> {
             "--idempotent" => o.idempotent = fraction(&value)?,
             "--budget" => {
                 o.budget = parse_duration(&value).map_err(|e| bad(&e)).and_then(|d| {
-                    if d.is_zero() {
-                        Err(bad("must be greater than zero"))
+                    if d.is_zero() || d > timeline::MAX_DURATION {
+                        Err(bad("must be greater than zero and at most 24h"))
                     } else {
                         Ok(d)
                     }
                 })?
             }
             "--baseline-timeout" => {
-                o.baseline_timeout = parse_duration(&value).map_err(|e| bad(&e))?
+                o.baseline_timeout = parse_duration(&value)
+                    .map_err(|e| bad(&e))
+                    .and_then(|d| at_most_a_day(d, &bad))?
             }
             "--min-idle" => o.min_idle = Some(whole_number(&value, 1, 100).map_err(|e| bad(&e))?),
             "--max-pool" => o.max_pool = Some(whole_number(&value, 1, 1000).map_err(|e| bad(&e))?),
             "--json" => o.json = Some(PathBuf::from(value)),
             "--svg" => o.svg = PathBuf::from(value),
             "--record-metrics" => o.record_metrics = Some(PathBuf::from(value)),
-            "--record-tail" => o.record_tail = parse_duration(&value).map_err(|e| bad(&e))?,
+            "--record-tail" => {
+                o.record_tail = parse_duration(&value)
+                    .map_err(|e| bad(&e))
+                    .and_then(|d| at_most_a_day(d, &bad))?
+            }
             "--requests" => o.requests = Some(PathBuf::from(value)),
             other => return Err(format!("unknown option {other:?}")),
         }

@@ -23,6 +23,10 @@ use mssql_testkit::chaos::{DirectionToxics, Phase, Schedule, Toxicity, Toxics};
 use mssql_testkit::tds::Trigger;
 use serde::Deserialize;
 
+/// The longest run a timeline (or `--duration`, `--record-tail`, `--budget`) may ask for:
+/// a day is far past any rehearsal, and keeps every time sum far from overflow.
+pub const MAX_DURATION: Duration = Duration::from_secs(24 * 3600);
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
 /// The region a phase acts on.
@@ -171,14 +175,26 @@ impl Timeline {
             format!("{origin}{at}: {}", e.message().trim())
         })?;
         let duration = dur("duration", &file.duration)?;
-        if duration < Duration::from_secs(1) {
-            return Err(format!("{origin}: `duration` must be at least 1s"));
+        if duration < Duration::from_secs(1) || duration > MAX_DURATION {
+            return Err(format!(
+                "{origin}: duration = {:?}: must be from 1s to {}h",
+                file.duration,
+                MAX_DURATION.as_secs() / 3600
+            ));
         }
         let flip_at = file
             .flip_at
             .as_deref()
             .map(|t| dur("flip_at", t))
             .transpose()?;
+        if let (Some(at), Some(text)) = (flip_at, &file.flip_at) {
+            if at.is_zero() || at >= duration {
+                return Err(format!(
+                    "{origin}: flip_at = {text:?}: must be after 0s and before the end (duration {:?})",
+                    file.duration
+                ));
+            }
+        }
         let mut phases = Vec::new();
         for (i, p) in file.phase.into_iter().enumerate() {
             let at = |f: &str| format!("{origin}: phase[{i}].{f}");
@@ -461,6 +477,20 @@ mod tests {
         );
         let e = one("kind = \"reset\"\ncolour = 1\n").unwrap_err();
         assert!(e.contains("unknown field `colour`"), "{e}");
+    }
+
+    #[test]
+    fn the_flip_and_the_duration_must_fit_the_run() {
+        let with = |head: &str| Timeline::parse(head, "t.toml");
+        let e = with("name = \"x\"\nduration = \"10s\"\nflip_at = \"20s\"\n").unwrap_err();
+        assert_eq!(
+            e,
+            "t.toml: flip_at = \"20s\": must be after 0s and before the end (duration \"10s\")"
+        );
+        assert!(with("name = \"x\"\nduration = \"10s\"\nflip_at = \"0s\"\n").is_err());
+        assert!(with("name = \"x\"\nduration = \"10s\"\nflip_at = \"9s\"\n").is_ok());
+        let e = with("name = \"x\"\nduration = \"9999999999h\"\n").unwrap_err();
+        assert!(e.contains("must be from 1s to 24h"), "{e}");
     }
 
     #[test]
