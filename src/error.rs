@@ -206,6 +206,9 @@ pub enum RetryStop {
     },
     /// The shared retry budget had no retry left.
     BudgetExhausted,
+    /// The call was waiting to be tried again after being turned away, and gave its place
+    /// among such calls to one due later (see [`retry`](crate::retry)).
+    GaveWay,
 }
 
 impl RetryStop {
@@ -217,6 +220,7 @@ impl RetryStop {
             RetryStop::MaxAttempts => "max_attempts",
             RetryStop::DeadlineWouldBeExceeded { .. } => "deadline",
             RetryStop::BudgetExhausted => "budget_exhausted",
+            RetryStop::GaveWay => "gave_way",
         }
     }
 }
@@ -562,16 +566,44 @@ impl fmt::Debug for Error {
 
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.describe(f, true)
+    }
+}
+
+/// An [`Error`] as the crate's own log lines show it: everything but a server error's
+/// message text, which may quote data (a duplicate key's value, a value that failed to
+/// convert). See [`Error::for_logs`].
+#[derive(Debug, Clone, Copy)]
+pub struct ForLogs<'a>(&'a Error);
+
+impl fmt::Display for ForLogs<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.describe(f, false)
+    }
+}
+
+impl Error {
+    /// The error for a log line: its `Display` without a server error's message text
+    /// (number, class and state identify the error; the text may quote row data, e.g.
+    /// 2627's duplicate key value). The crate's own `tracing` events use it; `Display`
+    /// keeps the message for the caller.
+    pub fn for_logs(&self) -> ForLogs<'_> {
+        ForLogs(self)
+    }
+
+    fn describe(&self, f: &mut fmt::Formatter<'_>, message_text: bool) -> fmt::Result {
         match &self.inner.kind {
             ErrorKind::Server {
                 number,
                 class,
                 state,
                 message,
-            } => write!(
-                f,
-                "server error {number} (class {class}, state {state}): {message}"
-            )?,
+            } => {
+                write!(f, "server error {number} (class {class}, state {state})")?;
+                if message_text {
+                    write!(f, ": {message}")?;
+                }
+            }
             ErrorKind::Io(kind) => write!(f, "i/o error on the connection: {kind}")?,
             ErrorKind::Timeout { scope, after } => {
                 write!(f, "{} timed out after {after:?}", scope.as_str())?
@@ -833,6 +865,31 @@ impl std::error::Error for ConfigError {}
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn log_lines_leave_out_the_server_message_text() {
+        let error = Error::new(
+            ErrorKind::Server {
+                number: 2627,
+                class: 14,
+                state: 1,
+                message: "Violation of PRIMARY KEY constraint. The duplicate key value is (ada@example.com).".into(),
+            },
+            Outcome::Rejected,
+        );
+        assert!(
+            error.to_string().contains("ada@example.com"),
+            "the caller gets it"
+        );
+        let logged = error.for_logs().to_string();
+        assert!(
+            logged.starts_with("server error 2627 (class 14, state 1) (outcome: "),
+            "{logged}"
+        );
+        assert!(!logged.contains("ada@example.com"), "{logged}");
+        let timeout = Error::new(ErrorKind::DeadlineExceeded, Outcome::NotSent);
+        assert_eq!(timeout.for_logs().to_string(), timeout.to_string());
+    }
 
     #[test]
     fn error_stays_one_pointer_wide() {

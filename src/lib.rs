@@ -66,7 +66,7 @@ struct ReadmeDoctests;
 pub use crate::builder::{Stack, StackBuilder};
 pub use crate::sql::{FromRow, Param, Row, RowError, RowStream, SqlRequest, SqlResponse, Value};
 
-pub use crate::error::{ConfigError, Error, ErrorKind, Outcome};
+pub use crate::error::{ConfigError, Error, ErrorKind, ForLogs, Outcome};
 pub use crate::request::{Consistency, HasContext, Intent, RequestContext, WithContext};
 /// Date and time types for parameters and rows (see [`sql`](crate::sql#types)).
 pub use chrono;

@@ -198,7 +198,7 @@ pub(crate) fn emit(observer: Option<&SharedObserver>, event: Event<'_>) {
             target: "mssql_resilience",
             operation = operation, attempt, delay_ms = delay.as_millis() as u64,
             error_type = error.kind().as_str(), outcome = error.outcome().as_str(),
-            "retry scheduled: {error}"
+            "retry scheduled: {}", error.for_logs()
         ),
         Event::RetryStopped {
             operation,

@@ -414,3 +414,37 @@ async fn beyond_max_polling_a_turned_away_call_counts_its_tries() {
     let third = call(&mut a, read()).await.unwrap_err();
     assert_eq!(third.attempts(), 4);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_full_polling_line_makes_room_for_a_call_due_later() {
+    // One place to sleep before a free try. The first call takes it; a second call,
+    // arriving 100 ms later (due 100 ms later), finds the line full: the first — due
+    // first, with the least time left to see a region back — gives its place and ends
+    // at once, and the second polls to its own deadline.
+    let script = Script::new([Step::Err(turned_away())]);
+    let policy = policy(2, ms(300), ms(300)).with_max_polling(1).unwrap();
+    let svc = under_deadline(ms(1000), policy, &script);
+    let (mut a, mut b) = (svc.clone(), svc);
+    let start = tokio::time::Instant::now();
+    let first = async {
+        let result = call(&mut a, read()).await;
+        (result, start.elapsed())
+    };
+    let second = async {
+        tokio::time::sleep(ms(100)).await;
+        let result = call(&mut b, read()).await;
+        (result, start.elapsed())
+    };
+    let ((first, first_ended), (second, second_ended)) = tokio::join!(first, second);
+    let (first, second) = (first.unwrap_err(), second.unwrap_err());
+    assert_eq!(first.retry_stop(), Some(RetryStop::GaveWay));
+    assert!(first.is_turned_away());
+    assert_eq!(first.attempts(), 1);
+    assert_eq!(first_ended, ms(100), "it ends when the newcomer arrives");
+    assert!(matches!(
+        second.retry_stop(),
+        Some(RetryStop::DeadlineWouldBeExceeded { .. })
+    ));
+    assert_eq!(second.attempts(), 4, "tries at 100, 400, 700, 1000 ms");
+    assert_eq!(second_ended, ms(1000));
+}

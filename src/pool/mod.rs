@@ -24,7 +24,7 @@ pub(crate) mod service;
 mod spares;
 mod stream;
 pub(crate) mod suspicion;
-mod waiting;
+pub(crate) mod waiting;
 mod wire_tx;
 
 use std::fmt;
@@ -90,10 +90,10 @@ impl bb8::ErrorSink<Error> for FailureSink {
         // bb8 also reports idle connections that failed their check; it then hands the
         // waiter another connection, so those must not fail anybody's checkout.
         if error.is_validation() {
-            tracing::debug!(target: "mssql_resilience", %error, "idle connection failed its check");
+            tracing::debug!(target: "mssql_resilience", error = %error.for_logs(), "idle connection failed its check");
             return;
         }
-        tracing::debug!(target: "mssql_resilience", %error, "connection attempt failed");
+        tracing::debug!(target: "mssql_resilience", error = %error.for_logs(), "connection attempt failed");
         let _ = self.0.send(error);
     }
 

@@ -12,6 +12,10 @@
 //!   **earliest** deadline — the least chance to see the region back — gives way to a
 //!   newcomer with a later one ([`Waiting::give_way`]), instead of the newcomer being
 //!   turned away. The bound holds either way; what changes is who keeps a place.
+//! - The same holds for the retry layer's calls that sleep before another try after
+//!   being turned away (no region writable, every region full): they wait for a region
+//!   to come back or make room, so a full line of them makes room for a newcomer due
+//!   later ([`Waiting::enter_bounded`]).
 
 use std::sync::{Arc, Mutex};
 
@@ -49,6 +53,25 @@ impl Waiting {
         }
     }
 
+    /// A place for a request due at `deadline` in a line of at most `max`: taken while
+    /// fewer wait; otherwise the waiter due first gives way ([`give_way`](Self::give_way))
+    /// if it is due earlier, and `None` if none is (the line and its bound as they were).
+    /// The retry layer's line of calls polling for a region keeps this rule (see
+    /// [`retry`](crate::retry)).
+    pub(crate) fn enter_bounded(
+        self: &Arc<Self>,
+        deadline: Instant,
+        max: usize,
+    ) -> Option<WaitingGuard> {
+        {
+            let mut entries = self.lock();
+            if entries.len() >= max && !displace(&mut entries, deadline) {
+                return None;
+            }
+        }
+        Some(self.enter(deadline))
+    }
+
     /// The latest deadline of the requests waiting now, if any waits.
     pub(crate) fn latest(&self) -> Option<Instant> {
         self.lock().iter().map(|e| e.deadline).max()
@@ -64,18 +87,22 @@ impl Waiting {
     /// `deadline`, to give up its place (its checkout ends, not sent); it stops counting
     /// as waiting at once. Whether one did.
     pub(crate) fn give_way(&self, deadline: Instant) -> bool {
-        let mut entries = self.lock();
-        let Some((at, _)) = entries
-            .iter()
-            .enumerate()
-            .filter(|(_, e)| e.deadline < deadline)
-            .min_by_key(|(_, e)| e.deadline)
-        else {
-            return false;
-        };
-        entries.swap_remove(at).give_way.notify_one();
-        true
+        displace(&mut self.lock(), deadline)
     }
+}
+
+/// Tells the entry due first, if due before `deadline`, to give way, and removes it.
+fn displace(entries: &mut Vec<Entry>, deadline: Instant) -> bool {
+    let Some((at, _)) = entries
+        .iter()
+        .enumerate()
+        .filter(|(_, e)| e.deadline < deadline)
+        .min_by_key(|(_, e)| e.deadline)
+    else {
+        return false;
+    };
+    entries.swap_remove(at).give_way.notify_one();
+    true
 }
 
 /// A waiting request's registration (see [`Waiting::enter`]).
@@ -125,6 +152,32 @@ mod tests {
         assert_eq!(waiting.latest(), Some(now + Duration::from_secs(1)));
         drop(same);
         assert_eq!(waiting.latest(), None);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_full_line_takes_a_later_newcomer_in_place_of_its_earliest() {
+        let waiting = Arc::new(Waiting::default());
+        let now = Instant::now();
+        let s = Duration::from_secs(1);
+        let early = waiting.enter_bounded(now + s, 2).expect("room");
+        let late = waiting.enter_bounded(now + 3 * s, 2).expect("room");
+        // Full, and nobody is due before the newcomer: no place, nobody told.
+        assert!(waiting.enter_bounded(now + s, 2).is_none());
+        assert!(
+            tokio::time::timeout(Duration::ZERO, early.told_to_give_way())
+                .await
+                .is_err()
+        );
+        // A newcomer due later takes the earliest's place; the bound holds.
+        let newcomer = waiting.enter_bounded(now + 2 * s, 2).expect("a place");
+        tokio::time::timeout(Duration::ZERO, early.told_to_give_way())
+            .await
+            .expect("the earliest was told to give way");
+        assert_eq!(waiting.lock().len(), 2);
+        drop(early);
+        assert_eq!(waiting.lock().len(), 2, "its place was already given");
+        drop((late, newcomer));
+        assert!(waiting.enter_bounded(now, 1).is_some());
     }
 
     #[tokio::test(start_paused = true)]

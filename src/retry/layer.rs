@@ -1,4 +1,4 @@
-use std::sync::atomic::{AtomicU32, AtomicU64};
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 
 use tower::Layer;
@@ -69,7 +69,7 @@ impl<S> Layer<S> for RetryLayer {
                 budget: self.budget.clone(),
                 observer: self.observer.clone(),
                 calls: AtomicU64::new(0),
-                polling: AtomicU32::new(0),
+                polling: Default::default(),
             }),
         }
     }

@@ -24,9 +24,12 @@
 //! its cap) for as long as rule 4 allows, so a request that arrives while the only region
 //! it can use is full or not yet back gets in when room appears instead of giving up three
 //! backoffs later. At most [`RetryPolicy::max_polling`] calls sleep before such a free try
-//! at once (default 100): they hold the service's request slots while they sleep, and
-//! beyond the bound a turned-away call counts the try, so it fails within its attempts,
-//! fast, as before. A failure after which anything was sent, or a connection was opened or
+//! at once (default 100): they hold the service's request slots while they sleep. When
+//! that many sleep, the one due first gives way to a newcomer due later (it ends at once,
+//! [`RetryStop::GaveWay`]): they wait for a region to come back or make room, and the call
+//! due first has the least time left to see it — the rule of a down region's line of
+//! requests waiting for a connection. A newcomer due no later than all of them counts its
+//! try instead, so it fails within its attempts, fast, as before. A failure after which anything was sent, or a connection was opened or
 //! waited for, counts as usual — a retry after a failed login adds a login.
 //!
 //! Every returned error carries the number of attempts and the [`RetryStop`] reason.
@@ -46,7 +49,7 @@ pub mod budget;
 pub mod future;
 mod layer;
 
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -61,6 +64,7 @@ pub use self::layer::RetryLayer;
 use crate::classify::SharedClassifier;
 use crate::error::{ConfigError, Error, RetryStop};
 use crate::observe::{emit, Event, SharedObserver};
+use crate::pool::waiting::Waiting;
 use crate::request::HasContext;
 
 /// The most attempts a policy may allow.
@@ -165,9 +169,9 @@ struct Shared {
     budget: Option<RetryBudget>,
     observer: Option<SharedObserver>,
     calls: AtomicU64,
-    /// Calls sleeping before a free try after being turned away (at most
-    /// `policy.max_polling`).
-    polling: AtomicU32,
+    /// Calls sleeping before a free try after being turned away, and until when (at
+    /// most `policy.max_polling`; a full line makes room for a call due later).
+    polling: Arc<Waiting>,
 }
 
 impl Shared {
@@ -283,10 +287,11 @@ where
             let verdict = shared.classifier.classify(&error);
             // A place among the polling calls, held through the backoff sleep below and
             // given back before the next try.
-            let polling = if error.is_turned_away() && may_poll(&policy, deadline) {
-                Polling::enter(&shared.polling, policy.max_polling)
-            } else {
-                None
+            let polling = match deadline {
+                Some(due) if error.is_turned_away() && may_poll(&policy, deadline) => shared
+                    .polling
+                    .enter_bounded(due, policy.max_polling as usize),
+                _ => None,
             };
             let uncounted = polling.is_some();
             if !uncounted {
@@ -333,8 +338,17 @@ where
                                     error: &error,
                                 },
                             );
-                            tokio::time::sleep(delay).await;
-                            None
+                            match &polling {
+                                // A call due later took this one's place in the line.
+                                Some(place) => tokio::select! {
+                                    () = tokio::time::sleep(delay) => None,
+                                    () = place.told_to_give_way() => Some(RetryStop::GaveWay),
+                                },
+                                None => {
+                                    tokio::time::sleep(delay).await;
+                                    None
+                                }
+                            }
                         }
                     }
                 }
@@ -367,26 +381,4 @@ where
 /// policy retries at all (`max_attempts = 1` means no retries of any kind) and polls.
 fn may_poll(policy: &RetryPolicy, deadline: Option<Instant>) -> bool {
     policy.max_attempts > 1 && policy.max_polling > 0 && deadline.is_some()
-}
-
-/// A call's place among those sleeping before a free try after being turned away; given
-/// back when dropped (before the try, or with the call if it is dropped meanwhile).
-struct Polling<'a>(&'a AtomicU32);
-
-impl<'a> Polling<'a> {
-    /// A place, if fewer than `max` calls hold one.
-    fn enter(count: &'a AtomicU32, max: u32) -> Option<Self> {
-        count
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
-                (n < max).then_some(n + 1)
-            })
-            .ok()
-            .map(|_| Polling(count))
-    }
-}
-
-impl Drop for Polling<'_> {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
-    }
 }

@@ -151,12 +151,20 @@ mod tests {
             words("SELECT 'it''s /* not' AS [a]]b], \"c\" -- x\nFROM t"),
             ["SELECT", "AS", "\"\"", "\"\"", "FROM", "t"]
         );
-        assert_eq!(words("SELECT N'été' FROM été"), ["SELECT", "N", "FROM", "été"]);
+        assert_eq!(
+            words("SELECT N'été' FROM été"),
+            ["SELECT", "N", "FROM", "été"]
+        );
     }
 
     #[test]
     fn unterminated_literals_and_comments_are_reported() {
-        for sql in ["SELECT 'open", "SELECT 1 /* open /* */", "SELECT [open", "SELECT \"x"] {
+        for sql in [
+            "SELECT 'open",
+            "SELECT 1 /* open /* */",
+            "SELECT [open",
+            "SELECT \"x",
+        ] {
             let mut tokens = Tokens::new(sql);
             tokens.by_ref().for_each(drop);
             assert!(tokens.unterminated(), "{sql}");

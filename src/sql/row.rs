@@ -557,9 +557,7 @@ mod tests {
         assert_eq!(error.reason, Reason::OutOfRange("not a valid date/time"));
         assert_eq!(error.column, "at");
         assert_eq!(row.value("at"), None, "not reported as NULL");
-        assert!(row
-            .try_get::<Option<DateTime<FixedOffset>>>("at")
-            .is_err());
+        assert!(row.try_get::<Option<DateTime<FixedOffset>>>("at").is_err());
     }
 
     fn row() -> Row {

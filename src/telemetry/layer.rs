@@ -209,7 +209,7 @@ where
                             .increment(1);
                     }
                     this.span
-                        .in_scope(|| tracing::warn!("write outcome unknown: {error}"));
+                        .in_scope(|| tracing::warn!("write outcome unknown: {}", error.for_logs()));
                 }
                 if !metrics {
                     return Poll::Ready(result);
