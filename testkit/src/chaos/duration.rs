@@ -33,6 +33,11 @@ impl DurationError {
     }
 }
 
+/// The longest duration accepted (a year, written `8760h`): [`parse_duration`] rejects
+/// longer ones, so no duration written in the control API, a schedule or on the
+/// command line can overflow the clock it is added to.
+pub const MAX_DURATION: Duration = Duration::from_secs(365 * 24 * 60 * 60);
+
 const UNITS: &[(&str, u128)] = &[
     ("ns", 1),
     ("us", 1_000),
@@ -45,7 +50,8 @@ const UNITS: &[(&str, u128)] = &[
 
 /// Parses a humane duration such as `"500ms"`, `"5s"`, `"1m30s"` or `"1.5s"`.
 ///
-/// Fractions below one nanosecond are truncated.
+/// Fractions below one nanosecond are truncated; durations above [`MAX_DURATION`] are
+/// rejected.
 ///
 /// ```
 /// # use std::time::Duration;
@@ -103,9 +109,14 @@ pub fn parse_duration(input: &str) -> Result<Duration, DurationError> {
             .ok_or_else(|| DurationError::new(input, "too large"))?;
         rest = tail;
     }
-    let secs =
-        u64::try_from(total / 1_000_000_000).map_err(|_| DurationError::new(input, "too large"))?;
-    // The remainder is below 10^9, so it fits in u32.
+    if total > MAX_DURATION.as_nanos() {
+        return Err(DurationError::new(
+            input,
+            format!("too large (at most {})", format_duration(MAX_DURATION)),
+        ));
+    }
+    // Below MAX_DURATION: the seconds fit in u64 and the remainder, below 10^9, in u32.
+    let secs = (total / 1_000_000_000) as u64;
     let nanos = (total % 1_000_000_000) as u32;
     Ok(Duration::new(secs, nanos))
 }
@@ -193,6 +204,7 @@ mod tests {
         assert_eq!(parse_duration("250us").unwrap(), Duration::from_micros(250));
         assert_eq!(parse_duration("7ns").unwrap(), Duration::from_nanos(7));
         assert_eq!(parse_duration("0.1ns").unwrap(), Duration::ZERO);
+        assert_eq!(parse_duration("8760h").unwrap(), MAX_DURATION);
     }
 
     #[test]
@@ -206,6 +218,8 @@ mod tests {
             ("1..5s", "not a valid number"),
             ("5sms", "unknown unit \"sms\""),
             ("99999999999999999999999h", "too large"),
+            ("10000000000000000000s", "too large (at most 8760h)"),
+            ("8760h1ns", "too large"),
         ] {
             let err = parse_duration(input).unwrap_err();
             assert!(

@@ -52,7 +52,7 @@ pub mod toxics;
 
 pub use control::control_router;
 pub use counters::CountersSnapshot;
-pub use duration::{format_duration, parse_duration, DurationError};
+pub use duration::{format_duration, parse_duration, DurationError, MAX_DURATION};
 pub use proxy::{ChaosHandle, ChaosProxy, ProxyConfig};
 pub use schedule::{
     OutageWindow, Phase, RunningSchedule, Schedule, ScheduleError, ScheduleErrorKind, ScheduleGuard,

@@ -343,6 +343,7 @@ async fn read_side<R: AsyncRead + Unpin>(
             let t = current.for_draw(draw);
             (t.blackholes(dir), t.direction(dir).sample_delay(&mut rng))
         };
+        // `sample_delay` is at most MAX_DURATION: the sum cannot overflow.
         let due = (Instant::now() + delay).max(last_due);
         if n == 0 {
             let _ = tx.send(Item::Eof { due }).await;

@@ -56,7 +56,7 @@ use serde_json::{Map, Value};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use super::duration::{format_duration, serde_humane};
+use super::duration::{format_duration, serde_humane, MAX_DURATION};
 use super::proxy::{ChaosHandle, Shared};
 use super::toxics::{duration_value, parse_toxics_map, FieldError, Toxics};
 
@@ -104,6 +104,10 @@ impl Phase {
         self.name.clone().unwrap_or_else(|| self.toxics.to_string())
     }
 }
+
+/// The shortest period of a repeating schedule: a shorter one would only make the
+/// runner wake up (nearly) continuously.
+pub const MIN_PERIOD: Duration = Duration::from_millis(1);
 
 /// A validated timeline of [`Phase`]s. Build it from TOML
 /// ([`Schedule::from_toml_str`], [`Schedule::from_file`]) or in code
@@ -244,6 +248,13 @@ impl Schedule {
             ));
         }
         for (i, p) in phases.iter().enumerate() {
+            if p.to > MAX_DURATION {
+                return Err(FieldError::new(
+                    &format!("phase[{i}].to"),
+                    Some(&Value::String(format_duration(p.to))),
+                    format!("too large (at most {})", format_duration(MAX_DURATION)),
+                ));
+            }
             if p.from >= p.to {
                 return Err(FieldError::new(
                     &format!("phase[{i}].to"),
@@ -297,8 +308,25 @@ impl Schedule {
                     ),
                 ))
             }
+            Some(p) if p > MAX_DURATION => {
+                return Err(FieldError::new(
+                    "period",
+                    Some(&Value::String(format_duration(p))),
+                    format!("too large (at most {})", format_duration(MAX_DURATION)),
+                ))
+            }
             Some(p) => p,
         };
+        if repeat && period < MIN_PERIOD {
+            return Err(FieldError::new(
+                "period",
+                Some(&Value::String(format_duration(period))),
+                format!(
+                    "a repeating schedule's period (by default the end of its last phase) must be at least {}",
+                    format_duration(MIN_PERIOD)
+                ),
+            ));
+        }
         Ok(Schedule {
             phases,
             repeat,
@@ -392,9 +420,9 @@ impl Schedule {
     pub fn next_change_after(&self, elapsed: Duration) -> Option<Duration> {
         let period = self.period;
         let (base, offset) = if self.repeat {
-            let k = elapsed.as_nanos() / period.as_nanos();
-            let base = period.saturating_mul(u32::try_from(k).unwrap_or(u32::MAX));
-            (base, elapsed.saturating_sub(base))
+            // The offset into the current pass; the pass started exactly that long ago.
+            let offset = self.fold(elapsed).unwrap_or_default();
+            (elapsed - offset, offset)
         } else {
             (Duration::ZERO, elapsed)
         };
@@ -524,13 +552,7 @@ fn parse_schedule(root: &Map<String, Value>) -> Result<Schedule, FieldError> {
                     .as_bool()
                     .ok_or_else(|| FieldError::new("repeat", Some(v), "expected true or false"))?;
             }
-            "period" => {
-                let p = duration_value(v, "period")?;
-                if p.is_zero() {
-                    return Err(FieldError::new("period", Some(v), "must be positive"));
-                }
-                period = Some(p);
-            }
+            "period" => period = Some(duration_value(v, "period")?),
             "phase" => phases_value = Some(v),
             _ => return Err(unknown_key(key, SCHEDULE_KEYS)),
         }
@@ -703,7 +725,12 @@ async fn run(handle: ChaosHandle, schedule: Arc<Schedule>, started: Instant, id:
         handle.set(toxics);
         match schedule.next_change_after(elapsed) {
             Some(next) => {
-                tokio::time::sleep_until(started + next).await;
+                // Schedules are bounded (MAX_DURATION), so this only fails past the
+                // clock's range, where the change never comes: keep the toxics.
+                let Some(at) = started.checked_add(next) else {
+                    return std::future::pending().await;
+                };
+                tokio::time::sleep_until(at).await;
                 elapsed = next;
             }
             None => break,
@@ -942,6 +969,54 @@ mod tests {
         assert!(e.contains("phase: missing"), "{e}");
         let e = err("phases = []");
         assert!(e.contains("phases: unknown key"), "{e}");
+    }
+
+    #[test]
+    fn huge_times_and_tiny_periods_are_rejected() {
+        let e = err("[[phase]]\nfrom = \"0s\"\nto = \"10000000000000000000s\"\n");
+        assert!(
+            e.contains("phase[0].to = \"10000000000000000000s\": too large (at most 8760h)"),
+            "{e}"
+        );
+        // Built in code, the same bound holds.
+        let e = Schedule::new(vec![Phase::new(s(0), Duration::MAX, Mode::Reset)])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("phase[0].to") && e.contains("too large"), "{e}");
+        let e = Schedule::repeating(
+            vec![Phase::new(s(0), s(1), Mode::Reset)],
+            Some(Duration::MAX),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("period") && e.contains("too large"), "{e}");
+        let e = err("repeat = true\nperiod = \"10ns\"\n[[phase]]\nfrom = \"0ns\"\nto = \"5ns\"\n");
+        assert!(
+            e.contains("period = \"10ns\": a repeating schedule's period"),
+            "{e}"
+        );
+        assert!(e.contains("must be at least 1ms"), "{e}");
+        // The default period (the end of the last phase) too.
+        let tiny = vec![Phase::new(
+            Duration::ZERO,
+            Duration::from_nanos(5),
+            Mode::Reset,
+        )];
+        assert!(Schedule::repeating(tiny.clone(), None).is_err());
+        // Played once, a short phase is fine.
+        assert!(Schedule::new(tiny).is_ok());
+    }
+
+    #[test]
+    fn next_change_stays_ahead_after_billions_of_passes() {
+        // 200 days of 3 ms passes: 5.76e9 passes, more than u32 counts.
+        let sch =
+            Schedule::repeating(vec![Phase::new(ms(1), ms(2), Mode::Reset)], Some(ms(3))).unwrap();
+        let start = Duration::from_secs(200 * 86_400);
+        assert_eq!(sch.next_change_after(start), Some(start + ms(1)));
+        assert_eq!(sch.next_change_after(start + ms(1)), Some(start + ms(2)));
+        assert_eq!(sch.next_change_after(start + ms(2)), Some(start + ms(3)));
+        assert_eq!(sch.mode_at(start + ms(1)), Toxics::reset());
     }
 
     #[test]

@@ -38,7 +38,7 @@ use std::time::Duration;
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::Value;
 
-use super::duration::{format_duration, parse_duration, serde_humane};
+use super::duration::{format_duration, parse_duration, serde_humane, MAX_DURATION};
 
 /// Connection-level behaviour of the proxy.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -210,10 +210,12 @@ impl DirectionToxics {
         *self == Self::default()
     }
 
-    /// Draws one delay: `latency ± U(jitter)`, clamped at zero.
+    /// Draws one delay: `latency ± U(jitter)`, clamped to zero … [`MAX_DURATION`] (the
+    /// bound written durations have; ones set in code get it here), so that it can be
+    /// added to the clock.
     pub(crate) fn sample_delay(&self, rng: &mut fastrand::Rng) -> Duration {
         if self.jitter.is_zero() {
-            return self.latency;
+            return self.latency.min(MAX_DURATION);
         }
         let j = i128::try_from(self.jitter.as_nanos())
             .unwrap_or(i128::MAX)
@@ -221,7 +223,7 @@ impl DirectionToxics {
         let offset = i128::from(rng.i64(-(j as i64)..=(j as i64)));
         let base = i128::try_from(self.latency.as_nanos()).unwrap_or(i128::MAX);
         let nanos = (base + offset).max(0);
-        Duration::from_nanos(u64::try_from(nanos).unwrap_or(u64::MAX))
+        Duration::from_nanos(u64::try_from(nanos).unwrap_or(u64::MAX)).min(MAX_DURATION)
     }
 }
 
@@ -969,5 +971,23 @@ mod tests {
         }
         let fixed = DirectionToxics::new().with_latency(Duration::from_millis(10), Duration::ZERO);
         assert_eq!(fixed.sample_delay(&mut a), Duration::from_millis(10));
+    }
+
+    #[test]
+    fn delays_beyond_a_year_are_rejected_or_clamped() {
+        // Written: rejected, naming the field.
+        let e = parse(json!({"latency": "10000000000000000000s"})).unwrap_err();
+        assert_eq!(e.path, "latency");
+        assert!(e.to_string().contains("too large (at most 8760h)"), "{e}");
+        let e = parse(json!({"upstream": {"slow_close": "8761h"}})).unwrap_err();
+        assert_eq!(e.path, "upstream.slow_close");
+        // Set in code: each delay drawn is clamped, so the pump can add it to the clock.
+        let mut rng = fastrand::Rng::with_seed(1);
+        for jitter in [Duration::ZERO, Duration::from_secs(1), Duration::MAX] {
+            let d = DirectionToxics::new().with_latency(Duration::MAX, jitter);
+            let delay = d.sample_delay(&mut rng);
+            assert!(delay <= MAX_DURATION, "{delay:?}");
+            assert!(tokio::time::Instant::now().checked_add(delay).is_some());
+        }
     }
 }

@@ -30,6 +30,7 @@ const COMPILE: &[u32] = &[
     105,   // unclosed quotation mark
     156,   // incorrect syntax near a keyword
     170,   // incorrect syntax (line)
+    191,   // nested too deeply
     137,   // must declare the scalar variable
     195,   // not a recognized built-in function
     206,   // operand type clash
@@ -230,6 +231,7 @@ mod tests {
         for xa in [false, true] {
             assert_eq!(effect(208, 16, "SELECT", xa), ErrorEffect::AbortBatch);
             assert_eq!(effect(102, 15, "SELECT", xa), ErrorEffect::AbortBatch);
+            assert_eq!(effect(191, 15, "SELECT", xa), ErrorEffect::AbortBatch);
         }
     }
 

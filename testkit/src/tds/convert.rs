@@ -421,10 +421,11 @@ fn coerce_datetime(v: Value, to: SqlType) -> Result<Value, ErrorSpec> {
         }
         SqlType::DateTimeOffset(s) => {
             let (d, t) = dt::round(date, ticks, s);
-            if d > dt::MAX_DAY {
+            let offset = p.offset.unwrap_or(0);
+            if !dt::offset_in_range(d, t, offset) {
                 return Err(date_range(&v, to));
             }
-            Ok(Value::DateTimeOffset(d, t, p.offset.unwrap_or(0)))
+            Ok(Value::DateTimeOffset(d, t, offset))
         }
         SqlType::DateTime => {
             let (d, t300) = dt::to_datetime_ticks(date, ticks);
@@ -541,6 +542,7 @@ mod tests {
         );
         assert_eq!(c(t("2024-02-30"), "DATE"), Err(241));
         assert_eq!(c(t("1700-01-01"), "DATETIME"), Err(242));
+        assert_eq!(c(t("12:00€"), "TIME"), Err(241));
         assert_eq!(c(t("abc"), "DECIMAL(10,2)"), Err(8114));
         assert_eq!(c(t("12345.678"), "DECIMAL(5,2)"), Err(8115));
         assert_eq!(
@@ -563,6 +565,22 @@ mod tests {
                 Dec::parse("12345678901234567890.12345").unwrap()
             ))
         );
+    }
+
+    #[test]
+    fn datetimeoffset_needs_its_utc_date_in_range_too() {
+        let dto = |s: &str| c(t(s), "DATETIMEOFFSET");
+        // UTC 0000-12-31 and 10000-01-01: not representable on the wire.
+        assert_eq!(dto("0001-01-01 00:00:00 +14:00"), Err(242));
+        assert_eq!(dto("9999-12-31 23:59:00 -14:00"), Err(242));
+        let e = coerce(t("0001-01-01 00:00:00 +14:00"), SqlType::DateTimeOffset(7)).unwrap_err();
+        assert_eq!(
+            e.message,
+            "The conversion of a nvarchar data type to a datetimeoffset data type resulted in an out-of-range value."
+        );
+        // The extremes whose UTC date is in range still convert.
+        assert!(dto("0001-01-01 14:00:00 +14:00").is_ok());
+        assert!(dto("9999-12-31 09:59:00 -14:00").is_ok());
     }
 
     #[test]

@@ -17,6 +17,29 @@ pub(crate) const DAY_1753: i32 = 639_905;
 /// Day number of 2079-06-06 (the last SMALLDATETIME).
 pub(crate) const DAY_2079_06_06: i32 = 759_130;
 
+/// The largest time zone offset, in minutes (±14:00).
+pub(crate) const MAX_OFFSET: i16 = 840;
+
+/// A day and time of day moved by `minutes`: the day (which may fall outside
+/// 0001-01-01 … 9999-12-31) and the time of day. A DATETIMEOFFSET's UTC instant is its
+/// local one moved by minus the offset.
+pub(crate) fn shift_minutes(days: i32, ticks: u64, minutes: i64) -> (i64, u64) {
+    // i128: no input can overflow it.
+    let per_day = i128::from(TICKS_PER_DAY);
+    let t = i128::from(days) * per_day + i128::from(ticks) + i128::from(minutes) * 600_000_000;
+    (t.div_euclid(per_day) as i64, t.rem_euclid(per_day) as u64)
+}
+
+/// Whether a DATETIMEOFFSET (local day and time of day, offset in minutes) is a value of
+/// the type: the offset within ±14:00 and both the local and the UTC date within
+/// 0001-01-01 … 9999-12-31 (the UTC date is what TDS sends).
+pub(crate) fn offset_in_range(days: i32, ticks: u64, offset: i16) -> bool {
+    let (utc_day, _) = shift_minutes(days, ticks, -i64::from(offset));
+    (-MAX_OFFSET..=MAX_OFFSET).contains(&offset)
+        && (0..=MAX_DAY).contains(&days)
+        && (0..=i64::from(MAX_DAY)).contains(&utc_day)
+}
+
 fn is_leap(y: i64) -> bool {
     (y % 4 == 0 && y % 100 != 0) || y % 400 == 0
 }
@@ -107,7 +130,8 @@ fn parse_date(s: &str) -> Option<i32> {
 
 fn parse_time(s: &str) -> Option<u64> {
     let s = s.trim();
-    let (s, pm) = match s.len().checked_sub(2).map(|i| s.split_at(i)) {
+    // An AM/PM suffix (a byte-safe split: the text may end in any character).
+    let (s, pm) = match s.len().checked_sub(2).and_then(|i| s.split_at_checked(i)) {
         Some((t, ap)) if ap.eq_ignore_ascii_case("AM") => (t.trim_end(), Some(false)),
         Some((t, ap)) if ap.eq_ignore_ascii_case("PM") => (t.trim_end(), Some(true)),
         _ => (s, None),
@@ -320,6 +344,13 @@ mod tests {
         assert!(parse("2024").is_none());
         assert!(parse("25:00").is_none());
         assert!(parse("hello").is_none());
+    }
+
+    #[test]
+    fn text_ending_in_a_multibyte_character_is_not_a_date() {
+        for s in ["12:00€", "€", "2024-01-01 12:00é", "1:05 P€"] {
+            assert_eq!(parse(s), None, "{s}");
+        }
     }
 
     #[test]

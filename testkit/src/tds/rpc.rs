@@ -61,6 +61,10 @@ pub(crate) enum RpcError {
         name: String,
         ty: String,
     },
+    /// A parameter whose declared maximum length its type does not allow (reported as
+    /// error 8016): over 8000 bytes, or 0xFFFF (MAX, sent as PLP) for a fixed-length
+    /// CHAR, NCHAR or BINARY.
+    InvalidLength { index: usize, name: String, ty: u8 },
 }
 
 /// Skips the ALL_HEADERS block (present in TDS 7.2+ for SQLBatch, RPC and TM requests).
@@ -103,6 +107,11 @@ pub(crate) fn parse(payload: &[u8]) -> Result<RpcRequest, RpcError> {
                 name: name.clone(),
                 ty,
             },
+            ValueError::BadLength(ty) => RpcError::InvalidLength {
+                index: index + 1,
+                name: name.clone(),
+                ty,
+            },
             ValueError::Invalid(ty) => RpcError::InvalidValue {
                 index: index + 1,
                 name: name.clone(),
@@ -117,6 +126,7 @@ pub(crate) fn parse(payload: &[u8]) -> Result<RpcRequest, RpcError> {
 enum ValueError {
     Malformed,
     Unsupported(u8),
+    BadLength(u8),
     Invalid(SqlType),
 }
 
@@ -169,23 +179,34 @@ fn money(b: &[u8]) -> Option<Dec> {
     Some(Dec::from_scaled(raw as i128, 4))
 }
 
-/// DATETIME (8 bytes) or SMALLDATETIME (4 bytes).
-fn datetime(b: &[u8]) -> Option<Value> {
+/// DATETIME (8 bytes: days since 1900-01-01, 1/300 s since midnight) or SMALLDATETIME
+/// (4 bytes: days, minutes). A day before 1753-01-01 or past 9999-12-31, or a time of
+/// day of 24 hours or more, is not a value of the type.
+fn datetime(b: &[u8]) -> Result<Value, ValueError> {
     match b.len() {
         8 => {
             let days = i32::from_le_bytes([b[0], b[1], b[2], b[3]]);
             let t300 = u32::from_le_bytes([b[4], b[5], b[6], b[7]]);
-            Some(Value::DateTime(
-                dt::DAY_1900.checked_add(days)?,
-                dt::from_datetime_ticks(t300),
-            ))
+            let day = dt::DAY_1900
+                .checked_add(days)
+                .filter(|d| (dt::DAY_1753..=dt::MAX_DAY).contains(d));
+            match day {
+                Some(day) if t300 < 300 * 86_400 => {
+                    Ok(Value::DateTime(day, dt::from_datetime_ticks(t300)))
+                }
+                _ => Err(ValueError::Invalid(SqlType::DateTime)),
+            }
         }
         4 => {
+            // Any u16 day is within 1900-01-01 … 2079-06-06.
             let days = u16::from_le_bytes([b[0], b[1]]) as i32;
             let mins = u16::from_le_bytes([b[2], b[3]]) as u64;
-            Some(Value::DateTime(dt::DAY_1900 + days, mins * 60 * 10_000_000))
+            if mins >= 24 * 60 {
+                return Err(ValueError::Invalid(SqlType::SmallDateTime));
+            }
+            Ok(Value::DateTime(dt::DAY_1900 + days, mins * 60 * 10_000_000))
         }
-        _ => None,
+        _ => Err(ValueError::Malformed),
     }
 }
 
@@ -234,6 +255,17 @@ fn long_bytes(r: &mut Reader<'_>) -> Result<Option<Vec<u8>>, ValueError> {
     Ok(Some(m(r.bytes(len as usize))?.to_vec()))
 }
 
+/// Checks the declared maximum length of a character or binary type `ty`: at most 8000
+/// bytes, or 0xFFFF (MAX) for the variable-length ones (NVARCHAR, VARCHAR, VARBINARY).
+fn check_max_len(ty: u8, max: u16) -> Result<u16, ValueError> {
+    let variable = matches!(ty, 0xE7 | 0xA7 | 0xA5);
+    if max <= 8000 || (variable && max == 0xFFFF) {
+        Ok(max)
+    } else {
+        Err(ValueError::BadLength(ty))
+    }
+}
+
 fn text_len(max_bytes: u16, unit: u16) -> Len {
     if max_bytes == 0xFFFF {
         Len::Max
@@ -257,8 +289,8 @@ fn read_value(r: &mut Reader<'_>) -> Result<(Value, SqlType), ValueError> {
         0x3E => (Value::Float(m(le_float(m(r.bytes(8))?))?), SqlType::Float),
         0x3C => (Value::Dec(m(money(m(r.bytes(8))?))?), SqlType::Money),
         0x7A => (Value::Dec(m(money(m(r.bytes(4))?))?), SqlType::SmallMoney),
-        0x3D => (m(datetime(m(r.bytes(8))?))?, SqlType::DateTime),
-        0x3A => (m(datetime(m(r.bytes(4))?))?, SqlType::SmallDateTime),
+        0x3D => (datetime(m(r.bytes(8))?)?, SqlType::DateTime),
+        0x3A => (datetime(m(r.bytes(4))?)?, SqlType::SmallDateTime),
         // INTN, BITN, FLTN, MONEYN, GUID, DATETIMN: max length, then a length byte.
         0x26 | 0x68 | 0x6D | 0x6E | 0x24 | 0x6F => {
             let max = m(r.u8())?;
@@ -291,7 +323,7 @@ fn read_value(r: &mut Reader<'_>) -> Result<(Value, SqlType), ValueError> {
                     0x68 => Value::Int((b[0] != 0) as i64),
                     0x6D => Value::Float(m(le_float(b))?),
                     0x6E => Value::Dec(m(money(b))?),
-                    0x6F => m(datetime(b))?,
+                    0x6F => datetime(b)?,
                     _ => {
                         let mut w = [0u8; 16];
                         w.copy_from_slice(b);
@@ -328,6 +360,8 @@ fn read_value(r: &mut Reader<'_>) -> Result<(Value, SqlType), ValueError> {
                     mag,
                     scale,
                 };
+                // More digits than the declared precision: not a value of the type.
+                let d = d.fit(precision, scale).ok_or(ValueError::Invalid(sql_ty))?;
                 (Value::Dec(d), sql_ty)
             }
         }
@@ -375,16 +409,16 @@ fn read_value(r: &mut Reader<'_>) -> Result<(Value, SqlType), ValueError> {
                     0x2A => Value::DateTime(le_uint(&b[tl..tl + 3]) as i32, ticks),
                     _ => {
                         // Sent in UTC; kept as local time plus offset.
-                        let days = le_uint(&b[tl..tl + 3]) as i64;
+                        let days = le_uint(&b[tl..tl + 3]) as i32;
                         let offset = i16::from_le_bytes([b[tl + 3], b[tl + 4]]);
-                        let utc = days * dt::TICKS_PER_DAY as i64 + ticks as i64;
-                        let local = utc + offset as i64 * 60 * 10_000_000;
-                        let per_day = dt::TICKS_PER_DAY as i64;
-                        Value::DateTimeOffset(
-                            local.div_euclid(per_day) as i32,
-                            local.rem_euclid(per_day) as u64,
-                            offset,
-                        )
+                        let (local_day, local_ticks) =
+                            dt::shift_minutes(days, ticks, i64::from(offset));
+                        // (Any day read from 3 bytes fits i32; -1 is out of range anyway.)
+                        let local_day = i32::try_from(local_day).unwrap_or(-1);
+                        if !dt::offset_in_range(local_day, local_ticks, offset) {
+                            return Err(ValueError::Invalid(sql_ty));
+                        }
+                        Value::DateTimeOffset(local_day, local_ticks, offset)
                     }
                 };
                 (v, sql_ty)
@@ -392,7 +426,7 @@ fn read_value(r: &mut Reader<'_>) -> Result<(Value, SqlType), ValueError> {
         }
         // NVARCHAR / NCHAR: max length, collation, value (PLP when max is 0xFFFF).
         0xE7 | 0xEF => {
-            let max = m(r.u16le())?;
+            let max = check_max_len(ty, m(r.u16le())?)?;
             m(r.skip(5))?;
             let sql_ty = if ty == 0xEF {
                 SqlType::NChar((max / 2).max(1))
@@ -406,7 +440,7 @@ fn read_value(r: &mut Reader<'_>) -> Result<(Value, SqlType), ValueError> {
         }
         // VARCHAR / CHAR: code page 1252 text.
         0xA7 | 0xAF => {
-            let max = m(r.u16le())?;
+            let max = check_max_len(ty, m(r.u16le())?)?;
             m(r.skip(5))?;
             let sql_ty = if ty == 0xAF {
                 SqlType::Char(max.max(1))
@@ -420,7 +454,7 @@ fn read_value(r: &mut Reader<'_>) -> Result<(Value, SqlType), ValueError> {
         }
         // VARBINARY / BINARY.
         0xA5 | 0xAD => {
-            let max = m(r.u16le())?;
+            let max = check_max_len(ty, m(r.u16le())?)?;
             let sql_ty = if ty == 0xAD {
                 SqlType::Binary(max.max(1))
             } else {
@@ -582,6 +616,96 @@ mod tests {
     }
 
     const COLLATION_BYTES: [u8; 5] = [0x09, 0x04, 0xD0, 0x00, 0x34];
+
+    /// An sp_executesql request with one unnamed parameter of TYPE_INFO and value `param`.
+    fn one_param(param: &[u8]) -> Result<RpcRequest, RpcError> {
+        let mut p = all_headers();
+        p.extend_from_slice(&0xFFFFu16.to_le_bytes());
+        p.extend_from_slice(&10u16.to_le_bytes());
+        p.extend_from_slice(&0u16.to_le_bytes());
+        unnamed(&mut p);
+        p.extend_from_slice(param);
+        parse(&p)
+    }
+
+    fn invalid(param: &[u8]) -> bool {
+        matches!(
+            one_param(param),
+            Err(RpcError::InvalidValue { index: 1, .. })
+        )
+    }
+
+    #[test]
+    fn values_outside_their_types_range_are_8023() {
+        let datetime = |days: i32, t300: u32| {
+            let mut v = vec![0x3D];
+            v.extend_from_slice(&days.to_le_bytes());
+            v.extend_from_slice(&t300.to_le_bytes());
+            v
+        };
+        // DATETIME: 1/300 s of a day or more; days before 1753-01-01 or after 9999-12-31.
+        assert!(invalid(&datetime(0, u32::MAX)));
+        assert!(invalid(&datetime(0, 300 * 86_400)));
+        assert!(invalid(&datetime(-53_691, 0)));
+        assert!(invalid(&datetime(2_958_464, 0)));
+        assert!(invalid(&[0x6F, 8, 8, 0, 0, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF]));
+        let first = one_param(&datetime(-53_690, 300 * 86_400 - 1)).unwrap();
+        assert_eq!(
+            first.params[0].value,
+            Value::DateTime(dt::DAY_1753, dt::from_datetime_ticks(300 * 86_400 - 1))
+        );
+        // SMALLDATETIME: minutes of a day or more.
+        assert!(invalid(&[0x3A, 0, 0, 0xA0, 0x05]));
+        assert!(one_param(&[0x3A, 0, 0, 0x9F, 0x05]).is_ok());
+        // DATETIMEOFFSET(0): UTC 0001-01-01 00:00 at an offset beyond ±14:00, or whose
+        // local date falls before 0001-01-01.
+        let dto = |offset: i16| {
+            let mut v = vec![0x2B, 0, 8, 0, 0, 0, 0, 0, 0];
+            v.extend_from_slice(&offset.to_le_bytes());
+            v
+        };
+        assert!(invalid(&dto(841)));
+        assert!(invalid(&dto(i16::MIN)));
+        assert!(invalid(&dto(-1)));
+        assert_eq!(
+            one_param(&dto(840)).unwrap().params[0].value,
+            Value::DateTimeOffset(0, 14 * 3600 * 10_000_000, 840)
+        );
+        // DECIMAL(2, 0): 100 has more digits than the precision.
+        assert!(invalid(&[0x6A, 5, 2, 0, 5, 1, 100, 0, 0, 0]));
+        assert!(one_param(&[0x6A, 5, 2, 0, 5, 1, 99, 0, 0, 0]).is_ok());
+    }
+
+    #[test]
+    fn fixed_length_types_cannot_be_declared_max_8016() {
+        let bad_length = |param: &[u8]| {
+            matches!(
+                one_param(param),
+                Err(RpcError::InvalidLength { index: 1, ty, .. }) if ty == param[0]
+            )
+        };
+        // CHAR / NCHAR with max length 0xFFFF (would be read as PLP), BINARY too.
+        let mut char_max = vec![0xAF, 0xFF, 0xFF];
+        char_max.extend_from_slice(&COLLATION_BYTES);
+        char_max.extend_from_slice(&[0xFF; 8]);
+        assert!(bad_length(&char_max));
+        char_max[0] = 0xEF;
+        assert!(bad_length(&char_max));
+        assert!(bad_length(&[
+            0xAD, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF
+        ]));
+        // Over 8000 bytes for a non-MAX type.
+        let mut nvarchar = vec![0xE7];
+        nvarchar.extend_from_slice(&8002u16.to_le_bytes());
+        nvarchar.extend_from_slice(&COLLATION_BYTES);
+        nvarchar.extend_from_slice(&0u16.to_le_bytes());
+        assert!(bad_length(&nvarchar));
+        // VARCHAR(MAX) is PLP: a NULL here.
+        char_max[0] = 0xA7;
+        let req = one_param(&char_max).unwrap();
+        assert_eq!(req.params[0].value, Value::Null);
+        assert_eq!(req.params[0].ty, SqlType::VarChar(Len::Max));
+    }
 
     #[test]
     fn truncated_is_malformed() {

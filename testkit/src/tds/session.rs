@@ -25,6 +25,12 @@ use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch};
 use tracing::{debug, warn};
 
+/// Messages read ahead of the one the session is serving. A client waits for each
+/// answer, so one is enough for the ATTENTION that cancels a running request (which
+/// the reader counts as it reads it, before queueing it); more would only let a client
+/// that pipelines make the server buffer more messages of up to 64 MB each.
+const QUEUED_MESSAGES: usize = 1;
+
 /// Server-wide settings every session reads.
 #[derive(Debug)]
 pub(crate) struct ServerCtx {
@@ -109,7 +115,7 @@ pub(crate) async fn serve(ctx: Arc<ServerCtx>, stream: TcpStream, ctl: Arc<Sessi
     else {
         return;
     };
-    let (tx, mut rx) = mpsc::channel::<(Message, u64)>(16);
+    let (tx, mut rx) = mpsc::channel::<(Message, u64)>(QUEUED_MESSAGES);
     let attn = Arc::new(AtomicU64::new(0));
     let closed = Arc::new(AtomicBool::new(false));
     let reader = {
@@ -441,6 +447,16 @@ impl Session {
                     16,
                     format!(
                         "The incoming tabular data stream (TDS) remote procedure call (RPC) protocol stream is incorrect. Parameter {index} (\"{name}\"): The supplied value is not a valid instance of data type {ty}. Check the source data for invalid values. An example of an invalid value is data of numeric type with scale greater than precision."
+                    ),
+                );
+                return self.rpc_error(&e).await;
+            }
+            Err(RpcError::InvalidLength { index, name, ty }) => {
+                let e = ErrorSpec::new(
+                    8016,
+                    16,
+                    format!(
+                        "The incoming tabular data stream (TDS) remote procedure call (RPC) protocol stream is incorrect. Parameter {index} (\"{name}\"): Data type 0x{ty:02X} has an invalid data length or metadata length."
                     ),
                 );
                 return self.rpc_error(&e).await;

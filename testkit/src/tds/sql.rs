@@ -562,6 +562,33 @@ mod tests {
     }
 
     #[test]
+    fn a_column_added_later_converts_like_a_created_one() {
+        use crate::tds::translate::{action, tokenize, Action, Ctx};
+        let c = db();
+        let ctx = Ctx {
+            version: String::new(),
+            server: String::new(),
+            database: "d".into(),
+            spid: 51,
+            trancount: 0,
+            read_only: false,
+            options: Default::default(),
+        };
+        let exec = |sql: &str| match action(&tokenize(sql).unwrap(), &ctx) {
+            Action::Sql { sql, kind } => run(&c, &sql, &[], kind, "d"),
+            other => panic!("{other:?}"),
+        };
+        exec("ALTER TABLE t ADD c TIME").unwrap();
+        // Text that is no time (and ends in a multibyte character): 241, not a panic.
+        let e = spec(exec("INSERT t (n, c) VALUES (N'x', N'12:00€')"));
+        assert_eq!(e.number, 241);
+        exec("INSERT t (n, c) VALUES (N'y', N'12:00')").unwrap();
+        let rs = exec("SELECT c FROM t").unwrap().result.unwrap();
+        assert_eq!(rs.columns[0].ty, SqlType::Time(7));
+        assert_eq!(rs.rows, vec![vec![Value::Time(12 * 3600 * 10_000_000)]]);
+    }
+
+    #[test]
     fn errors_map_to_sql_server_numbers() {
         let c = db();
         assert_eq!(

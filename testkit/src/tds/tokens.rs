@@ -301,13 +301,13 @@ impl TokenWriter {
             }
             (SqlType::DateTimeOffset(s), Value::DateTimeOffset(d, t, o)) => {
                 let (d, t) = dt::round(*d, *t, s);
-                // Sent as UTC plus the offset.
-                let per_day = dt::TICKS_PER_DAY as i64;
-                let utc = d as i64 * per_day + t as i64 - *o as i64 * 60 * 10_000_000;
+                // Sent as UTC plus the offset; conversion keeps the UTC date in range
+                // (`datetime::offset_in_range`).
+                let (utc_day, utc_ticks) = dt::shift_minutes(d, t, -i64::from(*o));
                 let tl = time_len(s);
                 b.push(tl as u8 + 5);
-                put_time(b, utc.rem_euclid(per_day) as u64, s, tl);
-                b.extend_from_slice(&(utc.div_euclid(per_day) as i32).to_le_bytes()[..3]);
+                put_time(b, utc_ticks, s, tl);
+                b.extend_from_slice(&(utc_day as i32).to_le_bytes()[..3]);
                 b.extend_from_slice(&o.to_le_bytes());
             }
             (SqlType::DateTime, Value::DateTime(d, t)) => {

@@ -4,6 +4,7 @@
 
 use super::errors::ErrorSpec;
 use super::{catalog, hints, typing};
+use std::borrow::Cow;
 use std::time::Duration;
 
 /// A T-SQL token.
@@ -19,8 +20,8 @@ pub(crate) enum Tok {
     Num(String),
     /// Hex literal `0x…` (digits only).
     Hex(String),
-    /// Operator or punctuation.
-    Punct(String),
+    /// Operator or punctuation (borrowed for the operators T-SQL has: no allocation).
+    Punct(Cow<'static, str>),
 }
 
 impl Tok {
@@ -56,7 +57,7 @@ impl Tok {
             Tok::Str(s) => quote_str(s),
             Tok::Num(n) => n.clone(),
             Tok::Hex(h) => format!("X'{h}'"),
-            Tok::Punct(p) => p.clone(),
+            Tok::Punct(p) => p.to_string(),
         }
     }
 }
@@ -75,149 +76,123 @@ fn syntax_error(near: &str) -> ErrorSpec {
 
 /// Splits T-SQL text into tokens (comments dropped).
 pub(crate) fn tokenize(sql: &str) -> Result<Vec<Tok>, ErrorSpec> {
-    let chars: Vec<char> = sql.chars().collect();
+    // Byte offsets into `sql`, always on character boundaries.
+    let at = |i: usize| sql.get(i..).and_then(|s| s.chars().next());
+    let skip_while = |mut i: usize, f: fn(char) -> bool| {
+        while let Some(c) = at(i).filter(|c| f(*c)) {
+            i += c.len_utf8();
+        }
+        i
+    };
     let mut out = Vec::new();
     let mut i = 0;
-    let n = chars.len();
-    while i < n {
-        let c = chars[i];
-        let next = chars.get(i + 1).copied();
+    while let Some(c) = at(i) {
+        let next = at(i + c.len_utf8());
         if c.is_whitespace() {
-            i += 1;
+            i += c.len_utf8();
         } else if c == '-' && next == Some('-') {
-            while i < n && chars[i] != '\n' {
-                i += 1;
-            }
+            i = sql[i..].find('\n').map_or(sql.len(), |n| i + n);
         } else if c == '/' && next == Some('*') {
             let mut depth = 0;
-            while i < n {
-                if chars[i] == '/' && chars.get(i + 1) == Some(&'*') {
+            loop {
+                let rest = &sql[i..];
+                if rest.starts_with("/*") {
                     depth += 1;
                     i += 2;
-                } else if chars[i] == '*' && chars.get(i + 1) == Some(&'/') {
+                } else if rest.starts_with("*/") {
                     depth -= 1;
                     i += 2;
                     if depth == 0 {
                         break;
                     }
+                } else if let Some(ch) = rest.chars().next() {
+                    i += ch.len_utf8();
                 } else {
-                    i += 1;
+                    return Err(ErrorSpec::new(113, 15, "Missing end comment mark '*/'."));
                 }
-            }
-            if depth != 0 {
-                return Err(ErrorSpec::new(113, 15, "Missing end comment mark '*/'."));
             }
         } else if c == '\'' || ((c == 'N' || c == 'n') && next == Some('\'')) {
-            if c != '\'' {
-                i += 1;
-            }
-            i += 1;
-            let mut s = String::new();
-            loop {
-                match chars.get(i) {
-                    None => {
-                        return Err(ErrorSpec::new(
-                            105,
-                            15,
-                            format!("Unclosed quotation mark after the character string '{s}'."),
-                        ))
-                    }
-                    Some('\'') if chars.get(i + 1) == Some(&'\'') => {
-                        s.push('\'');
-                        i += 2;
-                    }
-                    Some('\'') => {
-                        i += 1;
-                        break;
-                    }
-                    Some(ch) => {
-                        s.push(*ch);
-                        i += 1;
-                    }
-                }
-            }
+            let body = if c == '\'' { i + 1 } else { i + 2 };
+            let (s, end) = quoted(sql, body, '\'')?;
             out.push(Tok::Str(s));
+            i = end;
         } else if c == '[' || c == '"' {
             let close = if c == '[' { ']' } else { '"' };
-            i += 1;
-            let mut s = String::new();
-            loop {
-                match chars.get(i) {
-                    None => {
-                        return Err(ErrorSpec::new(
-                            105,
-                            15,
-                            format!("Unclosed quotation mark after the character string '{s}'."),
-                        ))
-                    }
-                    Some(ch) if *ch == close && chars.get(i + 1) == Some(&close) => {
-                        s.push(close);
-                        i += 2;
-                    }
-                    Some(ch) if *ch == close => {
-                        i += 1;
-                        break;
-                    }
-                    Some(ch) => {
-                        s.push(*ch);
-                        i += 1;
-                    }
-                }
-            }
+            let (s, end) = quoted(sql, i + 1, close)?;
             out.push(Tok::Ident(s));
+            i = end;
         } else if c == '0' && matches!(next, Some('x') | Some('X')) {
-            i += 2;
-            let start = i;
-            while i < n && chars[i].is_ascii_hexdigit() {
-                i += 1;
-            }
-            let mut h: String = chars[start..i].iter().collect();
+            let start = i + 2;
+            i = skip_while(start, |c| c.is_ascii_hexdigit());
+            let mut h = sql[start..i].to_string();
             if h.len() % 2 == 1 {
                 h.insert(0, '0');
             }
             out.push(Tok::Hex(h));
         } else if c.is_ascii_digit() || (c == '.' && next.is_some_and(|d| d.is_ascii_digit())) {
             let start = i;
-            while i < n && (chars[i].is_ascii_digit() || chars[i] == '.') {
-                i += 1;
-            }
-            if i < n && (chars[i] == 'e' || chars[i] == 'E') {
+            i = skip_while(i, |c| c.is_ascii_digit() || c == '.');
+            if matches!(at(i), Some('e' | 'E')) {
                 let mut j = i + 1;
-                if j < n && (chars[j] == '+' || chars[j] == '-') {
+                if matches!(at(j), Some('+' | '-')) {
                     j += 1;
                 }
-                if j < n && chars[j].is_ascii_digit() {
-                    i = j;
-                    while i < n && chars[i].is_ascii_digit() {
-                        i += 1;
-                    }
+                if at(j).is_some_and(|d| d.is_ascii_digit()) {
+                    i = skip_while(j, |c| c.is_ascii_digit());
                 }
             }
-            out.push(Tok::Num(chars[start..i].iter().collect()));
-        } else if c.is_alphabetic() || c == '_' || c == '@' || c == '#' || c == '$' {
+            out.push(Tok::Num(sql[start..i].to_string()));
+        } else if c.is_alphabetic() || matches!(c, '_' | '@' | '#' | '$') {
             let start = i;
-            while i < n
-                && (chars[i].is_alphanumeric()
-                    || chars[i] == '_'
-                    || chars[i] == '@'
-                    || chars[i] == '#'
-                    || chars[i] == '$')
-            {
-                i += 1;
-            }
-            out.push(Tok::Word(chars[start..i].iter().collect()));
+            i = skip_while(i, |c| {
+                c.is_alphanumeric() || matches!(c, '_' | '@' | '#' | '$')
+            });
+            out.push(Tok::Word(sql[start..i].to_string()));
+        } else if let Some(op) = TWO_CHAR_OPS.iter().find(|op| sql[i..].starts_with(**op)) {
+            out.push(Tok::Punct(Cow::Borrowed(op)));
+            i += op.len();
         } else {
-            let two: String = chars[i..n.min(i + 2)].iter().collect();
-            if ["<>", "!=", ">=", "<=", "||", "!<", "!>"].contains(&two.as_str()) {
-                out.push(Tok::Punct(two));
-                i += 2;
-            } else {
-                out.push(Tok::Punct(c.to_string()));
-                i += 1;
-            }
+            out.push(Tok::Punct(punct(c)));
+            i += c.len_utf8();
         }
     }
     Ok(out)
+}
+
+/// Operators of two characters.
+const TWO_CHAR_OPS: &[&str] = &["<>", "!=", ">=", "<=", "||", "!<", "!>"];
+
+/// A one-character punctuation token; ASCII ones (all that valid T-SQL has) without an
+/// allocation.
+fn punct(c: char) -> Cow<'static, str> {
+    const ASCII: &str = "!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~";
+    match ASCII.find(c) {
+        Some(k) => Cow::Borrowed(&ASCII[k..k + c.len_utf8()]),
+        None => Cow::Owned(c.to_string()),
+    }
+}
+
+/// A quoted string or identifier whose body starts at byte `start` of `sql` and ends at
+/// the ASCII `close` (doubled, it stands for itself): the unescaped text and the byte
+/// offset after the closing quote.
+fn quoted(sql: &str, start: usize, close: char) -> Result<(String, usize), ErrorSpec> {
+    let mut s = String::new();
+    let mut chars = sql[start..].char_indices();
+    while let Some((k, ch)) = chars.next() {
+        if ch != close {
+            s.push(ch);
+        } else if sql[start + k + 1..].starts_with(close) {
+            s.push(close);
+            chars.next();
+        } else {
+            return Ok((s, start + k + 1));
+        }
+    }
+    Err(ErrorSpec::new(
+        105,
+        15,
+        format!("Unclosed quotation mark after the character string '{s}'."),
+    ))
 }
 
 /// A parsed statement.
@@ -264,13 +239,56 @@ const STARTS: &[&str] = &[
     "WHILE",
 ];
 
+/// How deeply a batch may nest: statements (`IF`, `BEGIN … END`, `TRY … CATCH`),
+/// parentheses, and the expressions rewritten inside one another (`CAST` operands,
+/// `CASE` results). Deeper batches get error 191, as SQL Server's parser gives for
+/// nesting it cannot handle, instead of exhausting the stack.
+pub(crate) const MAX_NESTING: usize = 128;
+
+/// Error 191: nested deeper than [`MAX_NESTING`].
+pub(crate) fn nested_too_deeply() -> ErrorSpec {
+    ErrorSpec::new(
+        191,
+        15,
+        "Some part of your SQL statement is nested too deeply. Rewrite the query or break it up into smaller queries.",
+    )
+}
+
+/// The nesting level inside `depth`, or error 191 past [`MAX_NESTING`].
+pub(crate) fn deeper(depth: usize) -> Result<usize, ErrorSpec> {
+    if depth < MAX_NESTING {
+        Ok(depth + 1)
+    } else {
+        Err(nested_too_deeply())
+    }
+}
+
+/// Checks that parentheses balance (102 at the first that does not) and nest at most
+/// [`MAX_NESTING`] deep (191), so that the rewrites after parsing, which look for a
+/// `(`'s match, always find it within a bounded span.
+fn check_parens(toks: &[Tok]) -> Result<(), ErrorSpec> {
+    let mut depth = 0;
+    for t in toks {
+        if t.is_punct("(") {
+            depth = deeper(depth)?;
+        } else if t.is_punct(")") {
+            depth = usize::checked_sub(depth, 1).ok_or_else(|| syntax_error(")"))?;
+        }
+    }
+    match toks.last() {
+        Some(last) if depth > 0 => Err(syntax_error(&last.render())),
+        _ => Ok(()),
+    }
+}
+
 /// Splits a batch into statements.
 pub(crate) fn parse_batch(sql: &str) -> Result<Vec<Stmt>, ErrorSpec> {
-    let toks = tokenize(sql)?;
+    let mut toks = tokenize(sql)?;
+    check_parens(&toks)?;
     let mut pos = 0;
     let mut out = Vec::new();
     while pos < toks.len() {
-        match parse_stmt(&toks, &mut pos)? {
+        match parse_stmt(&mut toks, &mut pos, 0)? {
             Some(s) => out.push(s),
             None => {
                 if pos < toks.len() {
@@ -281,6 +299,14 @@ pub(crate) fn parse_batch(sql: &str) -> Result<Vec<Stmt>, ErrorSpec> {
         }
     }
     Ok(out)
+}
+
+/// Moves the token at `pos` out and steps past it: the parser never looks back at a
+/// token it consumed, so statements take their tokens instead of copying them.
+fn take(toks: &mut [Tok], pos: &mut usize) -> Tok {
+    let t = std::mem::replace(&mut toks[*pos], Tok::Punct(Cow::Borrowed("")));
+    *pos += 1;
+    t
 }
 
 fn skip_separators(toks: &[Tok], pos: &mut usize) {
@@ -298,8 +324,14 @@ fn is_try_or_catch(t: Option<&Tok>) -> bool {
     t.is_some_and(|t| t.is_kw("TRY") || t.is_kw("CATCH"))
 }
 
-/// Statements up to `END <word>` (`END TRY`, `END CATCH`), which it consumes.
-fn parse_until_end(toks: &[Tok], pos: &mut usize, word: &str) -> Result<Vec<Stmt>, ErrorSpec> {
+/// Statements (at nesting level `depth`) up to `END <word>` (`END TRY`, `END CATCH`),
+/// which it consumes.
+fn parse_until_end(
+    toks: &mut [Tok],
+    pos: &mut usize,
+    word: &str,
+    depth: usize,
+) -> Result<Vec<Stmt>, ErrorSpec> {
     let mut body = Vec::new();
     loop {
         skip_separators(toks, pos);
@@ -312,7 +344,7 @@ fn parse_until_end(toks: &[Tok], pos: &mut usize, word: &str) -> Result<Vec<Stmt
                 *pos += 2;
                 return Ok(body);
             }
-            Some(_) => match parse_stmt(toks, pos)? {
+            Some(_) => match parse_stmt(toks, pos, depth)? {
                 Some(s) => body.push(s),
                 None => return Err(syntax_error(&toks[*pos].render())),
             },
@@ -320,7 +352,9 @@ fn parse_until_end(toks: &[Tok], pos: &mut usize, word: &str) -> Result<Vec<Stmt
     }
 }
 
-fn parse_block(toks: &[Tok], pos: &mut usize) -> Result<Vec<Stmt>, ErrorSpec> {
+/// An `IF` / `ELSE` branch (at nesting level `depth`): a `BEGIN … END` block or one
+/// statement.
+fn parse_block(toks: &mut [Tok], pos: &mut usize, depth: usize) -> Result<Vec<Stmt>, ErrorSpec> {
     skip_separators(toks, pos);
     if toks.get(*pos).is_some_and(|t| t.is_kw("BEGIN"))
         && !is_tran_word(toks.get(*pos + 1))
@@ -336,20 +370,21 @@ fn parse_block(toks: &[Tok], pos: &mut usize) -> Result<Vec<Stmt>, ErrorSpec> {
                     *pos += 1;
                     return Ok(body);
                 }
-                Some(_) => match parse_stmt(toks, pos)? {
+                Some(_) => match parse_stmt(toks, pos, depth)? {
                     Some(s) => body.push(s),
                     None => return Err(syntax_error(&toks[*pos].render())),
                 },
             }
         }
     }
-    match parse_stmt(toks, pos)? {
+    match parse_stmt(toks, pos, depth)? {
         Some(s) => Ok(vec![s]),
         None => Err(syntax_error("IF")),
     }
 }
 
-fn parse_stmt(toks: &[Tok], pos: &mut usize) -> Result<Option<Stmt>, ErrorSpec> {
+/// One statement at nesting level `depth` (0 at the top of the batch).
+fn parse_stmt(toks: &mut [Tok], pos: &mut usize, depth: usize) -> Result<Option<Stmt>, ErrorSpec> {
     skip_separators(toks, pos);
     let Some(first) = toks.get(*pos) else {
         return Ok(None);
@@ -358,8 +393,9 @@ fn parse_stmt(toks: &[Tok], pos: &mut usize) -> Result<Option<Stmt>, ErrorSpec> 
         return Ok(None);
     }
     if first.is_kw("BEGIN") && toks.get(*pos + 1).is_some_and(|t| t.is_kw("TRY")) {
+        let inner = deeper(depth)?;
         *pos += 2;
-        let body = parse_until_end(toks, pos, "TRY")?;
+        let body = parse_until_end(toks, pos, "TRY", inner)?;
         skip_separators(toks, pos);
         // A TRY block must be followed at once by its CATCH block.
         if !(toks.get(*pos).is_some_and(|t| t.is_kw("BEGIN"))
@@ -371,7 +407,7 @@ fn parse_stmt(toks: &[Tok], pos: &mut usize) -> Result<Option<Stmt>, ErrorSpec> 
             return Err(syntax_error(&near));
         }
         *pos += 2;
-        let catch = parse_until_end(toks, pos, "CATCH")?;
+        let catch = parse_until_end(toks, pos, "CATCH", inner)?;
         return Ok(Some(Stmt::Try { body, catch }));
     }
     if first.is_kw("BEGIN") && toks.get(*pos + 1).is_some_and(|t| t.is_kw("CATCH")) {
@@ -379,11 +415,12 @@ fn parse_stmt(toks: &[Tok], pos: &mut usize) -> Result<Option<Stmt>, ErrorSpec> 
         return Err(syntax_error("CATCH"));
     }
     if first.is_kw("IF") {
+        let inner = deeper(depth)?;
         *pos += 1;
         let mut cond = Vec::new();
-        let mut depth = 0i32;
+        let mut parens = 0i32;
         while let Some(t) = toks.get(*pos) {
-            if depth == 0 {
+            if parens == 0 {
                 if let Some(k) = t.kw() {
                     if STARTS.contains(&k.as_str()) && !(k == "SELECT" && cond.is_empty()) {
                         break;
@@ -391,23 +428,22 @@ fn parse_stmt(toks: &[Tok], pos: &mut usize) -> Result<Option<Stmt>, ErrorSpec> 
                 }
             }
             if t.is_punct("(") {
-                depth += 1;
+                parens += 1;
             } else if t.is_punct(")") {
-                depth -= 1;
+                parens -= 1;
             }
-            cond.push(t.clone());
-            *pos += 1;
+            cond.push(take(toks, pos));
         }
         if cond.is_empty() {
             return Err(syntax_error("IF"));
         }
-        let then = parse_block(toks, pos)?;
+        let then = parse_block(toks, pos, inner)?;
         let mut otherwise = Vec::new();
         let save = *pos;
         skip_separators(toks, pos);
         if toks.get(*pos).is_some_and(|t| t.is_kw("ELSE")) {
             *pos += 1;
-            otherwise = parse_block(toks, pos)?;
+            otherwise = parse_block(toks, pos, inner)?;
         } else {
             *pos = save;
         }
@@ -418,11 +454,11 @@ fn parse_stmt(toks: &[Tok], pos: &mut usize) -> Result<Option<Stmt>, ErrorSpec> 
         }));
     }
     let mut cur: Vec<Tok> = Vec::new();
-    let mut depth = 0i32;
+    let mut parens = 0i32;
     let mut case_depth = 0i32;
     let first_kw = first.kw().unwrap_or_default();
     while let Some(t) = toks.get(*pos) {
-        if depth == 0 && !cur.is_empty() {
+        if parens == 0 && !cur.is_empty() {
             if t.is_punct(";") || t.is_kw("GO") {
                 break;
             }
@@ -439,16 +475,15 @@ fn parse_stmt(toks: &[Tok], pos: &mut usize) -> Result<Option<Stmt>, ErrorSpec> 
             }
         }
         if t.is_punct("(") {
-            depth += 1;
+            parens += 1;
         } else if t.is_punct(")") {
-            depth -= 1;
+            parens -= 1;
         } else if t.is_kw("CASE") {
             case_depth += 1;
         } else if t.is_kw("END") && case_depth > 0 {
             case_depth -= 1;
         }
-        cur.push(t.clone());
-        *pos += 1;
+        cur.push(take(toks, pos));
     }
     Ok(Some(Stmt::Simple(cur)))
 }
@@ -724,12 +759,17 @@ fn action_inner(toks: &[Tok], ctx: &Ctx) -> Result<Action, ErrorSpec> {
             Kind::Create
         }
         "DROP" => Kind::Drop,
-        "ALTER" => Kind::Alter,
+        "ALTER" => {
+            if k1 == "TABLE" {
+                typing::add_column_checks(&mut toks, ctx);
+            }
+            Kind::Alter
+        }
         _ => Kind::Other,
     };
     let sql = rewrite(&toks, ctx)?;
     let sql = if kind == Kind::Select {
-        hints::encode(sql, &typing::select_hints(&toks))
+        hints::encode(sql, &typing::select_hints(&toks)?)
     } else {
         sql
     };
@@ -982,6 +1022,14 @@ pub(crate) fn reads_with_write_locks(toks: &[Tok]) -> bool {
 
 /// Rewrites T-SQL tokens into SQLite SQL text.
 pub(crate) fn rewrite(toks: &[Tok], ctx: &Ctx) -> Result<String, ErrorSpec> {
+    rewrite_nested(toks, ctx, 0)
+}
+
+/// [`rewrite`] of tokens `depth` rewrites deep (a `CAST` operand, a `TOP`, `OFFSET`,
+/// `OUTPUT` or `DEFAULT` expression inside the statement): error 191 past
+/// [`MAX_NESTING`].
+pub(crate) fn rewrite_nested(toks: &[Tok], ctx: &Ctx, depth: usize) -> Result<String, ErrorSpec> {
+    let inner = deeper(depth)?;
     let mut out: Vec<String> = Vec::new();
     // Pending LIMIT per parenthesis level (from TOP).
     let mut limits: Vec<Option<String>> = vec![None];
@@ -1114,7 +1162,7 @@ pub(crate) fn rewrite(toks: &[Tok], ctx: &Ctx) -> Result<String, ErrorSpec> {
                         i += 2;
                     }
                     "CAST" | "CONVERT" | "TRY_CAST" | "TRY_CONVERT" if call => {
-                        if let Some((text, close)) = typing::rewrite_cast(toks, i, ctx)? {
+                        if let Some((text, close)) = typing::rewrite_cast(toks, i, ctx, inner)? {
                             out.push(text);
                             i = close;
                         } else {
@@ -1182,8 +1230,8 @@ pub(crate) fn rewrite(toks: &[Tok], ctx: &Ctx) -> Result<String, ErrorSpec> {
                         let (expr, end) = if next.is_some_and(|n| n.is_punct("(")) {
                             let close =
                                 matching_paren(toks, i + 1).ok_or_else(|| syntax_error("TOP"))?;
-                            let inner = rewrite(&toks[i + 2..close], ctx)?;
-                            (inner, close)
+                            let text = rewrite_nested(&toks[i + 2..close], ctx, inner)?;
+                            (text, close)
                         } else {
                             match next {
                                 Some(n @ (Tok::Num(_) | Tok::Word(_))) => (n.render(), i + 1),
@@ -1218,10 +1266,13 @@ pub(crate) fn rewrite(toks: &[Tok], ctx: &Ctx) -> Result<String, ErrorSpec> {
                                 f.push(toks[k].clone());
                                 k += 1;
                             }
-                            fetch = rewrite(&f, ctx)?;
+                            fetch = rewrite_nested(&f, ctx, inner)?;
                             j = k + 1; // ONLY
                         }
-                        out.push(format!("LIMIT {fetch} OFFSET {}", rewrite(&off, ctx)?));
+                        out.push(format!(
+                            "LIMIT {fetch} OFFSET {}",
+                            rewrite_nested(&off, ctx, inner)?
+                        ));
                         i = j;
                     }
                     "IDENTITY" if is_create_table => {
@@ -1277,7 +1328,7 @@ pub(crate) fn rewrite(toks: &[Tok], ctx: &Ctx) -> Result<String, ErrorSpec> {
                             cols.push(t.clone());
                             j += 1;
                         }
-                        returning = Some(rewrite(&cols, ctx)?);
+                        returning = Some(rewrite_nested(&cols, ctx, inner)?);
                         i = j;
                         continue;
                     }
@@ -1306,7 +1357,7 @@ pub(crate) fn rewrite(toks: &[Tok], ctx: &Ctx) -> Result<String, ErrorSpec> {
                                 .and_then(|t| t.kw())
                                 .is_some_and(|k| HINTS.contains(&k.as_str())) =>
                     {
-                        i = matching_paren(toks, i + 1).unwrap_or(i + 1);
+                        i = matching_paren(toks, i + 1).ok_or_else(|| syntax_error("("))?;
                     }
                     "DEFAULT"
                         if next.is_some_and(|n| matches!(n, Tok::Word(_)))
@@ -1314,7 +1365,10 @@ pub(crate) fn rewrite(toks: &[Tok], ctx: &Ctx) -> Result<String, ErrorSpec> {
                     {
                         let close =
                             matching_paren(toks, i + 2).ok_or_else(|| syntax_error("DEFAULT"))?;
-                        out.push(format!("DEFAULT ({})", rewrite(&toks[i + 1..=close], ctx)?));
+                        out.push(format!(
+                            "DEFAULT ({})",
+                            rewrite_nested(&toks[i + 1..=close], ctx, inner)?
+                        ));
                         i = close;
                     }
                     _ if call
@@ -1508,5 +1562,108 @@ mod tests {
     #[test]
     fn unterminated_string_is_an_error() {
         assert_eq!(tokenize("select 'abc").unwrap_err().number, 105);
+    }
+
+    #[test]
+    fn tokens_keep_multibyte_text_and_punctuation_is_borrowed() {
+        let toks = tokenize("SELECT N'€''x' AS [a]]b], ü1 + 0x1F -- c\n/* d /* e */ */ € <= 1.5e3")
+            .unwrap();
+        assert_eq!(
+            toks,
+            vec![
+                Tok::Word("SELECT".into()),
+                Tok::Str("€'x".into()),
+                Tok::Word("AS".into()),
+                Tok::Ident("a]b".into()),
+                Tok::Punct(",".into()),
+                Tok::Word("ü1".into()),
+                Tok::Punct("+".into()),
+                Tok::Hex("1F".into()),
+                Tok::Punct("€".to_string().into()),
+                Tok::Punct("<=".into()),
+                Tok::Num("1.5e3".into()),
+            ]
+        );
+        // T-SQL's operators take no allocation of their own.
+        assert!(toks
+            .iter()
+            .filter(|t| !t.is_punct("€"))
+            .all(|t| !matches!(t, Tok::Punct(Cow::Owned(_)))));
+        assert_eq!(tokenize("/* x").unwrap_err().number, 113);
+        assert_eq!(tokenize("[x").unwrap_err().number, 105);
+    }
+
+    #[test]
+    fn deep_nesting_is_error_191_not_a_stack_overflow() {
+        let deep = |open: &str, middle: &str, close: &str, n: usize| {
+            format!("{}{middle}{}", open.repeat(n), close.repeat(n))
+        };
+        let n = 100_000;
+        for sql in [
+            deep("IF 1=1 ", "SELECT 1", "", n),
+            deep("IF 1=1 BEGIN ", "SELECT 1", " END", n),
+            deep(
+                "BEGIN TRY ",
+                "SELECT 1",
+                " END TRY BEGIN CATCH END CATCH",
+                n,
+            ),
+            format!("SELECT {}", deep("(", "1", ")", n)),
+            format!("SELECT {}", deep("CAST(", "1", " AS INT)", n)),
+        ] {
+            assert_eq!(parse_batch(&sql).unwrap_err().number, 191, "{}", &sql[..40]);
+        }
+        // Within the limit, nesting works.
+        let ok = |sql: String| assert!(parse_batch(&sql).is_ok(), "{sql}");
+        ok(deep("IF 1=1 ", "SELECT 1", "", MAX_NESTING));
+        ok(deep(
+            "BEGIN TRY ",
+            "SELECT 1",
+            " END TRY BEGIN CATCH END CATCH",
+            MAX_NESTING,
+        ));
+        ok(format!("SELECT {}", deep("(", "1", ")", MAX_NESTING)));
+        assert_eq!(
+            parse_batch(&deep("IF 1=1 ", "SELECT 1", "", MAX_NESTING + 1))
+                .unwrap_err()
+                .number,
+            191
+        );
+        // Rewrites that recurse without parentheses (OFFSET inside OFFSET) stop too.
+        let offsets = format!(
+            "SELECT a FROM t ORDER BY a OFFSET {} ROWS",
+            "OFFSET ".repeat(20_000)
+        );
+        let Ok([Stmt::Simple(toks)]) = <[Stmt; 1]>::try_from(parse_batch(&offsets).unwrap()) else {
+            panic!("one statement")
+        };
+        assert!(matches!(action(&toks, &ctx()), Action::Unsupported(e) if e.number == 191));
+        // …and so does the select-list typing of nested CASE expressions.
+        let cases = format!(
+            "SELECT {}",
+            deep("CASE WHEN 1 = 1 THEN ", "1", " END", 100_000)
+        );
+        let toks = tokenize(&cases).unwrap();
+        assert_eq!(typing::select_hints(&toks).unwrap_err().number, 191);
+    }
+
+    #[test]
+    fn unbalanced_parentheses_are_a_syntax_error_before_any_rewrite() {
+        // Each unclosed `WITH (` used to make the hint rewrite scan to the end: quadratic.
+        let hints = format!("SELECT 1 FROM t {}", "WITH (NOLOCK ".repeat(300_000));
+        assert_eq!(parse_batch(&hints).unwrap_err().number, 191);
+        let hints = format!("SELECT 1 FROM t {}", "WITH (NOLOCK ".repeat(100));
+        assert_eq!(parse_batch(&hints).unwrap_err().number, 102);
+        let e = parse_batch("SELECT (1").unwrap_err();
+        assert_eq!(
+            (e.number, e.message.as_str()),
+            (102, "Incorrect syntax near '1'.")
+        );
+        let e = parse_batch("SELECT 1) + (2").unwrap_err();
+        assert_eq!(
+            (e.number, e.message.as_str()),
+            (102, "Incorrect syntax near ')'.")
+        );
+        assert!(parse_batch("SELECT 1 FROM t WITH (NOLOCK) WHERE (a) = (1)").is_ok());
     }
 }

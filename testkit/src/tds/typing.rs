@@ -4,7 +4,7 @@
 
 use super::errors::ErrorSpec;
 use super::hints::Hint;
-use super::translate::{matching_paren, quote_str, rewrite, Ctx, Tok};
+use super::translate::{deeper, matching_paren, quote_str, rewrite_nested, Ctx, Tok};
 use super::types::SqlType;
 
 /// Renders a type's tokens as declared text: `DECIMAL(18,2)`, `NVARCHAR(MAX)`.
@@ -105,10 +105,12 @@ pub(crate) fn split_commas(toks: &[Tok]) -> Vec<&[Tok]> {
 /// `CAST(e AS t)`, `TRY_CAST`, `CONVERT(t, e[, style])`, `TRY_CONVERT` at `toks[i]`
 /// (whose `(` is at `i + 1`): the SQLite call and the index of the closing `)`.
 /// CONVERT's style argument is ignored (dates convert to and from ISO 8601 text).
+/// `depth` is the rewrite nesting level of `toks` (see `translate::rewrite_nested`).
 pub(crate) fn rewrite_cast(
     toks: &[Tok],
     i: usize,
     ctx: &Ctx,
+    depth: usize,
 ) -> Result<Option<(String, usize)>, ErrorSpec> {
     let up = match toks.get(i) {
         Some(Tok::Word(w)) => w.to_ascii_uppercase(),
@@ -149,37 +151,40 @@ pub(crate) fn rewrite_cast(
         (parts[1], parts[0])
     };
     let ty = known_type(ty)?;
-    let expr = rewrite(expr, ctx)?;
+    let expr = rewrite_nested(expr, ctx, deeper(depth)?)?;
     Ok(Some((format!("{func}({expr}, {})", quote_str(&ty)), close)))
 }
 
-/// The type of a select-list expression, when SQL Server's is known without running it.
-fn expr_type(e: &[Tok]) -> Option<Hint> {
-    let first = e.first()?;
+/// The type of a select-list expression, when SQL Server's is known without running it;
+/// `depth` is its nesting level (parentheses, CASE results), error 191 past
+/// `translate::MAX_NESTING`.
+fn expr_type(e: &[Tok], depth: usize) -> Result<Option<Hint>, ErrorSpec> {
+    let inner = deeper(depth)?;
+    let Some(first) = e.first() else {
+        return Ok(None);
+    };
     let head = first.kw().unwrap_or_default();
     let spans_call =
         || e.get(1).is_some_and(|t| t.is_punct("(")) && matching_paren(e, 1) == Some(e.len() - 1);
-    match head.as_str() {
+    Ok(match head.as_str() {
         "CAST" | "TRY_CAST" if spans_call() => {
-            let inner = &e[2..e.len() - 1];
-            let as_at = top_level(inner, |t| t.is_kw("AS"))?;
-            Some(Hint::Type(type_text(&inner[as_at + 1..])))
+            let args = &e[2..e.len() - 1];
+            top_level(args, |t| t.is_kw("AS")).map(|at| Hint::Type(type_text(&args[at + 1..])))
         }
-        "CONVERT" | "TRY_CONVERT" if spans_call() => {
-            let parts = split_commas(&e[2..e.len() - 1]);
-            Some(Hint::Type(type_text(parts.first()?)))
-        }
+        "CONVERT" | "TRY_CONVERT" if spans_call() => split_commas(&e[2..e.len() - 1])
+            .first()
+            .map(|ty| Hint::Type(type_text(ty))),
         "NEWID" if spans_call() => Some(Hint::Type("uniqueidentifier".into())),
         "GETDATE" | "GETUTCDATE" if spans_call() => Some(Hint::Type("datetime".into())),
         "SYSDATETIME" | "SYSUTCDATETIME" if spans_call() => Some(Hint::Type("datetime2(7)".into())),
-        "CASE" if e.last().is_some_and(|t| t.is_kw("END")) => case_type(e),
+        "CASE" if e.last().is_some_and(|t| t.is_kw("END")) => case_type(e, inner)?,
         // A decimal literal is NUMERIC(p, s) in SQL Server.
         _ if matches!(e, [Tok::Num(_)])
             || (matches!(e, [Tok::Punct(_), Tok::Num(_)])
                 && (e[0].is_punct("-") || e[0].is_punct("+"))) =>
         {
             let Some(Tok::Num(n)) = e.last() else {
-                return None;
+                return Ok(None);
             };
             decimal_literal_type(n).map(Hint::Type)
         }
@@ -190,14 +195,15 @@ fn expr_type(e: &[Tok]) -> Option<Hint> {
             _ => None,
         },
         _ if e.len() >= 3 && e[0].is_punct("(") && matching_paren(e, 0) == Some(e.len() - 1) => {
-            expr_type(&e[1..e.len() - 1])
+            expr_type(&e[1..e.len() - 1], inner)?
         }
         _ => None,
-    }
+    })
 }
 
-/// A CASE expression whose every result (THEN / ELSE) has the same known type.
-fn case_type(e: &[Tok]) -> Option<Hint> {
+/// A CASE expression whose every result (THEN / ELSE) has the same known type; `level`
+/// is the nesting level of its results.
+fn case_type(e: &[Tok], level: usize) -> Result<Option<Hint>, ErrorSpec> {
     let mut results: Vec<&[Tok]> = Vec::new();
     let mut depth = 0i32;
     let mut case_depth = 0i32;
@@ -235,19 +241,22 @@ fn case_type(e: &[Tok]) -> Option<Hint> {
         if r.len() == 1 && r[0].is_kw("NULL") {
             continue;
         }
-        let h = expr_type(r)?;
+        let Some(h) = expr_type(r, level)? else {
+            return Ok(None);
+        };
         match &ty {
-            Some(prev) if *prev != h => return None,
+            Some(prev) if *prev != h => return Ok(None),
             _ => ty = Some(h),
         }
     }
-    ty
+    Ok(ty)
 }
 
-/// Result-column hints of a SELECT (by output column); stops at `*`.
-pub(crate) fn select_hints(toks: &[Tok]) -> Vec<(usize, Hint)> {
+/// Result-column hints of a SELECT (by output column); stops at `*`. Error 191 for an
+/// expression nested too deeply.
+pub(crate) fn select_hints(toks: &[Tok]) -> Result<Vec<(usize, Hint)>, ErrorSpec> {
     if !toks.first().is_some_and(|t| t.is_kw("SELECT")) {
-        return Vec::new();
+        return Ok(Vec::new());
     }
     let mut i = 1;
     while toks
@@ -308,90 +317,103 @@ pub(crate) fn select_hints(toks: &[Tok]) -> Vec<(usize, Hint)> {
         {
             e = &e[..e.len() - 1];
         }
-        if let Some(h) = expr_type(e) {
+        if let Some(h) = expr_type(e, 0)? {
             out.push((idx, h));
         }
     }
-    out
+    Ok(out)
 }
 
-/// `CREATE TABLE` with a `CHECK (tk_col(...))` added to every column of a known type
-/// (IDENTITY and computed columns excepted), so values convert and lengths are checked
-/// on every write as SQL Server does (245, 241, 8115, 2628, …).
+/// `CREATE TABLE` and `ALTER TABLE … ADD` with a `CHECK (tk_col(...))` added to every
+/// column of a known type (IDENTITY and computed columns excepted), so values convert
+/// and lengths are checked on every write as SQL Server does (245, 241, 8115, 2628, …).
 pub(crate) fn add_column_checks(toks: &mut Vec<Tok>, ctx: &Ctx) {
-    // CREATE TABLE [schema .] name ( ... )
+    let table_before = |toks: &[Tok], at: usize| match at.checked_sub(1).map(|i| &toks[i]) {
+        Some(Tok::Word(w) | Tok::Ident(w)) if w.starts_with('#') => Some(format!("tempdb.dbo.{w}")),
+        Some(Tok::Word(w) | Tok::Ident(w)) => Some(format!("{}.dbo.{w}", ctx.database)),
+        _ => None,
+    };
+    if toks.first().is_some_and(|t| t.is_kw("ALTER")) {
+        // ALTER TABLE [schema .] name ADD def: SQLite adds one column per statement.
+        let Some(add) = top_level(toks, |t| t.is_kw("ADD")) else {
+            return;
+        };
+        let Some(table) = table_before(toks, add) else {
+            return;
+        };
+        let def = &toks[add + 1..];
+        if split_commas(def).len() == 1 {
+            if let Some(check) = column_check(def, &table) {
+                toks.extend(check);
+            }
+        }
+        return;
+    }
+    // CREATE TABLE [schema .] name ( def, ... )
     let Some(open) = toks.iter().position(|t| t.is_punct("(")) else {
         return;
     };
     let Some(close) = matching_paren(toks, open) else {
         return;
     };
-    let table = match toks[open - 1] {
-        Tok::Word(ref w) | Tok::Ident(ref w) => w.clone(),
-        _ => return,
-    };
-    let qualified = if table.starts_with('#') {
-        format!("tempdb.dbo.{table}")
-    } else {
-        format!("{}.dbo.{table}", ctx.database)
+    let Some(table) = table_before(toks, open) else {
+        return;
     };
     let mut inserts: Vec<(usize, Vec<Tok>)> = Vec::new();
     let mut start = open + 1;
-    for part in split_commas(&toks[open + 1..close]) {
-        let end = start + part.len();
-        let def = part;
+    for def in split_commas(&toks[open + 1..close]) {
+        let end = start + def.len();
         start = end + 1;
-        let Some(name) = (match def.first() {
-            Some(Tok::Word(w))
-                if !matches!(
-                    w.to_ascii_uppercase().as_str(),
-                    "CONSTRAINT" | "PRIMARY" | "UNIQUE" | "FOREIGN" | "CHECK" | "INDEX"
-                ) =>
-            {
-                Some(w.clone())
-            }
-            Some(Tok::Ident(w)) => Some(w.clone()),
-            _ => None,
-        }) else {
-            continue;
-        };
-        if def.iter().any(|t| t.is_kw("IDENTITY") || t.is_kw("AS")) {
-            continue;
+        if let Some(check) = column_check(def, &table) {
+            inserts.push((end, check));
         }
-        let ty_end = match def.get(2) {
-            Some(t) if t.is_punct("(") => match matching_paren(def, 2) {
-                Some(c) => c + 1,
-                None => continue,
-            },
-            _ => 2,
-        };
-        let Some(ty_toks) = def.get(1..ty_end) else {
-            continue;
-        };
-        let text = type_text(ty_toks);
-        if SqlType::parse_decl(&text, false).is_none() {
-            continue;
-        }
-        let check = vec![
-            Tok::Word("CHECK".into()),
-            Tok::Punct("(".into()),
-            Tok::Word("tk_col".into()),
-            Tok::Punct("(".into()),
-            Tok::Ident(name.clone()),
-            Tok::Punct(",".into()),
-            Tok::Str(text),
-            Tok::Punct(",".into()),
-            Tok::Str(qualified.clone()),
-            Tok::Punct(",".into()),
-            Tok::Str(name),
-            Tok::Punct(")".into()),
-            Tok::Punct(")".into()),
-        ];
-        inserts.push((end, check));
     }
     for (at, check) in inserts.into_iter().rev() {
         toks.splice(at..at, check);
     }
+}
+
+/// The `CHECK (tk_col(...))` for column definition `def` of table `table` (qualified),
+/// or `None` when `def` is a table constraint, an IDENTITY or computed column, or a
+/// column of a type the server does not know.
+fn column_check(def: &[Tok], table: &str) -> Option<Vec<Tok>> {
+    let name = match def.first()? {
+        Tok::Word(w)
+            if !matches!(
+                w.to_ascii_uppercase().as_str(),
+                "CONSTRAINT" | "PRIMARY" | "UNIQUE" | "FOREIGN" | "CHECK" | "INDEX"
+            ) =>
+        {
+            w.clone()
+        }
+        Tok::Ident(w) => w.clone(),
+        _ => return None,
+    };
+    if def.iter().any(|t| t.is_kw("IDENTITY") || t.is_kw("AS")) {
+        return None;
+    }
+    let ty_end = match def.get(2) {
+        Some(t) if t.is_punct("(") => matching_paren(def, 2)? + 1,
+        _ => 2,
+    };
+    let text = type_text(def.get(1..ty_end)?);
+    SqlType::parse_decl(&text, false)?;
+    let punct = |p: &'static str| Tok::Punct(p.into());
+    Some(vec![
+        Tok::Word("CHECK".into()),
+        punct("("),
+        Tok::Word("tk_col".into()),
+        punct("("),
+        Tok::Ident(name.clone()),
+        punct(","),
+        Tok::Str(text),
+        punct(","),
+        Tok::Str(table.to_string()),
+        punct(","),
+        Tok::Str(name),
+        punct(")"),
+        punct(")"),
+    ])
 }
 
 #[cfg(test)]
@@ -400,7 +422,7 @@ mod tests {
     use crate::tds::translate::tokenize;
 
     fn hints(sql: &str) -> Vec<(usize, Hint)> {
-        select_hints(&tokenize(sql).unwrap())
+        select_hints(&tokenize(sql).unwrap()).unwrap()
     }
 
     #[test]
@@ -449,5 +471,40 @@ mod tests {
             "{text}"
         );
         assert_eq!(text.matches("tk_col").count(), 2);
+    }
+
+    #[test]
+    fn alter_table_add_gets_the_same_column_check() {
+        let ctx = Ctx {
+            version: String::new(),
+            server: String::new(),
+            database: "db".into(),
+            spid: 51,
+            trancount: 0,
+            read_only: false,
+            options: Default::default(),
+        };
+        let checked = |sql: &str| {
+            let mut toks = tokenize(sql).unwrap();
+            add_column_checks(&mut toks, &ctx);
+            type_text(&toks)
+        };
+        assert_eq!(
+            checked("ALTER TABLE dbo.t ADD c TIME(3) NULL"),
+            "ALTER TABLE dbo.t ADD c TIME(3)NULL CHECK(tk_col(c,TIME(3),db.dbo.t,c))"
+        );
+        assert_eq!(
+            checked("ALTER TABLE #t ADD [d] DATE"),
+            "ALTER TABLE #t ADD d DATE CHECK(tk_col(d,DATE,tempdb.dbo.#t,d))"
+        );
+        // Constraints, computed columns and other ALTERs are left alone.
+        for sql in [
+            "ALTER TABLE t ADD CONSTRAINT u UNIQUE (a)",
+            "ALTER TABLE t ADD c AS (a + 1)",
+            "ALTER TABLE t ALTER COLUMN c INT",
+            "ALTER TABLE t ADD c INT, d INT",
+        ] {
+            assert!(!checked(sql).contains("tk_col"), "{sql}");
+        }
     }
 }
