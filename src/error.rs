@@ -573,10 +573,17 @@ impl fmt::Display for Error {
 /// An [`Error`] as the crate's own log lines show it: everything but a server error's
 /// message text, which may quote data (a duplicate key's value, a value that failed to
 /// convert). See [`Error::for_logs`].
-#[derive(Debug, Clone, Copy)]
+#[derive(Clone, Copy)]
 pub struct ForLogs<'a>(&'a Error);
 
 impl fmt::Display for ForLogs<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.describe(f, false)
+    }
+}
+
+/// As `Display`: the `Debug` of an [`Error`] holds the message text.
+impl fmt::Debug for ForLogs<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         self.0.describe(f, false)
     }
@@ -681,7 +688,12 @@ impl Error {
             ErrorKind::Other | ErrorKind::Protocol | ErrorKind::StreamInterrupted { .. },
         ) = (&self.inner.source, &self.inner.kind)
         {
-            write!(f, ": {source}")?;
+            f.write_str(": ")?;
+            match source.downcast_ref::<Error>() {
+                // The crate's own error inside (a stream's failure): the same rule for it.
+                Some(inner) => inner.describe(f, message_text)?,
+                None => write!(f, "{source}")?,
+            }
         }
         if let (Some(source), ErrorKind::Tls) = (&self.inner.source, &self.inner.kind) {
             write!(f, ": {}", tls_detail(&source.to_string()))?;
@@ -886,6 +898,14 @@ mod tests {
             logged.starts_with("server error 2627 (class 14, state 1) (outcome: "),
             "{logged}"
         );
+        assert!(!logged.contains("ada@example.com"), "{logged}");
+        assert!(!format!("{:?}", error.for_logs()).contains("ada@example.com"));
+        // Inside a stream's failure too.
+        let stream = Error::new(ErrorKind::StreamInterrupted { rows: 3 }, Outcome::Ambiguous)
+            .with_source(error.clone());
+        assert!(stream.to_string().contains("ada@example.com"));
+        let logged = stream.for_logs().to_string();
+        assert!(logged.contains("server error 2627"), "{logged}");
         assert!(!logged.contains("ada@example.com"), "{logged}");
         let timeout = Error::new(ErrorKind::DeadlineExceeded, Outcome::NotSent);
         assert_eq!(timeout.for_logs().to_string(), timeout.to_string());

@@ -448,3 +448,37 @@ async fn a_full_polling_line_makes_room_for_a_call_due_later() {
     assert_eq!(second.attempts(), 4, "tries at 100, 400, 700, 1000 ms");
     assert_eq!(second_ended, ms(1000));
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_call_that_stops_anyway_pushes_no_sleeper_out() {
+    // The first call polls (tries at 0, 300, 600, 900 ms, due at 1000 ms). A second one,
+    // due later (1050 ms) but turned away at 850 ms with only 200 ms left for a 300 ms
+    // backoff, stops at once — without taking the first one's place on its way out.
+    let script = Script::new([Step::Err(turned_away())]);
+    let policy = policy(2, ms(300), ms(300)).with_max_polling(1).unwrap();
+    let svc = under_deadline(ms(1000), policy, &script);
+    let (mut a, mut b) = (svc.clone(), svc);
+    let start = tokio::time::Instant::now();
+    let first = call(&mut a, read());
+    let second = async {
+        tokio::time::sleep(ms(850)).await;
+        let late = mssql_resilience::RequestContext::read("late").with_deadline(start + ms(1050));
+        call(&mut b, mssql_resilience::WithContext::new(late, 1)).await
+    };
+    let (first, second) = tokio::join!(first, second);
+    let (first, second) = (first.unwrap_err(), second.unwrap_err());
+    assert!(matches!(
+        second.retry_stop(),
+        Some(RetryStop::DeadlineWouldBeExceeded { .. })
+    ));
+    assert_eq!(second.attempts(), 1);
+    assert!(
+        matches!(
+            first.retry_stop(),
+            Some(RetryStop::DeadlineWouldBeExceeded { .. })
+        ),
+        "{:?}",
+        first.retry_stop()
+    );
+    assert_eq!(first.attempts(), 4, "it kept its place to the end");
+}

@@ -82,9 +82,12 @@ pub(crate) fn proves_nothing_applied(
 }
 
 /// Whether `sql` is exactly one `INSERT`, `UPDATE` or `DELETE` statement: outside string
-/// literals, quoted names and comments, the only statement keyword is that verb, and no
-/// `;` separates it from anything else. Conservative: a subquery (`SELECT`), a CTE
-/// (`WITH`), `MERGE`, `EXEC`, `OUTPUT … INTO`, or any second statement makes it false.
+/// literals, quoted names and comments (read by the crate's T-SQL lexer), the only
+/// statement keywords are that verb (with `INTO`, or the `UPDATE`'s one `SET`), and no `;`
+/// separates it from anything else. Conservative: a subquery (`SELECT`), a CTE (`WITH`),
+/// `MERGE`, `EXEC`, `OUTPUT … INTO`, any second statement, a literal or comment left
+/// open, or a comment whose end depends on a rule the lexer does not claim to know
+/// makes it false.
 pub fn is_single_dml(sql: &str) -> bool {
     const STATEMENT_WORDS: &[&str] = &[
         "INSERT",
@@ -126,6 +129,23 @@ pub fn is_single_dml(sql: &str) -> bool {
         "CHECKPOINT",
         "RECONFIGURE",
         "INTO",
+        // Statements that need no other keyword above (and a second `SET`); a column
+        // named like one of them only costs a proof, never a wrong one.
+        "SET",
+        "OPEN",
+        "FETCH",
+        "CLOSE",
+        "DEALLOCATE",
+        "REVERT",
+        "SEND",
+        "RECEIVE",
+        "CONVERSATION",
+        "READTEXT",
+        "UPDATETEXT",
+        "WRITETEXT",
+        "ENABLE",
+        "DISABLE",
+        "SETUSER",
     ];
     // The crate's one T-SQL lexer (nested comments, escaped quotes): this scan must see
     // every statement the server will run.
@@ -136,7 +156,7 @@ pub fn is_single_dml(sql: &str) -> bool {
         match token {
             _ if trailing_only && token != Token::Punct(b';') => return false,
             Token::Punct(b';') => trailing_only = true,
-            Token::Punct(_) => {}
+            Token::Number | Token::Punct(_) => {}
             Token::Word(word) => {
                 if let Some(known) = STATEMENT_WORDS
                     .iter()
@@ -147,13 +167,13 @@ pub fn is_single_dml(sql: &str) -> bool {
             }
         }
     }
-    if tokens.unterminated() {
+    if tokens.unterminated() || tokens.ambiguous() {
         return false;
     }
     match words.as_slice() {
-        [verb] => matches!(*verb, "INSERT" | "UPDATE" | "DELETE"),
-        // INSERT INTO t …
-        [insert, into] => *insert == "INSERT" && *into == "INTO",
+        [verb] => matches!(*verb, "INSERT" | "DELETE"),
+        // INSERT INTO t …, UPDATE t SET … (a second SET is a second statement).
+        [first, second] => matches!((*first, *second), ("INSERT", "INTO") | ("UPDATE", "SET")),
         _ => false,
     }
 }
@@ -264,6 +284,17 @@ mod tests {
             "UPDATE accounts SET balance = balance - 10 WHERE id = 1 \
              /* /* */ ' */ DELETE FROM audit WHERE id = 1 --'",
             "INSERT INTO t VALUES (1); /* c */ DELETE FROM t",
+            // A number or money literal ends before a keyword glued to it.
+            "UPDATE accounts SET balance = balance - 10 WHERE id = 1DELETE FROM audit",
+            "UPDATE accounts SET balance = $DELETE FROM audit",
+            // Statements without any other statement keyword.
+            "INSERT INTO t VALUES (1) OPEN c1",
+            "UPDATE t SET a = 1 SET IDENTITY_INSERT t ON",
+            "DELETE FROM t WHERE id = 1 FETCH NEXT FROM c1",
+            "UPDATE",
+            // Comments whose end is not certain.
+            "UPDATE t SET a = 1 --x\r'y\nDELETE FROM audit --'",
+            "UPDATE t SET a = 1 /* -- */",
             "",
         ] {
             assert!(!is_single_dml(no), "{no}");

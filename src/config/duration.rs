@@ -81,7 +81,11 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         let per_unit = unit_nanos(unit).ok_or_else(|| {
             // Quoted only when short: the reason never repeats a long input.
             match unit.chars().count() {
-                ..=8 => format!("unknown duration unit `{unit}` (expected ns, us, ms, s, m or h)"),
+                // Escaped: control or bidi characters are not passed through.
+                ..=8 => format!(
+                    "unknown duration unit `{}` (expected ns, us, ms, s, m or h)",
+                    unit.escape_default()
+                ),
                 _ => "unknown duration unit (expected ns, us, ms, s, m or h)".to_owned(),
             }
         })?;
@@ -293,6 +297,8 @@ mod tests {
         let long = format!("5{}", "x".repeat(500));
         let reason = parse_duration(&long).unwrap_err();
         assert!(reason.starts_with("unknown duration unit ("), "{reason}");
+        let bidi = parse_duration("5\u{202e}x").unwrap_err();
+        assert!(bidi.contains("`\\u{202e}x`"), "{bidi}");
         assert!(!reason.contains("xxxxxxxxx"), "{reason}");
     }
 

@@ -353,15 +353,24 @@ fn decode_cell(cell: &Json) -> Result<ColumnData<'static>, RecordError> {
             Some(Cow::Owned(XmlData::new(j.as_str()?)))
         })?),
         "DateTime" => ColumnData::DateTime(value(payload, |j| {
-            let days = i32::try_from(int(&at(j, 0))?).ok()?;
-            Some(DateTime::new(days, u32::try_from(uint(&at(j, 1))?).ok()?))
+            // Days since 1900-01-01 (1753-01-01 to 9999-12-31), 1/300 s since midnight.
+            let days = i32::try_from(int(&at(j, 0))?)
+                .ok()
+                .filter(|d| (-53_690..=2_958_463).contains(d))?;
+            let ticks = u32::try_from(uint(&at(j, 1))?)
+                .ok()
+                .filter(|t| *t < 300 * 86_400)?;
+            Some(DateTime::new(days, ticks))
         })?),
         "SmallDateTime" => ColumnData::SmallDateTime(value(payload, |j| {
-            let days = u16::try_from(uint(&at(j, 0))?).ok()?;
-            Some(SmallDateTime::new(
-                days,
-                u16::try_from(uint(&at(j, 1))?).ok()?,
-            ))
+            // Days since 1900-01-01 (to 2079-06-06, day 65 378), minutes since midnight.
+            let days = u16::try_from(uint(&at(j, 0))?)
+                .ok()
+                .filter(|d| *d <= 65_378)?;
+            let minutes = u16::try_from(uint(&at(j, 1))?)
+                .ok()
+                .filter(|m| *m < 1_440)?;
+            Some(SmallDateTime::new(days, minutes))
         })?),
         "Time" => ColumnData::Time(value(payload, |j| time(j, 0))?),
         "Date" => ColumnData::Date(value(payload, days)?),
@@ -370,10 +379,11 @@ fn decode_cell(cell: &Json) -> Result<ColumnData<'static>, RecordError> {
         })?),
         "DateTimeOffset" => ColumnData::DateTimeOffset(value(payload, |j| {
             let dt = DateTime2::new(days(&at(j, 0))?, time(j, 1)?);
-            Some(DateTimeOffset::new(
-                dt,
-                i16::try_from(int(&at(j, 3))?).ok()?,
-            ))
+            // Offsets are at most ±14:00.
+            let offset = i16::try_from(int(&at(j, 3))?)
+                .ok()
+                .filter(|m| (-840..=840).contains(m))?;
+            Some(DateTimeOffset::new(dt, offset))
         })?),
         _ => return Err(RecordError::Unreadable("unknown type tag")),
     })
@@ -446,7 +456,7 @@ mod tests {
                 (
                     "sdt",
                     ColumnType::Datetime4,
-                    ColumnData::SmallDateTime(Some(SmallDateTime::new(65_535, 1439))),
+                    ColumnData::SmallDateTime(Some(SmallDateTime::new(65_378, 1439))),
                 ),
                 (
                     "t",
@@ -507,6 +517,10 @@ mod tests {
             r#"{"v":1,"sets":[{"columns":[["d","Daten"]],"rows":[[["Date",3652059]]]}]}"#,
             r#"{"v":1,"sets":[{"columns":[["t","Timen"]],"rows":[[["Time",[864000000000,7]]]]}]}"#,
             r#"{"v":1,"sets":[{"columns":[["t","Datetime2"]],"rows":[[["DateTime2",[16777216,0,7]]]]}]}"#,
+            r#"{"v":1,"sets":[{"columns":[["t","Datetimen"]],"rows":[[["DateTime",[0,25920000]]]]}]}"#,
+            r#"{"v":1,"sets":[{"columns":[["t","Datetimen"]],"rows":[[["DateTime",[2958464,0]]]]}]}"#,
+            r#"{"v":1,"sets":[{"columns":[["t","Datetimen"]],"rows":[[["SmallDateTime",[0,1440]]]]}]}"#,
+            r#"{"v":1,"sets":[{"columns":[["t","DatetimeOffsetn"]],"rows":[[["DateTimeOffset",[1,0,7,841]]]]}]}"#,
         ] {
             let error = decode(bad).unwrap_err().to_string();
             assert!(!error.contains("secret"), "{error}");

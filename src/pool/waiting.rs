@@ -17,45 +17,75 @@
 //!   to come back or make room, so a full line of them makes room for a newcomer due
 //!   later ([`Waiting::enter_bounded`]).
 
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-/// One waiting request: its deadline, and how it is told to give way.
-#[derive(Debug)]
-struct Entry {
-    deadline: Instant,
-    give_way: Arc<Notify>,
+/// A waiting request's key: its deadline, then the order it came in (unique). Ordered, so
+/// the request due first and the one due last are found without a scan, however long the
+/// line (the retry layer's may hold up to `retry.max_polling` calls).
+type Key = (Instant, u64);
+
+#[derive(Debug, Default)]
+struct Line {
+    entries: BTreeMap<Key, Arc<Notify>>,
+    next: u64,
+}
+
+impl Line {
+    fn push(&mut self, deadline: Instant) -> (Key, Arc<Notify>) {
+        let key = (deadline, self.next);
+        self.next += 1;
+        let give_way = Arc::new(Notify::new());
+        self.entries.insert(key, give_way.clone());
+        (key, give_way)
+    }
+
+    /// Tells the entry due first, if due before `deadline`, to give way, and removes it.
+    fn displace(&mut self, deadline: Instant) -> bool {
+        match self.entries.first_key_value() {
+            Some((&(due, _), _)) if due < deadline => {
+                if let Some((_, give_way)) = self.entries.pop_first() {
+                    give_way.notify_one();
+                }
+                true
+            }
+            _ => false,
+        }
+    }
 }
 
 /// The deadlines of the waiting requests that have nowhere else to go.
 #[derive(Debug, Default)]
 pub(crate) struct Waiting {
-    entries: Mutex<Vec<Entry>>,
+    line: Mutex<Line>,
 }
 
 impl Waiting {
-    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Entry>> {
-        self.entries.lock().unwrap_or_else(|e| e.into_inner())
+    fn lock(&self) -> std::sync::MutexGuard<'_, Line> {
+        self.line.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn guard(self: &Arc<Self>, (key, give_way): (Key, Arc<Notify>)) -> WaitingGuard {
+        WaitingGuard {
+            waiting: self.clone(),
+            key,
+            give_way,
+        }
     }
 
     /// A request waits until `deadline`; it stops waiting when the guard drops.
     pub(crate) fn enter(self: &Arc<Self>, deadline: Instant) -> WaitingGuard {
-        let give_way = Arc::new(Notify::new());
-        self.lock().push(Entry {
-            deadline,
-            give_way: give_way.clone(),
-        });
-        WaitingGuard {
-            waiting: self.clone(),
-            give_way,
-        }
+        let entry = self.lock().push(deadline);
+        self.guard(entry)
     }
 
     /// A place for a request due at `deadline` in a line of at most `max`: taken while
     /// fewer wait; otherwise the waiter due first gives way ([`give_way`](Self::give_way))
     /// if it is due earlier, and `None` if none is (the line and its bound as they were).
+    /// One lock for the look and the push, so the bound holds however many come at once.
     /// The retry layer's line of calls polling for a region keeps this rule (see
     /// [`retry`](crate::retry)).
     pub(crate) fn enter_bounded(
@@ -63,52 +93,52 @@ impl Waiting {
         deadline: Instant,
         max: usize,
     ) -> Option<WaitingGuard> {
-        {
-            let mut entries = self.lock();
-            if entries.len() >= max && !displace(&mut entries, deadline) {
+        let entry = {
+            let mut line = self.lock();
+            if line.entries.len() >= max && !line.displace(deadline) {
                 return None;
             }
-        }
-        Some(self.enter(deadline))
+            line.push(deadline)
+        };
+        Some(self.guard(entry))
+    }
+
+    /// How many wait now.
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.lock().entries.len()
     }
 
     /// The latest deadline of the requests waiting now, if any waits.
     pub(crate) fn latest(&self) -> Option<Instant> {
-        self.lock().iter().map(|e| e.deadline).max()
+        self.lock()
+            .entries
+            .last_key_value()
+            .map(|(&(due, _), _)| due)
     }
 
     /// Whether a waiting request would give way to one due at `deadline` (one of them is
     /// due earlier).
     pub(crate) fn would_give_way(&self, deadline: Instant) -> bool {
-        self.lock().iter().any(|e| e.deadline < deadline)
+        self.lock()
+            .entries
+            .first_key_value()
+            .is_some_and(|(&(due, _), _)| due < deadline)
     }
 
     /// Tells the waiting request with the earliest deadline, if it is earlier than
     /// `deadline`, to give up its place (its checkout ends, not sent); it stops counting
     /// as waiting at once. Whether one did.
     pub(crate) fn give_way(&self, deadline: Instant) -> bool {
-        displace(&mut self.lock(), deadline)
+        self.lock().displace(deadline)
     }
-}
-
-/// Tells the entry due first, if due before `deadline`, to give way, and removes it.
-fn displace(entries: &mut Vec<Entry>, deadline: Instant) -> bool {
-    let Some((at, _)) = entries
-        .iter()
-        .enumerate()
-        .filter(|(_, e)| e.deadline < deadline)
-        .min_by_key(|(_, e)| e.deadline)
-    else {
-        return false;
-    };
-    entries.swap_remove(at).give_way.notify_one();
-    true
 }
 
 /// A waiting request's registration (see [`Waiting::enter`]).
 #[derive(Debug)]
 pub(crate) struct WaitingGuard {
     waiting: Arc<Waiting>,
+    key: Key,
     give_way: Arc<Notify>,
 }
 
@@ -122,13 +152,8 @@ impl WaitingGuard {
 
 impl Drop for WaitingGuard {
     fn drop(&mut self) {
-        let mut entries = self.waiting.lock();
-        if let Some(at) = entries
-            .iter()
-            .position(|e| Arc::ptr_eq(&e.give_way, &self.give_way))
-        {
-            entries.swap_remove(at);
-        }
+        // Gone already if it was told to give way (its key is never reused).
+        self.waiting.lock().entries.remove(&self.key);
     }
 }
 
@@ -173,11 +198,38 @@ mod tests {
         tokio::time::timeout(Duration::ZERO, early.told_to_give_way())
             .await
             .expect("the earliest was told to give way");
-        assert_eq!(waiting.lock().len(), 2);
+        assert_eq!(waiting.len(), 2);
         drop(early);
-        assert_eq!(waiting.lock().len(), 2, "its place was already given");
+        assert_eq!(waiting.len(), 2, "its place was already given");
         drop((late, newcomer));
         assert!(waiting.enter_bounded(now, 1).is_some());
+    }
+
+    #[test]
+    fn the_bound_holds_when_many_come_at_once() {
+        let waiting = Arc::new(Waiting::default());
+        let now = Instant::now();
+        let held = std::sync::Mutex::new(Vec::new());
+        std::thread::scope(|scope| {
+            for t in 0..8u64 {
+                let (waiting, held) = (&waiting, &held);
+                scope.spawn(move || {
+                    for i in 0..200u64 {
+                        let due = now + Duration::from_millis(t * 1000 + i);
+                        if let Some(place) = waiting.enter_bounded(due, 5) {
+                            assert!(waiting.len() <= 5);
+                            held.lock().unwrap().push(place);
+                        }
+                    }
+                });
+            }
+        });
+        assert_eq!(waiting.len(), 5, "the bound, however many came at once");
+        // The five kept are the five due last; the displaced guards drop as no-ops.
+        let latest = now + Duration::from_millis(7 * 1000 + 199);
+        assert_eq!(waiting.latest(), Some(latest));
+        drop(held);
+        assert_eq!(waiting.len(), 0);
     }
 
     #[tokio::test(start_paused = true)]

@@ -123,9 +123,10 @@ impl RetryPolicy {
     }
 
     /// At most `max_polling` calls of this layer (all its clones together) sleep at once
-    /// before a try that does not count, after being [turned away](Error::is_turned_away);
-    /// a call turned away while that many sleep counts the try as any other failure, so it
-    /// fails within its `max_attempts` as before. Sleeping calls hold the service's request
+    /// before a try that does not count, after being [turned away](Error::is_turned_away).
+    /// A call turned away while that many sleep takes the place of the one due first if
+    /// that one is due earlier (which ends at once, [`RetryStop::GaveWay`]); otherwise it
+    /// counts the try as any other failure, so it fails within its `max_attempts`. Sleeping calls hold the service's request
     /// slots: the bound keeps a long outage from taking all of them, as the router's bound
     /// on requests waiting on one region does. 0 turns polling off.
     /// Default 100 (as many requests as a region's pool, at its default size, may hold).
@@ -285,16 +286,12 @@ where
                 Err(e) => e.into(),
             };
             let verdict = shared.classifier.classify(&error);
-            // A place among the polling calls, held through the backoff sleep below and
-            // given back before the next try.
-            let polling = match deadline {
-                Some(due) if error.is_turned_away() && may_poll(&policy, deadline) => shared
-                    .polling
-                    .enter_bounded(due, policy.max_polling as usize),
-                _ => None,
-            };
-            let uncounted = polling.is_some();
-            if !uncounted {
+            // A turned-away call may sleep before a free try, if it gets a place among the
+            // polling calls: taken only once it is sure to sleep (a call that stops anyway
+            // must not push a sleeper out), held through the sleep, given back before the
+            // next try. Without one, the try counts.
+            let may_be_free = error.is_turned_away() && may_poll(&policy, deadline);
+            if !may_be_free {
                 counted += 1;
             }
             let stop = if !verdict.retryable {
@@ -320,7 +317,20 @@ where
                         })
                     }
                     _ => {
-                        if !uncounted && shared.budget.as_ref().is_some_and(|b| !b.try_withdraw()) {
+                        let polling = match deadline {
+                            Some(due) if may_be_free => shared
+                                .polling
+                                .enter_bounded(due, policy.max_polling as usize),
+                            _ => None,
+                        };
+                        if may_be_free && polling.is_none() {
+                            counted += 1;
+                        }
+                        if counted >= policy.max_attempts {
+                            Some(RetryStop::MaxAttempts)
+                        } else if polling.is_none()
+                            && shared.budget.as_ref().is_some_and(|b| !b.try_withdraw())
+                        {
                             emit(
                                 shared.observer.as_ref(),
                                 Event::RetryBudgetExhausted {
@@ -338,7 +348,7 @@ where
                                     error: &error,
                                 },
                             );
-                            match &polling {
+                            match polling {
                                 // A call due later took this one's place in the line.
                                 Some(place) => tokio::select! {
                                     () = tokio::time::sleep(delay) => None,

@@ -247,7 +247,8 @@ impl ToSql for Param {
             Param::DateTime2(v) => v.to_sql(),
             Param::DateTimeOffset(v) => v.to_sql(),
             // Past DATETIME's last tick (which `check` refuses): sent as DATETIME2, never
-            // as a NULL, so the server refuses it rather than store nothing.
+            // as a NULL — a DATETIME column refuses it (out of range) rather than store
+            // nothing; a DATETIME2 one stores it exactly.
             Param::DateTime(Some(v)) => match legacy_datetime(*v) {
                 Some(legacy) => ColumnData::DateTime(Some(legacy)),
                 None => v.to_sql(),

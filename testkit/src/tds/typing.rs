@@ -445,13 +445,9 @@ mod tests {
         assert_eq!(hints("SELECT *, CAST(1 AS BIT) FROM t"), vec![]);
     }
 
-    #[test]
-    fn column_checks_are_added() {
-        let mut toks = tokenize(
-            "CREATE TABLE t (id INT IDENTITY(1,1) PRIMARY KEY, n NVARCHAR(10) NOT NULL, d DECIMAL(18,2), CONSTRAINT u UNIQUE (n))",
-        )
-        .unwrap();
-        let ctx = Ctx {
+    /// A session's context in database `db`.
+    fn ctx() -> Ctx {
+        Ctx {
             version: String::new(),
             server: String::new(),
             database: "db".into(),
@@ -459,7 +455,16 @@ mod tests {
             trancount: 0,
             read_only: false,
             options: Default::default(),
-        };
+        }
+    }
+
+    #[test]
+    fn column_checks_are_added() {
+        let mut toks = tokenize(
+            "CREATE TABLE t (id INT IDENTITY(1,1) PRIMARY KEY, n NVARCHAR(10) NOT NULL, d DECIMAL(18,2), CONSTRAINT u UNIQUE (n))",
+        )
+        .unwrap();
+        let ctx = ctx();
         add_column_checks(&mut toks, &ctx);
         let text = type_text(&toks);
         assert!(
@@ -475,15 +480,7 @@ mod tests {
 
     #[test]
     fn alter_table_add_gets_the_same_column_check() {
-        let ctx = Ctx {
-            version: String::new(),
-            server: String::new(),
-            database: "db".into(),
-            spid: 51,
-            trancount: 0,
-            read_only: false,
-            options: Default::default(),
-        };
+        let ctx = ctx();
         let checked = |sql: &str| {
             let mut toks = tokenize(sql).unwrap();
             add_column_checks(&mut toks, &ctx);
