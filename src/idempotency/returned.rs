@@ -363,10 +363,9 @@ fn decode_cell(cell: &Json) -> Result<ColumnData<'static>, RecordError> {
             Some(DateTime::new(days, ticks))
         })?),
         "SmallDateTime" => ColumnData::SmallDateTime(value(payload, |j| {
-            // Days since 1900-01-01 (to 2079-06-06, day 65 378), minutes since midnight.
-            let days = u16::try_from(uint(&at(j, 0))?)
-                .ok()
-                .filter(|d| *d <= 65_378)?;
+            // Days since 1900-01-01 (every u16: 2079-06-06 is day 65 535), minutes since
+            // midnight.
+            let days = u16::try_from(uint(&at(j, 0))?).ok()?;
             let minutes = u16::try_from(uint(&at(j, 1))?)
                 .ok()
                 .filter(|m| *m < 1_440)?;
@@ -456,7 +455,7 @@ mod tests {
                 (
                     "sdt",
                     ColumnType::Datetime4,
-                    ColumnData::SmallDateTime(Some(SmallDateTime::new(65_378, 1439))),
+                    ColumnData::SmallDateTime(Some(SmallDateTime::new(65_535, 1439))),
                 ),
                 (
                     "t",

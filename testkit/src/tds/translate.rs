@@ -245,6 +245,9 @@ const STARTS: &[&str] = &[
 /// nesting it cannot handle, instead of exhausting the stack.
 pub(crate) const MAX_NESTING: usize = 128;
 
+/// SQL Server nests CASE expressions at most 10 deep (error 125 past it).
+const MAX_CASE_NESTING: i32 = 10;
+
 /// Error 191: nested deeper than [`MAX_NESTING`].
 pub(crate) fn nested_too_deeply() -> ErrorSpec {
     ErrorSpec::new(
@@ -480,6 +483,13 @@ fn parse_stmt(toks: &mut [Tok], pos: &mut usize, depth: usize) -> Result<Option<
             parens -= 1;
         } else if t.is_kw("CASE") {
             case_depth += 1;
+            if case_depth > MAX_CASE_NESTING {
+                return Err(ErrorSpec::new(
+                    125,
+                    15,
+                    "Case expressions may only be nested to level 10.",
+                ));
+            }
         } else if t.is_kw("END") && case_depth > 0 {
             case_depth -= 1;
         }
@@ -1629,6 +1639,16 @@ mod tests {
                 .number,
             191
         );
+        // CASE nests 10 deep, as in SQL Server (125 past it).
+        let cases = |n: usize| {
+            format!(
+                "SELECT {}1{} AS x",
+                "CASE WHEN 1=1 THEN ".repeat(n),
+                " END".repeat(n)
+            )
+        };
+        assert!(parse_batch(&cases(10)).is_ok());
+        assert_eq!(parse_batch(&cases(11)).unwrap_err().number, 125);
         // Rewrites that recurse without parentheses (OFFSET inside OFFSET) stop too.
         let offsets = format!(
             "SELECT a FROM t ORDER BY a OFFSET {} ROWS",

@@ -151,7 +151,8 @@ pub(crate) fn rewrite_cast(
         (parts[1], parts[0])
     };
     let ty = known_type(ty)?;
-    let expr = rewrite_nested(expr, ctx, deeper(depth)?)?;
+    // `rewrite_nested` counts the operand's level itself.
+    let expr = rewrite_nested(expr, ctx, depth)?;
     Ok(Some((format!("{func}({expr}, {})", quote_str(&ty)), close)))
 }
 
@@ -159,7 +160,6 @@ pub(crate) fn rewrite_cast(
 /// `depth` is its nesting level (parentheses, CASE results), error 191 past
 /// `translate::MAX_NESTING`.
 fn expr_type(e: &[Tok], depth: usize) -> Result<Option<Hint>, ErrorSpec> {
-    let inner = deeper(depth)?;
     let Some(first) = e.first() else {
         return Ok(None);
     };
@@ -177,7 +177,7 @@ fn expr_type(e: &[Tok], depth: usize) -> Result<Option<Hint>, ErrorSpec> {
         "NEWID" if spans_call() => Some(Hint::Type("uniqueidentifier".into())),
         "GETDATE" | "GETUTCDATE" if spans_call() => Some(Hint::Type("datetime".into())),
         "SYSDATETIME" | "SYSUTCDATETIME" if spans_call() => Some(Hint::Type("datetime2(7)".into())),
-        "CASE" if e.last().is_some_and(|t| t.is_kw("END")) => case_type(e, inner)?,
+        "CASE" if e.last().is_some_and(|t| t.is_kw("END")) => case_type(e, deeper(depth)?)?,
         // A decimal literal is NUMERIC(p, s) in SQL Server.
         _ if matches!(e, [Tok::Num(_)])
             || (matches!(e, [Tok::Punct(_), Tok::Num(_)])
@@ -195,7 +195,7 @@ fn expr_type(e: &[Tok], depth: usize) -> Result<Option<Hint>, ErrorSpec> {
             _ => None,
         },
         _ if e.len() >= 3 && e[0].is_punct("(") && matching_paren(e, 0) == Some(e.len() - 1) => {
-            expr_type(&e[1..e.len() - 1], inner)?
+            expr_type(&e[1..e.len() - 1], deeper(depth)?)?
         }
         _ => None,
     })
@@ -423,6 +423,19 @@ mod tests {
 
     fn hints(sql: &str) -> Vec<(usize, Hint)> {
         select_hints(&tokenize(sql).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn the_nesting_limit_is_the_one_the_batch_check_allows() {
+        use crate::tds::translate::MAX_NESTING;
+        let parens = |n: usize| format!("SELECT {}1{} AS x", "(".repeat(n), ")".repeat(n));
+        assert!(select_hints(&tokenize(&parens(MAX_NESTING)).unwrap()).is_ok());
+        let too_deep = select_hints(&tokenize(&parens(MAX_NESTING + 1)).unwrap());
+        assert_eq!(too_deep.unwrap_err().number, 191);
+        // A CAST is one level, as its parentheses are.
+        let casts =
+            |n: usize| format!("SELECT {}1{} AS x", "CAST(".repeat(n), " AS INT)".repeat(n));
+        assert!(rewrite_nested(&tokenize(&casts(MAX_NESTING - 1)).unwrap(), &ctx(), 0).is_ok());
     }
 
     #[test]
