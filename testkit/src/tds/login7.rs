@@ -88,10 +88,10 @@ pub(crate) fn parse(payload: &[u8]) -> Option<Login7> {
     })
 }
 
+/// A LOGIN7 message as a client sends it (user `user`, password `pa55wörd`, database `db`,
+/// application `app`, packet size 4096), for tests.
 #[cfg(test)]
-mod tests {
-    use super::*;
-
+pub(crate) fn sample() -> Vec<u8> {
     fn obfuscate(s: &str) -> Vec<u8> {
         let mut out = Vec::new();
         for u in s.encode_utf16() {
@@ -101,31 +101,38 @@ mod tests {
         }
         out
     }
+    let fields = ["host", "user", "", "app", "srv", "", "", "", "db"];
+    let mut head = vec![0u8; 36];
+    head[4..8].copy_from_slice(&0x7400_0004u32.to_le_bytes());
+    head[8..12].copy_from_slice(&4096u32.to_le_bytes());
+    let mut data = Vec::new();
+    let base = 36 + 9 * 4 + 6 + 4 * 3 + 4;
+    let mut table = Vec::new();
+    for (i, f) in fields.iter().enumerate() {
+        let bytes = if i == 2 {
+            obfuscate("pa55wörd")
+        } else {
+            f.encode_utf16().flat_map(|u| u.to_le_bytes()).collect()
+        };
+        table.extend_from_slice(&((base + data.len()) as u16).to_le_bytes());
+        table.extend_from_slice(&((bytes.len() / 2) as u16).to_le_bytes());
+        data.extend_from_slice(&bytes);
+    }
+    table.extend_from_slice(&[0u8; 6]);
+    table.extend_from_slice(&[0u8; 12 + 4]);
+    let mut msg = head;
+    msg.extend_from_slice(&table);
+    msg.extend_from_slice(&data);
+    msg
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
 
     #[test]
     fn parses_a_minimal_login() {
-        let fields = ["host", "user", "", "app", "srv", "", "", "", "db"];
-        let mut head = vec![0u8; 36];
-        head[4..8].copy_from_slice(&0x7400_0004u32.to_le_bytes());
-        head[8..12].copy_from_slice(&4096u32.to_le_bytes());
-        let mut data = Vec::new();
-        let base = 36 + 9 * 4 + 6 + 4 * 3 + 4;
-        let mut table = Vec::new();
-        for (i, f) in fields.iter().enumerate() {
-            let bytes = if i == 2 {
-                obfuscate("pa55wörd")
-            } else {
-                f.encode_utf16().flat_map(|u| u.to_le_bytes()).collect()
-            };
-            table.extend_from_slice(&((base + data.len()) as u16).to_le_bytes());
-            table.extend_from_slice(&((bytes.len() / 2) as u16).to_le_bytes());
-            data.extend_from_slice(&bytes);
-        }
-        table.extend_from_slice(&[0u8; 6]);
-        table.extend_from_slice(&[0u8; 12 + 4]);
-        let mut msg = head;
-        msg.extend_from_slice(&table);
-        msg.extend_from_slice(&data);
+        let msg = sample();
         let l = parse(&msg).unwrap();
         assert_eq!(l.user, "user");
         assert_eq!(l.password, "pa55wörd");

@@ -40,6 +40,8 @@ mod errors;
 mod faults;
 mod fedauth;
 mod functions;
+#[cfg(test)]
+mod fuzz;
 mod handshake;
 mod hints;
 mod login7;

@@ -538,10 +538,10 @@ pub(crate) fn declared_names(decl: &str) -> Vec<String> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn all_headers() -> Vec<u8> {
+    pub(crate) fn all_headers() -> Vec<u8> {
         let mut v = Vec::new();
         v.extend_from_slice(&22u32.to_le_bytes());
         v.extend_from_slice(&18u32.to_le_bytes());

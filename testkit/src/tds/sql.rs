@@ -565,15 +565,7 @@ mod tests {
     fn a_column_added_later_converts_like_a_created_one() {
         use crate::tds::translate::{action, tokenize, Action, Ctx};
         let c = db();
-        let ctx = Ctx {
-            version: String::new(),
-            server: String::new(),
-            database: "d".into(),
-            spid: 51,
-            trancount: 0,
-            read_only: false,
-            options: Default::default(),
-        };
+        let ctx = Ctx::in_database("d");
         let exec = |sql: &str| match action(&tokenize(sql).unwrap(), &ctx) {
             Action::Sql { sql, kind } => run(&c, &sql, &[], kind, "d"),
             other => panic!("{other:?}"),

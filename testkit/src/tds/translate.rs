@@ -619,6 +619,22 @@ pub(crate) struct Ctx {
     pub options: super::options::SessionOptions,
 }
 
+#[cfg(test)]
+impl Ctx {
+    /// A session's context in `database`, for tests.
+    pub(crate) fn in_database(database: &str) -> Ctx {
+        Ctx {
+            version: String::new(),
+            server: String::new(),
+            database: database.into(),
+            spid: 51,
+            trancount: 0,
+            read_only: false,
+            options: Default::default(),
+        }
+    }
+}
+
 /// Classifies and translates one simple statement.
 pub(crate) fn action(toks: &[Tok], ctx: &Ctx) -> Action {
     match action_inner(toks, ctx) {

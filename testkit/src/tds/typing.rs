@@ -458,17 +458,8 @@ mod tests {
         assert_eq!(hints("SELECT *, CAST(1 AS BIT) FROM t"), vec![]);
     }
 
-    /// A session's context in database `db`.
     fn ctx() -> Ctx {
-        Ctx {
-            version: String::new(),
-            server: String::new(),
-            database: "db".into(),
-            spid: 51,
-            trancount: 0,
-            read_only: false,
-            options: Default::default(),
-        }
+        Ctx::in_database("db")
     }
 
     #[test]
