@@ -58,6 +58,9 @@ pub mod safety;
 pub mod sql;
 pub mod telemetry;
 
+#[cfg(test)]
+mod fuzz;
+
 /// The README's examples compile as doc-tests.
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]

@@ -102,7 +102,7 @@
 //! # Ok::<(), mssql_resilience::ConfigError>(())
 //! ```
 
-mod ado;
+pub(crate) mod ado;
 pub mod duration;
 mod env;
 mod region;

@@ -60,7 +60,7 @@
 //! the application's job.
 
 mod fingerprint;
-mod returned;
+pub(crate) mod returned;
 
 use std::sync::Arc;
 

@@ -389,7 +389,7 @@ fn decode_cell(cell: &Json) -> Result<ColumnData<'static>, RecordError> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     fn set(cells: Vec<(&str, ColumnType, ColumnData<'static>)>) -> ResultSet {
@@ -403,10 +403,11 @@ mod tests {
         }
     }
 
-    #[test]
-    fn every_value_round_trips_exactly() {
+    /// Two result sets: one row with a value of every type at a limit (and a NULL), and
+    /// an empty set.
+    pub(crate) fn sample_sets() -> Vec<ResultSet> {
         let dt2 = DateTime2::new(Date::new(3_652_058), Time::new(863_999_999_999, 7));
-        let original = vec![
+        vec![
             set(vec![
                 ("u8", ColumnType::Int1, ColumnData::U8(Some(255))),
                 ("i16", ColumnType::Int2, ColumnData::I16(Some(i16::MIN))),
@@ -478,7 +479,12 @@ mod tests {
                 columns: vec!["empty".into()],
                 rows: Vec::new(),
             },
-        ];
+        ]
+    }
+
+    #[test]
+    fn every_value_round_trips_exactly() {
+        let original = sample_sets();
         let decoded = decode(&encode(&original)).unwrap();
         assert_eq!(decoded.len(), 2);
         assert_eq!(decoded[1].columns, ["empty"]);
