@@ -29,8 +29,9 @@
 //! [`RetryStop::GaveWay`]): they wait for a region to come back or make room, and the call
 //! due first has the least time left to see it — the rule of a down region's line of
 //! requests waiting for a connection. A newcomer due no later than all of them counts its
-//! try instead, so it fails within its attempts, fast, as before. A failure after which anything was sent, or a connection was opened or
-//! waited for, counts as usual — a retry after a failed login adds a login.
+//! try instead, so it fails within its attempts, fast, as before. A failure after which
+//! anything was sent, or a connection was opened or waited for, counts as usual — a retry
+//! after a failed login adds a login.
 //!
 //! Every returned error carries the number of attempts and the [`RetryStop`] reason.
 //!
@@ -126,9 +127,10 @@ impl RetryPolicy {
     /// before a try that does not count, after being [turned away](Error::is_turned_away).
     /// A call turned away while that many sleep takes the place of the one due first if
     /// that one is due earlier (which ends at once, [`RetryStop::GaveWay`]); otherwise it
-    /// counts the try as any other failure, so it fails within its `max_attempts`. Sleeping calls hold the service's request
-    /// slots: the bound keeps a long outage from taking all of them, as the router's bound
-    /// on requests waiting on one region does. 0 turns polling off.
+    /// counts the try as any other failure, so it fails within its `max_attempts`. Sleeping
+    /// calls hold the service's request slots: the bound keeps a long outage from taking
+    /// all of them, as the router's bound on requests waiting on one region does. 0 turns
+    /// polling off.
     /// Default 100 (as many requests as a region's pool, at its default size, may hold).
     pub fn with_max_polling(mut self, max_polling: u32) -> Result<Self, ConfigError> {
         if max_polling > MAX_POLLING_LIMIT {
