@@ -194,8 +194,10 @@ impl RequestContext {
         self
     }
 
-    /// Whether a slow read may also be sent to the next region (hedging). Defaults to
-    /// `true`; turning it off leaves retries and failover after a failure as they are.
+    /// Whether the request may run twice at once: a slow read also sent to the next region
+    /// (hedging), or a slow idempotent request on its last region raced by a second
+    /// attempt. Defaults to `true`; turning it off leaves retries and failover after a
+    /// failure as they are (a streamed query turns it off: two would interleave rows).
     pub fn hedge(mut self, hedge: bool) -> Self {
         self.hedge = hedge;
         self

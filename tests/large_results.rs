@@ -216,3 +216,42 @@ async fn a_unit_of_work_returns_its_own_type() {
     assert_eq!(count, ROWS as i64);
     assert_eq!(first, "n".repeat(NOTE_CHARS));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_stream_is_never_run_twice_at_once() {
+    // The first row comes after the attempt bound (1 s), and the caller reads slowly. A
+    // second attempt racing the first (the second chance an idempotent read gets on its
+    // last region) would stream its rows into the same buffer: every row must arrive
+    // exactly once, from one execution.
+    let regions = testkit().await;
+    let stack = setup(&regions, "").await;
+    let stack = {
+        drop(stack);
+        let config = regions.config("", 1, |c| {
+            c.breaker.minimum_calls = 10;
+            c.timeouts.total = std::time::Duration::from_secs(10);
+        });
+        Stack::builder(config).probes(false).build().unwrap()
+    };
+    let before = regions.primary().server.counters().rpcs;
+    regions
+        .primary()
+        .faults()
+        .set_query_delay(std::time::Duration::from_millis(1_200));
+    let mut stream = stack.stream_with_buffer(all_rows(), 4);
+    let mut ids = Vec::new();
+    while let Some(row) = stream.next().await {
+        ids.push(row.unwrap().try_get::<i32>("id").unwrap());
+        tokio::time::sleep(std::time::Duration::from_millis(4)).await;
+    }
+    assert_eq!(
+        ids,
+        (1..=ROWS as i32).collect::<Vec<_>>(),
+        "every row once, in order"
+    );
+    assert_eq!(
+        regions.primary().server.counters().rpcs - before,
+        1,
+        "a stream is never raced by a second attempt"
+    );
+}

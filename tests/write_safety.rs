@@ -471,6 +471,10 @@ async fn a_failed_batch_never_leaks_its_open_transaction_into_the_next_request()
     );
     let err = stack.call(forgetful).await.unwrap_err();
     assert!(err.to_string().contains("still open"), "{err}");
+    // What a unit commits before the transaction it leaves open stays committed: the
+    // error never claims nothing was applied.
+    assert!(err.may_have_applied(), "{err}");
+    assert!(err.is_outcome_unknown(), "{err}");
     assert_eq!(
         scalar(&stack, "SELECT COUNT(*) FROM ledger WHERE id = 3").await,
         0

@@ -275,7 +275,10 @@ impl Router {
         let mut n = 0;
         loop {
             let last = n + 1 == candidates.len();
-            let (index, result) = if last && req.context.is_idempotent() {
+            // The second chance races two executions: only for what may be hedged (a
+            // stream may not: two would interleave their rows).
+            let (index, result) = if last && req.context.is_idempotent() && req.context.may_hedge()
+            {
                 self.last_with_second_chance(candidates[n], req).await
             } else {
                 self.attempt(candidates[n], req, last, None).await

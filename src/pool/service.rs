@@ -2,6 +2,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -226,11 +227,16 @@ async fn run(
     // Boxed: the driver's futures are large, and inline they would make this future (moved
     // into its box on every call) tens of kilobytes — copied per call.
     let executed = {
-        let mut execution = Box::pin(execute(&mut conn, req, limits));
+        // Set when the attempt is cut short: it may finish in the background, but rows of
+        // a streamed query it had not begun handing over no longer go to the caller (the
+        // request may be running elsewhere by then).
+        let cut_short = AtomicBool::new(false);
+        let mut execution = Box::pin(execute(&mut conn, req, limits, &cut_short));
         tokio::select! {
             biased;
             result = &mut execution => Some(result),
             grace = cancelled => {
+                cut_short.store(true, Ordering::Release);
                 // An answer already on its way needs no cancel (and an ATTENTION that
                 // arrives after it is acknowledged in a message of its own, which tiberius
                 // does not read): give it `grace` to finish first.
@@ -292,14 +298,15 @@ async fn run(
             } else {
                 "the statement succeeded"
             };
-            Err(
-                Error::new(ErrorKind::Other, Outcome::Rejected).with_source(std::io::Error::other(
-                    format!(
-                        "{what} with {} transaction(s) still open; they were rolled back",
-                        settled.left_open
-                    ),
+            let mut error = Error::new(ErrorKind::Other, Outcome::Rejected).with_source(
+                std::io::Error::other(format!(
+                    "{what} with {} transaction(s) still open; they were rolled back",
+                    settled.left_open
                 )),
-            )
+            );
+            // What it committed before the transaction it left open stays committed.
+            error.set_may_have_applied(true);
+            Err(error)
         }
         Err(mut error) => {
             let evidence = conn.tap.tx_evidence();
@@ -443,6 +450,7 @@ async fn execute(
     conn: &mut bb8::PooledConnection<'static, super::TiberiusManager>,
     req: &SqlRequest,
     limits: ResultLimits,
+    cut_short: &AtomicBool,
 ) -> Result<SqlResponse, Error> {
     use crate::sql::request::{Body, Returns};
     let client = &mut conn.client;
@@ -469,10 +477,17 @@ async fn execute(
                     })
                 }
                 Returns::Stream(sink) => {
+                    let ticket = sink.ticket();
                     let mut stream = client.query(sql, &params).await?;
                     while let Some(item) = stream.try_next().await? {
                         if let QueryItem::Row(row) = item {
-                            sink.send(Row::from(row)).await?;
+                            if cut_short.load(Ordering::Acquire) {
+                                return Err(Error::new(ErrorKind::Other, Outcome::Ambiguous)
+                                    .with_source(std::io::Error::other(
+                                        "the attempt was cut short; its rows are not handed over",
+                                    )));
+                            }
+                            sink.send(ticket, Row::from(row)).await?;
                         }
                     }
                     Ok(SqlResponse::default())

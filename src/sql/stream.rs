@@ -26,6 +26,12 @@ pub const MAX_STREAM_BUFFER: usize = 65_536;
 pub(crate) struct RowSink {
     tx: mpsc::Sender<Row>,
     delivered: AtomicU64,
+    /// The attempt whose rows the caller gets (0: none yet): the first to hand a row
+    /// over. Rows of any other attempt — one racing it, or one cut short and finishing in
+    /// the background — never reach the caller, so no two executions interleave.
+    owner: AtomicU64,
+    /// Tickets handed to attempts so far.
+    tickets: AtomicU64,
 }
 
 impl fmt::Debug for RowSink {
@@ -42,9 +48,32 @@ impl RowSink {
         self.delivered.load(Ordering::Acquire)
     }
 
-    /// Hands one row over, waiting while the caller's buffer is full. Fails when the
-    /// caller dropped its stream.
-    pub(crate) async fn send(&self, row: Row) -> Result<(), Error> {
+    /// A ticket for a new attempt: its rows go to the caller only if it is the first to
+    /// hand one over ([`send`](Self::send)).
+    pub(crate) fn ticket(&self) -> u64 {
+        self.tickets.fetch_add(1, Ordering::AcqRel) + 1
+    }
+
+    /// Hands one row of the attempt holding `ticket` over, waiting while the caller's
+    /// buffer is full. Fails when another attempt's rows are the caller's, or the caller
+    /// dropped its stream.
+    pub(crate) async fn send(&self, ticket: u64, row: Row) -> Result<(), Error> {
+        match self
+            .owner
+            .compare_exchange(0, ticket, Ordering::AcqRel, Ordering::Acquire)
+        {
+            Ok(_) => {}
+            Err(owner) if owner == ticket => {}
+            Err(_) => {
+                return Err(
+                    Error::new(ErrorKind::Other, Outcome::Ambiguous).with_source(
+                        std::io::Error::other(
+                            "another attempt of this streamed query is handing its rows over",
+                        ),
+                    ),
+                )
+            }
+        }
         self.tx.send(row).await.map_err(|_| {
             Error::new(ErrorKind::Other, Outcome::Ambiguous).with_source(std::io::Error::other(
                 "the row stream was dropped by its caller; the rest of the result was not read",
@@ -83,7 +112,8 @@ impl RowSink {
 ///
 /// The response-size cap (`[results]`) does not apply: memory is bounded by the buffer
 /// ([`DEFAULT_STREAM_BUFFER`] rows unless [`Stack::stream_with_buffer`](crate::Stack::stream_with_buffer)).
-/// Dropping the stream stops the query: the connection is closed rather than read to the end.
+/// Dropping the stream stops the query at once: a request already sent is cancelled on the
+/// server (its connection drained or closed in the background), never read to the end.
 pub struct RowStream {
     rx: mpsc::Receiver<Row>,
     call: Option<JoinHandle<Result<SqlResponse, Error>>>,
@@ -110,6 +140,8 @@ impl RowStream {
                 *returns = Returns::Stream(Arc::new(RowSink {
                     tx,
                     delivered: AtomicU64::new(0),
+                    owner: AtomicU64::new(0),
+                    tickets: AtomicU64::new(0),
                 }));
             }
             _ => {
@@ -192,7 +224,51 @@ impl Stream for RowStream {
 
 impl Drop for RowStream {
     fn drop(&mut self) {
-        // The call's task notices the closed buffer at its next row and stops.
+        // A call still waiting for its first row (or a connection) would hold its
+        // connection and its request slot until then for nobody: end it now. Dropping its
+        // future cancels a request already sent (the pool drains it in the background).
         self.rx.close();
+        if let Some(call) = self.call.take() {
+            call.abort();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tiberius::{ColumnData, ColumnType};
+
+    fn row(id: i32) -> Row {
+        tiberius::Row::builder()
+            .column("id", ColumnType::Int4, ColumnData::I32(Some(id)))
+            .build()
+            .into()
+    }
+
+    #[tokio::test]
+    async fn the_first_attempt_to_hand_a_row_over_owns_the_stream() {
+        let (tx, mut rx) = mpsc::channel(8);
+        let sink = RowSink {
+            tx,
+            delivered: AtomicU64::new(0),
+            owner: AtomicU64::new(0),
+            tickets: AtomicU64::new(0),
+        };
+        let (first, second) = (sink.ticket(), sink.ticket());
+        assert_ne!(first, second);
+        sink.send(second, row(1))
+            .await
+            .expect("the first row claims the stream");
+        let refused = sink.send(first, row(100)).await.unwrap_err();
+        assert!(refused.to_string().contains("another attempt"), "{refused}");
+        sink.send(second, row(2)).await.expect("its owner goes on");
+        assert_eq!(sink.delivered(), 2);
+        drop(sink);
+        let mut ids = Vec::new();
+        while let Some(row) = rx.recv().await {
+            ids.push(row.try_get::<i32>("id").unwrap());
+        }
+        assert_eq!(ids, [1, 2], "only the owner's rows reach the caller");
     }
 }
