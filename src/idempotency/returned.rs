@@ -359,7 +359,7 @@ fn decode_cell(cell: &Json) -> Result<ColumnData<'static>, RecordError> {
                 .filter(|d| (-53_690..=2_958_463).contains(d))?;
             let ticks = u32::try_from(uint(&at(j, 1))?)
                 .ok()
-                .filter(|t| *t < 300 * 86_400)?;
+                .filter(|t| *t < crate::sql::param::DATETIME_TICKS_PER_DAY)?;
             Some(DateTime::new(days, ticks))
         })?),
         "SmallDateTime" => ColumnData::SmallDateTime(value(payload, |j| {

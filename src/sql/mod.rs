@@ -29,7 +29,7 @@
 //! [`Numeric`]: tiberius::numeric::Numeric
 
 pub(crate) mod lex;
-mod param;
+pub(crate) mod param;
 pub(crate) mod request;
 mod response;
 mod row;

@@ -201,6 +201,9 @@ impl Param {
     }
 }
 
+/// `DATETIME`'s ticks (1/300 s) in a day.
+pub(crate) const DATETIME_TICKS_PER_DAY: u32 = 300 * 86_400;
+
 /// `DATETIME`'s wire form: days since 1900-01-01 and 1/300 s ticks since midnight,
 /// rounded to the nearest tick (a value rounding to midnight moves to the next day).
 fn legacy_datetime(dt: NaiveDateTime) -> Option<tiberius::time::DateTime> {
@@ -210,8 +213,8 @@ fn legacy_datetime(dt: NaiveDateTime) -> Option<tiberius::time::DateTime> {
     let nanos =
         u64::from(t.num_seconds_from_midnight()) * 1_000_000_000 + u64::from(t.nanosecond());
     let mut ticks = (nanos * 3 + 5_000_000) / 10_000_000;
-    if ticks >= 300 * 86_400 {
-        ticks -= 300 * 86_400;
+    if ticks >= u64::from(DATETIME_TICKS_PER_DAY) {
+        ticks -= u64::from(DATETIME_TICKS_PER_DAY);
         days += 1;
     }
     // The last representable DATETIME is 9999-12-31 23:59:59.997.
