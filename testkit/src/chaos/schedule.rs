@@ -105,6 +105,15 @@ impl Phase {
     }
 }
 
+/// The error for a `field` of `value`, past [`MAX_DURATION`].
+fn too_large(field: &str, value: Duration) -> FieldError {
+    FieldError::new(
+        field,
+        Some(&Value::String(format_duration(value))),
+        format!("too large (at most {})", format_duration(MAX_DURATION)),
+    )
+}
+
 /// The shortest period of a repeating schedule: a shorter one would only make the
 /// runner wake up (nearly) continuously.
 pub const MIN_PERIOD: Duration = Duration::from_millis(1);
@@ -249,11 +258,7 @@ impl Schedule {
         }
         for (i, p) in phases.iter().enumerate() {
             if p.to > MAX_DURATION {
-                return Err(FieldError::new(
-                    &format!("phase[{i}].to"),
-                    Some(&Value::String(format_duration(p.to))),
-                    format!("too large (at most {})", format_duration(MAX_DURATION)),
-                ));
+                return Err(too_large(&format!("phase[{i}].to"), p.to));
             }
             if p.from >= p.to {
                 return Err(FieldError::new(
@@ -308,13 +313,7 @@ impl Schedule {
                     ),
                 ))
             }
-            Some(p) if p > MAX_DURATION => {
-                return Err(FieldError::new(
-                    "period",
-                    Some(&Value::String(format_duration(p))),
-                    format!("too large (at most {})", format_duration(MAX_DURATION)),
-                ))
-            }
+            Some(p) if p > MAX_DURATION => return Err(too_large("period", p)),
             Some(p) => p,
         };
         if repeat && period < MIN_PERIOD {
